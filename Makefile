@@ -1,0 +1,35 @@
+# make test: everything a fresh clone needs, then the whole suite against a real broker.
+# make up:   the local system (today: the Kafka broker). make down stops it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VELOX := $(VENV)/bin/velox
+STAMP := $(VENV)/.installed
+
+.PHONY: install jars test up down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+jars: install
+	$(VELOX) jars
+
+test: jars
+	$(PY) -m pytest
+
+up: jars
+	$(VELOX) kafka start
+	$(VELOX) kafka status
+	@echo "Stop it with: make down"
+
+down: install
+	$(VELOX) kafka stop
+
+clean: down
+	rm -rf $(VENV)

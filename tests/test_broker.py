@@ -1,0 +1,74 @@
+"""`velox kafka start | status | stop` on a broker of its own, beside the session's broker."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from velox.broker import LocalBroker, free_bootstrap
+from velox.errors import BrokerError
+from velox.settings import Settings
+
+
+def velox(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "velox.cli", "--bootstrap", settings.bootstrap, "--data", str(settings.data), *args],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
+def is_running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[1][0] != "Z"
+
+
+def test_kafka_cli_start_is_idempotent_status_reports_and_stop_leaves_no_process(
+    settings: Settings, tmp_path: Path
+) -> None:
+    own = settings.replace(data=tmp_path, bootstrap=free_bootstrap())
+    try:
+        first = velox("kafka", "start", settings=own)
+        assert first.returncode == 0, first.stderr
+        assert "kafka ready" in first.stderr
+        pid = LocalBroker(own).status().pid
+        assert pid is not None and is_running(pid)
+        assert AdminClient({"bootstrap.servers": own.bootstrap}).list_topics(timeout=10).brokers
+
+        again = velox("kafka", "start", settings=own)
+        assert again.returncode == 0, again.stderr
+        assert LocalBroker(own).status().pid == pid
+
+        status = velox("kafka", "status", settings=own)
+        assert status.returncode == 0
+        assert f"running (pid {pid}) at {own.bootstrap}" in status.stdout
+        assert str(tmp_path / "kafka" / "server.log") in status.stdout
+    finally:
+        stop = velox("kafka", "stop", settings=own)
+    assert stop.returncode == 0, stop.stderr
+    assert not is_running(pid)
+    stopped = velox("kafka", "status", settings=own)
+    assert stopped.returncode == 3
+    assert "kafka stopped" in stopped.stdout
+
+
+def test_kafka_start_on_a_taken_port_says_which_port(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        own = settings.replace(data=tmp_path, bootstrap=f"127.0.0.1:{port}")
+        with pytest.raises(BrokerError, match=f"port 127.0.0.1:{port} is taken"):
+            LocalBroker(own).start()
+
+
+def test_kafka_start_failure_gives_reason_and_log_path(settings: Settings, tmp_path: Path) -> None:
+    own = settings.replace(data=tmp_path, bootstrap=free_bootstrap(), kafka_heap="1k")
+    broker = LocalBroker(own)
+    with pytest.raises(BrokerError, match=f"broker exited during start: .*Too small .*heap.*; see {broker.log}"):
+        broker.start()
+    assert not broker.status().running

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from velox.errors import ConfigError
+from velox.settings import Settings
+
+
+def test_settings_read_velox_variables() -> None:
+    settings = Settings.from_env(
+        {"VELOX_BOOTSTRAP": "10.0.0.1:9999", "VELOX_DATA": "/srv/velox", "VELOX_PARTITIONS": "4"}
+    )
+    assert settings.bootstrap == "10.0.0.1:9999"
+    assert settings.broker_address == ("10.0.0.1", 9999)
+    assert settings.data == Path("/srv/velox")
+    assert settings.partitions == 4
+
+
+def test_settings_flags_override_variables_and_none_flags_do_not() -> None:
+    settings = Settings.from_env({"VELOX_PARTITIONS": "4"}, partitions=2, data=None)
+    assert settings.partitions == 2
+    assert settings.data == Settings().data
+
+
+def test_settings_bad_integer_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="VELOX_PARTITIONS='many' is not an integer"):
+        Settings.from_env({"VELOX_PARTITIONS": "many"})
+
+
+@pytest.mark.parametrize("bootstrap", ["localhost", "host:port", ":9092"])
+def test_settings_bad_bootstrap_is_refused(bootstrap: str) -> None:
+    with pytest.raises(ConfigError, match="is not host:port"):
+        Settings.from_env({"VELOX_BOOTSTRAP": bootstrap})
+
+
+def test_settings_zero_partitions_is_refused() -> None:
+    with pytest.raises(ConfigError, match="partitions must be at least 1"):
+        Settings().replace(partitions=0)

@@ -1,0 +1,1 @@
+"""The Spark retrain job and its controller. Never imports streams or serving."""

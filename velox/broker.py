@@ -1,0 +1,227 @@
+"""A real single-node Apache Kafka broker in KRaft mode, run from the official jars.
+
+Everything about it lives under ``<data>/kafka``: ``server.properties``, the log directory
+``data/``, the broker's own log ``server.log`` and its pid in ``broker.pid``. Start is
+idempotent, readiness is the broker answering metadata (not a fixed sleep), and stop waits
+until the JVM is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from velox import jars
+from velox.errors import BrokerError
+from velox.settings import Settings
+
+MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    data: Path
+    log: Path
+
+    def describe(self) -> str:
+        state = f"running (pid {self.pid})" if self.running else "stopped"
+        return f"kafka {state} at {self.bootstrap}; data {self.data}; log {self.log}"
+
+
+class LocalBroker:
+    """The broker for ``settings.bootstrap``: listener on its port, controller on port + 1."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.host, self.port = settings.broker_address
+        self.home = settings.data / "kafka"
+        self.log_dirs = self.home / "data"
+        self.config = self.home / "server.properties"
+        self.log = self.home / "server.log"
+        self.pid_file = self.home / "broker.pid"
+
+    def status(self) -> BrokerStatus:
+        pid = self._live_pid()
+        return BrokerStatus(pid is not None, pid, self.settings.bootstrap, self.log_dirs, self.log)
+
+    def start(self, timeout: float = 90.0) -> BrokerStatus:
+        """Start the broker unless it runs already; return once it answers metadata."""
+        if self._live_pid() is not None:
+            self._wait_ready(timeout)
+            return self.status()
+        for port in (self.port, self.port + 1):
+            if _port_in_use(self.host, port):
+                raise BrokerError(
+                    f"port {self.host}:{port} is taken by another process; the broker needs "
+                    f"{self.port} and {self.port + 1}: set VELOX_BOOTSTRAP to a free host:port"
+                )
+        classpath = ":".join(str(jar) for jar in jars.fetch(jars.KAFKA_BROKER, self.settings.cache))
+        self._write_config()
+        self._format(classpath)
+        self._spawn(classpath)
+        try:
+            self._wait_ready(timeout)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.status()
+
+    def stop(self, timeout: float = 30.0) -> BrokerStatus:
+        """Stop the broker (TERM, then KILL after ``timeout``) and wait until it has exited."""
+        pid = self._live_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not _wait_exit(pid, timeout):
+                os.kill(pid, signal.SIGKILL)
+                _wait_exit(pid, 10.0)
+        self.pid_file.unlink(missing_ok=True)
+        return self.status()
+
+    def _write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        controller = f"{self.host}:{self.port + 1}"
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{controller}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.log_dirs),
+            "num.partitions": "1",
+            # One broker: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "8",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+        }
+        self.config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+        (self.home / "log4j2.properties").write_text(
+            "appender.file.type = File\n"
+            "appender.file.name = file\n"
+            f"appender.file.fileName = {self.log}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = file\n"
+        )
+
+    def _format(self, classpath: str) -> None:
+        """Format the log directory once; later starts reuse it and keep the topics."""
+        if (self.log_dirs / "meta.properties").exists():
+            return
+        result = subprocess.run(
+            ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", _cluster_id(), "-c", str(self.config)],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting {self.log_dirs} failed: {result.stdout}{result.stderr}".strip())
+
+    def _spawn(self, classpath: str) -> None:
+        heap = self.settings.kafka_heap
+        command = [
+            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            "-cp", classpath, MAIN_CLASS, str(self.config),
+        ]
+        # Through a shell that exits at once: the JVM is re-parented to init, so it outlives
+        # the CLI and never lingers as our zombie; `velox kafka stop` ends it by pid.
+        launched = subprocess.run(
+            ["sh", "-c", '"$@" >>"$0" 2>&1 </dev/null & echo $!', str(self.home / "stdout.log"), *command],
+            capture_output=True, text=True, check=True, start_new_session=True,
+        )
+        self.pid_file.write_text(launched.stdout.strip())
+
+    def _wait_ready(self, timeout: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap, "log_level": 0})
+        while time.monotonic() < deadline:
+            if self._live_pid() is None:
+                raise BrokerError(f"the broker exited during start: {self._log_tail()}; see {self.log}")
+            if _port_in_use(self.host, self.port):
+                try:
+                    if admin.list_topics(timeout=1.0).brokers:
+                        return
+                except Exception:  # KafkaException while the broker is still coming up
+                    pass
+            time.sleep(0.1)
+        raise BrokerError(f"the broker did not answer within {timeout:.0f} s: {self._log_tail()}; see {self.log}")
+
+    def _live_pid(self) -> int | None:
+        """The pid in the pid file, if that process is alive and is our broker (not a reused pid)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ValueError):
+            return None
+        if MAIN_CLASS.encode() in cmdline and str(self.config).encode() in cmdline:
+            return pid if not _is_zombie(pid) else None
+        return None
+
+    def _log_tail(self) -> str:
+        """The last error the broker logged, else the JVM's last words on stdout."""
+        if self.log.exists():
+            errors = [line for line in self.log.read_text(errors="replace").splitlines() if " ERROR " in line]
+            if errors:
+                return errors[-1].strip()
+        stdout = self.home / "stdout.log"
+        lines = stdout.read_text(errors="replace").split("\n") if stdout.exists() else []
+        last = [line.strip() for line in lines if line.strip()][-2:]
+        return " / ".join(last) or "nothing in the log"
+
+
+def free_bootstrap(host: str = "127.0.0.1") -> str:
+    """A ``host:port`` whose port and port + 1 (the controller) are free now: for throwaway brokers."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if not _port_in_use(host, port + 1):
+            return f"{host}:{port}"
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,33 @@
+"""Errors shared by every part of Velox.
+
+    VeloxError
+    ├── ConfigError        a setting or flag has a value we cannot use
+    ├── BrokerError        the local Kafka broker could not be started or stopped
+    ├── JarFetchError      Maven could not resolve a set of jars
+    └── InvalidObservation an observation event failed to decode or validate
+"""
+
+
+class VeloxError(Exception):
+    """Base of every error Velox raises on purpose."""
+
+
+class ConfigError(VeloxError):
+    """A setting has a value we cannot use; the message names the setting and the value."""
+
+
+class BrokerError(VeloxError):
+    """The local broker failed; the message gives the reason and the log to read."""
+
+
+class JarFetchError(VeloxError):
+    """Maven failed; the message ends with Maven's own last lines."""
+
+
+class InvalidObservation(VeloxError):
+    """An observation event is not what the schema says; ``field`` names the culprit ("" for the whole event)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)

@@ -1,0 +1,69 @@
+"""The observation event: user ``user`` gave item ``item`` the score ``score`` at ``time``.
+
+On the ``observations`` topic the value is this event as JSON and the key is the user id in
+decimal ASCII, so all of a user's events land in one partition. ``observation.schema.json``
+beside this file is the same contract for other languages; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+import msgspec
+
+from velox.errors import InvalidObservation
+
+MAX_ID = 2**63 - 1
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID, description="A non-negative 64-bit integer id.")]
+Context = dict[str, str | int | float | bool]
+
+
+class Observation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One piece of feedback. ``time`` is the event time in seconds since the Unix epoch."""
+
+    user: Id
+    item: Id
+    score: float
+    time: Annotated[float, msgspec.Meta(ge=0)]
+    context: Context | None = None
+
+    def __post_init__(self) -> None:
+        # JSON cannot carry NaN or infinity, but Python callers can.
+        if not math.isfinite(self.score):
+            raise ValueError("score must be a finite number")
+
+    @property
+    def key(self) -> bytes:
+        return str(self.user).encode()
+
+
+_decoder = msgspec.json.Decoder(Observation)
+_encoder = msgspec.json.Encoder()
+_FIELD_AT = re.compile(r"at `\$\.(\w+)")
+_FIELD_MISSING = re.compile(r"field `(\w+)`")
+
+
+def decode(data: bytes) -> Observation:
+    """Decode and validate one event; any problem raises InvalidObservation naming the field."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        found = _FIELD_AT.search(message) or _FIELD_MISSING.search(message)
+        reason = message.split(" - at `")[0]
+        if "Number out of range" in reason:
+            reason = "number out of range (must be finite)"
+        raise InvalidObservation(found.group(1) if found else "", reason) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidObservation("", f"not a JSON observation: {exc}") from None
+
+
+def encode(observation: Observation) -> bytes:
+    return _encoder.encode(observation)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema this module implements (what ``observation.schema.json`` holds)."""
+    return msgspec.json.schema(Observation)

@@ -1,0 +1,1 @@
+"""The Starlette edge: predictions from local state. Never imports streams or batch."""
