@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -28,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(run=run_kafka)
 
+    worker = commands.add_parser("worker", help="run the online learning worker (Faust)")
+    worker.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    worker.add_argument("--partitions", type=int, help="observations partitions (VELOX_PARTITIONS)")
+    worker.add_argument("--metrics-port", dest="worker_metrics_port", type=int,
+                        help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
+    worker.set_defaults(run=run_worker)
+
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
     return parser
@@ -48,6 +56,13 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from velox.streams import worker
+
+    worker.run(settings)
+    return 0
+
+
 def run_jars(settings: Settings, args: argparse.Namespace) -> int:
     for jar_set in (jars.KAFKA_BROKER, jars.SPARK_KAFKA):
         found = jars.fetch(jar_set, settings.cache)
@@ -59,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env(bootstrap=args.bootstrap, data=args.data, cache=args.cache)
+        flags = {field.name: getattr(args, field.name, None) for field in dataclasses.fields(Settings)}
+        settings = Settings.from_env(**flags)
         return args.run(settings, args)
     except VeloxError as exc:
         log.error("%s", exc)

@@ -4,7 +4,8 @@
     ├── ConfigError        a setting or flag has a value we cannot use
     ├── BrokerError        the local Kafka broker could not be started or stopped
     ├── JarFetchError      Maven could not resolve a set of jars
-    └── InvalidObservation an observation event failed to decode or validate
+    ├── InvalidObservation an observation event failed to decode or validate
+    └── InvalidUserState   stored bytes are not a user-state record this code can read
 """
 
 
@@ -31,3 +32,7 @@ class InvalidObservation(VeloxError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InvalidUserState(VeloxError):
+    """Stored bytes are not a user-state record this code can read (another format version?)."""

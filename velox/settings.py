@@ -27,15 +27,36 @@ class Settings:
         on this host and port, and its KRaft controller on the next port.
     cache: downloaded jars, kept across checkouts (``VELOX_CACHE``).
     data: broker data, logs, tables and model versions (``VELOX_DATA``).
+    namespace: prefix of every topic and of the worker group, so several systems (or tests)
+        share one broker (``VELOX_NAMESPACE``).
     partitions: partitions of the ``observations`` topic (``VELOX_PARTITIONS``).
     kafka_heap: the local broker's JVM heap (``VELOX_KAFKA_HEAP``).
+    rule, learning_rate, l2: the online update rule, ``sgd`` or ``rls``, and its parameters;
+        ``l2`` unset means the rule's own default.
+    d, items, seed: shape and seed of the random initial version a worker uses until a trained
+        version exists; ``initial_version`` is a version file (``.npz``) to use instead.
+    worker_id: this worker's static group membership: a worker restarted with the same id takes
+        its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
+    worker_metrics_port: the worker's Prometheus port (0: none).
+    metrics_interval: seconds between prequential error records on ``model-metrics``.
     """
 
     bootstrap: str = "127.0.0.1:9092"
     cache: Path = _home() / ".cache" / "velox"
     data: Path = _home() / ".local" / "share" / "velox"
+    namespace: str = ""
     partitions: int = 8
     kafka_heap: str = "512m"
+    rule: str = "sgd"
+    learning_rate: float = 0.02
+    l2: float | None = None
+    d: int = 50
+    items: int = 10_000
+    seed: int = 0
+    initial_version: Path | None = None
+    worker_id: str = "worker-1"
+    worker_metrics_port: int = 9464
+    metrics_interval: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -57,12 +78,25 @@ class Settings:
             raise ConfigError(f"bootstrap {self.bootstrap!r} is not host:port")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
+        if self.rule not in ("sgd", "rls"):
+            raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
+        if self.d < 2:
+            raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 
     @property
     def broker_address(self) -> tuple[str, int]:
         """Host and port of the first bootstrap server: where the local broker listens."""
         host, _, port = self.bootstrap.split(",")[0].rpartition(":")
         return host, int(port)
+
+    def topic(self, name: str) -> str:
+        """The full name of one of Velox's topics (``observations``, ``model-metrics``, ...)."""
+        return self.namespace + name
+
+    @property
+    def app_id(self) -> str:
+        """The worker's consumer group; its table changelogs are named after it."""
+        return self.namespace + "velox"
 
     def replace(self, **changes: Any) -> Settings:
         settings = dataclasses.replace(self, **changes)
@@ -71,11 +105,14 @@ class Settings:
 
 
 def _convert(field: dataclasses.Field[Any], env_name: str, raw: str) -> Any:
-    if field.type in ("Path", Path):
+    kind, _, optional = str(field.type).partition(" | ")
+    if optional and raw == "":
+        return None
+    if kind == "Path":
         return Path(raw).expanduser()
-    if field.type in ("int", int):
+    if kind in ("int", "float"):
         try:
-            return int(raw)
+            return int(raw) if kind == "int" else float(raw)
         except ValueError:
-            raise ConfigError(f"{env_name}={raw!r} is not an integer") from None
+            raise ConfigError(f"{env_name}={raw!r} is not {'an integer' if kind == 'int' else 'a number'}") from None
     return raw

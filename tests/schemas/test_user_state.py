@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from velox.errors import InvalidUserState
+from velox.model.rls import RLS
+from velox.schemas import user_state
+from velox.schemas.user_state import UserState
+
+
+def test_sgd_record_round_trip() -> None:
+    state = UserState("v-1", np.array([0.5, -1.25, 3.0], dtype=np.float32), count=12, offset=4041)
+    decoded = user_state.decode(user_state.encode(state))
+    assert (decoded.version, decoded.count, decoded.offset) == ("v-1", 12, 4041)
+    assert decoded.w.tolist() == [0.5, -1.25, 3.0]
+    assert decoded.a_inv is None and decoded.b is None
+
+
+def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
+    state = RLS(l2=3.0).start("v-2", np.array([1.0, 2.0], dtype=np.float32))
+    decoded = user_state.decode(user_state.encode(state))
+    assert decoded.a_inv is not None and decoded.b is not None
+    assert decoded.a_inv.dtype == np.float64
+    np.testing.assert_array_equal(decoded.a_inv, np.eye(2) / 3.0)
+    np.testing.assert_array_equal(decoded.b, [3.0, 6.0])
+
+
+def test_sgd_record_at_d50_is_compact() -> None:
+    state = UserState("initial", np.zeros(50, dtype=np.float32))
+    assert len(user_state.encode(state)) == 22 + len("initial") + 200
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"", "format nothing"), (b"\x07" + bytes(30), "format 7"), (b"\x01\x00\x03\x00" + bytes(18), "expected 34")],
+)
+def test_unreadable_record_says_why(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidUserState, match=message):
+        user_state.decode(data)

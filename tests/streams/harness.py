@@ -1,0 +1,151 @@
+"""A real `velox worker` process, its RocksDB files, and the sequential replay it must equal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+from rocksdict import AccessType, Options, Rdict
+
+from velox import kafka
+from velox.model.learner import Learner, make_rule
+from velox.schemas import observation, user_state
+from velox.schemas.user_state import UserState
+from velox.settings import Settings
+from velox.streams.worker import initial_version
+
+FAUST_OFFSET_KEY = b"__faust\0offset__"
+
+
+class WorkerProcess:
+    """`python -m velox.cli worker` with the given settings; its output goes to ``log``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = settings.data / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **{
+            "VELOX_BOOTSTRAP": self.settings.bootstrap, "VELOX_DATA": str(self.settings.data),
+            "VELOX_NAMESPACE": self.settings.namespace, "VELOX_PARTITIONS": str(self.settings.partitions),
+            "VELOX_D": str(self.settings.d), "VELOX_ITEMS": str(self.settings.items),
+            "VELOX_RULE": self.settings.rule, "VELOX_WORKER_METRICS_PORT": str(self.settings.worker_metrics_port),
+            "VELOX_METRICS_INTERVAL": str(self.settings.metrics_interval),
+        }}
+        self.settings.data.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "velox.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def assert_alive(self) -> None:
+        assert self.process is not None and self.process.poll() is None, f"worker died; see {self.log}"
+
+
+def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    producer = kafka.producer(settings)
+    failures: list[object] = []
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and failures.append(err))
+        producer.poll(0)
+    assert producer.flush(60) == 0 and not failures, failures
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = kafka.consumer(settings, group="velox-tests-watermarks")
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, timeout: float = 120.0) -> None:
+    """Until the worker's group has committed every partition of ``topic`` up to its end."""
+    ends = end_offsets(settings, topic)
+    consumer = kafka.consumer(settings, group=settings.app_id)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            worker.assert_alive()
+            try:
+                committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+            except KafkaException as exc:  # NOT_COORDINATOR and the like while the group settles
+                if not exc.args[0].retriable():
+                    raise
+            else:
+                if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in committed):
+                    return
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+    raise AssertionError(f"worker did not catch up with {topic} in {timeout} s; see {worker.log}")
+
+
+def read_all(settings: Settings, topic: str) -> list[Message]:
+    """Every message of ``topic`` now, in partition then offset order."""
+    ends = end_offsets(settings, topic)
+    consumer = kafka.consumer(settings, group=f"velox-tests-reader-{time.monotonic_ns()}")
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    messages: list[Message] = []
+    remaining = sum(ends.values())
+    try:
+        deadline = time.monotonic() + 60
+        while remaining > 0 and time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(5000, timeout=1.0) if m.error() is None]
+            messages += batch
+            remaining -= len(batch)
+    finally:
+        consumer.close()
+    return sorted(messages, key=lambda m: (m.partition(), m.offset()))
+
+
+def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
+    """The user states of replaying ``topic`` sequentially in this process, skipping bad events."""
+    learner = Learner(initial_version(settings), make_rule(settings.rule, settings.learning_rate, settings.l2))
+    states: dict[int, UserState] = {}
+    for message in read_all(settings, topic):
+        try:
+            seen = observation.decode(message.value())
+        except Exception:
+            continue
+        if message.key() == seen.key:
+            states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
+                                                   message.offset())
+    return states
+
+
+def worker_states(settings: Settings) -> dict[int, UserState]:
+    """The records in the stopped worker's RocksDB files, one DB per table partition."""
+    states: dict[int, UserState] = {}
+    for path in sorted((settings.data / "worker" / "v1" / "tables").glob("user-state-*.db")):
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            for key, value in db.items():
+                if key != FAUST_OFFSET_KEY:
+                    states[int(key)] = user_state.decode(value)
+        finally:
+            db.close()
+    return states

@@ -1,0 +1,178 @@
+"""The worker against the real broker and real RocksDB files."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.streams.harness import (
+    WorkerProcess, produce, read_all, reference_states, wait_until_committed, worker_states,
+)
+from velox.broker import free_bootstrap
+from velox.schemas import metrics as metrics_schema
+from velox.schemas import observation
+from velox.schemas.dead_letter import DeadLetter
+from velox.schemas.observation import Observation
+from velox.schemas.user_state import UserState
+from velox.settings import Settings
+
+
+def worker_settings(settings: Settings, data: Path, **changes: object) -> Settings:
+    base = {
+        "data": data, "namespace": f"t{uuid.uuid4().hex[:8]}-", "partitions": 4, "d": 8, "items": 200,
+        "worker_metrics_port": 0, "metrics_interval": 1.0,
+    }
+    return settings.replace(**{**base, **changes})
+
+
+def event(user: int, item: int, score: float, t: float = 1.7e9) -> tuple[bytes, bytes]:
+    seen = Observation(user=user, item=item, score=score, time=t)
+    return seen.key, observation.encode(seen)
+
+
+def assert_same_states(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:
+    assert actual.keys() == expected.keys()
+    for user, want in expected.items():
+        got = actual[user]
+        assert (got.count, got.offset, got.version) == (want.count, want.offset, want.version), f"user {user}"
+        np.testing.assert_allclose(got.w, want.w, atol=1e-5, err_msg=f"user {user}")
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(worker_settings(settings, tmp_path, worker_metrics_port=int(free_bootstrap().split(":")[1])))
+    process.start()
+    yield process
+    process.stop()
+
+
+BAD_EVENTS: dict[str, tuple[bytes | None, bytes | None, str, str]] = {
+    # name: key, value, field named, words in the reason
+    "not-json": (b"1", b"{user: 1", "", "not a JSON observation"),
+    "missing-field": (b"1", b'{"user":1,"item":2,"time":5}', "score", "missing required field"),
+    "mistyped-field": (b"1", b'{"user":1,"item":"two","score":3,"time":5}', "item", "Expected `int`, got `str`"),
+    "nan-score": (b"1", b'{"user":1,"item":2,"score":NaN,"time":5}', "", "not a JSON observation"),
+    "infinite-score": (b"1", b'{"user":1,"item":2,"score":1e999,"time":5}', "score", "must be finite"),
+    "user-too-large": (b"18446744073709551616",
+                       b'{"user":18446744073709551616,"item":2,"score":3,"time":5}', "user", "<= 9223372036854775807"),
+    "negative-item": (b"1", b'{"user":1,"item":-2,"score":3,"time":5}', "item", ">= 0"),
+    "key-not-user": (b"2", b'{"user":1,"item":2,"score":3,"time":5}', "user", "is not the user id 1"),
+    "no-value": (b"1", None, "", "empty message"),
+}
+
+
+def test_bad_events_go_to_the_dlq_with_reason_and_source_and_the_worker_keeps_going(
+    worker: WorkerProcess,
+) -> None:
+    settings = worker.settings
+    source = settings.topic("observations")
+    good_before = [event(1, 5, 4.0), event(1, 6, 3.0)]
+    good_after = [event(1, 7, 5.0), event(3, 150_000, 2.0)]  # item 150000 is unknown to the version
+    bad = [(key, value) for key, value, _, _ in BAD_EVENTS.values()]
+    produce(settings, source, good_before + bad + good_after)
+    wait_until_committed(settings, source, worker)
+
+    letters = {(m.key(), m.value()): m for m in read_all(settings, settings.topic("observations-dlq"))}
+    assert len(letters) == len(BAD_EVENTS)
+    sources = {(m.partition(), m.offset()): m for m in read_all(settings, source)}
+    for name, (key, value, field, reason) in BAD_EVENTS.items():
+        header = DeadLetter.from_headers(letters[(key, value)].headers())
+        assert header.field == field and reason in header.reason, (name, header)
+        original = sources[(header.partition, header.offset)]
+        assert header.topic == source and (original.key(), original.value()) == (key, value), name
+
+    worker.stop()
+    states = worker_states(settings)
+    assert states[1].count == 3 and states[3].count == 1
+    assert_same_states(states, reference_states(settings, source))
+
+
+def test_unknown_items_move_the_user_bias_and_are_counted(worker: WorkerProcess) -> None:
+    settings = worker.settings
+    source = settings.topic("observations")
+    produce(settings, source, [event(9, 10_000 + i, 5.0) for i in range(3)])
+    wait_until_committed(settings, source, worker)
+    metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").read().decode()
+    assert "velox_worker_unknown_items_total 3.0" in metrics_text
+    assert "velox_worker_events_applied_total 3.0" in metrics_text
+    worker.stop()
+    state = worker_states(settings)[9]
+    assert state.count == 3
+    assert np.all(state.w[:-1] == 0) and state.w[-1] > 0  # only the bias coordinate moved, upwards
+
+
+def test_prequential_error_windows_are_published_per_version_and_partition(worker: WorkerProcess) -> None:
+    settings = worker.settings
+    source = settings.topic("observations")
+    rng = random.Random(4)
+    produce(settings, source, [event(rng.randrange(50), rng.randrange(200), rng.uniform(1, 5)) for _ in range(500)])
+    wait_until_committed(settings, source, worker)
+    deadline = time.monotonic() + 30
+    windows: list[metrics_schema.ErrorWindow] = []
+    while sum(w.count for w in windows) < 500 and time.monotonic() < deadline:
+        time.sleep(1)
+        windows = [metrics_schema.decode(m.value()) for m in read_all(settings, settings.topic("model-metrics"))]
+    assert sum(w.count for w in windows) == 500
+    assert {w.version for w in windows} == {"initial-200x8-seed0"}
+    assert {w.partition for w in windows} <= {0, 1, 2, 3} and len({w.partition for w in windows}) > 1
+    assert all(0 < w.mae <= w.rmse for w in windows)
+
+
+@pytest.fixture(scope="module")
+def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict]]:
+    """Produce a steady load while the worker is killed with -9 five times and restarted."""
+    own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300)
+    source = own.topic("observations")
+    worker = WorkerProcess(own)
+    worker.start()
+    rng = random.Random(7)
+    load = [event(rng.randrange(400), rng.randrange(330), round(rng.uniform(0.5, 5), 1)) for _ in range(30_000)]
+
+    def steady() -> None:
+        for start in range(0, len(load), 1_000):
+            produce(own, source, load[start:start + 1_000])
+            time.sleep(0.2)
+
+    producer = threading.Thread(target=steady)
+    producer.start()
+    try:
+        for _ in range(5):
+            time.sleep(rng.uniform(1.5, 4.0))
+            worker.kill9()
+            worker.start()
+        producer.join()
+        wait_until_committed(own, source, worker, timeout=240)
+    finally:
+        producer.join()
+        worker.stop()
+    yield own, reference_states(own, source)
+
+
+def test_kill9_five_times_under_load_ends_equal_to_a_sequential_replay(killed_run: tuple[Settings, dict]) -> None:
+    settings, reference = killed_run
+    assert sum(state.count for state in reference.values()) == 30_000
+    assert_same_states(worker_states(settings), reference)
+
+
+def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog(
+    killed_run: tuple[Settings, dict], tmp_path: Path
+) -> None:
+    settings, reference = killed_run
+    fresh = WorkerProcess(settings.replace(data=tmp_path, worker_id="worker-2"))
+    fresh.start()
+    try:
+        wait_until_committed(fresh.settings, settings.topic("observations"), fresh)
+        deadline = time.monotonic() + 60
+        while "Recovery complete" not in fresh.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        fresh.stop()
+    assert_same_states(worker_states(fresh.settings), reference)

@@ -1,0 +1,109 @@
+"""A model version: the shared item features θ and what a user starts from.
+
+    score(u, x) = μ + b_x + w_u · f(x),   f(x) = [V_x, 1]
+
+``V_x`` is the item's factor row (float32, rank ``d - 1``), ``b_x`` its bias and μ the global
+mean. The last coordinate of ``w_u`` is the user's bias. An item the version does not know has
+``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias. A user the version
+does not know starts from the mean user vector (cold start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class ModelVersion:
+    """Arrays are read-only after construction; ``item_ids`` and ``user_ids`` map ids to rows."""
+
+    id: str
+    global_mean: float
+    item_ids: np.ndarray  # int64[n_items]
+    item_factors: np.ndarray  # float32[n_items, d - 1]
+    item_bias: np.ndarray  # float32[n_items]
+    user_ids: np.ndarray  # int64[n_users]
+    user_vectors: np.ndarray  # float32[n_users, d]
+    mean_user: np.ndarray = field(init=False)  # float32[d]
+    _item_row: dict[int, int] = field(init=False, repr=False)
+    _user_row: dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        d = self.item_factors.shape[1] + 1
+        mean = self.user_vectors.mean(axis=0) if len(self.user_ids) else np.zeros(d)
+        object.__setattr__(self, "mean_user", mean.astype(np.float32))
+        object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)})
+        object.__setattr__(self, "_user_row", {int(u): row for row, u in enumerate(self.user_ids)})
+        for array in (self.item_ids, self.item_factors, self.item_bias, self.user_ids, self.user_vectors,
+                      self.mean_user):
+            array.setflags(write=False)
+
+    @property
+    def d(self) -> int:
+        return self.item_factors.shape[1] + 1
+
+    def knows_item(self, item: int) -> bool:
+        return item in self._item_row
+
+    def knows_user(self, user: int) -> bool:
+        return user in self._user_row
+
+    def features(self, item: int) -> tuple[np.ndarray, float]:
+        """f(item) as float64 and the item's bias; zeros (but the bias coordinate) if unknown."""
+        f = np.zeros(self.d)
+        f[-1] = 1.0
+        row = self._item_row.get(item)
+        if row is None:
+            return f, 0.0
+        f[:-1] = self.item_factors[row]
+        return f, float(self.item_bias[row])
+
+    def prior(self, user: int) -> np.ndarray:
+        """Where a user's weights start: their trained vector, or the mean user if unknown."""
+        row = self._user_row.get(user)
+        return self.mean_user if row is None else self.user_vectors[row]
+
+    def score(self, w: np.ndarray, item: int) -> float:
+        f, bias = self.features(item)
+        return self.global_mean + bias + float(w @ f)
+
+    def save(self, path: Path) -> None:
+        """Write the version as one ``.npz`` file (no pickled objects)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp.npz")
+        np.savez(
+            staging, id=np.array(self.id), global_mean=np.array(self.global_mean),
+            item_ids=self.item_ids, item_factors=self.item_factors, item_bias=self.item_bias,
+            user_ids=self.user_ids, user_vectors=self.user_vectors,
+        )
+        staging.rename(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ModelVersion:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                id=str(data["id"]), global_mean=float(data["global_mean"]),
+                item_ids=data["item_ids"], item_factors=data["item_factors"], item_bias=data["item_bias"],
+                user_ids=data["user_ids"], user_vectors=data["user_vectors"],
+            )
+
+
+def random_version(n_items: int, d: int, seed: int = 0, global_mean: float = 0.0) -> ModelVersion:
+    """The version a worker starts from before any training: small random item factors, no users.
+
+    Deterministic in its arguments, so every process (and a test's reference replay) that asks
+    for the same initial version gets the same θ.
+    """
+    rng = np.random.default_rng(seed)
+    return ModelVersion(
+        id=f"initial-{n_items}x{d}-seed{seed}",
+        global_mean=global_mean,
+        item_ids=np.arange(n_items, dtype=np.int64),
+        item_factors=rng.normal(0.0, 1.0 / np.sqrt(d), size=(n_items, d - 1)).astype(np.float32),
+        item_bias=np.zeros(n_items, dtype=np.float32),
+        user_ids=np.zeros(0, dtype=np.int64),
+        user_vectors=np.zeros((0, d), dtype=np.float32),
+    )

@@ -1,0 +1,70 @@
+"""The user-state record: one user's weights as the worker stores them in RocksDB and the changelog.
+
+Binary, little-endian, never pickle::
+
+    u8  format version (1)         u8  flags (bit 0: has the RLS matrix and vector)
+    u16 d                          i64 observation count
+    i64 last applied source offset (-1 before the first)
+    u16 length of the model version id, then the id in UTF-8
+    f32[d] w                       (RLS only) f64[d*d] A⁻¹, f64[d] b
+
+The source offset is written in the same put as the weights: that is what makes replaying an
+observation a no-op (exactly once).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from velox.errors import InvalidUserState
+
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<BBHqqH")
+_HAS_RLS = 1
+
+
+@dataclass(frozen=True, eq=False)
+class UserState:
+    """``w`` scores items; ``a_inv`` and ``b`` are the RLS sufficient statistics (None for SGD)."""
+
+    version: str
+    w: np.ndarray
+    count: int = 0
+    offset: int = -1
+    a_inv: np.ndarray | None = None
+    b: np.ndarray | None = None
+
+
+def encode(state: UserState) -> bytes:
+    version = state.version.encode()
+    flags = _HAS_RLS if state.a_inv is not None else 0
+    parts = [
+        _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
+        version,
+        state.w.astype("<f4", copy=False).tobytes(),
+    ]
+    if state.a_inv is not None and state.b is not None:
+        parts += [state.a_inv.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> UserState:
+    if len(data) < _HEADER.size or data[0] != FORMAT_VERSION:
+        found = data[0] if data else "nothing"
+        raise InvalidUserState(f"user-state record has format {found}, expected {FORMAT_VERSION}")
+    _, flags, d, count, offset, length = _HEADER.unpack_from(data)
+    position = _HEADER.size + length
+    version = data[_HEADER.size:position].decode()
+    expected = position + 4 * d + ((8 * d * d + 8 * d) if flags & _HAS_RLS else 0)
+    if len(data) != expected:
+        raise InvalidUserState(f"user-state record is {len(data)} bytes, expected {expected} for d={d}")
+    w = np.frombuffer(data, "<f4", d, position)
+    if not flags & _HAS_RLS:
+        return UserState(version, w, count, offset)
+    position += 4 * d
+    a_inv = np.frombuffer(data, "<f8", d * d, position).reshape(d, d)
+    b = np.frombuffer(data, "<f8", d, position + 8 * d * d)
+    return UserState(version, w, count, offset, a_inv, b)
