@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import KafkaError
 
 from velox import kafka
@@ -54,10 +53,19 @@ def test_idempotent_producer_events_read_back_identical_and_in_order_per_key(
         consumer.close()
 
     assert sorted(received, key=lambda e: e.item) == sent
-    # One partition per user, and the same one that aiokafka (Faust's client) would pick.
-    java_compatible = DefaultPartitioner()
+    # One partition per user, and the one that partition_for computes (the edge routes by it).
     for user, partitions in partitions_of_user.items():
-        assert partitions == {java_compatible(str(user).encode(), [0, 1, 2, 3], [0, 1, 2, 3])}
+        assert partitions == {kafka.partition_for(str(user).encode(), 4)}
     for user in range(USERS):
         items = [event.item for event in received if event.user == user]
         assert items == sorted(items), f"user {user}'s events arrived out of order"
+
+
+def test_murmur2_matches_the_java_clients_test_vectors() -> None:
+    # From Kafka's own UtilsTest.testMurmur2.
+    vectors = {
+        b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829, b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    assert {key: kafka.murmur2(key) for key in vectors} == vectors

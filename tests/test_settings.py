@@ -36,3 +36,8 @@ def test_settings_bad_bootstrap_is_refused(bootstrap: str) -> None:
 def test_settings_zero_partitions_is_refused() -> None:
     with pytest.raises(ConfigError, match="partitions must be at least 1"):
         Settings().replace(partitions=0)
+
+
+def test_settings_survive_a_trip_through_the_environment() -> None:
+    settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, namespace="x-", initial_version=None)
+    assert Settings.from_env(settings.to_env()) == settings

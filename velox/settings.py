@@ -89,6 +89,14 @@ class Settings:
         host, _, port = self.bootstrap.split(",")[0].rpartition(":")
         return host, int(port)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``VELOX_*`` variables, for a child process (the inverse of from_env)."""
+        return {
+            f"VELOX_{field.name.upper()}": "" if value is None else str(value)
+            for field in dataclasses.fields(self)
+            if (value := getattr(self, field.name)) is not None or "None" in str(field.type)
+        }
+
     def topic(self, name: str) -> str:
         """The full name of one of Velox's topics (``observations``, ``model-metrics``, ...)."""
         return self.namespace + name

@@ -11,16 +11,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import KafkaException, Message, TopicPartition
-from rocksdict import AccessType, Options, Rdict
 
 from velox import kafka
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
+from velox.streams.store import PartitionStore, table_path
 from velox.streams.worker import initial_version
-
-FAUST_OFFSET_KEY = b"__faust\0offset__"
 
 
 class WorkerProcess:
@@ -32,13 +30,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, **{
-            "VELOX_BOOTSTRAP": self.settings.bootstrap, "VELOX_DATA": str(self.settings.data),
-            "VELOX_NAMESPACE": self.settings.namespace, "VELOX_PARTITIONS": str(self.settings.partitions),
-            "VELOX_D": str(self.settings.d), "VELOX_ITEMS": str(self.settings.items),
-            "VELOX_RULE": self.settings.rule, "VELOX_WORKER_METRICS_PORT": str(self.settings.worker_metrics_port),
-            "VELOX_METRICS_INTERVAL": str(self.settings.metrics_interval),
-        }}
+        env = {**os.environ, **self.settings.to_env()}
         self.settings.data.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
@@ -140,12 +132,12 @@ def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
 def worker_states(settings: Settings) -> dict[int, UserState]:
     """The records in the stopped worker's RocksDB files, one DB per table partition."""
     states: dict[int, UserState] = {}
-    for path in sorted((settings.data / "worker" / "v1" / "tables").glob("user-state-*.db")):
-        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-        try:
-            for key, value in db.items():
-                if key != FAUST_OFFSET_KEY:
-                    states[int(key)] = user_state.decode(value)
-        finally:
-            db.close()
+    for partition in range(settings.partitions):
+        path = table_path(settings.data, partition)
+        if path.exists():
+            store = PartitionStore(path, read_only=True)
+            try:
+                states.update((int(key), user_state.decode(value)) for key, value in store.records())
+            finally:
+                store.close()
     return states

@@ -171,7 +171,7 @@ def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog
     try:
         wait_until_committed(fresh.settings, settings.topic("observations"), fresh)
         deadline = time.monotonic() + 60
-        while "Recovery complete" not in fresh.log.read_text() and time.monotonic() < deadline:
+        while "changelog records recovered" not in fresh.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
         fresh.stop()

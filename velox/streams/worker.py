@@ -1,19 +1,73 @@
-"""``velox worker``: create the topics, pick the model version, run the Faust worker until stopped."""
+"""``velox worker``: observations in, each user's state updated in RocksDB, exactly once.
+
+The consumer group ``<namespace>velox`` shares the partitions of ``observations`` among the
+workers; partitions are by user, so one worker owns a user and applies their events in order.
+For each assigned partition the worker opens its RocksDB and first catches up from the
+``user-state`` changelog topic (a worker on an empty disk recovers everything from it). Then,
+per event:
+
+1. decode and validate; a bad event goes to ``observations-dlq`` with the reason and source;
+2. load the user's record; if its last applied source offset is at or past this event, skip
+   it (a replay after a crash) but write the record to the changelog again, since the local
+   DB may have kept a write whose changelog message died with the process;
+3. predict, record the prequential error, apply the update rule;
+4. put the record, with the event's offset inside it, and send it to the changelog.
+
+A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three steps:
+
+1. flush the producer: every changelog record and dead letter so far is acknowledged;
+2. remember in each partition's DB the last changelog offset it has written;
+3. commit the source offsets.
+
+So a committed source offset never runs ahead of the changelog, and since every record carries
+its source offset, replaying events after ``kill -9`` changes nothing.
+
+Why not Faust (faust-streaming), as first designed: measured on this 2-core machine, a Faust
+agent that does nothing with each event tops out at 9,100 events/s and one that writes a
+RocksDB table 2,800 events/s; this loop, with the same work as the Faust table, does 34,000.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import time
 
-import faust
-from prometheus_client import start_http_server
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from velox.kafka import create_topics
+from velox import kafka
+from velox.errors import ConfigError, InvalidObservation, VeloxError
 from velox.model.learner import Learner, make_rule
+from velox.model.prequential import PrequentialErrors
 from velox.model.version import ModelVersion, random_version
+from velox.schemas import metrics as metrics_schema
+from velox.schemas import observation, user_state
+from velox.schemas.dead_letter import DeadLetter
 from velox.settings import Settings
-from velox.streams.app import create_app
+from velox.streams import metrics
+from velox.streams.store import PartitionStore, table_path
 
 log = logging.getLogger("velox.worker")
+
+COMMIT_INTERVAL = 1.0
+BATCH = 2_000
+
+
+class ChangelogFailed(VeloxError):
+    """A changelog record was not acknowledged: committing now could lose an update."""
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-user-state-changelog"
+
+
+def ensure_topics(settings: Settings) -> None:
+    kafka.create_topics(settings, {
+        settings.topic("observations"): settings.partitions,
+        settings.topic("observations-dlq"): settings.partitions,
+        settings.topic("model-metrics"): 1,
+    })
+    kafka.create_topics(settings, {changelog_topic(settings): settings.partitions}, {"cleanup.policy": "compact"})
 
 
 def initial_version(settings: Settings) -> ModelVersion:
@@ -23,25 +77,217 @@ def initial_version(settings: Settings) -> ModelVersion:
     return random_version(settings.items, settings.d, seed=settings.seed)
 
 
-def ensure_topics(settings: Settings) -> None:
-    create_topics(settings, {
-        settings.topic("observations"): settings.partitions,
-        settings.topic("observations-dlq"): settings.partitions,
-        settings.topic("model-metrics"): 1,
-    })
+class Worker:
+    def __init__(self, settings: Settings, learner: Learner) -> None:
+        self.settings = settings
+        self.learner = learner
+        self.source = settings.topic("observations")
+        self.changelog = changelog_topic(settings)
+        self.dead_letters = settings.topic("observations-dlq")
+        self.stores: dict[int, PartitionStore] = {}
+        self.positions: dict[int, int] = {}  # next source offset to commit, per partition
+        self.committed: dict[int, int] = {}
+        self.delivered: dict[int, int] = {}  # last acknowledged changelog offset, per partition
+        self.failures: list[KafkaError] = []
+        self.errors = PrequentialErrors()
+        self.stopping = False
+        self.producer = kafka.producer(settings, on_delivery=self._on_delivery)
+        self.consumer = kafka.consumer(
+            settings, group=settings.app_id,
+            **{"group.instance.id": settings.worker_id, "session.timeout.ms": 10_000,
+               "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 65536},
+        )
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        last_commit = last_metrics = time.monotonic()
+        try:
+            while not self.stopping:
+                # Wait for one message, then take what has arrived with it: batches under load,
+                # no waiting for a full batch when the stream is slow.
+                messages = self.consumer.consume(1, timeout=0.2)
+                if messages:
+                    messages += self.consumer.consume(BATCH, timeout=0)
+                for message in messages:
+                    if message.error():
+                        log.warning("consume error: %s", message.error())
+                    else:
+                        self._apply(message)
+                self.producer.poll(0)
+                now = time.monotonic()
+                if now - last_commit >= COMMIT_INTERVAL:
+                    self._commit()
+                    last_commit = now
+                if now - last_metrics >= self.settings.metrics_interval:
+                    self._publish_metrics()
+                    last_metrics = now
+            self._commit()
+            self._publish_metrics()
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+            for store in self.stores.values():
+                store.close()
+            log.info("worker %s stopped", self.settings.worker_id)
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def _apply(self, message: Message) -> None:
+        started = time.perf_counter()
+        partition, offset, key = message.partition(), message.offset(), message.key()
+        self.positions[partition] = offset + 1
+        try:
+            seen = decode(key, message.value())
+        except InvalidObservation as exc:
+            letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
+            self._send(self.dead_letters, key, message.value(), partition, letter.headers())
+            metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
+            return
+        store = self.stores[partition]
+        stored = store.get(key)
+        state = user_state.decode(stored) if stored is not None else None
+        new, prediction = self.learner.observe(state, seen.user, seen.item, seen.score, offset)
+        if prediction is None:
+            assert stored is not None
+            self._send(self.changelog, key, stored, partition)
+            metrics.DUPLICATES.inc()
+            return
+        record = user_state.encode(new)
+        store.put(key, record)
+        self._send(self.changelog, key, record, partition)
+        self.errors.record(self.learner.version.id, partition, seen.score - prediction)
+        if not self.learner.version.knows_item(seen.item):
+            metrics.UNKNOWN_ITEMS.inc()
+        metrics.APPLIED.inc()
+        metrics.UPDATE_SECONDS.observe(time.perf_counter() - started)
+        kind, timestamp = message.timestamp()
+        if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
+            metrics.VISIBLE_SECONDS.observe(max(time.time() - timestamp / 1000, 0.0))
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
+              headers: list[tuple[str, bytes]] | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, partition=partition, headers=headers)
+                return
+            except BufferError:  # the local queue is full: let librdkafka deliver some
+                self.producer.poll(0.05)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.failures.append(error)
+        elif message.topic() == self.changelog:
+            partition = message.partition()
+            self.delivered[partition] = max(self.delivered.get(partition, -1), message.offset())
+
+    def _commit(self) -> None:
+        pending = {p: o for p, o in self.positions.items() if self.committed.get(p) != o}
+        if not pending:
+            return
+        # Step 1. Every changelog record and dead letter sent so far is acknowledged.
+        if self.producer.flush(30) != 0 or self.failures:
+            raise ChangelogFailed(f"changelog or dead-letter writes failed: {self.failures[:3]}")
+        # Step 2. Each partition's DB remembers how far the changelog reflects it.
+        for partition, offset in self.delivered.items():
+            if partition in self.stores:
+                self.stores[partition].remember_changelog_offset(offset)
+        # Step 3. Commit the source offsets.
+        self.consumer.commit(
+            offsets=[TopicPartition(self.source, p, o) for p, o in pending.items()], asynchronous=False
+        )
+        self.committed.update(pending)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        recovered = 0
+        for tp in partitions:
+            store = self.stores[tp.partition] = PartitionStore(table_path(self.settings.data, tp.partition))
+            recovered += recover(self.settings, self.changelog, tp.partition, store)
+        log.info(
+            "ready: partitions %s assigned, %d changelog records recovered in %.2f s",
+            sorted(tp.partition for tp in partitions), recovered, time.monotonic() - started,
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        self._close([tp.partition for tp in partitions])
+        log.info("partitions %s revoked", sorted(tp.partition for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._close([tp.partition for tp in partitions])
+        log.warning("partitions %s lost without a commit; the next owner replays them", sorted(
+            tp.partition for tp in partitions))
+
+    def _close(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close()
+            self.positions.pop(partition, None)
+            self.committed.pop(partition, None)
+            self.delivered.pop(partition, None)
+
+    def _publish_metrics(self) -> None:
+        topic = self.settings.topic("model-metrics")
+        for window in self.errors.drain():
+            self.producer.produce(topic, key=window.version.encode(), value=metrics_schema.encode(window))
+        for partition, position in self.positions.items():
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.source, partition), cached=True)
+            if high >= 0:
+                metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
+
+
+def decode(key: bytes | None, value: bytes | None) -> observation.Observation:
+    """The event, or InvalidObservation; the key must be the user id, or partitioning is wrong."""
+    if value is None:
+        raise InvalidObservation("", "empty message (no value)")
+    seen = observation.decode(value)
+    if key != seen.key:
+        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user}")
+    return seen
+
+
+def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
+    """Apply the changelog after the store's remembered offset, up to its end now; return the count."""
+    reader = kafka.consumer(settings, group=f"{settings.app_id}-recovery")
+    tp = TopicPartition(topic, partition)
+    low, high = reader.get_watermark_offsets(tp, timeout=30)
+    start = max(store.changelog_offset + 1, low)
+    applied = 0
+    try:
+        if start >= high:
+            return 0
+        reader.assign([TopicPartition(topic, partition, start)])
+        while reader.position([tp])[0].offset < high:
+            batch = [m for m in reader.consume(10_000, timeout=1.0) if m.error() is None and m.offset() < high]
+            if batch:
+                store.apply_changelog(((m.key(), m.value()) for m in batch), batch[-1].offset())
+                applied += len(batch)
+        return applied
+    finally:
+        reader.close()
 
 
 def run(settings: Settings) -> None:
     settings.data.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
+    partitions = kafka.partition_count(settings, settings.topic("observations"))
+    if partitions != settings.partitions:
+        raise ConfigError(
+            f"topic {settings.topic('observations')} has {partitions} partitions but VELOX_PARTITIONS is "
+            f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
+        )
     version = initial_version(settings)
-    learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2))
-    app = create_app(settings, learner)
+    worker = Worker(settings, Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2)))
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        metrics.serve(settings.worker_metrics_port)
     log.info(
-        "worker %s: version %s (d=%d, %d items), rule %s, %d partitions, metrics on :%s",
-        settings.app_id, version.id, version.d, len(version.item_ids), learner.rule, settings.partitions,
-        settings.worker_metrics_port or "off",
+        "worker %s of group %s: version %s (d=%d, %d items), rule %s, %d partitions, metrics on :%s",
+        settings.worker_id, settings.app_id, version.id, version.d, len(version.item_ids), worker.learner.rule,
+        settings.partitions, settings.worker_metrics_port or "off",
     )
-    faust.Worker(app, loglevel="INFO", redirect_stdouts=False).execute_from_commandline()
+    worker.run()

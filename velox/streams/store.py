@@ -1,0 +1,69 @@
+"""One RocksDB (via rocksdict) per partition of the user-state table.
+
+Layout: ``<data>/worker/tables/user-state-<partition>.db``; keys are user ids as the message
+keys carry them, values are user-state records (``velox.schemas.user_state``). Beside the
+records each DB keeps, under a key no user id can take, the offset of the last changelog
+message it has seen, so recovery reads only the changelog after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+CHANGELOG_OFFSET_KEY = b"__velox__changelog_offset"
+
+
+def table_path(data: Path, partition: int) -> Path:
+    return data / "worker" / "tables" / f"user-state-{partition}.db"
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(16 * 2**20)
+    return options
+
+
+class PartitionStore:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        access = AccessType.read_only(False) if read_only else AccessType.read_write()
+        self.path = path
+        self.db = Rdict(str(path), _options(), access_type=access)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    @property
+    def changelog_offset(self) -> int:
+        """Offset of the last changelog message reflected here; -1 if none."""
+        stored = self.db.get(CHANGELOG_OFFSET_KEY)
+        return -1 if stored is None else int(stored)
+
+    def remember_changelog_offset(self, offset: int) -> None:
+        self.db.put(CHANGELOG_OFFSET_KEY, str(offset).encode())
+
+    def apply_changelog(self, records: Iterable[tuple[bytes, bytes | None]], last_offset: int) -> None:
+        """Write a run of changelog records and their last offset in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(CHANGELOG_OFFSET_KEY, str(last_offset).encode())
+        self.db.write(batch)
+
+    def records(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self.db.items():
+            if key != CHANGELOG_OFFSET_KEY:
+                yield key, value
+
+    def close(self) -> None:
+        self.db.close()
