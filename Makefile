@@ -1,5 +1,5 @@
 # make test: everything a fresh clone needs, then the whole suite against a real broker.
-# make up:   the local system (today: the Kafka broker). make down stops it.
+# make up:   the local system in the foreground (today: broker and worker); Ctrl-C stops it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,11 +24,9 @@ test: jars
 	$(PY) -m pytest
 
 up: jars
-	$(VELOX) kafka start
-	$(VELOX) kafka status
-	@echo "Stop it with: make down"
+	$(VELOX) up
 
-down: install
+down: install  # a broker left by `velox kafka start`
 	$(VELOX) kafka stop
 
 clean: down

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
     worker.set_defaults(run=run_worker)
 
+    up = commands.add_parser("up", help="start the broker (unless running) and a worker; Ctrl-C stops both")
+    up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    up.set_defaults(run=run_up)
+
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
     return parser
@@ -60,6 +64,20 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from velox.streams import worker
 
     worker.run(settings)
+    return 0
+
+
+def run_up(settings: Settings, args: argparse.Namespace) -> int:
+    from velox.streams import worker
+
+    broker = LocalBroker(settings)
+    ours = not broker.status().running
+    log.info("%s", broker.start().describe())
+    try:
+        worker.run(settings)
+    finally:
+        if ours:
+            log.info("%s", broker.stop().describe())
     return 0
 
 

@@ -45,7 +45,7 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition our producers (and Java's, and aiokafka's) pick for ``key``: murmur2, positive, mod n."""
+    """The partition our producers (and the Java client) pick for ``key``: murmur2, made positive, mod n."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -103,6 +103,7 @@ def test_unknown_items_move_the_user_bias_and_are_counted(worker: WorkerProcess)
     metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").read().decode()
     assert "velox_worker_unknown_items_total 3.0" in metrics_text
     assert "velox_worker_events_applied_total 3.0" in metrics_text
+    assert 'velox_worker_consumer_lag{partition="' in metrics_text
     worker.stop()
     state = worker_states(settings)[9]
     assert state.count == 3
