@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
 from velox import kafka
-from velox.broker import LocalBroker, free_bootstrap
+from velox.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.observation import Observation
@@ -54,13 +54,8 @@ def broker_settings(work: Path) -> Iterator[Settings]:
     if "VELOX_BOOTSTRAP" in os.environ:
         yield settings
         return
-    settings = settings.replace(bootstrap=free_bootstrap())
-    broker = LocalBroker(settings)
-    broker.start()
-    try:
+    with throwaway_broker(settings) as settings:
         yield settings
-    finally:
-        broker.stop()
 
 
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None) -> None:

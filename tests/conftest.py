@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from velox.broker import LocalBroker, free_bootstrap
+from velox.broker import throwaway_broker
 from velox.kafka import create_topics
 from velox.settings import Settings
 
@@ -32,13 +32,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     if "VELOX_BOOTSTRAP" in os.environ:
         yield env.replace(data=data)
         return
-    settings = env.replace(data=data, bootstrap=free_bootstrap())
-    broker = LocalBroker(settings)
-    broker.start()
-    try:
+    with throwaway_broker(env.replace(data=data)) as settings:
         yield settings
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

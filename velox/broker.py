@@ -14,6 +14,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +188,18 @@ class LocalBroker:
         lines = stdout.read_text(errors="replace").split("\n") if stdout.exists() else []
         last = [line.strip() for line in lines if line.strip()][-2:]
         return " / ".join(last) or "nothing in the log"
+
+
+@contextmanager
+def throwaway_broker(settings: Settings) -> Iterator[Settings]:
+    """A broker on free ports with its data under ``settings.data``, for tests and benchmarks."""
+    settings = settings.replace(bootstrap=free_bootstrap())
+    broker = LocalBroker(settings)
+    broker.start()
+    try:
+        yield settings
+    finally:
+        broker.stop()
 
 
 def free_bootstrap(host: str = "127.0.0.1") -> str:
