@@ -27,6 +27,7 @@ class ModelVersion:
     item_bias: np.ndarray  # float32[n_items]
     user_ids: np.ndarray  # int64[n_users]
     user_vectors: np.ndarray  # float32[n_users, d]
+    user_counts: np.ndarray  # int64[n_users]: each user's observations in the training set
     mean_user: np.ndarray = field(init=False)  # float32[d]
     _item_row: dict[int, int] = field(init=False, repr=False)
     _user_row: dict[int, int] = field(init=False, repr=False)
@@ -38,7 +39,7 @@ class ModelVersion:
         object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)})
         object.__setattr__(self, "_user_row", {int(u): row for row, u in enumerate(self.user_ids)})
         for array in (self.item_ids, self.item_factors, self.item_bias, self.user_ids, self.user_vectors,
-                      self.mean_user):
+                      self.user_counts, self.mean_user):
             array.setflags(write=False)
 
     @property
@@ -61,6 +62,10 @@ class ModelVersion:
         f[:-1] = self.item_factors[row]
         return f, float(self.item_bias[row])
 
+    def training_count(self, user: int) -> int:
+        row = self._user_row.get(user)
+        return 0 if row is None else int(self.user_counts[row])
+
     def prior(self, user: int) -> np.ndarray:
         """Where a user's weights start: their trained vector, or the mean user if unknown."""
         row = self._user_row.get(user)
@@ -77,7 +82,7 @@ class ModelVersion:
         np.savez(
             staging, id=np.array(self.id), global_mean=np.array(self.global_mean),
             item_ids=self.item_ids, item_factors=self.item_factors, item_bias=self.item_bias,
-            user_ids=self.user_ids, user_vectors=self.user_vectors,
+            user_ids=self.user_ids, user_vectors=self.user_vectors, user_counts=self.user_counts,
         )
         staging.rename(path)
 
@@ -87,7 +92,7 @@ class ModelVersion:
             return cls(
                 id=str(data["id"]), global_mean=float(data["global_mean"]),
                 item_ids=data["item_ids"], item_factors=data["item_factors"], item_bias=data["item_bias"],
-                user_ids=data["user_ids"], user_vectors=data["user_vectors"],
+                user_ids=data["user_ids"], user_vectors=data["user_vectors"], user_counts=data["user_counts"],
             )
 
 
@@ -106,4 +111,5 @@ def random_version(n_items: int, d: int, seed: int = 0, global_mean: float = 0.0
         item_bias=np.zeros(n_items, dtype=np.float32),
         user_ids=np.zeros(0, dtype=np.int64),
         user_vectors=np.zeros((0, d), dtype=np.float32),
+        user_counts=np.zeros(0, dtype=np.int64),
     )
