@@ -5,7 +5,8 @@
     ├── BrokerError        the local Kafka broker could not be started or stopped
     ├── JarFetchError      Maven could not resolve a set of jars
     ├── InvalidObservation an observation event failed to decode or validate
-    └── InvalidUserState   stored bytes are not a user-state record this code can read
+    ├── InvalidUserState   stored bytes are not a user-state record this code can read
+    └── UnknownVersion     the model store holds no complete version of that id
 """
 
 
@@ -36,3 +37,7 @@ class InvalidObservation(VeloxError):
 
 class InvalidUserState(VeloxError):
     """Stored bytes are not a user-state record this code can read (another format version?)."""
+
+
+class UnknownVersion(VeloxError):
+    """The model store holds no complete version of that id."""

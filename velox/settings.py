@@ -35,6 +35,10 @@ class Settings:
         ``l2`` unset means the rule's own default.
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
         version exists; ``initial_version`` is a version file (``.npz``) to use instead.
+    model: the name this system's model is announced under on ``model-versions``.
+    models, training_log: the model store root and the Parquet training log, paths or URIs
+        (default ``<data>/models`` and ``<data>/training-log``).
+    holdout: the most recent share of each partition's rows kept out of training to validate.
     worker_id: this worker's static group membership: a worker restarted with the same id takes
         its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
     worker_metrics_port: the worker's Prometheus port (0: none).
@@ -54,6 +58,10 @@ class Settings:
     items: int = 10_000
     seed: int = 0
     initial_version: Path | None = None
+    model: str = "default"
+    models: str | None = None
+    training_log: str | None = None
+    holdout: float = 0.1
     worker_id: str = "worker-1"
     worker_metrics_port: int = 9464
     metrics_interval: float = 5.0
@@ -96,6 +104,14 @@ class Settings:
             for field in dataclasses.fields(self)
             if (value := getattr(self, field.name)) is not None or "None" in str(field.type)
         }
+
+    @property
+    def model_store(self) -> str:
+        return self.models or str(self.data / "models")
+
+    @property
+    def training_log_path(self) -> str:
+        return self.training_log or str(self.data / "training-log")
 
     def topic(self, name: str) -> str:
         """The full name of one of Velox's topics (``observations``, ``model-metrics``, ...)."""

@@ -10,8 +10,8 @@ does not know starts from the mean user vector (cold start).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -75,24 +75,23 @@ class ModelVersion:
         f, bias = self.features(item)
         return self.global_mean + bias + float(w @ f)
 
-    def save(self, path: Path) -> None:
-        """Write the version as one ``.npz`` file (no pickled objects)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".tmp.npz")
+    def to_npz(self) -> bytes:
+        """The arrays as one ``.npz`` (no pickled objects)."""
+        out = io.BytesIO()
         np.savez(
-            staging, id=np.array(self.id), global_mean=np.array(self.global_mean),
+            out, id=np.array(self.id), global_mean=np.array(self.global_mean),
             item_ids=self.item_ids, item_factors=self.item_factors, item_bias=self.item_bias,
             user_ids=self.user_ids, user_vectors=self.user_vectors, user_counts=self.user_counts,
         )
-        staging.rename(path)
+        return out.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> ModelVersion:
-        with np.load(path, allow_pickle=False) as data:
+    def from_npz(cls, data: bytes) -> ModelVersion:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             return cls(
-                id=str(data["id"]), global_mean=float(data["global_mean"]),
-                item_ids=data["item_ids"], item_factors=data["item_factors"], item_bias=data["item_bias"],
-                user_ids=data["user_ids"], user_vectors=data["user_vectors"], user_counts=data["user_counts"],
+                id=str(arrays["id"]), global_mean=float(arrays["global_mean"]),
+                item_ids=arrays["item_ids"], item_factors=arrays["item_factors"], item_bias=arrays["item_bias"],
+                user_ids=arrays["user_ids"], user_vectors=arrays["user_vectors"], user_counts=arrays["user_counts"],
             )
 
 

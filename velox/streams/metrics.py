@@ -15,6 +15,7 @@ VISIBLE_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
              0.75, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
+SWAPS = Counter("velox_worker_version_swaps", "Model versions this worker rebuilt its users' states on.")
 CONSUMER_LAG = Gauge("velox_worker_consumer_lag", "Observations not yet processed, per partition.", ["partition"])
 
 

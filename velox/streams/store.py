@@ -14,6 +14,9 @@ from pathlib import Path
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 CHANGELOG_OFFSET_KEY = b"__velox__changelog_offset"
+# Which model version the records are on; also sent to the changelog, so recovery restores it.
+VERSION_KEY = b"__velox__version"
+RESERVED = (CHANGELOG_OFFSET_KEY, VERSION_KEY)
 
 
 def table_path(data: Path, partition: int) -> Path:
@@ -49,6 +52,18 @@ class PartitionStore:
     def remember_changelog_offset(self, offset: int) -> None:
         self.db.put(CHANGELOG_OFFSET_KEY, str(offset).encode())
 
+    @property
+    def version(self) -> str | None:
+        stored = self.db.get(VERSION_KEY)
+        return None if stored is None else stored.decode()
+
+    def put_many(self, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write many records in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            batch.put(key, value)
+        self.db.write(batch)
+
     def apply_changelog(self, records: Iterable[tuple[bytes, bytes | None]], last_offset: int) -> None:
         """Write a run of changelog records and their last offset in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
@@ -62,7 +77,7 @@ class PartitionStore:
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self.db.items():
-            if key != CHANGELOG_OFFSET_KEY:
+            if key not in RESERVED:
                 yield key, value
 
     def close(self) -> None:

@@ -32,20 +32,24 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from itertools import islice
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from velox import kafka
+from velox import kafka, versions
 from velox.errors import ConfigError, InvalidObservation, VeloxError
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Learner, UpdateRule, make_rule
+from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
 from velox.model.version import ModelVersion, random_version
 from velox.schemas import metrics as metrics_schema
 from velox.schemas import observation, user_state
 from velox.schemas.dead_letter import DeadLetter
 from velox.settings import Settings
-from velox.streams import metrics
-from velox.streams.store import PartitionStore, table_path
+from velox.schemas.model_version import Activation
+from velox.streams import metrics, swap
+from velox.streams.store import VERSION_KEY, PartitionStore, table_path
+from velox.streams.swap import read_range
 
 log = logging.getLogger("velox.worker")
 
@@ -73,14 +77,16 @@ def ensure_topics(settings: Settings) -> None:
 def initial_version(settings: Settings) -> ModelVersion:
     """The version to serve until a trained one is active: a file, or a seeded random θ."""
     if settings.initial_version is not None:
-        return ModelVersion.load(settings.initial_version)
+        return ModelVersion.from_npz(settings.initial_version.read_bytes())
     return random_version(settings.items, settings.d, seed=settings.seed)
 
 
 class Worker:
-    def __init__(self, settings: Settings, learner: Learner) -> None:
+    def __init__(self, settings: Settings, rule: UpdateRule) -> None:
         self.settings = settings
-        self.learner = learner
+        self.rule = rule
+        self.follower = versions.Follower(settings)
+        self._use(self.follower.latest())
         self.source = settings.topic("observations")
         self.changelog = changelog_topic(settings)
         self.dead_letters = settings.topic("observations-dlq")
@@ -97,6 +103,16 @@ class Worker:
             **{"group.instance.id": settings.worker_id, "session.timeout.ms": 10_000,
                "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 65536},
         )
+
+    def _use(self, activation: Activation | None) -> None:
+        """Make ``activation``'s version (the initial one if None) the one new states are built on."""
+        if activation is None:
+            version, self.training_end = initial_version(self.settings), {}
+        else:
+            version = ModelStore(activation.store).load(activation.version.id)
+            self.training_end = activation.version.training_end
+        self.learner = Learner(version, self.rule)
+        self.version_users = swap.users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -115,6 +131,9 @@ class Worker:
                     else:
                         self._apply(message)
                 self.producer.poll(0)
+                activation = self.follower.poll()
+                if activation is not None and activation.version.id != self.learner.version.id:
+                    self._swap(activation)
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
                     self._commit()
@@ -126,6 +145,7 @@ class Worker:
             self._publish_metrics()
         finally:
             self.consumer.close()
+            self.follower.close()
             self.producer.flush(10)
             for store in self.stores.values():
                 store.close()
@@ -205,10 +225,56 @@ class Worker:
         for tp in partitions:
             store = self.stores[tp.partition] = PartitionStore(table_path(self.settings.data, tp.partition))
             recovered += recover(self.settings, self.changelog, tp.partition, store)
+            if store.version != self.learner.version.id:
+                self._rebuild(tp.partition)
         log.info(
             "ready: partitions %s assigned, %d changelog records recovered in %.2f s",
             sorted(tp.partition for tp in partitions), recovered, time.monotonic() - started,
         )
+
+    def _swap(self, activation: Activation) -> None:
+        """Rebuild every owned partition on the announced version; events wait in Kafka meanwhile."""
+        started = time.monotonic()
+        self._commit()
+        self._use(activation)
+        replayed = sum(self._rebuild(partition) for partition in sorted(self.stores))
+        metrics.SWAPS.inc()
+        log.info(
+            "swapped to version %s (%s) in %.2f s: partitions %s, %d observations re-applied after its training end",
+            activation.version.id, activation.reason or "no reason given", time.monotonic() - started,
+            sorted(self.stores), replayed,
+        )
+
+    def _rebuild(self, partition: int) -> int:
+        """Rebuild one partition's states on the current version (see velox.streams.swap); return the replay count.
+
+        Records first, locally and to the changelog; the version marker last, once the changelog
+        holds every record. A crash in between leaves the old marker, and the rebuild runs again.
+        """
+        end = self._position(partition)
+        start = self.training_end.get(partition, 0)
+        states, replayed = swap.rebuild(
+            self.settings, self.learner, self.version_users.get(partition, []), partition, start, end
+        )
+        store = self.stores[partition]
+        records = [(key, user_state.encode(state)) for key, state in states.items()]
+        store.put_many(records)
+        for key, record in records:
+            self._send(self.changelog, key, record, partition)
+        marker = self.learner.version.id.encode()
+        self._send(self.changelog, VERSION_KEY, marker, partition)
+        if self.producer.flush(60) != 0 or self.failures:
+            raise ChangelogFailed(f"changelog writes of the rebuild failed: {self.failures[:3]}")
+        store.put(VERSION_KEY, marker)
+        return replayed
+
+    def _position(self, partition: int) -> int:
+        """The next source offset this worker will process in ``partition``."""
+        if partition in self.positions:
+            return self.positions[partition]
+        tp = TopicPartition(self.source, partition)
+        committed = self.consumer.committed([tp], timeout=30)[0].offset
+        return committed if committed >= 0 else self.consumer.get_watermark_offsets(tp, timeout=30)[0]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
@@ -252,22 +318,16 @@ def decode(key: bytes | None, value: bytes | None) -> observation.Observation:
 def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
     """Apply the changelog after the store's remembered offset, up to its end now; return the count."""
     reader = kafka.consumer(settings, group=f"{settings.app_id}-recovery")
-    tp = TopicPartition(topic, partition)
-    low, high = reader.get_watermark_offsets(tp, timeout=30)
-    start = max(store.changelog_offset + 1, low)
-    applied = 0
     try:
-        if start >= high:
-            return 0
-        reader.assign([TopicPartition(topic, partition, start)])
-        while reader.position([tp])[0].offset < high:
-            batch = [m for m in reader.consume(10_000, timeout=1.0) if m.error() is None and m.offset() < high]
-            if batch:
-                store.apply_changelog(((m.key(), m.value()) for m in batch), batch[-1].offset())
-                applied += len(batch)
-        return applied
+        low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
     finally:
         reader.close()
+    applied = 0
+    messages = read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
+    while chunk := list(islice(messages, 10_000)):
+        store.apply_changelog(((m.key(), m.value()) for m in chunk), chunk[-1].offset())
+        applied += len(chunk)
+    return applied
 
 
 def run(settings: Settings) -> None:
@@ -279,8 +339,8 @@ def run(settings: Settings) -> None:
             f"topic {settings.topic('observations')} has {partitions} partitions but VELOX_PARTITIONS is "
             f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
         )
-    version = initial_version(settings)
-    worker = Worker(settings, Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2)))
+    worker = Worker(settings, make_rule(settings.rule, settings.learning_rate, settings.l2))
+    version = worker.learner.version
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     if settings.worker_metrics_port:

@@ -1,0 +1,57 @@
+"""The model store: every version's arrays and metadata, under a local path or a filesystem URI.
+
+Layout: ``<root>/<version id>/model.npz`` and ``<root>/<version id>/info.json``. The root is a
+path or any URI pyarrow's filesystems take (``file://``, ``hdfs://``, ``s3://``, ...), so a
+cluster's retrain job and the workers can share it. ``info.json`` is written last: a version
+without it is incomplete and never listed.
+"""
+
+from __future__ import annotations
+
+from pyarrow import fs
+
+from velox.errors import UnknownVersion
+from velox.model.version import ModelVersion
+from velox.schemas import model_version
+from velox.schemas.model_version import VersionInfo
+
+
+class ModelStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        if "://" in root:
+            self.fs, self.path = fs.FileSystem.from_uri(root)
+        else:
+            self.fs, self.path = fs.LocalFileSystem(), root
+
+    def save(self, version: ModelVersion, info: VersionInfo) -> None:
+        folder = f"{self.path}/{info.id}"
+        self.fs.create_dir(folder, recursive=True)
+        self._write(f"{folder}/model.npz", version.to_npz())
+        self._write(f"{folder}/info.json", model_version.encode(info))
+
+    def list(self) -> list[VersionInfo]:
+        """Every complete version, oldest first."""
+        selector = fs.FileSelector(self.path, allow_not_found=True)
+        folders = [entry.path for entry in self.fs.get_file_info(selector) if entry.type == fs.FileType.Directory]
+        infos = [self.fs.get_file_info(f"{folder}/info.json") for folder in folders]
+        found = [model_version.decode_info(self._read(entry.path)) for entry in infos if entry.type == fs.FileType.File]
+        return sorted(found, key=lambda info: info.created_at)
+
+    def info(self, version_id: str) -> VersionInfo:
+        return model_version.decode_info(self._read(f"{self.path}/{version_id}/info.json", version_id))
+
+    def load(self, version_id: str) -> ModelVersion:
+        self.info(version_id)  # refuses an incomplete version
+        return ModelVersion.from_npz(self._read(f"{self.path}/{version_id}/model.npz", version_id))
+
+    def _write(self, path: str, data: bytes) -> None:
+        with self.fs.open_output_stream(path) as out:
+            out.write(data)
+
+    def _read(self, path: str, version_id: str = "") -> bytes:
+        try:
+            with self.fs.open_input_stream(path) as source:
+                return source.read()
+        except FileNotFoundError:
+            raise UnknownVersion(f"no complete version {version_id!r} in the model store {self.root}") from None

@@ -1,0 +1,48 @@
+"""What a model version is, as the model store keeps it and ``model-versions`` announces it.
+
+``training_end`` maps each partition of ``observations`` to the first offset *not* in the
+version's training set: the worker re-applies everything from there on top of the version,
+which is how a swap loses no observation.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class VersionInfo(msgspec.Struct, frozen=True):
+    id: str
+    created_at: float
+    d: int
+    training_end: dict[int, int]
+    training_rows: int = 0
+    holdout_rows: int = 0
+    validation_rmse: float | None = None
+    params: dict[str, float | int | str] = {}
+
+
+class Activation(msgspec.Struct, frozen=True):
+    """The record on the compacted ``model-versions`` topic, keyed by model name: the one truth."""
+
+    model: str
+    version: VersionInfo
+    store: str  # where the version's files are (the model store root)
+    activated_at: float
+    reason: str = ""
+
+
+_info_decoder = msgspec.json.Decoder(VersionInfo)
+_activation_decoder = msgspec.json.Decoder(Activation)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: VersionInfo | Activation) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode_info(data: bytes) -> VersionInfo:
+    return _info_decoder.decode(data)
+
+
+def decode_activation(data: bytes) -> Activation:
+    return _activation_decoder.decode(data)

@@ -1,0 +1,80 @@
+"""Which version is active: the compacted ``model-versions`` topic, keyed by model name.
+
+The last record for a model is the single source of truth for every process: a retrain job or
+an admin announces, workers and edges follow.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import TopicPartition
+
+from velox import kafka
+from velox.model.store import ModelStore
+from velox.schemas import model_version
+from velox.schemas.model_version import Activation
+from velox.settings import Settings
+
+
+def topic(settings: Settings) -> str:
+    return settings.topic("model-versions")
+
+
+def ensure_topic(settings: Settings) -> None:
+    kafka.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
+
+
+def activate(settings: Settings, version_id: str, reason: str) -> Activation:
+    """Announce ``version_id`` (which must be complete in the store) as the active version."""
+    info = ModelStore(settings.model_store).info(version_id)
+    activation = Activation(settings.model, info, settings.model_store, time.time(), reason)
+    ensure_topic(settings)
+    producer = kafka.producer(settings)
+    producer.produce(topic(settings), key=settings.model.encode(), value=model_version.encode(activation))
+    if producer.flush(30) != 0:
+        raise TimeoutError(f"the activation of {version_id} was not acknowledged within 30 s")
+    return activation
+
+
+class Follower:
+    """Reads ``model-versions`` for one model: the latest activation, then each new one."""
+
+    def __init__(self, settings: Settings) -> None:
+        ensure_topic(settings)
+        self.key = settings.model.encode()
+        self.tp = TopicPartition(topic(settings), 0)
+        self.reader = kafka.consumer(settings, group=f"{settings.app_id}-versions-{uuid.uuid4().hex[:8]}")
+        low, self.high = self.reader.get_watermark_offsets(self.tp, timeout=30)
+        self.reader.assign([TopicPartition(self.tp.topic, 0, low)])
+
+    def latest(self) -> Activation | None:
+        """The last activation announced before this follower started (None if none ever was)."""
+        latest = None
+        while self.high > 0 and self.reader.position([self.tp])[0].offset < self.high:
+            latest = self._read(1.0) or latest
+        return latest
+
+    def poll(self) -> Activation | None:
+        """A newly announced activation, without waiting; None if nothing new."""
+        return self._read(0)
+
+    def _read(self, timeout: float) -> Activation | None:
+        found = None
+        for message in self.reader.consume(100, timeout=timeout):
+            if message.error() is None and message.key() == self.key:
+                found = model_version.decode_activation(message.value())
+        return found
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def active(settings: Settings) -> Activation | None:
+    """The latest activation of ``settings.model``, or None if it has never had one."""
+    follower = Follower(settings)
+    try:
+        return follower.latest()
+    finally:
+        follower.close()
