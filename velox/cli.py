@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from velox import jars
 from velox.broker import LocalBroker
-from velox.errors import VeloxError
+from velox.errors import ConfigError, VeloxError
 from velox.settings import Settings
 
 log = logging.getLogger("velox")
@@ -39,6 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the broker (unless running) and a worker; Ctrl-C stops both")
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
     up.set_defaults(run=run_up)
+
+    retrain = commands.add_parser("retrain", help="train a new version with Spark from the logged observations")
+    retrain.add_argument("--master", default="local[*]", help="Spark master (local[*], spark://..., yarn, k8s://...)")
+    retrain.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting")
+    retrain.add_argument("--rank", type=int, help="ALS rank (the version's d is rank + 1)")
+    retrain.add_argument("--reg", type=float, help="ALS regularisation")
+    retrain.add_argument("--iterations", type=int, help="ALS iterations")
+    retrain.add_argument("--no-activate", dest="activate", action="store_false", help="save, do not announce")
+    retrain.add_argument("--reason", default="manual", help="why, as logged and announced")
+    retrain.add_argument("--watch", action="store_true", help="run as the controller, starting jobs on triggers")
+    retrain.add_argument("--every", type=float, help="with --watch: retrain every this many seconds")
+    retrain.add_argument("--after", type=int, help="with --watch: retrain after this many new observations")
+    retrain.add_argument("--drift", type=float, help="with --watch: tolerance over the validation RMSE")
+    retrain.add_argument("--window", type=float, default=60.0, help="with --watch: seconds drift must last")
+    retrain.add_argument("--debounce", type=float, default=30.0, help="with --watch: seconds between runs")
+    retrain.set_defaults(run=run_retrain)
+
+    model = commands.add_parser("model", help="list the model store's versions, or activate one (rollback)")
+    model.add_argument("action", choices=["list", "activate"])
+    model.add_argument("version", nargs="?", help="the version to activate")
+    model.set_defaults(run=run_model)
+
+    load = commands.add_parser("load", help="produce a data set to the observations topic")
+    load.add_argument("kind", choices=["movielens"])
+    load.add_argument("path", nargs="?", type=Path, help="u.data, ratings.dat or ratings.csv (default: pyspark's sample)")
+    load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
+    load.set_defaults(run=run_load)
 
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
@@ -78,6 +106,62 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if ours:
             log.info("%s", broker.stop().describe())
+    return 0
+
+
+def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
+    from velox.batch import controller, job
+    from velox.batch.train import TrainParams
+
+    if args.watch:
+        triggers = controller.Triggers(args.every, args.after, args.drift, args.window, args.debounce)
+        if triggers.every is None and triggers.after is None and triggers.drift is None:
+            raise ConfigError("--watch needs at least one of --every, --after, --drift")
+        forwarded = [f"--master={args.master}", *(f"--conf={pair}" for pair in args.conf)]
+        forwarded += [f"--{name}={value}" for name in ("rank", "reg", "iterations")
+                      if (value := getattr(args, name)) is not None]
+        watcher = controller.Controller(settings, triggers, controller.job_command(forwarded))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
+        log.info("watching %s: %s", settings.topic("observations"), triggers)
+        watcher.run()
+        return 0
+    conf = dict(pair.split("=", 1) for pair in args.conf)
+    params = TrainParams(**{name: value for name in ("rank", "reg", "iterations")
+                            if (value := getattr(args, name)) is not None})
+    job.retrain(settings, params, args.master, conf, activate=args.activate, reason=args.reason)
+    return 0
+
+
+def run_model(settings: Settings, args: argparse.Namespace) -> int:
+    from velox import versions
+    from velox.model.store import ModelStore
+
+    if args.action == "list":
+        active = versions.active(settings)
+        for info in ModelStore(settings.model_store).list():
+            mark = "*" if active and active.version.id == info.id else " "
+            rmse = f"{info.validation_rmse:.4f}" if info.validation_rmse is not None else "n/a"
+            print(f"{mark} {info.id}  d={info.d}  rows={info.training_rows}  validation RMSE {rmse}")
+        return 0
+    if not args.version:
+        raise ConfigError("model activate needs a version id (see `velox model list`)")
+    versions.activate(settings, args.version, reason="activated by hand")
+    log.info("activated %s", args.version)
+    return 0
+
+
+def run_load(settings: Settings, args: argparse.Namespace) -> int:
+    from velox import load
+    from velox.streams.worker import ensure_topics
+
+    path = args.path or load.PYSPARK_SAMPLE
+    events = load.read_movielens(path)
+    if args.order == "time":
+        events.sort(key=lambda event: event.time)
+    ensure_topics(settings)
+    load.produce(settings, events)
+    log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
     return 0
 
 

@@ -7,6 +7,7 @@ the Java client; ``partition_for`` computes it here, so every process agrees whi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,3 +91,12 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+    # Created is not yet served: wait until the broker's metadata has every partition.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = admin.list_topics(timeout=10).topics
+        if all(name in found and found[name].error is None and len(found[name].partitions) == count
+               for name, count in topics.items()):
+            return
+        time.sleep(0.05)
+    raise KafkaException(f"topics {sorted(topics)} did not appear in the broker's metadata within 30 s")

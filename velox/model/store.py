@@ -16,13 +16,15 @@ from velox.schemas import model_version
 from velox.schemas.model_version import VersionInfo
 
 
+def filesystem(root: str) -> tuple[fs.FileSystem, str]:
+    """The filesystem and path of a local path or a URI."""
+    return fs.FileSystem.from_uri(root) if "://" in root else (fs.LocalFileSystem(), root)
+
+
 class ModelStore:
     def __init__(self, root: str) -> None:
         self.root = root
-        if "://" in root:
-            self.fs, self.path = fs.FileSystem.from_uri(root)
-        else:
-            self.fs, self.path = fs.LocalFileSystem(), root
+        self.fs, self.path = filesystem(root)
 
     def save(self, version: ModelVersion, info: VersionInfo) -> None:
         folder = f"{self.path}/{info.id}"

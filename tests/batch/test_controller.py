@@ -1,0 +1,60 @@
+"""The retrain decision, one test per trigger, plus debounce."""
+
+from velox.batch.controller import Observed, Triggers, should_retrain, window_rmse
+from velox.schemas.metrics import ErrorWindow
+
+NOW = 10_000.0
+
+
+def seen(**changes: object) -> Observed:
+    base = dict(now=NOW, last_run=None, active_since=NOW - 10, new_observations=0, validation_rmse=0.9, windows=[])
+    return Observed(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def windows(rmse: float, start: float, end: float, step: float = 5.0) -> list[ErrorWindow]:
+    out, t = [], start
+    while t < end:
+        out += [ErrorWindow("v1", p, t, t + step, 100, rmse, rmse * 0.8) for p in (0, 1)]
+        t += step
+    return out
+
+
+def test_schedule_trigger_fires_when_the_interval_has_passed() -> None:
+    triggers = Triggers(every=60, debounce=0)
+    assert should_retrain(seen(active_since=NOW - 30), triggers) is None
+    assert should_retrain(seen(active_since=NOW - 61), triggers) == "schedule: every 60 s"
+    assert should_retrain(seen(last_run=NOW - 10, active_since=NOW - 600), triggers) is None
+
+
+def test_count_trigger_fires_after_n_new_observations() -> None:
+    triggers = Triggers(after=1000, debounce=0)
+    assert should_retrain(seen(new_observations=999), triggers) is None
+    assert should_retrain(seen(new_observations=1000), triggers) == "1000 new observations (threshold 1000)"
+
+
+def test_drift_trigger_needs_the_error_above_tolerance_for_the_whole_window() -> None:
+    triggers = Triggers(drift=0.1, window=60, debounce=0)
+    assert should_retrain(seen(windows=windows(1.05, NOW - 61, NOW)), triggers).startswith("drift: online RMSE 1.05")
+    # within tolerance (0.9 * 1.1 = 0.99)
+    assert should_retrain(seen(windows=windows(0.98, NOW - 61, NOW)), triggers) is None
+    # above, but only for the last 30 s
+    assert should_retrain(seen(windows=windows(1.05, NOW - 30, NOW)), triggers) is None
+    # one drain back under the limit breaks "sustained"
+    dip = windows(1.05, NOW - 61, NOW - 20) + windows(0.5, NOW - 20, NOW - 15) + windows(1.05, NOW - 15, NOW)
+    assert should_retrain(seen(windows=dip), triggers) is None
+
+
+def test_drift_trigger_waits_for_a_validation_rmse() -> None:
+    triggers = Triggers(drift=0.1, window=60, debounce=0)
+    assert should_retrain(seen(validation_rmse=None, windows=windows(5.0, NOW - 61, NOW)), triggers) is None
+
+
+def test_debounce_holds_every_trigger_after_a_run() -> None:
+    triggers = Triggers(every=1, after=1, debounce=30)
+    assert should_retrain(seen(last_run=NOW - 29, new_observations=10**6), triggers) is None
+    assert should_retrain(seen(last_run=NOW - 31, new_observations=10**6), triggers) is not None
+
+
+def test_window_rmse_weights_by_count() -> None:
+    parts = [ErrorWindow("v", 0, 0, 1, 3, 1.0, 1.0), ErrorWindow("v", 1, 0, 1, 1, 3.0, 3.0)]
+    assert window_rmse(parts) == (12 / 4) ** 0.5

@@ -1,0 +1,122 @@
+"""Retrain with Spark while observations keep coming, swap, roll back: no observation lost or doubled."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.streams.harness import WorkerProcess, produce, read_all, wait_until_committed, worker_states
+from velox import versions
+from velox.batch.job import retrain
+from velox.batch.train import TrainParams
+from velox.model.learner import Learner, make_rule
+from velox.model.store import ModelStore
+from velox.model.version import ModelVersion
+from velox.schemas import observation
+from velox.schemas.observation import Observation
+from velox.schemas.user_state import UserState
+from velox.settings import Settings
+
+PARAMS = TrainParams(rank=4, iterations=5)
+# py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+
+
+def reference_on(settings: Settings, version: ModelVersion, training_end: dict[int, int]) -> dict[int, UserState]:
+    """Each trained user from their vector and training count, then every observation after the training end."""
+    learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2))
+    states = {
+        int(user): replace(learner.rule.start(version.id, version.user_vectors[row]), count=int(version.user_counts[row]))
+        for row, user in enumerate(version.user_ids)
+    }
+    for message in read_all(settings, settings.topic("observations")):
+        if message.offset() >= training_end.get(message.partition(), 0):
+            seen = observation.decode(message.value())
+            states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
+                                                   message.offset())
+    return states
+
+
+def assert_matches(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:
+    assert actual.keys() == expected.keys()
+    for user, want in expected.items():
+        got = actual[user]
+        assert (got.version, got.count) == (want.version, want.count), f"user {user}"
+        np.testing.assert_allclose(got.w, want.w, atol=1e-5, err_msg=f"user {user}")
+
+
+@pytest.fixture(scope="module")
+def running(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess]]:
+    own = settings.replace(
+        data=tmp_path_factory.mktemp("retrain"), namespace=f"r{uuid.uuid4().hex[:8]}-", partitions=4, d=5,
+        items=60, worker_metrics_port=0, holdout=0.2,
+    )
+    worker = WorkerProcess(own)
+    worker.start()
+    yield own, worker
+    worker.stop()
+
+
+def steady_load(settings: Settings, events: int, seed: int) -> threading.Thread:
+    rng = random.Random(seed)
+    load = [(e.key, observation.encode(e)) for e in (
+        Observation(user=rng.randrange(120), item=rng.randrange(60), score=float(rng.randint(1, 5)), time=i)
+        for i in range(events))]
+
+    def send() -> None:
+        for start in range(0, len(load), 500):
+            produce(settings, settings.topic("observations"), load[start:start + 500])
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread
+
+
+def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_observation(
+    running: tuple[Settings, WorkerProcess],
+) -> None:
+    settings, worker = running
+    before = steady_load(settings, 4_000, seed=1)
+    before.join()  # enough history to train on
+    during = steady_load(settings, 8_000, seed=2)
+    info = retrain(settings, PARAMS, master="local[2]", reason="test")
+    during.join()
+    wait_until_committed(settings, settings.topic("observations"), worker)
+    worker.stop()
+
+    assert versions.active(settings).version.id == info.id
+    states = worker_states(settings)
+    assert sum(state.count for state in states.values()) == 12_000
+    assert 0 < info.training_rows < 12_000 and info.holdout_rows > 0 and info.validation_rmse is not None
+    assert_matches(states, reference_on(settings, ModelStore(settings.model_store).load(info.id), info.training_end))
+    worker.start()
+
+
+def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after_its_offsets(
+    running: tuple[Settings, WorkerProcess],
+) -> None:
+    settings, worker = running
+    older = versions.active(settings).version
+    steady_load(settings, 2_000, seed=3).join()
+    newer = retrain(settings, PARAMS, master="local[2]", reason="newer")
+    assert newer.id != older.id
+    steady_load(settings, 1_000, seed=4).join()
+    versions.activate(settings, older.id, reason="rollback")
+    steady_load(settings, 1_000, seed=5).join()
+    wait_until_committed(settings, settings.topic("observations"), worker)
+    worker.stop()
+
+    states = worker_states(settings)
+    assert {state.version for state in states.values()} == {older.id}
+    assert sum(state.count for state in states.values()) == 16_000
+    assert_matches(states, reference_on(settings, ModelStore(settings.model_store).load(older.id), older.training_end))
+    assert "rollback" in Path(worker.log).read_text()

@@ -1,0 +1,82 @@
+"""Training on Spark: the version beats the global mean, scores in bulk as ``ModelVersion.score``
+does, and keeps ids that do not fit ALS's int32."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyspark
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from velox.batch.train import Ratings, TrainParams, fit, rmse, spark_session
+from velox.model.batch_scores import predict_many
+from velox.model.version import ModelVersion
+
+SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
+PARAMS = TrainParams(rank=4, reg=0.1, iterations=5, bias_reg=2.0)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def sample() -> Ratings:
+    """Spark's MovieLens sample: ``user::item::rating::timestamp``, 30 users, 100 items."""
+    rows = np.array([line.split("::")[:3] for line in SAMPLE.read_text().splitlines()], dtype=np.float64)
+    return rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2]
+
+
+@pytest.fixture(scope="module")
+def version(spark: SparkSession, sample: Ratings) -> ModelVersion:
+    return fit(frame(spark, sample), PARAMS, "sample")
+
+
+def frame(spark: SparkSession, ratings: Ratings) -> DataFrame:
+    users, items, scores = ratings
+    return spark.createDataFrame(pa.table({"user": users, "item": items, "score": scores}))
+
+
+def test_fit_beats_the_global_mean_on_its_training_set(version: ModelVersion, sample: Ratings) -> None:
+    scores = sample[2]
+    assert rmse(version, sample) < np.sqrt(np.mean(np.square(scores - scores.mean())))
+
+
+def test_version_has_rank_plus_bias_and_counts_every_rating(version: ModelVersion, sample: Ratings) -> None:
+    assert version.d == PARAMS.rank + 1
+    assert version.user_counts.sum() == len(sample[0])
+
+
+def test_rmse_of_a_data_frame_equals_that_of_its_arrays(
+        spark: SparkSession, version: ModelVersion, sample: Ratings) -> None:
+    assert rmse(version, frame(spark, sample)) == pytest.approx(rmse(version, sample))
+
+
+def test_predict_many_scores_each_user_from_the_prior(version: ModelVersion) -> None:
+    unknown = 10**12
+    assert not version.knows_user(unknown) and not version.knows_item(unknown)
+    users = np.array([0, 17, 29, unknown, 3, unknown])
+    items = np.array([2, 50, unknown, 7, 99, unknown])
+    expected = [version.score(version.prior(int(u)), int(i)) for u, i in zip(users, items)]
+    np.testing.assert_allclose(predict_many(version, users, items), expected, rtol=1e-9)
+
+
+def test_ids_beyond_int32_give_the_same_model(spark: SparkSession, version: ModelVersion, sample: Ratings) -> None:
+    users, items, scores = sample
+    # The sample's ids run from 0 without gaps, so the shifted ids' dense indices are the
+    # original ids: ALS gets the same input, and only a wrong mapping back could change a score.
+    assert np.array_equal(np.unique(users), np.arange(users.max() + 1))
+    assert np.array_equal(np.unique(items), np.arange(items.max() + 1))
+    shift = 2**40
+    shifted = fit(frame(spark, (users + shift, items + shift, scores)), PARAMS, "shifted")
+    np.testing.assert_array_equal(shifted.user_ids, version.user_ids + shift)
+    np.testing.assert_array_equal(shifted.item_ids, version.item_ids + shift)
+    np.testing.assert_allclose(predict_many(shifted, users + shift, items + shift),
+                               predict_many(version, users, items), atol=1e-5)

@@ -1,0 +1,146 @@
+"""``velox retrain --watch``: start the retrain job on a schedule, after N new observations, or on drift.
+
+Drift: the active version's online RMSE (the workers' prequential windows on ``model-metrics``)
+stays above its validation RMSE × (1 + tolerance) for a whole window. The decision is the pure
+function ``should_retrain``; the loop around it runs one job at a time (a child process, so a
+crashing job cannot take the controller down), waits ``debounce`` seconds after each, and logs
+why each run started and how it ended. A failed job leaves the active version as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import TopicPartition
+
+from velox import kafka, versions
+from velox.schemas import metrics as metrics_schema
+from velox.schemas.metrics import ErrorWindow
+from velox.schemas.model_version import Activation
+from velox.settings import Settings
+
+log = logging.getLogger("velox.controller")
+
+
+@dataclass(frozen=True)
+class Triggers:
+    every: float | None = None  # seconds between runs
+    after: int | None = None  # new observations since the active version's training end
+    drift: float | None = None  # tolerance over the validation RMSE
+    window: float = 60.0  # seconds the drift must last
+    debounce: float = 30.0  # seconds after a run before the next may start
+
+
+@dataclass(frozen=True)
+class Observed:
+    now: float
+    last_run: float | None  # when the last run ended (None: never, since the controller started)
+    active_since: float | None  # when the active version was activated
+    new_observations: int
+    validation_rmse: float | None
+    windows: Sequence[ErrorWindow]  # the active version's recent prequential windows
+
+
+def should_retrain(seen: Observed, triggers: Triggers) -> str | None:
+    """Why to retrain now, or None."""
+    if seen.last_run is not None and seen.now - seen.last_run < triggers.debounce:
+        return None
+    if triggers.every is not None:
+        since = seen.last_run if seen.last_run is not None else seen.active_since
+        if since is None or seen.now - since >= triggers.every:
+            return f"schedule: every {triggers.every:g} s"
+    if triggers.after is not None and seen.new_observations >= triggers.after:
+        return f"{seen.new_observations} new observations (threshold {triggers.after})"
+    if triggers.drift is not None and seen.validation_rmse is not None:
+        limit = seen.validation_rmse * (1 + triggers.drift)
+        recent = [w for w in seen.windows if w.start >= seen.now - triggers.window - 1.0]
+        covered = bool(recent) and min(w.start for w in recent) <= seen.now - triggers.window + 1.0
+        drains: dict[float, list[ErrorWindow]] = {}
+        for window in recent:  # one drain writes a window per partition, all with the same end
+            drains.setdefault(round(window.end), []).append(window)
+        if covered and all(window_rmse(group) > limit for group in drains.values()):
+            return f"drift: online RMSE {window_rmse(recent):.4f} above {limit:.4f} for {triggers.window:g} s"
+    return None
+
+
+def window_rmse(windows: Sequence[ErrorWindow]) -> float:
+    """The RMSE of several windows together (weighted by their counts)."""
+    count = sum(w.count for w in windows)
+    return math.sqrt(sum(w.rmse**2 * w.count for w in windows) / count) if count else 0.0
+
+
+class Controller:
+    def __init__(self, settings: Settings, triggers: Triggers, job: Sequence[str], poll: float = 1.0) -> None:
+        self.settings = settings
+        self.triggers = triggers
+        self.job = list(job)
+        self.poll = poll
+        self.follower = versions.Follower(settings)
+        self.active: Activation | None = self.follower.latest()
+        self.windows: list[ErrorWindow] = []
+        self.metrics = kafka.consumer(settings, group=f"{settings.app_id}-controller-{uuid.uuid4().hex[:6]}",
+                                      **{"auto.offset.reset": "latest"})
+        self.metrics.subscribe([settings.topic("model-metrics")])
+        self.last_run: float | None = None
+        self.stopping = False
+
+    def run(self, runs: int | None = None) -> None:
+        """Watch until stopped (or until ``runs`` jobs have run, for tests)."""
+        done = 0
+        while not self.stopping and (runs is None or done < runs):
+            reason = should_retrain(self.observe(), self.triggers)
+            if reason is None:
+                time.sleep(self.poll)
+                continue
+            self.run_job(reason)
+            done += 1
+        self.metrics.close()
+        self.follower.close()
+
+    def observe(self) -> Observed:
+        while (activation := self.follower.poll()) is not None:
+            self.active = activation
+        for message in self.metrics.consume(1000, timeout=0):
+            if message.error() is None:
+                self.windows.append(metrics_schema.decode(message.value()))
+        now = time.time()
+        version = self.active.version if self.active else None
+        horizon = now - self.triggers.window - 60
+        self.windows = [w for w in self.windows if w.end >= horizon]
+        return Observed(
+            now=now, last_run=self.last_run, active_since=self.active.activated_at if self.active else None,
+            new_observations=self.new_observations(version.training_end if version else {}),
+            validation_rmse=version.validation_rmse if version else None,
+            windows=[w for w in self.windows if version and w.version == version.id],
+        )
+
+    def new_observations(self, training_end: dict[int, int]) -> int:
+        topic = self.settings.topic("observations")
+        ends = [self.metrics.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(kafka.partition_count(self.settings, topic))]
+        return sum(max(end - training_end.get(p, 0), 0) for p, end in enumerate(ends))
+
+    def run_job(self, reason: str) -> bool:
+        log.info("retrain starting: %s", reason)
+        started = time.monotonic()
+        result = subprocess.run([*self.job, "--reason", reason], capture_output=True, text=True)
+        self.last_run = time.time()
+        if result.returncode != 0:
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+            log.error("retrain failed after %.1f s (exit %d), active version unchanged: %s",
+                      time.monotonic() - started, result.returncode, tail)
+            return False
+        log.info("retrain finished in %.1f s", time.monotonic() - started)
+        return True
+
+
+def job_command(extra: Sequence[str]) -> list[str]:
+    """The child process a watch starts: this same ``velox retrain`` without ``--watch``."""
+    return [sys.executable, "-m", "velox.cli", "retrain", *extra]

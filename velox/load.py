@@ -1,0 +1,60 @@
+"""``velox load``: produce a MovieLens ratings file to ``observations``, with progress.
+
+Formats, recognised by their separator: ``u.data`` (tab), ``ratings.dat`` and the sample inside
+pyspark (``::``), ``ratings.csv`` (comma, with a header). All are user, item, rating, timestamp.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pyspark
+
+from velox import kafka
+from velox.errors import VeloxError
+from velox.schemas import observation
+from velox.schemas.observation import Observation
+from velox.settings import Settings
+
+PYSPARK_SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
+
+
+def read_movielens(path: Path) -> list[Observation]:
+    """Every rating in the file, in file order."""
+    lines = path.read_text(encoding="latin-1").splitlines()
+    separator = "\t" if "\t" in lines[0] else "::" if "::" in lines[0] else ","
+    if not lines[0].split(separator)[0].strip().isdigit():
+        lines = lines[1:]  # ratings.csv starts with a header
+    return [_rating(line, separator) for line in lines if line.strip()]
+
+
+def _rating(line: str, separator: str) -> Observation:
+    user, item, score, timestamp = line.strip().split(separator)[:4]
+    return Observation(user=int(user), item=int(item), score=float(score), time=float(timestamp))
+
+
+def produce(settings: Settings, events: list[Observation], out=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+    """Send the events to ``observations`` (acks=all, idempotent), showing progress and rate."""
+    topic = settings.topic("observations")
+    producer = kafka.producer(settings)
+    failures: list[object] = []
+    started = last = time.monotonic()
+    for count, event in enumerate(events, 1):
+        while True:
+            try:
+                producer.produce(topic, key=event.key, value=observation.encode(event),
+                                 on_delivery=lambda err, _m: err and failures.append(err))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if time.monotonic() - last > 0.5 or count == len(events):
+            last = time.monotonic()
+            producer.poll(0)
+            rate = count / max(last - started, 1e-9)
+            bar = "#" * int(30 * count / len(events))
+            print(f"\rloading {bar:<30} {count:,}/{len(events):,} ({rate:,.0f}/s)", end="", file=out, flush=True)
+    print(file=out)
+    if producer.flush(60) != 0 or failures:
+        raise VeloxError(f"{len(failures)} observations were not acknowledged: {failures[:3]}")
