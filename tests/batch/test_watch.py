@@ -1,0 +1,35 @@
+"""The watch loop against the real broker: a trigger starts the job; a failed job is reported and changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.streams.harness import produce
+from velox import versions
+from velox.batch.controller import Controller, Triggers
+from velox.schemas import observation
+from velox.schemas.observation import Observation
+from velox.settings import Settings
+from velox.streams.worker import ensure_topics
+
+
+def test_watch_starts_the_job_after_n_observations_and_reports_a_failure(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    own = settings.replace(data=tmp_path, namespace=f"w{uuid.uuid4().hex[:8]}-", partitions=2)
+    ensure_topics(own)
+    events = [Observation(user=u, item=1, score=3.0, time=0) for u in range(50)]
+    produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in events])
+    failing_job = [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
+    caplog.set_level(logging.INFO, logger="velox.controller")
+
+    Controller(own, Triggers(after=50, debounce=0), failing_job, poll=0.1).run(runs=1)
+
+    assert "retrain starting: 50 new observations (threshold 50)" in caplog.text
+    assert "retrain failed" in caplog.text and "exit 3" in caplog.text and "boom" in caplog.text
+    assert versions.active(own) is None
