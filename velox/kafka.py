@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from velox.settings import Settings
@@ -43,6 +43,18 @@ def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
 def partition_count(settings: Settings, topic: str) -> int:
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
     return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+
+
+def lag(settings: Settings, group: str, topic: str) -> int:
+    """Messages of ``topic`` that ``group`` has not committed yet (an empty partition counts 0)."""
+    reader = consumer(settings, group=group)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
+        committed = reader.committed(partitions, timeout=30)
+        ends = [reader.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions]
+        return sum(end - max(tp.offset, 0) for tp, end in zip(committed, ends))
+    finally:
+        reader.close()
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -19,6 +19,10 @@ from velox.model.version import ModelVersion
 SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
 PARAMS = TrainParams(rank=4, reg=0.1, iterations=5, bias_reg=2.0)
 
+# PySpark leaves the socket of each collect to the garbage collector (pyspark.util._load_from_socket).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from velox.model.batch_scores import predict_many
@@ -38,10 +39,10 @@ class TrainParams:
     The defaults come from 5-fold cross-validation on MovieLens 100k (``bench/retrain.py``).
     """
 
-    rank: int = 10
-    reg: float = 0.1
+    rank: int = 49  # d = 50, the online rules' default dimension
+    reg: float = 0.13
     iterations: int = 10
-    bias_reg: float = 5.0
+    bias_reg: float = 3.0
     seed: int = 0
 
 
@@ -140,9 +141,16 @@ def _less(residuals: DataFrame, biases: DataFrame, key: str) -> DataFrame:
 
 
 def _keyed(biases: DataFrame, key: str, ids_fit: bool) -> DataFrame:
-    """Add ``<key>_key``, the int32 id ALS needs: the id itself if all fit, else a dense index."""
-    index: Column = F.col(key).cast("int") if ids_fit else F.row_number().over(Window.orderBy(key)) - 1
-    return biases.withColumn(f"{key}_key", index)
+    """Add ``<key>_key``, the int32 id ALS needs: the id itself if all fit, else its rank among the ids.
+
+    The driver ranks the ids: the version holds them all there anyway, and a global window
+    in Spark would sort them in one partition.
+    """
+    if ids_fit:
+        return biases.withColumn(f"{key}_key", F.col(key).cast("int"))
+    ids = np.sort(biases.select(key).toArrow()[key].to_numpy())
+    index = pa.table({key: ids, f"{key}_key": np.arange(len(ids), dtype=np.int32)})
+    return biases.join(biases.sparkSession.createDataFrame(index), key)
 
 
 def _als(params: TrainParams) -> ALS:
