@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import statistics
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--folds-only", action="store_true", help="only the five-fold part")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     if not (DATA / "u1.base").exists():
         print(f"skipped: MovieLens 100k is not at {DATA} (expected u1.base ... u5.test there)")
         return

@@ -50,7 +50,15 @@ def lag(settings: Settings, group: str, topic: str) -> int:
     reader = consumer(settings, group=group)
     try:
         partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
-        committed = reader.committed(partitions, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                committed = reader.committed(partitions, timeout=30)
+                break
+            except KafkaException as exc:  # NOT_COORDINATOR and the like while a group settles
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         ends = [reader.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions]
         return sum(end - max(tp.offset, 0) for tp, end in zip(committed, ends))
     finally:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from velox import kafka
 from velox.model.learner import Learner, make_rule
@@ -76,24 +76,12 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, timeout: float = 120.0) -> None:
     """Until the worker's group has committed every partition of ``topic`` up to its end."""
-    ends = end_offsets(settings, topic)
-    consumer = kafka.consumer(settings, group=settings.app_id)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            worker.assert_alive()
-            try:
-                committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-            except KafkaException as exc:  # NOT_COORDINATOR and the like while the group settles
-                if not exc.args[0].retriable():
-                    raise
-            else:
-                if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in committed):
-                    return
-            time.sleep(0.5)
-    finally:
-        consumer.close()
-    raise AssertionError(f"worker did not catch up with {topic} in {timeout} s; see {worker.log}")
+    deadline = time.monotonic() + timeout
+    while kafka.lag(settings, settings.app_id, topic) > 0:
+        worker.assert_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker did not catch up with {topic} in {timeout} s; see {worker.log}")
+        time.sleep(0.5)
 
 
 def read_all(settings: Settings, topic: str) -> list[Message]:

@@ -3,7 +3,8 @@
 1. Snapshot the end offsets of ``observations``; the start is where the last run stopped.
 2. Read that offset range with Spark's Kafka source and validate each event with the same
    decoder the worker uses (bad events were dead-lettered by the worker; here they are skipped).
-3. Append the rows to the Parquet training log, then remember the end offsets beside it.
+3. Append the rows to the Parquet training log (one folder per offset range, so a repeated run
+   replaces its rows), then remember the end offsets beside it.
 4. Split each partition at the offset that leaves its most recent ``holdout`` share out;
    those offsets are the version's training end: the worker re-applies everything after them.
 5. Fit (velox.batch.train) on the rows before the split, validate on the rows after.
@@ -63,15 +64,18 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
     topic = settings.topic("observations")
     log_dir = LogFolder(settings.training_log_path)
     start, end = log_dir.consumed(), end_offsets(settings, topic)
-    new_rows = read_kafka(spark, settings, topic, start, end)
+    new_rows = read_kafka(spark, settings, topic, start, end).cache()
     appended = new_rows.count()
     if appended:
-        new_rows.write.mode("append").parquet(settings.training_log_path)
+        # One folder per offset range: a run repeated after a crash overwrites its rows, never doubles them.
+        run = "-".join(f"{p}.{start.get(p, 0)}" for p in sorted(end))
+        new_rows.write.mode("overwrite").parquet(f"{settings.training_log_path}/from={run}")
+    new_rows.unpersist()
     log_dir.remember(end)
     log.info("read %s offsets %s -> %s: %d valid rows appended to %s", topic, start, end, appended,
              settings.training_log_path)
 
-    rows = spark.read.schema(ROWS).parquet(settings.training_log_path).dropDuplicates(["partition", "offset"])
+    rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
     training_end = split_offsets(rows, end, settings.holdout)
     train, holdout = split(spark, rows, training_end)
     train.cache()
