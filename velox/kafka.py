@@ -55,8 +55,8 @@ def lag(settings: Settings, group: str, topic: str) -> int:
             try:
                 committed = reader.committed(partitions, timeout=30)
                 break
-            except KafkaException as exc:  # NOT_COORDINATOR and the like while a group settles
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+            except KafkaException:  # NOT_COORDINATOR and the like while a new group's coordinator loads
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
         ends = [reader.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions]
