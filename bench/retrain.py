@@ -85,7 +85,7 @@ def end_to_end(data_dir: Path, params: TrainParams) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work, throwaway_broker(Settings.from_env(data=Path(work))) as base:
         settings = base.replace(namespace="bench-", partitions=4, worker_metrics_port=0)
         ensure_topics(settings)
-        produce(settings, events)
+        produce(settings, events, total=len(events))
         log_path = Path(work) / "worker.log"
         with open(log_path, "wb") as out:
             worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"],

@@ -63,9 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.set_defaults(run=run_model)
 
     load = commands.add_parser("load", help="produce a data set to the observations topic")
-    load.add_argument("kind", choices=["movielens"])
-    load.add_argument("path", nargs="?", type=Path, help="u.data, ratings.dat or ratings.csv (default: pyspark's sample)")
+    load.add_argument("kind", choices=["movielens", "synthetic"])
+    load.add_argument("path", nargs="?", type=Path,
+                      help="movielens: u.data, ratings.dat or ratings.csv (default: pyspark's sample); "
+                           "synthetic: where to write the planted item features as a version file")
     load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
+    load.add_argument("--users", type=int, default=100_000, help="synthetic: users")
+    load.add_argument("--events", type=int, default=1_000_000, help="synthetic: observations")
+    load.add_argument("--noise", type=float, default=0.5, help="synthetic: noise standard deviation")
     load.set_defaults(run=run_load)
 
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
@@ -154,14 +159,24 @@ def run_model(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_load(settings: Settings, args: argparse.Namespace) -> int:
     from velox import load
+    from velox.model import synthetic
     from velox.streams.worker import ensure_topics
 
+    ensure_topics(settings)
+    if args.kind == "synthetic":
+        truth = synthetic.planted(args.users, settings.items, settings.d, seed=settings.seed)
+        if args.path is not None:
+            args.path.write_bytes(synthetic.items_only(truth).to_npz())
+            log.info("planted item features written to %s (use it as VELOX_INITIAL_VERSION)", args.path)
+        load.produce(settings, synthetic.observations(truth, args.events, args.noise, seed=settings.seed),
+                     total=args.events)
+        log.info("loaded %d synthetic observations of %s (noise %.2f)", args.events, truth.id, args.noise)
+        return 0
     path = args.path or load.PYSPARK_SAMPLE
     events = load.read_movielens(path)
     if args.order == "time":
         events.sort(key=lambda event: event.time)
-    ensure_topics(settings)
-    load.produce(settings, events)
+    load.produce(settings, events, total=len(events))
     log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
     return 0
 

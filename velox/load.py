@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
+from typing import TextIO
 from pathlib import Path
 
 import pyspark
@@ -35,7 +37,7 @@ def _rating(line: str, separator: str) -> Observation:
     return Observation(user=int(user), item=int(item), score=float(score), time=float(timestamp))
 
 
-def produce(settings: Settings, events: list[Observation], out=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+def produce(settings: Settings, events: Iterable[Observation], total: int, out: TextIO = sys.stderr) -> None:
     """Send the events to ``observations`` (acks=all, idempotent), showing progress and rate."""
     topic = settings.topic("observations")
     producer = kafka.producer(settings)
@@ -49,12 +51,12 @@ def produce(settings: Settings, events: list[Observation], out=sys.stderr) -> No
                 break
             except BufferError:
                 producer.poll(0.05)
-        if time.monotonic() - last > 0.5 or count == len(events):
+        if time.monotonic() - last > 0.5 or count == total:
             last = time.monotonic()
             producer.poll(0)
             rate = count / max(last - started, 1e-9)
-            bar = "#" * int(30 * count / len(events))
-            print(f"\rloading {bar:<30} {count:,}/{len(events):,} ({rate:,.0f}/s)", end="", file=out, flush=True)
+            bar = "#" * int(30 * count / max(total, 1))
+            print(f"\rloading {bar:<30} {count:,}/{total:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
     print(file=out)
     if producer.flush(60) != 0 or failures:
         raise VeloxError(f"{len(failures)} observations were not acknowledged: {failures[:3]}")

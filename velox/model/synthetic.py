@@ -1,0 +1,64 @@
+"""A planted split model: known θ and w_u, and observations drawn from them with Gaussian noise.
+
+Loads of any size with a known answer: a learner that works recovers each user's w_u, so its
+error on fresh (user, item) pairs falls towards the noise level.
+
+>>> truth = planted(users=3, items=4, d=3, seed=1)
+>>> observed = list(observations(truth, 2, noise=0.0, seed=1))
+>>> [round(truth.score(truth.prior(o.user), o.item), 6) == round(o.score, 6) for o in observed]
+[True, True]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from velox.model.version import ModelVersion
+from velox.schemas.observation import Observation
+
+
+def planted(users: int, items: int, d: int, seed: int = 0, global_mean: float = 3.0) -> ModelVersion:
+    """The truth: item factors and biases, and every user's vector (last coordinate: the user's bias)."""
+    rng = np.random.default_rng(seed)
+    scale = 1.0 / np.sqrt(d - 1)
+    return ModelVersion(
+        id=f"planted-{users}x{items}x{d}-seed{seed}",
+        global_mean=global_mean,
+        item_ids=np.arange(items, dtype=np.int64),
+        item_factors=rng.normal(0, 1.0, size=(items, d - 1)).astype(np.float32),
+        item_bias=rng.normal(0, 0.3, size=items).astype(np.float32),
+        user_ids=np.arange(users, dtype=np.int64),
+        user_vectors=np.hstack([rng.normal(0, scale, size=(users, d - 1)), rng.normal(0, 0.3, size=(users, 1))])
+        .astype(np.float32),
+        user_counts=np.zeros(users, dtype=np.int64),
+    )
+
+
+def items_only(truth: ModelVersion) -> ModelVersion:
+    """What a worker may start from: the true θ, but no user vectors (those are to be learned)."""
+    return ModelVersion(
+        id=truth.id.replace("planted", "planted-items"), global_mean=truth.global_mean,
+        item_ids=truth.item_ids, item_factors=truth.item_factors, item_bias=truth.item_bias,
+        user_ids=np.zeros(0, dtype=np.int64), user_vectors=np.zeros((0, truth.d), dtype=np.float32),
+        user_counts=np.zeros(0, dtype=np.int64),
+    )
+
+
+def observations(truth: ModelVersion, count: int, noise: float = 0.5, seed: int = 0,
+                 chunk: int = 100_000) -> Iterator[Observation]:
+    """``count`` observations of uniformly drawn (user, item) pairs, scored by the truth plus noise."""
+    rng = np.random.default_rng(seed)
+    produced = 0
+    while produced < count:
+        n = min(chunk, count - produced)
+        users = rng.integers(0, len(truth.user_ids), n)
+        items = rng.integers(0, len(truth.item_ids), n)
+        f = np.hstack([truth.item_factors[items], np.ones((n, 1), dtype=np.float32)])
+        scores = (truth.global_mean + truth.item_bias[items] + np.einsum("ij,ij->i", truth.user_vectors[users], f)
+                  + rng.normal(0, noise, n))
+        for offset, (user, item, score) in enumerate(zip(users.tolist(), items.tolist(), scores.tolist())):
+            yield Observation(user=int(truth.user_ids[user]), item=int(truth.item_ids[item]), score=score,
+                              time=float(produced + offset))
+        produced += n
