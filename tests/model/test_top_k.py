@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from velox.model.top_k import item_scores, top_k
+from velox.model.version import random_version
+
+VERSION = random_version(500, 8, seed=5)
+W = np.random.default_rng(2).normal(size=8).astype(np.float32)
+
+
+def brute_force(ids: np.ndarray, k: int) -> list[int]:
+    scores = [VERSION.score(W, int(i)) for i in ids]
+    return [int(ids[j]) for j in np.argsort(scores, kind="stable")[::-1][:k]]
+
+
+def test_top_k_equals_sorting_every_score() -> None:
+    assert top_k(VERSION, W, 10).items == brute_force(VERSION.item_ids, 10)
+
+
+def test_item_scores_match_the_versions_own_score() -> None:
+    items = np.array([0, 17, 499, 10_000])  # the last one is unknown to the version
+    expected = [VERSION.score(W, int(i)) for i in items]
+    np.testing.assert_allclose(item_scores(VERSION, W, items), expected, rtol=1e-6)
+
+
+def test_top_k_over_candidates_with_exclusions() -> None:
+    candidates = np.arange(100, 140)
+    result = top_k(VERSION, W, 5, candidates=candidates, exclude=np.array(brute_force(candidates, 2)))
+    assert result.items == brute_force(np.setdiff1d(candidates, brute_force(candidates, 2)), 5)
+
+
+@pytest.mark.parametrize("k", [0, 1, 40, 45])
+def test_top_k_never_returns_more_than_there_is(k: int) -> None:
+    assert len(top_k(VERSION, W, k, candidates=np.arange(40)).items) == min(k, 40)
+
+
+def test_epsilon_greedy_marks_the_slots_it_explored() -> None:
+    rng = np.random.default_rng(9)
+    best = set(top_k(VERSION, W, 10).items)
+    explored_slots = 0
+    for _ in range(200):
+        result = top_k(VERSION, W, 10, epsilon=0.2, rng=rng)
+        assert len(set(result.items)) == 10
+        for item, explored in zip(result.items, result.explored):
+            assert (item not in best) == explored
+            explored_slots += explored
+    assert 0.15 < explored_slots / 2000 < 0.25
