@@ -41,7 +41,8 @@ from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.streams.worker import ensure_topics, initial_version
+from velox.streams.worker import ensure_topics
+from velox.versions import initial_version
 
 
 def progress(message: str) -> None:

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
     up.set_defaults(run=run_up)
 
+    serve = commands.add_parser("serve", help="run the edge (predict, top-k, observe) beside a worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=run_serve)
+
     retrain = commands.add_parser("retrain", help="train a new version with Spark from the logged observations")
     retrain.add_argument("--master", default="local[*]", help="Spark master (local[*], spark://..., yarn, k8s://...)")
     retrain.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting")
@@ -111,6 +116,24 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if ours:
             log.info("%s", broker.stop().describe())
+    return 0
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from velox import kafka
+    from velox.serving.app import Edge, create_app
+    from velox.serving.models import Models
+    from velox.serving.state import LocalState
+
+    models = Models(settings)
+    edge = Edge(settings, LocalState(settings.data, settings.partitions), models, kafka.producer(settings))
+    try:
+        uvicorn.run(create_app(edge), host=args.host, port=args.port, log_level="info")
+    finally:
+        models.close()
+        edge.state.close()
     return 0
 
 

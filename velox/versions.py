@@ -13,9 +13,17 @@ from confluent_kafka import TopicPartition
 
 from velox import kafka
 from velox.model.store import ModelStore
+from velox.model.version import ModelVersion, random_version
 from velox.schemas import model_version
 from velox.schemas.model_version import Activation
 from velox.settings import Settings
+
+
+def initial_version(settings: Settings) -> ModelVersion:
+    """The version to serve until a trained one is active: a file, or a seeded random θ."""
+    if settings.initial_version is not None:
+        return ModelVersion.from_npz(settings.initial_version.read_bytes())
+    return random_version(settings.items, settings.d, seed=settings.seed)
 
 
 def topic(settings: Settings) -> str:

@@ -16,8 +16,9 @@ from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
-from velox.streams.store import PartitionStore, table_path
-from velox.streams.worker import initial_version
+from velox.schemas.user_state import table_path
+from velox.streams.store import PartitionStore
+from velox.versions import initial_version
 
 
 class WorkerProcess:

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from velox.errors import InvalidUserState
 
 FORMAT_VERSION = 1
+
+
+def table_path(data: Path, partition: int) -> Path:
+    """Where the worker keeps one partition's records: a RocksDB the edge may read as a secondary."""
+    return data / "worker" / "tables" / f"user-state-{partition}.db"
+
 _HEADER = struct.Struct("<BBHqqH")
 _HAS_RLS = 1
 

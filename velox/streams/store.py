@@ -1,6 +1,6 @@
 """One RocksDB (via rocksdict) per partition of the user-state table.
 
-Layout: ``<data>/worker/tables/user-state-<partition>.db``; keys are user ids as the message
+Layout: ``velox.schemas.user_state.table_path``; keys are user ids as the message
 keys carry them, values are user-state records (``velox.schemas.user_state``). Beside the
 records each DB keeps, under a key no user id can take, the offset of the last changelog
 message it has seen, so recovery reads only the changelog after it.
@@ -17,10 +17,6 @@ CHANGELOG_OFFSET_KEY = b"__velox__changelog_offset"
 # Which model version the records are on; also sent to the changelog, so recovery restores it.
 VERSION_KEY = b"__velox__version"
 RESERVED = (CHANGELOG_OFFSET_KEY, VERSION_KEY)
-
-
-def table_path(data: Path, partition: int) -> Path:
-    return data / "worker" / "tables" / f"user-state-{partition}.db"
 
 
 def _options() -> Options:

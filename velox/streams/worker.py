@@ -41,14 +41,14 @@ from velox.errors import ConfigError, InvalidObservation, VeloxError
 from velox.model.learner import Learner, UpdateRule, make_rule
 from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
-from velox.model.version import ModelVersion, random_version
 from velox.schemas import metrics as metrics_schema
 from velox.schemas import observation, user_state
 from velox.schemas.dead_letter import DeadLetter
 from velox.settings import Settings
 from velox.schemas.model_version import Activation
 from velox.streams import metrics, swap
-from velox.streams.store import VERSION_KEY, PartitionStore, table_path
+from velox.schemas.user_state import table_path
+from velox.streams.store import VERSION_KEY, PartitionStore
 from velox.streams.swap import read_range
 
 log = logging.getLogger("velox.worker")
@@ -72,13 +72,6 @@ def ensure_topics(settings: Settings) -> None:
         settings.topic("model-metrics"): 1,
     })
     kafka.create_topics(settings, {changelog_topic(settings): settings.partitions}, {"cleanup.policy": "compact"})
-
-
-def initial_version(settings: Settings) -> ModelVersion:
-    """The version to serve until a trained one is active: a file, or a seeded random θ."""
-    if settings.initial_version is not None:
-        return ModelVersion.from_npz(settings.initial_version.read_bytes())
-    return random_version(settings.items, settings.d, seed=settings.seed)
 
 
 class Worker:
@@ -107,7 +100,7 @@ class Worker:
     def _use(self, activation: Activation | None) -> None:
         """Make ``activation``'s version (the initial one if None) the one new states are built on."""
         if activation is None:
-            version, self.training_end = initial_version(self.settings), {}
+            version, self.training_end = versions.initial_version(self.settings), {}
         else:
             version = ModelStore(activation.store).load(activation.version.id)
             self.training_end = activation.version.training_end

@@ -1,0 +1,99 @@
+"""The edge against a real worker's RocksDB (read as secondaries) and the real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.streams.harness import WorkerProcess, produce, wait_until_committed
+from velox import kafka
+from velox.schemas import observation
+from velox.schemas.observation import Observation
+from velox.serving.app import Edge, create_app
+from velox.serving.models import Models
+from velox.serving.state import LocalState
+from velox.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
+    own = settings.replace(data=tmp_path_factory.mktemp("edge"), namespace=f"e{uuid.uuid4().hex[:8]}-",
+                           partitions=2, d=5, items=50, worker_metrics_port=0)
+    worker = WorkerProcess(own)
+    worker.start()
+    seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]
+    produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in seen])
+    wait_until_committed(own, own.topic("observations"), worker)
+    models = Models(own)
+    edge = Edge(own, LocalState(own.data, own.partitions), models, kafka.producer(own))
+    try:
+        with TestClient(create_app(edge)) as client:
+            yield client, own
+    finally:
+        models.close()
+        edge.state.close()
+        worker.stop()
+
+
+def test_predict_reads_the_users_state_and_observe_moves_it_within_a_second(served) -> None:
+    client, _ = served
+    before = client.get("/v1/models/default/predict", params={"user": 7, "item": 3}).json()
+    assert before["known_user"] is True and before["version"] == "initial-50x5-seed0"
+    for _ in range(5):
+        response = client.post("/v1/models/default/observe", json={"user": 7, "item": 3, "score": 5.0})
+        assert response.status_code == 202, response.text
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        after = client.get("/v1/models/default/predict", params={"user": 7, "item": 3}).json()
+        if after["score"] > before["score"]:
+            break
+        time.sleep(0.02)
+    assert after["score"] > before["score"]
+
+
+def test_unknown_user_scores_as_the_mean_user(served) -> None:
+    client, _ = served
+    body = client.get("/v1/models/default/predict", params={"user": 123456, "item": 3}).json()
+    assert body["known_user"] is False
+
+
+def test_top_k_is_sorted_and_sized(served) -> None:
+    client, _ = served
+    body = client.get("/v1/models/default/top_k", params={"user": 7, "k": 5}).json()
+    scores = [entry["score"] for entry in body["items"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    only = client.get("/v1/models/default/top_k", params={"user": 7, "k": 5, "candidates": "1,2,3"}).json()
+    assert sorted(entry["item"] for entry in only["items"]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "words"),
+    [
+        ("get", "/v1/models/nope/predict", {"params": {"user": 1, "item": 1}}, 404, "no model 'nope'"),
+        ("get", "/v1/models/default/predict", {"params": {"user": "abc", "item": 1}}, 400, "'user' must be an integer"),
+        ("get", "/v1/models/default/predict", {"params": {"user": 1}}, 400, "'item' is required"),
+        ("get", "/v1/models/default/predict", {"params": {"user": -1, "item": 1}}, 400, "between 0"),
+        ("get", "/v1/models/default/top_k", {"params": {"user": 1, "k": 0}}, 400, "'k' must be"),
+        ("post", "/v1/models/default/observe", {"content": b"{not json"}, 400, "bad observation"),
+        ("post", "/v1/models/default/observe", {"json": {"user": 1, "item": 2}}, 400, "score"),
+        ("post", "/v1/models/default/observe", {"json": [1, 2]}, 400, "JSON object"),
+        ("post", "/v1/models/default/observe", {"content": b"x" * (64 * 1024 + 1)}, 413, "over 64 KiB"),
+    ],
+)
+def test_bad_requests_get_a_json_4xx_naming_the_problem(served, method, path, kwargs, status, words) -> None:
+    client, _ = served
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+def test_health_readiness_and_metrics(served) -> None:
+    client, _ = served
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["partitions"]
+    assert "velox_edge_request_seconds_bucket" in client.get("/metrics").text
