@@ -39,6 +39,7 @@ class Settings:
     models, training_log: the model store root and the Parquet training log, paths or URIs
         (default ``<data>/models`` and ``<data>/training-log``).
     holdout: the most recent share of each partition's rows kept out of training to validate.
+    admin_token: the bearer token the edge's admin calls require (none set: admin calls refused).
     worker_id: this worker's static group membership: a worker restarted with the same id takes
         its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
     worker_metrics_port: the worker's Prometheus port (0: none).
@@ -62,6 +63,7 @@ class Settings:
     models: str | None = None
     training_log: str | None = None
     holdout: float = 0.1
+    admin_token: str | None = None
     worker_id: str = "worker-1"
     worker_metrics_port: int = 9464
     metrics_interval: float = 5.0

@@ -11,6 +11,10 @@ from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
 from velox import kafka
+from velox.broker import free_bootstrap
+from velox.model.store import ModelStore
+from velox.model.version import random_version
+from velox.schemas.model_version import VersionInfo
 from velox.schemas import observation
 from velox.schemas.observation import Observation
 from velox.serving.app import Edge, create_app
@@ -22,7 +26,7 @@ from velox.settings import Settings
 @pytest.fixture(scope="module")
 def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
     own = settings.replace(data=tmp_path_factory.mktemp("edge"), namespace=f"e{uuid.uuid4().hex[:8]}-",
-                           partitions=2, d=5, items=50, worker_metrics_port=0)
+                           partitions=2, d=5, items=50, worker_metrics_port=0, admin_token="s3cret")
     worker = WorkerProcess(own)
     worker.start()
     seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]
@@ -97,3 +101,48 @@ def test_health_readiness_and_metrics(served) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["partitions"]
     assert "velox_edge_request_seconds_bucket" in client.get("/metrics").text
+
+
+def test_the_velox_paper_paths_are_aliases(served) -> None:
+    client, _ = served
+    native = client.get("/v1/models/default/predict", params={"user": 7, "item": 4}).json()
+    alias = client.get("/velox/default/predict", params={"userid": 7, "item": 4}).json()
+    assert alias["score"] == native["score"]
+    top = client.get("/velox/default/predict_top_k", params={"userid": 7, "k": 3}).json()
+    assert len(top["items"]) == 3
+    assert client.post("/velox/default/observe", params={"userid": 8, "item": 1, "score": 4}).status_code == 202
+    assert client.post("/velox/default/observe", params={"userid": 8, "item": 1, "score": "x"}).status_code == 400
+
+
+def test_activate_needs_the_admin_token_and_a_stored_version(served) -> None:
+    client, own = served
+    assert client.post("/v1/models/default/versions/v1/activate").status_code == 401
+    wrong = client.post("/v1/models/default/versions/v1/activate", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    token = {"Authorization": f"Bearer {own.admin_token}"}
+    missing = client.post("/v1/models/default/versions/nope/activate", headers=token)
+    assert missing.status_code == 404 and "no complete version 'nope'" in missing.json()["detail"]
+
+    stored = random_version(50, 5, seed=8)
+    ModelStore(own.model_store).save(stored, VersionInfo(id=stored.id, created_at=time.time(), d=5, training_end={}))
+    assert client.post(f"/v1/models/default/versions/{stored.id}/activate", headers=token).status_code == 200
+    listed = client.get("/v1/models/default/versions").json()
+    assert [v["id"] for v in listed["versions"]] == [stored.id]
+    deadline = time.monotonic() + 5
+    while client.get("/v1/models").json()["models"][0]["version"] != stored.id and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get("/v1/models").json()["models"][0]["version"] == stored.id
+
+
+def test_observe_answers_503_with_retry_after_when_kafka_does_not_acknowledge(served) -> None:
+    _, own = served
+    dead = own.replace(bootstrap=free_bootstrap())
+    models = Models(own)
+    edge = Edge(dead, LocalState(own.data, own.partitions), models, kafka.producer(dead), ack_timeout=0.5)
+    try:
+        with TestClient(create_app(edge)) as client:
+            response = client.post("/v1/models/default/observe", json={"user": 1, "item": 2, "score": 3.0})
+    finally:
+        models.close()
+        edge.state.close()
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlencode
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from velox.errors import InvalidObservation
+from velox import versions
+from velox.errors import InvalidObservation, UnknownVersion
+from velox.model.store import ModelStore
 from velox.model.top_k import top_k
 from velox.schemas import observation, user_state
 from velox.serving.models import Models
@@ -39,8 +42,10 @@ ERRORS = Counter("velox_edge_errors", "Requests answered with an error status.",
 class Edge:
     """What the routes share: settings, local state, model versions and the producer."""
 
-    def __init__(self, settings: Settings, state: LocalState, models: Models, producer: Producer) -> None:
+    def __init__(self, settings: Settings, state: LocalState, models: Models, producer: Producer,
+                 ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.producer = settings, state, models, producer
+        self.ack_timeout = ack_timeout
 
 
 def create_app(edge: Edge) -> Starlette:
@@ -49,6 +54,12 @@ def create_app(edge: Edge) -> Starlette:
         Route("/v1/models/{model}/predict", timed("predict", predict)),
         Route("/v1/models/{model}/top_k", timed("top_k", top_k_route)),
         Route("/v1/models/{model}/observe", timed("observe", observe), methods=["POST"]),
+        Route("/v1/models/{model}/versions", timed("versions", list_versions)),
+        Route("/v1/models/{model}/versions/{version}/activate", timed("activate", activate), methods=["POST"]),
+        # The Velox paper's own paths, as thin aliases.
+        Route("/velox/{model}/predict", timed("predict", renamed(predict, userid="user"))),
+        Route("/velox/{model}/predict_top_k", timed("top_k", renamed(top_k_route, userid="user"))),
+        Route("/velox/{model}/observe", timed("observe", velox_observe), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -150,6 +161,11 @@ async def observe(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
+    return await accept(edge, body)
+
+
+async def accept(edge: Edge, body: bytes) -> Response:
+    """Validate an observation body, produce it, answer 202 once the broker acknowledged it."""
     try:
         fields = msgspec.json.decode(body) if body else None
         if not isinstance(fields, dict):
@@ -165,7 +181,7 @@ async def observe(request: Request) -> Response:
     return JSONResponse({"status": "accepted", "partition": delivered[0], "offset": delivered[1]}, status_code=202)
 
 
-async def send(edge: Edge, seen: observation.Observation, timeout: float = 5.0) -> tuple[int, int] | None:
+async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int] | None:
     """Produce and wait for the broker's acknowledgement; None if it did not come in time."""
     loop = asyncio.get_running_loop()
     acked: asyncio.Future[tuple[int, int] | None] = loop.create_future()
@@ -176,11 +192,55 @@ async def send(edge: Edge, seen: observation.Observation, timeout: float = 5.0) 
 
     edge.producer.produce(edge.settings.topic("observations"), key=seen.key, value=observation.encode(seen),
                           on_delivery=on_delivery)
-    await asyncio.to_thread(edge.producer.flush, timeout)
+    await asyncio.to_thread(edge.producer.flush, edge.ack_timeout)
     try:
         return await asyncio.wait_for(acked, 0.1)
     except asyncio.TimeoutError:
         return None
+
+
+def renamed(endpoint: Callable[[Request], Awaitable[Response]], **names: str) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint with query parameters renamed (``userid`` → ``user``) before it reads them."""
+
+    async def route(request: Request) -> Response:
+        params = [(names.get(key, key), value) for key, value in request.query_params.multi_items()]
+        request.scope["query_string"] = urlencode(params).encode()
+        return await endpoint(Request(request.scope, request.receive))
+
+    return route
+
+
+async def velox_observe(request: Request) -> Response:
+    """``POST /velox/{model}/observe?userid=&item=&score=``: the paper's form of observe."""
+    edge = edge_of(request)
+    fields = {"user": id_param(request, "userid"), "item": id_param(request, "item")}
+    try:
+        fields["score"] = float(request.query_params.get("score", ""))
+    except ValueError:
+        raise HTTPException(400, "query parameter 'score' must be a number") from None
+    return await accept(edge, msgspec.json.encode(fields))
+
+
+async def list_versions(request: Request) -> Response:
+    edge = edge_of(request)
+    active = edge.models.active.id
+    return JSONResponse({"active": active, "versions": [
+        {**msgspec.to_builtins(info), "active": info.id == active} for info in ModelStore(edge.settings.model_store).list()
+    ]})
+
+
+async def activate(request: Request) -> Response:
+    """Admin: make a stored version the active one (a rollback when it is older)."""
+    edge = edge_of(request)
+    expected = edge.settings.admin_token
+    if expected is None or request.headers.get("authorization") != f"Bearer {expected}":
+        raise HTTPException(401, "admin calls need 'Authorization: Bearer <VELOX_ADMIN_TOKEN>'")
+    version = request.path_params["version"]
+    try:
+        activation = await asyncio.to_thread(versions.activate, edge.settings, version, "activated through the edge")
+    except UnknownVersion as exc:
+        raise HTTPException(404, str(exc)) from None
+    return JSONResponse({"active": activation.version.id, "activated_at": activation.activated_at})
 
 
 async def healthz(request: Request) -> Response:
