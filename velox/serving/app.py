@@ -27,6 +27,7 @@ from velox.errors import InvalidObservation, UnknownVersion
 from velox.model.store import ModelStore
 from velox.model.top_k import top_k
 from velox.schemas import observation, user_state
+from velox.serving import openapi
 from velox.serving.models import Models
 from velox.serving.state import LocalState
 from velox.settings import Settings
@@ -63,6 +64,7 @@ def create_app(edge: Edge) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/openapi.json", openapi_json, include_in_schema=False),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.edge = edge
@@ -86,7 +88,8 @@ def timed(name: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Call
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.status_code, "detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"error": exc.status_code, "detail": exc.detail}, status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 def edge_of(request: Request) -> Edge:
@@ -253,6 +256,10 @@ async def readyz(request: Request) -> Response:
     ready = bool(held)
     return JSONResponse({"ready": ready, "partitions": held, "version": edge.models.active.id},
                         status_code=200 if ready else 503)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.document())
 
 
 async def metrics(request: Request) -> Response:

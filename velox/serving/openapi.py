@@ -1,0 +1,61 @@
+"""The edge's OpenAPI 3 document, served at /openapi.json (and fuzzed by schemathesis in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from velox.schemas.observation import MAX_ID
+
+ID = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+ERROR = {"description": "bad request", "content": {"application/json": {"schema": {
+    "type": "object", "required": ["error", "detail"],
+    "properties": {"error": {"type": "integer"}, "detail": {"type": "string"}}}}}}
+JSON = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def query(name: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+ANSWERS = {"400": ERROR, "404": ERROR}
+
+
+def document() -> dict[str, Any]:
+    observation_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["user", "item", "score"], "additionalProperties": False,
+        "properties": {"user": ID, "item": ID, "score": {"type": "number"}, "time": {"type": "number", "minimum": 0},
+                       "context": {"type": "object"}}}}}}
+    k = {"type": "integer", "minimum": 1, "maximum": 1000}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Velox edge", "version": "1"},
+        "paths": {
+            "/v1/models": {"get": {"responses": {"200": JSON}}},
+            "/v1/models/{model}/predict": {"get": {
+                "parameters": [MODEL, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/models/{model}/top_k": {"get": {
+                "parameters": [MODEL, query("user", ID), query("k", k, required=False),
+                               query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False)],
+                "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/models/{model}/observe": {"post": {
+                "parameters": [MODEL], "requestBody": observation_body,
+                "responses": {"202": JSON, "413": ERROR, "503": ERROR, **ANSWERS}}},
+            "/v1/models/{model}/versions": {"get": {"parameters": [MODEL], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/models/{model}/versions/{version}/activate": {"post": {
+                "parameters": [MODEL, VERSION], "security": [{"admin": []}],
+                "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
+            "/velox/{model}/predict": {"get": {
+                "parameters": [MODEL, query("userid", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
+            "/velox/{model}/predict_top_k": {"get": {
+                "parameters": [MODEL, query("userid", ID), query("k", k, required=False)],
+                "responses": {"200": JSON, **ANSWERS}}},
+            "/velox/{model}/observe": {"post": {
+                "parameters": [MODEL, query("userid", ID), query("item", ID), query("score", {"type": "number"})],
+                "responses": {"202": JSON, "503": ERROR, **ANSWERS}}},
+            "/healthz": {"get": {"responses": {"200": JSON}}},
+            "/readyz": {"get": {"responses": {"200": JSON, "503": JSON}}},
+        },
+        "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+    }
