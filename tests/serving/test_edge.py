@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, produce, wait_until_committed
 from velox import kafka
 from velox.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.model.version import random_version
 from velox.schemas.model_version import VersionInfo
-from velox.schemas import observation
-from velox.schemas.observation import Observation
 from velox.serving.app import Edge, create_app
 from velox.serving.models import Models
 from velox.serving.state import LocalState
-from velox.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
-    own = settings.replace(data=tmp_path_factory.mktemp("edge"), namespace=f"e{uuid.uuid4().hex[:8]}-",
-                           partitions=2, d=5, items=50, worker_metrics_port=0, admin_token="s3cret")
-    worker = WorkerProcess(own)
-    worker.start()
-    seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]
-    produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in seen])
-    wait_until_committed(own, own.topic("observations"), worker)
-    models = Models(own)
-    edge = Edge(own, LocalState(own.data, own.partitions), models, kafka.producer(own))
-    try:
-        with TestClient(create_app(edge)) as client:
-            yield client, own
-    finally:
-        models.close()
-        edge.state.close()
-        worker.stop()
 
 
 def test_predict_reads_the_users_state_and_observe_moves_it_within_a_second(served) -> None:

@@ -11,7 +11,6 @@ import schemathesis
 import uvicorn
 from hypothesis import settings as hypothesis_settings
 
-from tests.serving.test_edge import served  # noqa: F401  (the module-scoped edge over a real worker)
 from velox.broker import free_bootstrap
 from velox.serving import openapi
 
@@ -19,7 +18,7 @@ schema = schemathesis.openapi.from_dict(openapi.document())
 
 
 @pytest.fixture(scope="module")
-def edge_url(served) -> Iterator[str]:  # noqa: F811
+def edge_url(served) -> Iterator[str]:
     client, _ = served
     port = int(free_bootstrap().split(":")[1])
     server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
