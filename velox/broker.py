@@ -9,6 +9,7 @@ until the JVM is gone.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -117,6 +118,7 @@ class LocalBroker:
             "appender.file.type = File\n"
             "appender.file.name = file\n"
             f"appender.file.fileName = {self.log}\n"
+            "appender.file.append = false\n"
             "appender.file.layout.type = PatternLayout\n"
             "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = INFO\n"
@@ -179,11 +181,12 @@ class LocalBroker:
         return None
 
     def _log_tail(self) -> str:
-        """The last error the broker logged, else the JVM's last words on stdout."""
+        """The root cause the broker logged (its first exception), else the JVM's last words."""
         if self.log.exists():
-            errors = [line for line in self.log.read_text(errors="replace").splitlines() if " ERROR " in line]
-            if errors:
-                return errors[-1].strip()
+            lines = self.log.read_text(errors="replace").splitlines()
+            causes = [line for line in lines if "Exception: " in line] or [line for line in lines if " ERROR " in line]
+            if causes:
+                return causes[0].strip()
         stdout = self.home / "stdout.log"
         lines = stdout.read_text(errors="replace").split("\n") if stdout.exists() else []
         last = [line.strip() for line in lines if line.strip()][-2:]
@@ -203,13 +206,32 @@ def throwaway_broker(settings: Settings) -> Iterator[Settings]:
 
 
 def free_bootstrap(host: str = "127.0.0.1") -> str:
-    """A ``host:port`` whose port and port + 1 (the controller) are free now: for throwaway brokers."""
+    """A ``host:port`` whose port and port + 1 (the controller) are free now: for throwaway brokers.
+
+    Ports come from below the kernel's ephemeral range, so no client connection of this machine
+    can take the controller's port between this check and the broker's bind.
+    """
+    low = _ephemeral_low()
     while True:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if not _port_in_use(host, port + 1):
+        port = random.randrange(10_000, low - 2)
+        if _can_bind(host, port) and _can_bind(host, port + 1):
             return f"{host}:{port}"
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return 32_768
+
+
+def _can_bind(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _cluster_id() -> str:
