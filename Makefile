@@ -1,5 +1,5 @@
 # make test: everything a fresh clone needs, then the whole suite against a real broker.
-# make up:   the local system in the foreground (today: broker and worker); Ctrl-C stops it.
+# make up:   broker, worker and edge (http://127.0.0.1:8000) in the foreground; Ctrl-C stops them.
 
 PYTHON ?= python3
 VENV ?= .venv

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
     worker.set_defaults(run=run_worker)
 
-    up = commands.add_parser("up", help="start the broker (unless running) and a worker; Ctrl-C stops both")
+    up = commands.add_parser("up", help="the broker (unless running), a worker and the edge; Ctrl-C stops them")
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000, help="the edge's port")
     up.set_defaults(run=run_up)
 
     serve = commands.add_parser("serve", help="run the edge (predict, top-k, observe) beside a worker")
@@ -106,17 +110,31 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
-    from velox.streams import worker
+    """Broker, then the worker as a child process, then the edge in the foreground until Ctrl-C."""
+    from velox.streams.worker import ensure_topics
 
     broker = LocalBroker(settings)
     ours = not broker.status().running
     log.info("%s", broker.start().describe())
+    ensure_topics(settings)
+    logs = settings.data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "worker.log", "ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"], env={**os.environ, **settings.to_env()},
+                                  stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://{args.host}:{args.port}/v1/models/{settings.model}"
+    log.info("worker pid %d, log %s; edge on http://%s:%d; try:\n"
+             "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
+             "  curl -X POST -H 'Content-Type: application/json' -d '{\"user\": 1, \"item\": 2, \"score\": 5}' %s/observe",
+             worker.pid, logs / "worker.log", args.host, args.port, base, base, base)
     try:
-        worker.run(settings)
+        return run_serve(settings, args)
     finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        log.info("worker stopped (exit %s)", worker.returncode)
         if ours:
             log.info("%s", broker.stop().describe())
-    return 0
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
