@@ -58,9 +58,11 @@ def top_k(
 
 def item_scores(version: ModelVersion, w: np.ndarray, items: np.ndarray) -> np.ndarray:
     """float64 scores of ``items`` for weights ``w``; items the version does not know get 0 factors and bias."""
+    w = np.asarray(w, np.float64)
+    if items is version.item_ids:  # the whole catalog, in row order: one matrix-vector product, no lookup
+        return version.global_mean + w[-1] + version.item_bias + version.item_factors @ w[:-1].astype(np.float32)
     item_rows = rows(version.item_ids, items)
     known = item_rows < len(version.item_ids)
-    w = np.asarray(w, np.float64)
     scores = np.full(len(items), version.global_mean + w[-1])
     safe = item_rows[known]
     scores[known] += version.item_bias[safe] + version.item_factors[safe] @ w[:-1]

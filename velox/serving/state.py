@@ -3,7 +3,9 @@
 The edge runs beside the worker, in its own process (its own GIL, so a busy worker does not
 delay answers). Each partition DB the worker holds is opened as a secondary: a read-only view
 that catches up with the worker's writes (WAL included) on demand, about a millisecond each.
-A read catches its partition up at most every ``freshness`` seconds.
+A read catches its partition up at most every ``freshness`` seconds (default 50 ms: a catch-up
+costs about 0.75 ms, so with 8 partitions a 10 ms bound spent most of a core on catching up;
+measured with bench/serve.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from velox.schemas.user_state import table_path
 
 
 class LocalState:
-    def __init__(self, data: Path, partitions: int, freshness: float = 0.01) -> None:
+    def __init__(self, data: Path, partitions: int, freshness: float = 0.05) -> None:
         self.data = data
         self.partitions = partitions
         self.freshness = freshness
