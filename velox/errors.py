@@ -6,7 +6,9 @@
     ├── JarFetchError      Maven could not resolve a set of jars
     ├── InvalidObservation an observation event failed to decode or validate
     ├── InvalidUserState   stored bytes are not a user-state record this code can read
-    └── UnknownVersion     the model store holds no complete version of that id
+    ├── UnknownVersion     the model store holds no complete version of that id
+    ├── ChangelogFailed    the worker's changelog writes were not acknowledged
+    └── RetrainBusy        another retrain job holds the lock
 """
 
 
@@ -41,3 +43,11 @@ class InvalidUserState(VeloxError):
 
 class UnknownVersion(VeloxError):
     """The model store holds no complete version of that id."""
+
+
+class ChangelogFailed(VeloxError):
+    """A changelog record was not acknowledged: committing now could lose an update; the worker stops."""
+
+
+class RetrainBusy(VeloxError):
+    """Another retrain holds the lock; this one did nothing."""

@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from velox import jars, kafka, versions
-from velox.errors import VeloxError
+from velox.errors import RetrainBusy
 from velox.model.store import ModelStore, filesystem
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
@@ -41,10 +41,6 @@ log = logging.getLogger("velox.retrain")
 
 ROWS = "user long, item long, score double, time double, partition int, offset long"
 CONSUMED = "_velox_consumed.json"  # Spark skips files starting with "_" when it reads the log
-
-
-class RetrainBusy(VeloxError):
-    """Another retrain holds the lock; this one did nothing."""
 
 
 def retrain(

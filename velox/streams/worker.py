@@ -37,7 +37,7 @@ from itertools import islice
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from velox import kafka, versions
-from velox.errors import ConfigError, InvalidObservation, VeloxError
+from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
 from velox.model.learner import Learner, UpdateRule, make_rule
 from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
@@ -55,10 +55,6 @@ log = logging.getLogger("velox.worker")
 
 COMMIT_INTERVAL = 1.0
 BATCH = 2_000
-
-
-class ChangelogFailed(VeloxError):
-    """A changelog record was not acknowledged: committing now could lose an update."""
 
 
 def changelog_topic(settings: Settings) -> str:
