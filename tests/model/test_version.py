@@ -10,7 +10,7 @@ def test_version_npz_round_trip() -> None:
         user_vectors=np.full((1, 4), 2.0, np.float32), user_counts=np.array([12]),
     )
     loaded = ModelVersion.from_npz(version.to_npz())
-    assert loaded.id == "v7" and loaded.d == 4 and loaded.training_count(1) == 12
+    assert loaded.id == "v7" and loaded.d == 4 and loaded.user_counts.tolist() == [12]
     assert loaded.score(loaded.prior(1), 10) == version.score(version.prior(1), 10) == 3.5 + 0.5 + 6.0 + 2.0
 
 
@@ -22,7 +22,7 @@ def test_unknown_user_starts_from_the_mean_user_and_unknown_item_has_zero_factor
     )
     assert version.prior(99).tolist() == [2.0, 1.0]
     assert version.score(np.array([2.0, 1.0]), 12345) == 1.0 + 0.0 + 1.0  # only the user's bias term
-    assert not version.knows_item(12345) and version.training_count(99) == 0
+    assert not version.knows_item(12345) and not version.knows_user(99)
 
 
 def test_random_version_is_deterministic() -> None:

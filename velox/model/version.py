@@ -62,10 +62,6 @@ class ModelVersion:
         f[:-1] = self.item_factors[row]
         return f, float(self.item_bias[row])
 
-    def training_count(self, user: int) -> int:
-        row = self._user_row.get(user)
-        return 0 if row is None else int(self.user_counts[row])
-
     def prior(self, user: int) -> np.ndarray:
         """Where a user's weights start: their trained vector, or the mean user if unknown."""
         row = self._user_row.get(user)
