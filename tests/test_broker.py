@@ -72,3 +72,10 @@ def test_kafka_start_failure_gives_reason_and_log_path(settings: Settings, tmp_p
     with pytest.raises(BrokerError, match=f"broker exited during start: .*Too small .*heap.*; see {broker.log}"):
         broker.start()
     assert not broker.status().running
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    from velox.broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5000)]
+    assert all(len(cluster) == 22 and not cluster.startswith("-") for cluster in ids)
