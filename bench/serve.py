@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from velox import kafka, owners
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
@@ -35,9 +36,7 @@ from velox.versions import initial_version
 
 
 def write_states(settings: Settings, users: int) -> None:
-    """Records as the worker writes them, on the initial version, one RocksDB per partition."""
-    from velox import kafka
-
+    """Records as the worker writes them, on the initial version, one RocksDB per partition, announced as its."""
     rng = np.random.default_rng(1)
     version = initial_version(settings).id
     stores = {p: PartitionStore(table_path(settings.data, p)) for p in range(settings.partitions)}
@@ -47,6 +46,8 @@ def write_states(settings: Settings, users: int) -> None:
         stores[kafka.partition_for(key, settings.partitions)].put(key, user_state.encode(state))
     for store in stores.values():
         store.close()
+    owners.ensure_topic(settings)
+    owners.announce(settings, kafka.producer(settings), list(range(settings.partitions)))
 
 
 async def one_connection(port: int, paths: list[str], deadline: float, latencies: list[float],

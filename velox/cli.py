@@ -41,13 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="the broker (unless running), a worker and the edge; Ctrl-C stops them")
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000, help="the edge's port")
+    add_edge_flags(up)
     up.set_defaults(run=run_up)
 
     serve = commands.add_parser("serve", help="run the edge (predict, top-k, observe) beside a worker")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    add_edge_flags(serve)
     serve.set_defaults(run=run_serve)
 
     retrain = commands.add_parser("retrain", help="train a new version with Spark from the logged observations")
@@ -122,11 +120,11 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     with open(logs / "worker.log", "ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"], env={**os.environ, **settings.to_env()},
                                   stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://{args.host}:{args.port}/v1/models/{settings.model}"
-    log.info("worker pid %d, log %s; edge on http://%s:%d; try:\n"
+    base = f"{settings.edge_url}/v1/models/{settings.model}"
+    log.info("worker pid %d, log %s; edge on %s; try:\n"
              "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
              "  curl -X POST -H 'Content-Type: application/json' -d '{\"user\": 1, \"item\": 2, \"score\": 5}' %s/observe",
-             worker.pid, logs / "worker.log", args.host, args.port, base, base, base)
+             worker.pid, logs / "worker.log", settings.edge_url, base, base, base)
     try:
         return run_serve(settings, args)
     finally:
@@ -140,18 +138,13 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from velox import kafka
     from velox.serving.app import Edge, create_app
-    from velox.serving.models import Models
-    from velox.serving.state import LocalState
 
-    models = Models(settings)
-    edge = Edge(settings, LocalState(settings.data, settings.partitions), models, kafka.producer(settings))
+    edge = Edge.open(settings)
     try:
-        uvicorn.run(create_app(edge), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(create_app(edge), host=settings.edge_host, port=settings.edge_port, log_level="info")
     finally:
-        models.close()
-        edge.state.close()
+        edge.close()
     return 0
 
 

@@ -8,10 +8,11 @@ the Java client; ``partition_for`` computes it here, so every process agrees whi
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from velox.settings import Settings
@@ -120,3 +121,32 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
             return
         time.sleep(0.05)
     raise KafkaException(f"topics {sorted(topics)} did not appear in the broker's metadata within 30 s")
+
+
+class CompactedReader:
+    """A compacted one-partition topic read as a table: the records there now, then each new one.
+
+    ``model-versions`` and ``owners`` are read this way by every process; no group offsets are
+    committed, each reader starts from the beginning.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.tp = TopicPartition(topic, 0)
+        self.reader = consumer(settings, group=f"{settings.app_id}-reader-{uuid.uuid4().hex[:8]}")
+        low, self.high = self.reader.get_watermark_offsets(self.tp, timeout=30)
+        self.reader.assign([TopicPartition(topic, 0, low)])
+
+    def existing(self) -> Iterator[Message]:
+        """The records written before this reader started."""
+        while self.high > 0 and self.reader.position([self.tp])[0].offset < self.high:
+            yield from self._read(1.0)
+
+    def new(self) -> list[Message]:
+        """Records that arrived since the last call, without waiting."""
+        return self._read(0)
+
+    def _read(self, timeout: float) -> list[Message]:
+        return [m for m in self.reader.consume(100, timeout=timeout) if m.error() is None]
+
+    def close(self) -> None:
+        self.reader.close()

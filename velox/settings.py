@@ -44,6 +44,11 @@ class Settings:
         its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
     worker_metrics_port: the worker's Prometheus port (0: none).
     metrics_interval: seconds between prequential error records on ``model-metrics``.
+    edge_host, edge_port: where the edge beside this worker listens; the worker announces it on
+        ``owners`` so edges forward requests for its users there.
+    epsilon: the share of top-k slots given to a random item (ε-greedy exploration; 0: none).
+    slo_ms: the model's latency objective: an answer that cannot be ready in time (its owner
+        unreachable, its partition recovering) is the model's default answer, marked as such.
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -67,6 +72,10 @@ class Settings:
     worker_id: str = "worker-1"
     worker_metrics_port: int = 9464
     metrics_interval: float = 5.0
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8000
+    epsilon: float = 0.0
+    slo_ms: float = 100.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -90,6 +99,10 @@ class Settings:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
         if self.rule not in ("sgd", "rls"):
             raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
+        if not 0 <= self.epsilon <= 1:
+            raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
+        if self.slo_ms <= 0:
+            raise ConfigError(f"slo_ms must be positive, got {self.slo_ms}")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 
@@ -114,6 +127,10 @@ class Settings:
     @property
     def training_log_path(self) -> str:
         return self.training_log or str(self.data / "training-log")
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{self.edge_host}:{self.edge_port}"
 
     def topic(self, name: str) -> str:
         """The full name of one of Velox's topics (``observations``, ``model-metrics``, ...)."""

@@ -7,9 +7,9 @@ an admin announces, workers and edges follow.
 from __future__ import annotations
 
 import time
-import uuid
+from collections.abc import Iterable
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message
 
 from velox import kafka
 from velox.model.store import ModelStore
@@ -52,26 +52,20 @@ class Follower:
     def __init__(self, settings: Settings) -> None:
         ensure_topic(settings)
         self.key = settings.model.encode()
-        self.tp = TopicPartition(topic(settings), 0)
-        self.reader = kafka.consumer(settings, group=f"{settings.app_id}-versions-{uuid.uuid4().hex[:8]}")
-        low, self.high = self.reader.get_watermark_offsets(self.tp, timeout=30)
-        self.reader.assign([TopicPartition(self.tp.topic, 0, low)])
+        self.reader = kafka.CompactedReader(settings, topic(settings))
 
     def latest(self) -> Activation | None:
         """The last activation announced before this follower started (None if none ever was)."""
-        latest = None
-        while self.high > 0 and self.reader.position([self.tp])[0].offset < self.high:
-            latest = self._read(1.0) or latest
-        return latest
+        return self._last(self.reader.existing())
 
     def poll(self) -> Activation | None:
         """A newly announced activation, without waiting; None if nothing new."""
-        return self._read(0)
+        return self._last(self.reader.new())
 
-    def _read(self, timeout: float) -> Activation | None:
+    def _last(self, messages: Iterable[Message]) -> Activation | None:
         found = None
-        for message in self.reader.consume(100, timeout=timeout):
-            if message.error() is None and message.key() == self.key:
+        for message in messages:
+            if message.key() == self.key:
                 found = model_version.decode_activation(message.value())
         return found
 

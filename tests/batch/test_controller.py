@@ -2,6 +2,7 @@
 
 from velox.batch.controller import Observed, Triggers, should_retrain, window_rmse
 from velox.schemas.metrics import ErrorWindow
+from velox.schemas.retrain_request import RetrainRequest
 
 NOW = 10_000.0
 
@@ -53,6 +54,13 @@ def test_debounce_holds_every_trigger_after_a_run() -> None:
     triggers = Triggers(every=1, after=1, debounce=30)
     assert should_retrain(seen(last_run=NOW - 29, new_observations=10**6), triggers) is None
     assert should_retrain(seen(last_run=NOW - 31, new_observations=10**6), triggers) is not None
+
+
+def test_a_request_through_the_edge_runs_at_once_even_within_the_debounce() -> None:
+    triggers = Triggers(every=3600, debounce=30)
+    asked = [RetrainRequest("a", "default", "new catalog", NOW - 1), RetrainRequest("b", "default", "new catalog", NOW)]
+    assert should_retrain(seen(last_run=NOW - 1), triggers) is None
+    assert should_retrain(seen(last_run=NOW - 1, requests=asked), triggers) == "requested: new catalog"
 
 
 def test_window_rmse_weights_by_count() -> None:

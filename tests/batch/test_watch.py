@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.streams.harness import produce
-from velox import versions
+from velox import retrain_requests, versions
 from velox.batch.controller import Controller, Triggers
 from velox.schemas import observation
 from velox.schemas.observation import Observation
@@ -37,3 +37,16 @@ def test_watch_starts_the_job_after_n_observations_and_reports_a_failure(
     assert "retrain starting: 50 new observations (threshold 50)" in caplog.text
     assert "retrain failed" in caplog.text and "RuntimeError: boom: the Spark job died" in caplog.text
     assert versions.active(own) is None
+
+
+def test_a_request_logged_through_the_edge_starts_one_run_and_is_not_run_again(settings: Settings, tmp_path: Path) -> None:
+    own = settings.replace(data=tmp_path, namespace=f"w{uuid.uuid4().hex[:8]}-", partitions=2)
+    ensure_topics(own)
+    retrain_requests.send(own, "new items arrived")  # before the controller ever ran: still honoured
+    reasons: list[str] = []
+    Controller(own, Triggers(after=10**9, debounce=0), reasons.append, poll=0.1).run(runs=1)
+    assert reasons == ["requested: new items arrived"]
+    retrain_requests.send(own, "second")
+    later = Controller(own, Triggers(after=10**9, debounce=0), reasons.append, poll=0.1)
+    later.run(runs=1)  # a restarted controller: the handled request was committed, only the new one runs
+    assert reasons == ["requested: new items arrived", "requested: second"]

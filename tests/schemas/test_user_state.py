@@ -13,6 +13,15 @@ def test_sgd_record_round_trip() -> None:
     assert (decoded.version, decoded.count, decoded.offset) == ("v-1", 12, 4041)
     assert decoded.w.tolist() == [0.5, -1.25, 3.0]
     assert decoded.a_inv is None and decoded.b is None
+    assert decoded.seen.tolist() == []
+
+
+def test_seen_items_round_trip_after_the_rls_statistics() -> None:
+    start = RLS(l2=1.0).start("v-3", np.ones(3, dtype=np.float32))
+    state = UserState(start.version, start.w, 2, 9, start.a_inv, start.b, np.array([2**40, 7], np.int64))
+    decoded = user_state.decode(user_state.encode(state))
+    assert decoded.seen.tolist() == [2**40, 7]
+    np.testing.assert_array_equal(decoded.b, start.b)
 
 
 def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
@@ -26,12 +35,13 @@ def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
 
 def test_sgd_record_at_d50_is_compact() -> None:
     state = UserState("initial", np.zeros(50, dtype=np.float32))
-    assert len(user_state.encode(state)) == 22 + len("initial") + 200
+    assert len(user_state.encode(state)) == 22 + 4 + len("initial") + 200
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "format nothing"), (b"\x07" + bytes(30), "format 7"), (b"\x01\x00\x03\x00" + bytes(18), "expected 34")],
+    [(b"", "format nothing"), (b"\x07" + bytes(30), "format 7"), (b"\x01" + bytes(40), "format 1, expected 2"),
+     (b"\x02\x00\x03\x00" + bytes(18), "too short"), (b"\x02\x00\x03\x00" + bytes(22), "expected 38")],
 )
 def test_unreadable_record_says_why(data: bytes, message: str) -> None:
     with pytest.raises(InvalidUserState, match=message):

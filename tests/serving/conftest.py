@@ -9,12 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
-from velox import kafka
 from velox.schemas import observation
 from velox.schemas.observation import Observation
 from velox.serving.app import Edge, create_app
-from velox.serving.models import Models
-from velox.serving.state import LocalState
 from velox.settings import Settings
 
 
@@ -27,12 +24,10 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]
     produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in seen])
     wait_until_committed(own, own.topic("observations"), worker)
-    models = Models(own)
-    edge = Edge(own, LocalState(own.data, own.partitions), models, kafka.producer(own))
+    edge = Edge.open(own)
     try:
         with TestClient(create_app(edge)) as client:
             yield client, own
     finally:
-        models.close()
-        edge.state.close()
+        edge.close()
         worker.stop()

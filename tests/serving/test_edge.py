@@ -7,14 +7,12 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from velox import kafka
+from velox import kafka, retrain_requests
 from velox.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.model.version import random_version
 from velox.schemas.model_version import VersionInfo
 from velox.serving.app import Edge, create_app
-from velox.serving.models import Models
-from velox.serving.state import LocalState
 
 
 def test_predict_reads_the_users_state_and_observe_moves_it_within_a_second(served) -> None:
@@ -46,6 +44,17 @@ def test_top_k_is_sorted_and_sized(served) -> None:
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     only = client.get("/v1/models/default/top_k", params={"user": 7, "k": 5, "candidates": "1,2,3"}).json()
     assert sorted(entry["item"] for entry in only["items"]) == [1, 2, 3]
+
+
+def test_top_k_can_leave_out_what_the_user_rated(served) -> None:
+    client, _ = served  # user 7 rated items 0..4
+    params = {"user": 7, "k": 5, "candidates": "3,4,5,6,7"}
+    kept = client.get("/v1/models/default/top_k", params=params).json()
+    left_out = client.get("/v1/models/default/top_k", params={**params, "exclude_seen": "true"}).json()
+    assert sorted(entry["item"] for entry in kept["items"]) == [3, 4, 5, 6, 7]
+    assert sorted(entry["item"] for entry in left_out["items"]) == [5, 6, 7]
+    bad = client.get("/v1/models/default/top_k", params={**params, "exclude_seen": "maybe"})
+    assert bad.status_code == 400 and "exclude_seen" in bad.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -108,15 +117,31 @@ def test_activate_needs_the_admin_token_and_a_stored_version(served) -> None:
     assert client.get("/v1/models").json()["models"][0]["version"] == stored.id
 
 
+def test_retrain_needs_the_token_and_logs_a_request_for_the_controller(served) -> None:
+    client, own = served
+    assert client.post("/v1/models/default/retrain").status_code == 401
+    response = client.post("/v1/models/default/retrain", params={"reason": "new catalogue"},
+                           headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 202, response.text
+    reader = retrain_requests.reader(own)
+    try:
+        deadline, found = time.monotonic() + 20, []
+        while not found and time.monotonic() < deadline:
+            found = retrain_requests.pending(reader, own)
+            time.sleep(0.1)
+    finally:
+        reader.close()
+    assert [(r.id, r.reason) for r in found] == [(response.json()["request"], "new catalogue")]
+
+
 def test_observe_answers_503_with_retry_after_when_kafka_does_not_acknowledge(served) -> None:
     _, own = served
     dead = own.replace(bootstrap=free_bootstrap())
-    models = Models(own)
-    edge = Edge(dead, LocalState(own.data, own.partitions), models, kafka.producer(dead), ack_timeout=0.5)
+    edge = Edge.open(own)
+    edge.producer, edge.ack_timeout = kafka.producer(dead), 0.5
     try:
         with TestClient(create_app(edge)) as client:
             response = client.post("/v1/models/default/observe", json={"user": 1, "item": 2, "score": 3.0})
     finally:
-        models.close()
-        edge.state.close()
+        edge.close()
     assert response.status_code == 503 and response.headers["retry-after"] == "1"

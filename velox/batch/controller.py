@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
-from velox import kafka, versions
+from velox import kafka, retrain_requests, versions
 from velox.schemas import metrics as metrics_schema
 from velox.schemas.metrics import ErrorWindow
 from velox.schemas.model_version import Activation
+from velox.schemas.retrain_request import RetrainRequest
 from velox.settings import Settings
 
 log = logging.getLogger("velox.controller")
@@ -47,10 +48,13 @@ class Observed:
     new_observations: int
     validation_rmse: float | None
     windows: Sequence[ErrorWindow]  # the active version's recent prequential windows
+    requests: Sequence[RetrainRequest] = ()  # asked for through the edge, not yet run
 
 
 def should_retrain(seen: Observed, triggers: Triggers) -> str | None:
-    """Why to retrain now, or None."""
+    """Why to retrain now, or None. A request through the edge is not debounced."""
+    if seen.requests:
+        return "requested: " + "; ".join(sorted({r.reason for r in seen.requests}))
     if seen.last_run is not None and seen.now - seen.last_run < triggers.debounce:
         return None
     if triggers.every is not None:
@@ -90,6 +94,8 @@ class Controller:
         self.metrics = kafka.consumer(settings, group=f"{settings.app_id}-controller-{uuid.uuid4().hex[:6]}",
                                       **{"auto.offset.reset": "latest"})
         self.metrics.subscribe([settings.topic("model-metrics")])
+        self.requests = retrain_requests.reader(settings)
+        self.requested: list[RetrainRequest] = []
         self.last_run: float | None = None
         self.stopping = False
 
@@ -104,6 +110,7 @@ class Controller:
             self.run_job(reason)
             done += 1
         self.metrics.close()
+        self.requests.close()
         self.follower.close()
 
     def observe(self) -> Observed:
@@ -112,6 +119,7 @@ class Controller:
         for message in self.metrics.consume(1000, timeout=0):
             if message.error() is None:
                 self.windows.append(metrics_schema.decode(message.value()))
+        self.requested += retrain_requests.pending(self.requests, self.settings)
         now = time.time()
         version = self.active.version if self.active else None
         horizon = now - self.triggers.window - 60
@@ -121,6 +129,7 @@ class Controller:
             new_observations=self.new_observations(version.training_end if version else {}),
             validation_rmse=version.validation_rmse if version else None,
             windows=[w for w in self.windows if version and w.version == version.id],
+            requests=self.requested,
         )
 
     def new_observations(self, training_end: dict[int, int]) -> int:
@@ -140,5 +149,8 @@ class Controller:
             return False
         finally:
             self.last_run = time.time()
+            if self.requested:  # answered, whatever the outcome: the log says how it ended
+                self.requests.commit(asynchronous=False)
+                self.requested = []
         log.info("retrain finished in %.1f s", time.monotonic() - started)
         return True

@@ -17,6 +17,8 @@ from velox.model.sgd import SGD
 from velox.model.version import ModelVersion
 from velox.schemas.user_state import UserState
 
+MAX_SEEN = 1000  # seen items kept per user, for top-k's exclude_seen
+
 
 class UpdateRule(Protocol):
     name: str
@@ -54,8 +56,21 @@ class Learner:
         if state is None:
             state = self.rule.start(self.version.id, prior)
         elif state.version != self.version.id:
-            state = replace(self.rule.start(self.version.id, prior), count=state.count, offset=state.offset)
+            state = replace(self.rule.start(self.version.id, prior), count=state.count, offset=state.offset,
+                            seen=state.seen)
         f, bias = self.version.features(item)
         base = self.version.global_mean + bias
         prediction = base + float(state.w @ f)
-        return self.rule.update(state, f, score - base, prior, offset), prediction
+        updated = self.rule.update(state, f, score - base, prior, offset)
+        return replace(updated, seen=remember(state.seen, item)), prediction
+
+
+def remember(seen: np.ndarray, item: int) -> np.ndarray:
+    """The user's seen items with ``item`` added (once), keeping the most recent ``MAX_SEEN``.
+
+    >>> remember(np.array([3, 5]), 5).tolist(), remember(np.array([3, 5]), 8).tolist()
+    ([3, 5], [3, 5, 8])
+    """
+    if item in seen:
+        return seen
+    return np.append(seen[-(MAX_SEEN - 1):], np.int64(item))

@@ -2,11 +2,13 @@
 
 Binary, little-endian, never pickle::
 
-    u8  format version (1)         u8  flags (bit 0: has the RLS matrix and vector)
+    u8  format version (2)         u8  flags (bit 0: has the RLS matrix and vector)
     u16 d                          i64 observation count
     i64 last applied source offset (-1 before the first)
     u16 length of the model version id, then the id in UTF-8
+    u32 number of seen items
     f32[d] w                       (RLS only) f64[d*d] A⁻¹, f64[d] b
+    i64[seen] the items the user rated, oldest first (for top-k's ``exclude_seen``)
 
 The source offset is written in the same put as the weights: that is what makes replaying an
 observation a no-op (exactly once).
@@ -15,14 +17,14 @@ observation a no-op (exactly once).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from velox.errors import InvalidUserState
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def table_path(data: Path, partition: int) -> Path:
@@ -30,6 +32,9 @@ def table_path(data: Path, partition: int) -> Path:
     return data / "worker" / "tables" / f"user-state-{partition}.db"
 
 _HEADER = struct.Struct("<BBHqqH")
+_SEEN = struct.Struct("<I")
+_NO_ITEMS = np.zeros(0, np.int64)
+_NO_ITEMS.flags.writeable = False
 _HAS_RLS = 1
 
 
@@ -43,6 +48,7 @@ class UserState:
     offset: int = -1
     a_inv: np.ndarray | None = None
     b: np.ndarray | None = None
+    seen: np.ndarray = field(default_factory=lambda: _NO_ITEMS)
 
 
 def encode(state: UserState) -> bytes:
@@ -51,10 +57,12 @@ def encode(state: UserState) -> bytes:
     parts = [
         _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
         version,
+        _SEEN.pack(len(state.seen)),
         state.w.astype("<f4", copy=False).tobytes(),
     ]
     if state.a_inv is not None and state.b is not None:
         parts += [state.a_inv.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
+    parts.append(state.seen.astype("<i8", copy=False).tobytes())
     return b"".join(parts)
 
 
@@ -65,13 +73,19 @@ def decode(data: bytes) -> UserState:
     _, flags, d, count, offset, length = _HEADER.unpack_from(data)
     position = _HEADER.size + length
     version = data[_HEADER.size:position].decode()
-    expected = position + 4 * d + ((8 * d * d + 8 * d) if flags & _HAS_RLS else 0)
+    if len(data) < position + _SEEN.size:
+        raise InvalidUserState(f"user-state record is {len(data)} bytes, too short for its header")
+    (n_seen,) = _SEEN.unpack_from(data, position)
+    position += _SEEN.size
+    rls = (8 * d * d + 8 * d) if flags & _HAS_RLS else 0
+    expected = position + 4 * d + rls + 8 * n_seen
     if len(data) != expected:
         raise InvalidUserState(f"user-state record is {len(data)} bytes, expected {expected} for d={d}")
     w = np.frombuffer(data, "<f4", d, position)
+    seen = np.frombuffer(data, "<i8", n_seen, position + 4 * d + rls)
     if not flags & _HAS_RLS:
-        return UserState(version, w, count, offset)
+        return UserState(version, w, count, offset, seen=seen)
     position += 4 * d
     a_inv = np.frombuffer(data, "<f8", d * d, position).reshape(d, d)
     b = np.frombuffer(data, "<f8", d, position + 8 * d * d)
-    return UserState(version, w, count, offset, a_inv, b)
+    return UserState(version, w, count, offset, a_inv, b, seen)

@@ -37,7 +37,8 @@ def document() -> dict[str, Any]:
                 "parameters": [MODEL, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
             "/v1/models/{model}/top_k": {"get": {
                 "parameters": [MODEL, query("user", ID), query("k", k, required=False),
-                               query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False)],
+                               query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False),
+                               query("exclude_seen", {"type": "string", "enum": ["true", "false"]}, required=False)],
                 "responses": {"200": JSON, **ANSWERS}}},
             "/v1/models/{model}/observe": {"post": {
                 "parameters": [MODEL], "requestBody": observation_body,
@@ -46,6 +47,9 @@ def document() -> dict[str, Any]:
             "/v1/models/{model}/versions/{version}/activate": {"post": {
                 "parameters": [MODEL, VERSION], "security": [{"admin": []}],
                 "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
+            "/v1/models/{model}/retrain": {"post": {
+                "parameters": [MODEL, query("reason", {"type": "string"}, required=False)], "security": [{"admin": []}],
+                "responses": {"202": JSON, "401": ERROR, "503": ERROR, **ANSWERS}}},
             "/velox/{model}/predict": {"get": {
                 "parameters": [MODEL, query("userid", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
             "/velox/{model}/predict_top_k": {"get": {

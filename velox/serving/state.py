@@ -39,9 +39,6 @@ class LocalState:
             self.caught_up[partition] = now
         return db.get(key)
 
-    def holds(self, partition: int) -> bool:
-        return self._db(partition) is not None
-
     def _db(self, partition: int) -> Rdict | None:
         db = self.dbs.get(partition)
         if db is None and table_path(self.data, partition).exists():

@@ -32,13 +32,14 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from dataclasses import replace
 from itertools import islice
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from velox import kafka, versions
+from velox import kafka, owners, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
-from velox.model.learner import Learner, UpdateRule, make_rule
+from velox.model.learner import Learner, UpdateRule, make_rule, remember
 from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
 from velox.schemas import metrics as metrics_schema
@@ -68,6 +69,7 @@ def ensure_topics(settings: Settings) -> None:
         settings.topic("model-metrics"): 1,
     })
     kafka.create_topics(settings, {changelog_topic(settings): settings.partitions}, {"cleanup.policy": "compact"})
+    owners.ensure_topic(settings)
 
 
 class Worker:
@@ -132,6 +134,7 @@ class Worker:
                     last_metrics = now
             self._commit()
             self._publish_metrics()
+            owners.announce(self.settings, self.producer, [])
         finally:
             self.consumer.close()
             self.follower.close()
@@ -216,6 +219,7 @@ class Worker:
             recovered += recover(self.settings, self.changelog, tp.partition, store)
             if store.version != self.learner.version.id:
                 self._rebuild(tp.partition)
+        owners.announce(self.settings, self.producer, sorted(self.stores))
         log.info(
             "ready: partitions %s assigned, %d changelog records recovered in %.2f s",
             sorted(tp.partition for tp in partitions), recovered, time.monotonic() - started,
@@ -246,7 +250,7 @@ class Worker:
             self.settings, self.learner, self.version_users.get(partition, []), partition, start, end
         )
         store = self.stores[partition]
-        records = [(key, user_state.encode(state)) for key, state in states.items()]
+        records = [(key, user_state.encode(carry_seen(store.get(key), state))) for key, state in states.items()]
         store.put_many(records)
         for key, record in records:
             self._send(self.changelog, key, record, partition)
@@ -268,10 +272,12 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
         self._close([tp.partition for tp in partitions])
+        owners.announce(self.settings, self.producer, sorted(self.stores))
         log.info("partitions %s revoked", sorted(tp.partition for tp in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._close([tp.partition for tp in partitions])
+        owners.announce(self.settings, self.producer, sorted(self.stores))
         log.warning("partitions %s lost without a commit; the next owner replays them", sorted(
             tp.partition for tp in partitions))
 
@@ -292,6 +298,16 @@ class Worker:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.source, partition), cached=True)
             if high >= 0:
                 metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
+
+
+def carry_seen(stored: bytes | None, rebuilt: user_state.UserState) -> user_state.UserState:
+    """The rebuilt state, still knowing the items the user saw before the version's training end."""
+    if stored is None:
+        return rebuilt
+    seen = user_state.decode(stored).seen
+    for item in rebuilt.seen.tolist():
+        seen = remember(seen, item)
+    return replace(rebuilt, seen=seen)
 
 
 def decode(key: bytes | None, value: bytes | None) -> observation.Observation:
