@@ -68,8 +68,11 @@ class ModelVersion:
         return self.mean_user if row is None else self.user_vectors[row]
 
     def score(self, w: np.ndarray, item: int) -> float:
-        f, bias = self.features(item)
-        return self.global_mean + bias + float(w @ f)
+        """μ + b_item + w · f(item), without building f (this is the edge's hot path)."""
+        row = self._item_row.get(item)
+        if row is None:
+            return self.global_mean + float(w[-1])
+        return self.global_mean + float(self.item_bias[row]) + float(self.item_factors[row] @ w[:-1]) + float(w[-1])
 
     def to_npz(self) -> bytes:
         """The arrays as one ``.npz`` (no pickled objects)."""

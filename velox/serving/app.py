@@ -54,6 +54,15 @@ DEFAULTS = Counter("velox_edge_default_answers", "Default answers given instead 
 FORWARDED_HEADER = "x-velox-forwarded-by"
 
 
+class JSON(Response):
+    """JSON encoded by msgspec: a third of the cost of the standard library's encoder on a predict answer."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
 class Edge:
     """What the routes share: settings, local state, model versions, partition owners and the producer."""
 
@@ -154,9 +163,9 @@ class Weights(NamedTuple):
 Answer = Callable[[Weights], dict[str, Any]]
 
 
-def local_weights(edge: Edge, user: int) -> Weights:
+def local_weights(edge: Edge, partition: int, user: int) -> Weights:
     """The user's weights on the version their record is on; the version's prior if no record."""
-    stored = edge.state.get(str(user).encode())
+    stored = edge.state.get(partition, str(user).encode())
     if stored is None:
         return default_weights(edge, user)
     state = user_state.decode(stored)
@@ -174,7 +183,7 @@ async def answer(edge: Edge, request: Request, route: str, user: int, body: Answ
     partition = kafka.partition_for(str(user).encode(), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
-        return JSONResponse({**body(local_weights(edge, user)), "default": False, "served_by": owner.worker})
+        return JSON({**body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"
     elif FORWARDED_HEADER in request.headers:
@@ -193,7 +202,7 @@ async def answer(edge: Edge, request: Request, route: str, user: int, body: Answ
             FORWARDED.labels(route=route, owner=owner.worker).inc()
             return Response(forwarded.content, forwarded.status_code, media_type="application/json")
     DEFAULTS.labels(route=route, cause=cause).inc()
-    return JSONResponse({**body(default_weights(edge, user)), "default": True, "reason": reason,
+    return JSON({**body(default_weights(edge, user)), "default": True, "reason": reason,
                          "served_by": edge.settings.worker_id})
 
 
