@@ -1,5 +1,6 @@
 # make test: everything a fresh clone needs, then the whole suite against a real broker.
-# make up:   broker, worker and edge (http://127.0.0.1:8000) in the foreground; Ctrl-C stops them.
+# make up:   broker, worker, first version, retrain controller and edge (http://127.0.0.1:8000) in the
+#            foreground; Ctrl-C stops them. DATA=u.data loads that MovieLens file into a new system.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,8 +24,8 @@ jars: install
 test: jars
 	$(PY) -m pytest
 
-up: jars
-	$(VELOX) up
+up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample
+	$(VELOX) up $(if $(DATA),--ratings $(DATA))
 
 down: install  # a broker left by `velox kafka start`
 	$(VELOX) kafka stop

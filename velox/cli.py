@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
     worker.set_defaults(run=run_worker)
 
-    up = commands.add_parser("up", help="the broker (unless running), a worker and the edge; Ctrl-C stops them")
+    up = commands.add_parser("up", help="the whole system in the foreground: broker, worker, first version, "
+                                         "retrain controller, edge; Ctrl-C stops them")
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    up.add_argument("--ratings", type=Path, help="MovieLens file loaded into an empty system (default: pyspark's sample)")
     add_edge_flags(up)
     up.set_defaults(run=run_up)
 
@@ -108,7 +110,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Broker, then the worker as a child process, then the edge in the foreground until Ctrl-C."""
+    """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
+    from velox import kafka, load, versions
     from velox.streams.worker import ensure_topics
 
     broker = LocalBroker(settings)
@@ -117,22 +120,41 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     ensure_topics(settings)
     logs = settings.data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "worker.log", "ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"], env={**os.environ, **settings.to_env()},
-                                  stdout=out, stderr=subprocess.STDOUT)
-    base = f"{settings.edge_url}/v1/models/{settings.model}"
-    log.info("worker pid %d, log %s; edge on %s; try:\n"
-             "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
-             "  curl -X POST -H 'Content-Type: application/json' -d '{\"user\": 1, \"item\": 2, \"score\": 5}' %s/observe",
-             worker.pid, logs / "worker.log", settings.edge_url, base, base, base)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
+        children.append(("worker", child(settings, logs / "worker.log", "worker")))
+        if not any(kafka.end_offsets(settings, settings.topic("observations")).values()):  # a new system
+            path = args.ratings or load.PYSPARK_SAMPLE
+            events = load.read_movielens(path)
+            load.produce(settings, events, total=len(events))
+            log.info("loaded %d ratings from %s", len(events), path)
+        if versions.active(settings) is None:
+            log.info("training the first version with Spark (log %s)", logs / "retrain.log")
+            first = child(settings, logs / "retrain.log", "retrain", "--reason", "first version")
+            if first.wait() != 0:
+                raise VeloxError(f"the first retrain failed; see {logs / 'retrain.log'}")
+        children.append(("controller", child(settings, logs / "controller.log", "retrain", "--watch",
+                                             "--every", "3600", "--drift", "0.1", "--window", "300")))
+        base = f"{settings.edge_url}/v1/models/{settings.model}"
+        log.info("running: broker %s, worker pid %d, controller pid %d; logs in %s; edge on %s; try:\n"
+                 "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
+                 "  curl -X POST -H 'Content-Type: application/json' -d '{\"user\": 1, \"item\": 2, \"score\": 5}' %s/observe",
+                 settings.bootstrap, children[0][1].pid, children[1][1].pid, logs, settings.edge_url, base, base, base)
         return run_serve(settings, args)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-        log.info("worker stopped (exit %s)", worker.returncode)
+        for name, process in reversed(children):
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+            log.info("%s stopped (exit %s)", name, process.returncode)
         if ours:
             log.info("%s", broker.stop().describe())
+
+
+def child(settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:
+    """``velox COMMAND`` as a child process with these settings, its output appended to ``log_file``."""
+    with open(log_file, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "velox.cli", *command], env={**os.environ, **settings.to_env()},
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -46,6 +46,16 @@ def partition_count(settings: Settings, topic: str) -> int:
     return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
 
 
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Each partition's end offset (the offset the next message will get)."""
+    reader = consumer(settings, group=f"{settings.app_id}-watermarks")
+    try:
+        count = partition_count(settings, topic)
+        return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(count)}
+    finally:
+        reader.close()
+
+
 def lag(settings: Settings, group: str, topic: str) -> int:
     """Messages of ``topic`` that ``group`` has not committed yet (an empty partition counts 0)."""
     reader = consumer(settings, group=group)

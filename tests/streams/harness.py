@@ -65,15 +65,6 @@ def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | Non
     assert producer.flush(60) == 0 and not failures, failures
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = kafka.consumer(settings, group="velox-tests-watermarks")
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        consumer.close()
-
-
 def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, timeout: float = 120.0) -> None:
     """Until the worker's group has committed every partition of ``topic`` up to its end."""
     deadline = time.monotonic() + timeout
@@ -86,7 +77,7 @@ def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, 
 
 def read_all(settings: Settings, topic: str) -> list[Message]:
     """Every message of ``topic`` now, in partition then offset order."""
-    ends = end_offsets(settings, topic)
+    ends = kafka.end_offsets(settings, topic)
     consumer = kafka.consumer(settings, group=f"velox-tests-reader-{time.monotonic_ns()}")
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     messages: list[Message] = []

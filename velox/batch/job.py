@@ -26,12 +26,12 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 import pyarrow as pa
-from confluent_kafka import TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from velox import jars, kafka, versions
+from velox import jars, versions
 from velox.errors import RetrainBusy
+from velox.kafka import end_offsets
 from velox.model.store import ModelStore, filesystem
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
@@ -116,15 +116,6 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
         versions.activate(settings, version_id, reason)
         log.info("activated version %s (%s)", version_id, reason)
     return info
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    reader = kafka.consumer(settings, group=f"{settings.app_id}-retrain")
-    try:
-        count = kafka.partition_count(settings, topic)
-        return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(count)}
-    finally:
-        reader.close()
 
 
 def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[int, int],
