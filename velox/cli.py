@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_edge_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--host", dest="edge_host", help="the edge's address (VELOX_EDGE_HOST, default 127.0.0.1)")
+    command.add_argument("--port", dest="edge_port", type=int, help="the edge's port (VELOX_EDGE_PORT, default 8000)")
+    command.add_argument("--worker-id", dest="worker_id", help="the worker beside this edge (VELOX_WORKER_ID)")
+
+
 def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     broker = LocalBroker(settings)
     if args.action == "start":
