@@ -41,7 +41,7 @@ def top_k(
         ids = ids[~np.isin(ids, exclude)]
     scores = item_scores(version, w, ids)
     k = min(k, len(ids))
-    best = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(ids) else np.arange(len(ids))[:k]
+    best = np.argpartition(scores, len(ids) - k)[len(ids) - k:] if 0 < k < len(ids) else np.arange(len(ids))[:k]
     best = best[np.argsort(-scores[best], kind="stable")]
     explored = [False] * k
     if epsilon > 0 and len(ids) > k:
@@ -57,10 +57,16 @@ def top_k(
 
 
 def item_scores(version: ModelVersion, w: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """float64 scores of ``items`` for weights ``w``; items the version does not know get 0 factors and bias."""
+    """Scores of ``items`` for weights ``w``; items the version does not know get 0 factors and bias.
+
+    The whole catalog (float32): one matrix-vector product and one addition, no id lookup.
+    """
+    if items is version.item_ids:
+        scores = version.item_factors @ np.asarray(w[:-1], np.float32)
+        scores += version.item_base
+        scores += np.float32(w[-1])
+        return scores
     w = np.asarray(w, np.float64)
-    if items is version.item_ids:  # the whole catalog, in row order: one matrix-vector product, no lookup
-        return version.global_mean + w[-1] + version.item_bias + version.item_factors @ w[:-1].astype(np.float32)
     item_rows = rows(version.item_ids, items)
     known = item_rows < len(version.item_ids)
     scores = np.full(len(items), version.global_mean + w[-1])

@@ -29,6 +29,7 @@ class ModelVersion:
     user_vectors: np.ndarray  # float32[n_users, d]
     user_counts: np.ndarray  # int64[n_users]: each user's observations in the training set
     mean_user: np.ndarray = field(init=False)  # float32[d]
+    item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     _item_row: dict[int, int] = field(init=False, repr=False)
     _user_row: dict[int, int] = field(init=False, repr=False)
 
@@ -36,10 +37,11 @@ class ModelVersion:
         d = self.item_factors.shape[1] + 1
         mean = self.user_vectors.mean(axis=0) if len(self.user_ids) else np.zeros(d)
         object.__setattr__(self, "mean_user", mean.astype(np.float32))
+        object.__setattr__(self, "item_base", (self.global_mean + self.item_bias).astype(np.float32))
         object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)})
         object.__setattr__(self, "_user_row", {int(u): row for row, u in enumerate(self.user_ids)})
         for array in (self.item_ids, self.item_factors, self.item_bias, self.user_ids, self.user_vectors,
-                      self.user_counts, self.mean_user):
+                      self.user_counts, self.mean_user, self.item_base):
             array.setflags(write=False)
 
     @property
