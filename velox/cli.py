@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--noise", type=float, default=0.5, help="synthetic: noise standard deviation")
     load.set_defaults(run=run_load)
 
+    evaluate = commands.add_parser("evaluate", help="Velox's accuracy experiment through Kafka, a worker and Spark")
+    evaluate.add_argument("path", nargs="?", type=Path,
+                          help="u.data, ratings.dat or ratings.csv (default: pyspark's small sample; "
+                               "MovieLens 100k is ../shared/data/ml-100k/u.data beside the checkout)")
+    evaluate.add_argument("--seed", type=int, help="orders ratings with equal timestamps; ALS seed (VELOX_SEED)")
+    evaluate.add_argument("--master", default="local[*]", help="Spark master")
+    evaluate.add_argument("--json", type=Path, help="also write the result to this file")
+    evaluate.set_defaults(run=run_evaluate)
+
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
     return parser
@@ -252,6 +261,19 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
         events.sort(key=lambda event: event.time)
     load.produce(settings, events, total=len(events))
     log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
+    return 0
+
+
+def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    """On a throwaway broker and scratch folder: the experiment never touches a running system."""
+    import json
+
+    from velox import evaluate, load
+
+    result = evaluate.isolated(settings, args.path or load.PYSPARK_SAMPLE, settings.seed, args.master)
+    print(result.table())
+    if args.json:
+        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,122 @@
+"""``velox evaluate``: the split is what the experiment says, and the real pipeline's figures hold together.
+
+The pipeline test runs on pyspark's MovieLens sample with a third of its users moved later in
+time, so the later ratings have both users the first version knew and new ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from velox import evaluate
+from velox.batch.train import TrainParams
+from velox.evaluate import Result, Split, choose, recovered, split
+from velox.load import PYSPARK_SAMPLE, read_movielens
+from velox.model.synthetic import observations, planted
+from velox.schemas.observation import Observation
+from velox.settings import Settings
+
+# py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+
+
+def ratings(users: int, per_user: int, seed: int) -> list[Observation]:
+    """Ratings whose times repeat (as MovieLens' seconds do), in a shuffled file order."""
+    rng = np.random.default_rng(seed)
+    made = [Observation(user=u, item=i, score=float(rng.integers(1, 6)), time=float(rng.integers(0, 50)))
+            for u in range(users) for i in range(per_user)]
+    return [made[k] for k in rng.permutation(len(made))]
+
+
+def test_split_keeps_every_rating_once_and_each_users_test_after_their_stream() -> None:
+    given = ratings(users=40, per_user=25, seed=1)
+    parts = split(given, seed=3)
+
+    assert Counter(parts.first + parts.stream + parts.test) == Counter(given)
+    assert len(parts.first) == len(given) // 2
+    assert max(r.time for r in parts.first) <= min(r.time for r in parts.stream + parts.test)
+    assert [r.time for r in parts.stream] == sorted(r.time for r in parts.stream)
+    for user in {r.user for r in parts.stream + parts.test}:
+        streamed = [r.time for r in parts.stream if r.user == user]
+        tested = [r.time for r in parts.test if r.user == user]
+        assert len(streamed) == int(0.7 * (len(streamed) + len(tested)))
+        assert not streamed or not tested or max(streamed) <= min(tested)
+
+
+def test_split_is_the_same_for_a_seed_and_orders_equal_times_by_it() -> None:
+    given = ratings(users=40, per_user=25, seed=1)
+    assert split(given, seed=3) == split(given, seed=3)
+    assert split(given, seed=3) != split(given, seed=4)
+
+
+def test_choice_by_prequential_error_is_repeatable_and_keeps_known_users_no_worse() -> None:
+    truth = planted(users=30, items=40, d=4, seed=2)
+    stream = list(observations(truth, 600, noise=0.3, seed=5))
+    for rule in evaluate.RULES:
+        chosen, trials = choose(truth, rule, stream)
+        assert (chosen, trials) == choose(truth, rule, stream)
+        static = evaluate.rmse(evaluate.observed(stream) - evaluate.predict_many(truth, *evaluate.pairs(stream)))
+        safe = [t for t in trials if t.known_prequential_rmse is not None and static is not None
+                and t.known_prequential_rmse <= static]
+        assert chosen == min(safe or trials, key=lambda t: t.prequential_rmse)
+
+
+def test_recovered_is_the_share_of_the_gap_closed() -> None:
+    assert recovered(1.0, 0.9, 0.8) == pytest.approx(0.5)
+    assert recovered(1.0, 1.1, 0.8) == pytest.approx(-0.5)
+    assert recovered(None, 0.9, 0.8) is None
+    assert recovered(1.0, 0.9, 1.0) is None
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pyspark's sample in u.data's format, every third user's ratings a second later than the rest."""
+    path = tmp_path_factory.mktemp("evaluate") / "u.data"
+    path.write_text("".join(f"{r.user}\t{r.item}\t{r.score:g}\t{int(r.time) + (r.user % 3 == 0)}\n"
+                            for r in read_movielens(PYSPARK_SAMPLE)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(settings: Settings, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Result:
+    own = settings.replace(data=tmp_path_factory.mktemp("evaluate-run"), namespace=f"e{uuid.uuid4().hex[:8]}-",
+                           partitions=2)
+    return evaluate.evaluate(own, sample, seed=7, params=TrainParams(rank=8, iterations=5, seed=7), master="local[2]")
+
+
+def test_every_later_rating_is_streamed_through_the_worker_once_or_tested(result: Result, sample: Path) -> None:
+    parts: Split = split(read_movielens(sample), seed=7)
+    counts = result.counts
+    assert (counts["first"], counts["stream"], counts["test"]) == (len(parts.first), len(parts.stream), len(parts.test))
+    assert counts["ratings"] == counts["first"] + counts["stream"] + counts["test"] == 1501
+    assert counts["applied_online_sgd"] == counts["applied_online_rls"] == counts["stream"]
+    assert counts["full_training_rows"] == counts["first"] + counts["stream"]
+    assert counts["test_known"] > 0 and counts["test_new"] > 0
+    assert counts["test_known"] + counts["test_new"] == counts["test"]
+
+
+def test_the_worker_holds_what_the_learner_replayed_in_process(result: Result) -> None:
+    assert set(result.worker_vs_replay) == {"sgd", "rls"}
+    assert all(gap < 1e-5 for gap in result.worker_vs_replay.values()), result.worker_vs_replay
+
+
+def test_online_updates_and_the_full_retrain_beat_the_first_version(result: Result) -> None:
+    rmse = result.rmse
+    assert rmse["b-rls"]["overall"] < rmse["a"]["overall"], result.table()
+    assert rmse["c"]["overall"] < rmse["a"]["overall"], result.table()
+    assert rmse["b-rls"]["new"] < rmse["a"]["new"], result.table()
+    assert rmse["b-rls"]["known"] <= rmse["a"]["known"] and rmse["b-sgd"]["known"] <= rmse["a"]["known"], result.table()
+    assert 0 < result.recovery["rls"]["overall"] <= 1.5
+
+
+def test_the_chosen_parameters_are_among_the_trials_and_the_stream_curves_cover_it(result: Result) -> None:
+    for rule, chosen in result.chosen.items():
+        assert chosen in [t for t in result.trials if t.rule == rule]
+    assert set(result.stream_rmse) == {"a", "b-sgd", "b-rls"}
+    assert all(len(points) == evaluate.CURVE_CHUNKS for points in result.stream_rmse.values())
+    assert "recovered by rls" in result.table()
