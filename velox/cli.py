@@ -17,6 +17,7 @@ from pathlib import Path
 from velox import jars
 from velox.broker import LocalBroker
 from velox.errors import ConfigError, VeloxError
+from velox.model.policies import KINDS
 from velox.settings import Settings
 
 log = logging.getLogger("velox")
@@ -91,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--master", default="local[*]", help="Spark master")
     evaluate.add_argument("--json", type=Path, help="also write the result to this file")
     evaluate.set_defaults(run=run_evaluate)
+
+    app = commands.add_parser("app", help="applications: several models behind one name, chosen by a policy")
+    app_actions = app.add_subparsers(dest="action", required=True)
+    register = app_actions.add_parser("register", help="create or replace an app")
+    register.add_argument("name")
+    register.add_argument("--default-output", type=float, required=True, help="the score answered when no model can")
+    register.add_argument("--slo-ms", type=float, default=100.0, help="the app's latency objective")
+    register.add_argument("--policy", choices=KINDS, default="fixed")
+    register.add_argument("--weights", type=lambda text: [float(w) for w in text.split(",")], default=[],
+                          help="ab: the split, e.g. 0.9,0.1, in the order the models are linked")
+    register.add_argument("--epsilon", type=float, default=0.1, help="epsilon: the share of random choices")
+    register.add_argument("--gamma", type=float, default=0.1, help="exp3: the share of uniform exploration")
+    register.add_argument("--per-user", action="store_true", help="one policy state per user")
+    register.add_argument("--sticky-s", type=float, default=0.0, help="a user keeps their model this long")
+    for action in ("link", "unlink"):
+        change = app_actions.add_parser(action, help=f"{action} a model: the system's model or popularity")
+        change.add_argument("name")
+        change.add_argument("model")
+    app_actions.add_parser("list", help="the registered apps")
+    app.set_defaults(run=run_app)
 
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
@@ -274,6 +295,25 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     print(result.table())
     if args.json:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return 0
+
+
+def run_app(settings: Settings, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from velox import apps
+    from velox.schemas.app import App
+
+    if args.action == "register":
+        app = apps.register(settings, App(args.name, args.default_output, args.slo_ms, [], args.policy, args.weights,
+                                          args.epsilon, args.gamma, args.per_user, args.sticky_s))
+    elif args.action in ("link", "unlink"):
+        app = getattr(apps, args.action)(settings, args.name, args.model)
+    else:
+        for app in apps.current(settings).values():
+            print(msgspec.json.encode(app).decode())
+        return 0
+    log.info("app %s: models %s, policy %s", app.name, ", ".join(app.models) or "none", app.policy)
     return 0
 
 

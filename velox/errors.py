@@ -7,6 +7,7 @@
     ├── InvalidObservation an observation event failed to decode or validate
     ├── InvalidUserState   stored bytes are not a user-state record this code can read
     ├── UnknownVersion     the model store holds no complete version of that id
+    ├── UnknownApp         no application of that name is registered
     ├── ChangelogFailed    the worker's changelog writes were not acknowledged
     └── RetrainBusy        another retrain job holds the lock
 """
@@ -51,3 +52,7 @@ class ChangelogFailed(VeloxError):
 
 class RetrainBusy(VeloxError):
     """Another retrain holds the lock; this one did nothing."""
+
+
+class UnknownApp(VeloxError):
+    """No application of that name is registered."""

@@ -7,15 +7,18 @@ the Java client; ``partition_for`` computes it here, so every process agrees whi
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from velox.settings import Settings
+
+T = TypeVar("T")
 
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "enable.idempotence": True,
@@ -159,4 +162,42 @@ class CompactedReader:
         return [m for m in self.reader.consume(100, timeout=timeout) if m.error() is None]
 
     def close(self) -> None:
+        self.reader.close()
+
+
+class FollowedTable(Generic[T]):
+    """A compacted topic as a dict (key → decoded value, a null value deletes), kept current by a thread.
+
+    ``changes`` counts the updates, so a reader can cache what it derives from ``rows``.
+    """
+
+    def __init__(self, settings: Settings, topic: str, decode: Callable[[bytes], T], interval: float = 0.1) -> None:
+        self.decode = decode
+        self.reader = CompactedReader(settings, topic)
+        self.rows: dict[str, T] = {}
+        self.changes = 0
+        self._take(self.reader.existing())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, args=(interval,), name=f"velox-{topic}", daemon=True)
+        self._thread.start()
+
+    def _take(self, messages: Iterable[Message]) -> None:
+        rows = dict(self.rows)
+        for message in messages:
+            key, value = message.key().decode(), message.value()
+            if value is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = self.decode(value)
+        self.rows = rows  # one assignment: readers see the old table or the new, never half
+        self.changes += 1
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if messages := self.reader.new():
+                self._take(messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self.reader.close()

@@ -6,11 +6,9 @@ the edge beside the worker that owns the user's partition.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import Producer
 
 from velox import kafka
 from velox.schemas import ownership
@@ -36,30 +34,17 @@ def announce(settings: Settings, producer: Producer, partitions: list[int]) -> N
 class Owners:
     """Each partition's owner as announced, kept current by a background thread."""
 
-    def __init__(self, settings: Settings, interval: float = 0.1) -> None:
+    def __init__(self, settings: Settings) -> None:
         ensure_topic(settings)
-        self.reader = kafka.CompactedReader(settings, topic(settings))
-        self.claims: dict[str, Ownership] = {}
-        self._take(self.reader.existing())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, args=(interval,), name="velox-owners", daemon=True)
-        self._thread.start()
+        self.table = kafka.FollowedTable(settings, topic(settings), ownership.decode)
+        self.seen = -1
+        self.by_partition: dict[int, Ownership] = {}
 
     def of(self, partition: int) -> Ownership | None:
+        if self.seen != self.table.changes:
+            self.seen = self.table.changes
+            self.by_partition = ownership.owners(list(self.table.rows.values()))
         return self.by_partition.get(partition)
 
-    def _take(self, messages: Iterable[Message]) -> None:
-        for message in messages:
-            claim = ownership.decode(message.value())
-            self.claims[claim.worker] = claim
-        self.by_partition = ownership.owners(list(self.claims.values()))
-
-    def _follow(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            if messages := self.reader.new():
-                self._take(messages)
-
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.reader.close()
+        self.table.close()

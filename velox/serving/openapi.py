@@ -19,6 +19,7 @@ def query(name: str, schema: dict[str, Any], required: bool = True) -> dict[str,
 
 MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+APP = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}
 ANSWERS = {"400": ERROR, "404": ERROR}
 
 
@@ -28,6 +29,18 @@ def document() -> dict[str, Any]:
         "properties": {"user": ID, "item": ID, "score": {"type": "number"}, "time": {"type": "number", "minimum": 0},
                        "context": {"type": "object"}}}}}}
     k = {"type": "integer", "minimum": 1, "maximum": 1000}
+    top_k_parameters = [query("k", k, required=False),
+                        query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False),
+                        query("exclude_seen", {"type": "string", "enum": ["true", "false"]}, required=False)]
+    app_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["default_output"],
+        "properties": {"default_output": {"type": "number"}, "slo_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+                       "policy": {"type": "string", "enum": ["fixed", "ab", "epsilon", "exp3", "thompson"]},
+                       "weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                       "epsilon": {"type": "number", "minimum": 0, "maximum": 1},
+                       "gamma": {"type": "number", "minimum": 0, "maximum": 1},
+                       "per_user": {"type": "boolean"}, "sticky_s": {"type": "number", "minimum": 0}}}}}}
+    admin = {"security": [{"admin": []}]}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Velox edge", "version": "1"},
@@ -36,9 +49,7 @@ def document() -> dict[str, Any]:
             "/v1/models/{model}/predict": {"get": {
                 "parameters": [MODEL, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
             "/v1/models/{model}/top_k": {"get": {
-                "parameters": [MODEL, query("user", ID), query("k", k, required=False),
-                               query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False),
-                               query("exclude_seen", {"type": "string", "enum": ["true", "false"]}, required=False)],
+                "parameters": [MODEL, query("user", ID), *top_k_parameters],
                 "responses": {"200": JSON, **ANSWERS}}},
             "/v1/models/{model}/observe": {"post": {
                 "parameters": [MODEL], "requestBody": observation_body,
@@ -58,6 +69,18 @@ def document() -> dict[str, Any]:
             "/velox/{model}/observe": {"post": {
                 "parameters": [MODEL, query("userid", ID), query("item", ID), query("score", {"type": "number"})],
                 "responses": {"202": JSON, "503": ERROR, **ANSWERS}}},
+            "/v1/apps": {"get": {"responses": {"200": JSON}}},
+            "/v1/apps/{app}": {
+                "get": {"parameters": [APP], "responses": {"200": JSON, "404": ERROR}},
+                "put": {"parameters": [APP], "requestBody": app_body, **admin,
+                        "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
+            "/v1/apps/{app}/models/{model}": {
+                method: {"parameters": [APP, MODEL], **admin, "responses": {"200": JSON, "401": ERROR, **ANSWERS}}
+                for method in ("post", "delete")},
+            "/v1/apps/{app}/predict": {"get": {
+                "parameters": [APP, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/apps/{app}/top_k": {"get": {
+                "parameters": [APP, query("user", ID), *top_k_parameters], "responses": {"200": JSON, **ANSWERS}}},
             "/healthz": {"get": {"responses": {"200": JSON}}},
             "/readyz": {"get": {"responses": {"200": JSON, "503": JSON}}},
         },

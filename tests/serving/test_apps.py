@@ -1,0 +1,120 @@
+"""Applications through the real edge, worker and broker: the policy learns from ratings on Kafka.
+
+The worker starts from a planted split model, so the system's model predicts each user's
+ratings up to the noise, while ``popularity`` (μ + item bias for everyone) is clearly worse.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from tests.streams.harness import WorkerProcess
+from velox.model.batch_scores import predict_many
+from velox.model.synthetic import planted
+from velox.serving.app import create_app
+from velox.serving.edge import Edge
+from velox.settings import Settings
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+
+
+@pytest.fixture(scope="module")
+def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings, object]]:
+    data: Path = tmp_path_factory.mktemp("apps")
+    truth = planted(users=40, items=30, d=4, seed=5)
+    (data / "truth.npz").write_bytes(truth.to_npz())
+    own = settings.replace(data=data, namespace=f"p{uuid.uuid4().hex[:8]}-", partitions=2, worker_metrics_port=0,
+                           admin_token="s3cret", initial_version=data / "truth.npz")
+    worker = WorkerProcess(own)
+    worker.start()
+    served = Edge.open(own)
+    try:
+        with TestClient(create_app(served)) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the worker never announced its partitions"
+                time.sleep(0.1)
+            yield client, own, truth
+    finally:
+        served.close()
+        worker.stop()
+
+
+def register(client: TestClient, name: str, **fields: object) -> dict:
+    response = client.put(f"/v1/apps/{name}", json={"default_output": 3.0, **fields}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    for model in ("default", "popularity"):
+        assert client.post(f"/v1/apps/{name}/models/{model}", headers=ADMIN).status_code == 200
+    return client.get(f"/v1/apps/{name}").json()
+
+
+def test_thompson_routes_90_percent_to_the_better_model_from_ratings_on_kafka(edge) -> None:
+    client, _, truth = edge
+    assert register(client, "movies", policy="thompson")["models"] == ["default", "popularity"]
+    rng = np.random.default_rng(9)
+    chosen = []
+    for _ in range(400):
+        user, item = int(rng.choice(truth.user_ids)), int(rng.choice(truth.item_ids))
+        answer = client.get("/v1/apps/movies/predict", params={"user": user, "item": item}).json()
+        assert answer["default"] is False and 0 < answer["propensity"] <= 1
+        chosen.append(answer["model"])
+        rating = float(predict_many(truth, np.array([user]), np.array([item]))[0] + rng.normal(0, 0.3))
+        assert client.post("/v1/models/default/observe", json={"user": user, "item": item, "score": rating}).status_code == 202
+    late = chosen[-100:]
+    assert late.count("default") >= 90, late.count("default")
+    assert set(chosen[:50]) == {"default", "popularity"}  # it did explore
+
+
+def test_a_sticky_user_keeps_their_model_and_users_differ(edge) -> None:
+    client, _, truth = edge
+    register(client, "sticky", policy="ab", weights=[0.5, 0.5], sticky_s=60)
+    per_user = {}
+    for user in truth.user_ids[:20].tolist():
+        models = {client.get("/v1/apps/sticky/predict", params={"user": user, "item": 1}).json()["model"]
+                  for _ in range(5)}
+        assert len(models) == 1, (user, models)
+        per_user[user] = models.pop()
+    assert set(per_user.values()) == {"default", "popularity"}
+
+
+def test_policy_state_survives_a_restart_of_the_edge(edge) -> None:
+    client, own, truth = edge
+    register(client, "restart", policy="exp3")
+    for user in truth.user_ids[:30].tolist():
+        answer = client.get("/v1/apps/restart/predict", params={"user": user, "item": 2}).json()
+        client.post("/v1/models/default/observe", json={"user": user, "item": 2, "score": answer["score"] + 2.0})
+    served: Edge = client.app.state.edge
+    deadline = time.monotonic() + 20
+    while served.selector.arms[("restart", "*")].pulls.sum() < 30:
+        assert time.monotonic() < deadline, "the rewards never arrived"
+        time.sleep(0.05)
+    learned = served.selector.arms[("restart", "*")]
+    served.selector.snapshot()
+    again = Edge.open(own)
+    try:
+        restored = again.selector.arms[("restart", "*")]
+        np.testing.assert_array_equal(restored.log_weights, learned.log_weights)
+        assert restored.pulls.sum() == 30
+    finally:
+        again.close()
+
+
+def test_an_app_without_models_answers_its_default_output_and_bad_admin_calls_are_4xx(edge) -> None:
+    client, _, _ = edge
+    assert client.put("/v1/apps/empty", json={"default_output": 2.5}, headers=ADMIN).status_code == 200
+    answer = client.get("/v1/apps/empty/predict", params={"user": 1, "item": 1}).json()
+    assert answer["default"] is True and answer["score"] == 2.5 and "no model" in answer["reason"]
+    assert client.get("/v1/apps/nope/predict", params={"user": 1, "item": 1}).status_code == 404
+    assert client.put("/v1/apps/x", json={"default_output": 1}).status_code == 401
+    assert client.put("/v1/apps/x", json={"slo_ms": 5}, headers=ADMIN).status_code == 400
+    bad = client.put("/v1/apps/x", json={"default_output": 1, "policy": "ucb9"}, headers=ADMIN)
+    assert bad.status_code == 400 and "ucb9" in bad.json()["detail"]
+    assert client.post("/v1/apps/empty/models/other", headers=ADMIN).status_code == 400
+    assert client.post("/v1/apps/ghost/models/default", headers=ADMIN).status_code == 404

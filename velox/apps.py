@@ -1,0 +1,101 @@
+"""The ``apps`` topic (compacted, keyed by app name): registering apps and linking models to them.
+
+``velox app ...`` and the edge's admin calls write through ``register``, ``link`` and
+``unlink``; every edge follows the topic (``follow``). The models an app can link are the
+ones every edge serves: the system's model (the split model with each user's online weights)
+and ``popularity`` (the same version's μ + item bias, the same for every user).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from velox import kafka
+from velox.errors import ConfigError, UnknownApp
+from velox.model.policies import KINDS
+from velox.schemas import app as app_schema
+from velox.schemas.app import App
+from velox.settings import Settings
+
+POPULARITY = "popularity"
+
+
+def servable(settings: Settings) -> list[str]:
+    return [settings.model, POPULARITY]
+
+
+def topic(settings: Settings) -> str:
+    return settings.topic("apps")
+
+
+def ensure_topics(settings: Settings) -> None:
+    kafka.create_topics(settings, {topic(settings): 1, settings.topic("policy-state"): 1},
+                        {"cleanup.policy": "compact"})
+    kafka.create_topics(settings, {settings.topic("decisions"): 1})
+
+
+def follow(settings: Settings) -> kafka.FollowedTable[App]:
+    """Every registered app by name, kept current."""
+    ensure_topics(settings)
+    return kafka.FollowedTable(settings, topic(settings), app_schema.decode_app)
+
+
+def current(settings: Settings) -> dict[str, App]:
+    """Every registered app, as the topic says now."""
+    table = follow(settings)
+    table.close()
+    return table.rows
+
+
+def save(settings: Settings, app: App | None, name: str = "") -> None:
+    """Write an app's record (None: delete the app named ``name``), acknowledged."""
+    ensure_topics(settings)
+    producer = kafka.producer(settings)
+    key = (app.name if app else name).encode()
+    producer.produce(topic(settings), key=key, value=app_schema.encode(app) if app else None)
+    if producer.flush(30) != 0:
+        raise TimeoutError(f"the record of app {key.decode()!r} was not acknowledged within 30 s")
+
+
+def register(settings: Settings, app: App) -> App:
+    """Create or replace an app (its linked models kept unless ``app`` names some)."""
+    if app.policy not in KINDS:
+        raise ConfigError(f"policy {app.policy!r} is unknown; use one of {', '.join(KINDS)}")
+    if app.slo_ms <= 0:
+        raise ConfigError(f"slo_ms must be positive, got {app.slo_ms}")
+    _check_models(settings, app.models)
+    known = current(settings).get(app.name)
+    if known is not None and not app.models:
+        app = msgspec.structs.replace(app, models=known.models)
+    save(settings, app)
+    return app
+
+
+def link(settings: Settings, name: str, model: str) -> App:
+    app = _existing(settings, name)
+    _check_models(settings, [model])
+    if model not in app.models:
+        app = msgspec.structs.replace(app, models=[*app.models, model])
+        save(settings, app)
+    return app
+
+
+def unlink(settings: Settings, name: str, model: str) -> App:
+    app = _existing(settings, name)
+    if model in app.models:
+        app = msgspec.structs.replace(app, models=[m for m in app.models if m != model])
+        save(settings, app)
+    return app
+
+
+def _existing(settings: Settings, name: str) -> App:
+    app = current(settings).get(name)
+    if app is None:
+        raise UnknownApp(f"no app {name!r}; register it first (velox app register {name} --default-output X)")
+    return app
+
+
+def _check_models(settings: Settings, models: list[str]) -> None:
+    for model in models:
+        if model not in servable(settings):
+            raise ConfigError(f"model {model!r} is not served here; the models are {', '.join(servable(settings))}")

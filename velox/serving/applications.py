@@ -1,0 +1,149 @@
+"""The edge's routes for applications (Clipper's word): several models behind one name, one chosen per request.
+
+``GET /v1/apps/{app}/predict`` and ``/top_k`` are answered at the edge of the user's owner,
+like a model's; the app's policy picks the model (``velox.serving.selection``), the answer says
+which one answered, with the decision id and its propensity. When no model is linked, or no
+answer can come within the app's latency objective, the answer is the app's default output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import numpy as np
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from velox import apps
+from velox.errors import ConfigError, UnknownApp
+from velox.schemas.app import App
+from velox.serving.edge import (
+    JSON, Edge, Weights, answer, authorize, best_items, default_weights, id_param, timed, top_k_query,
+)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/apps", timed("apps", list_apps)),
+        Route("/v1/apps/{app}", timed("app", app_route), methods=["GET", "PUT"]),
+        Route("/v1/apps/{app}/models/{model}", timed("app_admin", link), methods=["POST", "DELETE"]),
+        Route("/v1/apps/{app}/predict", timed("app_predict", predict)),
+        Route("/v1/apps/{app}/top_k", timed("app_top_k", top_k_route)),
+    ]
+
+
+def app_of(request: Request) -> tuple[Edge, App]:
+    edge: Edge = request.app.state.edge
+    app = edge.selector.app(request.path_params["app"])
+    if app is None:
+        raise HTTPException(404, f"no app {request.path_params['app']!r}; register it with PUT /v1/apps/{{app}}")
+    return edge, app
+
+
+def describe(edge: Edge, app: App) -> dict[str, Any]:
+    return {**msgspec.to_builtins(app), "probabilities": edge.selector.probabilities(app) if app.models else {}}
+
+
+async def list_apps(request: Request) -> Response:
+    edge: Edge = request.app.state.edge
+    return JSON({"apps": [describe(edge, app) for app in edge.selector.apps.rows.values()]})
+
+
+async def app_route(request: Request) -> Response:
+    """GET: the app and its policy's current choice probabilities; PUT: register (admin)."""
+    if request.method == "PUT":
+        return await register(request)
+    edge, app = app_of(request)
+    return JSON(describe(edge, app))
+
+
+async def register(request: Request) -> Response:
+    """Admin: create or replace an app from a JSON body (``default_output`` required)."""
+    edge: Edge = request.app.state.edge
+    authorize(edge, request)
+    try:
+        fields = msgspec.json.decode(await request.body())
+        if not isinstance(fields, dict):
+            raise HTTPException(400, "the body must be a JSON object")
+        app = msgspec.convert({**fields, "name": request.path_params["app"]}, App)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise HTTPException(400, f"bad app: {exc}") from None
+    return await admin(edge, lambda: apps.register(edge.settings, app))
+
+
+async def link(request: Request) -> Response:
+    """Admin: link (POST) or unlink (DELETE) a model."""
+    edge: Edge = request.app.state.edge
+    authorize(edge, request)
+    name, model = request.path_params["app"], request.path_params["model"]
+    change = apps.link if request.method == "POST" else apps.unlink
+    return await admin(edge, lambda: change(edge.settings, name, model))
+
+
+async def admin(edge: Edge, change: Any) -> Response:
+    """Apply an app change; answer once this edge follows it, so the next request sees it."""
+    try:
+        app = await asyncio.to_thread(change)
+    except UnknownApp as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(400, str(exc)) from None
+    deadline = time.monotonic() + 5
+    while edge.selector.app(app.name) != app and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return JSON(describe(edge, app))
+
+
+def chosen_weights(edge: Edge, model: str, weights: Weights) -> Weights:
+    """The weights the chosen model scores with: the user's, or none at all for popularity."""
+    if model == apps.POPULARITY:
+        return weights._replace(w=np.zeros(weights.version.d, np.float32), known=False)
+    return weights
+
+
+async def predict(request: Request) -> Response:
+    edge, app = app_of(request)
+    user, item = id_param(request, "user"), id_param(request, "item")
+    if not app.models:
+        return JSON({"app": app.name, "user": user, "item": item, "score": app.default_output, "default": True,
+                     "reason": "no model is linked to this app"})
+
+    def body(weights: Weights) -> dict[str, Any]:
+        model, propensity, sticky = edge.selector.decide(app, user)
+        used = chosen_weights(edge, model, weights)
+        score = used.version.score(used.w, item)
+        decision = edge.selector.record(app, user, model, propensity, sticky, {item: score})
+        return {"app": app.name, "user": user, "item": item, "score": score, "model": model,
+                "version": used.version.id, "decision": decision.id, "propensity": propensity, "sticky": sticky}
+
+    def fallback() -> dict[str, Any]:
+        return {"app": app.name, "user": user, "item": item, "score": app.default_output}
+
+    return await answer(edge, request, "app_predict", f"/v1/apps/{app.name}/predict", user, body, fallback, app.slo_ms)
+
+
+async def top_k_route(request: Request) -> Response:
+    edge, app = app_of(request)
+    user = id_param(request, "user")
+    query = top_k_query(request)
+
+    def body(weights: Weights) -> dict[str, Any]:
+        model, propensity, sticky = edge.selector.decide(app, user)
+        used = chosen_weights(edge, model, weights)
+        items = best_items(edge, query, used)
+        decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in items})
+        return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
+                "decision": decision.id, "propensity": propensity, "sticky": sticky}
+
+    def fallback() -> dict[str, Any]:  # the most popular items: needs no user state
+        popular = chosen_weights(edge, apps.POPULARITY, default_weights(edge, user))
+        return {"app": app.name, "user": user, "items": best_items(edge, query, popular)}
+
+    if not app.models:
+        return JSON({**fallback(), "default": True, "reason": "no model is linked to this app"})
+    return await answer(edge, request, "app_top_k", f"/v1/apps/{app.name}/top_k", user, body, fallback, app.slo_ms)

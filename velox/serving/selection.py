@@ -1,0 +1,162 @@
+"""Choosing a model per request for an application, and learning from the ratings that follow.
+
+Each decision is logged on ``decisions`` with its propensity and the scores it answered. A
+background thread reads ``observations``; a rating of an item that a decision for that user
+answered rewards the chosen model by the error of its score (``velox.model.policies``). Every
+few seconds the policies' state, the sticky choices and the offsets read so far go to the
+compacted ``policy-state`` topic, keyed by app and worker, so a restarted edge goes on from
+there. Requests for a user are answered at the edge of the user's owner (forwarded there), so
+one edge makes and learns from all of a user's decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import numpy as np
+from confluent_kafka import Producer, TopicPartition
+
+from velox import apps, kafka
+from velox.errors import InvalidObservation
+from velox.model.policies import Arms, Policy, choose, learn, probabilities, reward_of
+from velox.schemas import app as app_schema
+from velox.schemas import observation
+from velox.schemas.app import App, ArmState, Decision, PolicyState
+from velox.settings import Settings
+
+log = logging.getLogger("velox.selection")
+
+SNAPSHOT_INTERVAL = 2.0
+
+
+def policy_of(app: App) -> Policy:
+    return Policy(app.policy, tuple(app.weights), app.epsilon, app.gamma)
+
+
+class Selector:
+    def __init__(self, settings: Settings, producer: Producer) -> None:
+        self.settings, self.producer = settings, producer
+        self.apps = apps.follow(settings)
+        self.rng = np.random.default_rng(settings.seed)
+        self.lock = threading.Lock()
+        self.arms: dict[tuple[str, str], Arms] = {}  # (app, scope) → what its policy learned
+        self.sticky: dict[tuple[str, str], tuple[str, float, float]] = {}  # (app, user) → model, propensity, at
+        self.pending: dict[tuple[str, int], Decision] = {}  # (app, user) → the user's latest decision
+        self.source = settings.topic("observations")
+        self.offsets = self._restore()
+        self.reader = kafka.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
+        ends = kafka.end_offsets(settings, self.source)
+        self.reader.assign([TopicPartition(self.source, p, self.offsets.get(p, end)) for p, end in ends.items()])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._learn_loop, name="velox-selection", daemon=True)
+        self._thread.start()
+
+    def app(self, name: str) -> App | None:
+        return self.apps.rows.get(name)
+
+    def decide(self, app: App, user: int) -> tuple[str, float, bool]:
+        """The model for this request, its propensity, and whether it is the user's sticky choice."""
+        now = time.time()
+        with self.lock:
+            kept = self.sticky.get((app.name, str(user)))
+            if kept is not None and kept[0] in app.models and now - kept[2] < app.sticky_s:
+                return kept[0], kept[1], True
+            arm, propensity = choose(policy_of(app), self._arms(app, user), self.rng)
+            model = app.models[arm]
+            if app.sticky_s > 0:
+                self.sticky[(app.name, str(user))] = (model, propensity, now)
+        return model, propensity, False
+
+    def record(self, app: App, user: int, model: str, propensity: float, sticky: bool,
+               predictions: dict[int, float]) -> Decision:
+        """Log the decision and keep it for the user's next rating."""
+        decision = Decision(uuid.uuid4().hex[:16], app.name, user, model, propensity, app.policy, time.time(),
+                            sticky, predictions)
+        self.pending[(app.name, user)] = decision
+        self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
+        self.producer.poll(0)
+        return decision
+
+    def probabilities(self, app: App) -> dict[str, float]:
+        with self.lock:
+            p = probabilities(policy_of(app), self._arms(app, None), self.rng)
+        return dict(zip(app.models, p.tolist()))
+
+    def _arms(self, app: App, user: int | None) -> Arms:
+        scope = (app.name, str(user) if app.per_user and user is not None else "*")
+        arms = self.arms.get(scope)
+        if arms is None or arms.names != app.models:  # new, or the app's links changed: start again
+            arms = self.arms[scope] = Arms.start(app.models)
+        return arms
+
+    def _learn_loop(self) -> None:
+        last_snapshot = time.monotonic()
+        while not self._stop.is_set():
+            for message in self.reader.consume(500, timeout=0.1):
+                if message.error() is None:
+                    self._reward(message.value())
+                    self.offsets[message.partition()] = message.offset() + 1
+            if time.monotonic() - last_snapshot >= SNAPSHOT_INTERVAL:
+                self.snapshot()
+                last_snapshot = time.monotonic()
+
+    def _reward(self, value: bytes | None) -> None:
+        try:
+            seen = observation.decode(value or b"")
+        except InvalidObservation:
+            return
+        for name, app in self.apps.rows.items():
+            decision = self.pending.get((name, seen.user))
+            if decision is None or seen.item not in decision.predictions or decision.model not in app.models:
+                continue
+            error = seen.score - decision.predictions.pop(seen.item)
+            with self.lock:
+                learn(policy_of(app), self._arms(app, seen.user), app.models.index(decision.model),
+                      decision.propensity, reward_of(error))
+
+    def snapshot(self) -> None:
+        """Write each app's learned state and the offsets read to ``policy-state``."""
+        with self.lock:
+            states = {}
+            for (app, scope), arms in self.arms.items():
+                states.setdefault(app, {})[scope] = ArmState(
+                    arms.names, arms.pulls.tolist(), arms.rewards.tolist(), arms.log_weights.tolist(),
+                    arms.alpha.tolist(), arms.beta.tolist())
+            sticky = {(app, user): kept for (app, user), kept in self.sticky.items()}
+        for app, arms in states.items():
+            record = PolicyState(app, arms, dict(self.offsets),
+                                 {user: kept for (name, user), kept in sticky.items() if name == app})
+            self.producer.produce(self.settings.topic("policy-state"), key=self._key(app), value=app_schema.encode(record))
+        self.producer.flush(10)
+
+    def _key(self, app: str) -> bytes:
+        return f"{app}@{self.settings.worker_id}".encode()
+
+    def _restore(self) -> dict[int, int]:
+        """This edge's policy states as last written; the offsets to read on from."""
+        table = kafka.FollowedTable(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
+        table.close()
+        offsets: dict[int, int] = {}
+        for key, state in table.rows.items():
+            if not key.endswith(f"@{self.settings.worker_id}"):
+                continue
+            for scope, saved in state.arms.items():
+                self.arms[(state.app, scope)] = Arms(
+                    list(saved.names), np.array(saved.pulls), np.array(saved.rewards), np.array(saved.log_weights),
+                    np.array(saved.alpha), np.array(saved.beta))
+            self.sticky.update({(state.app, user): kept for user, kept in state.sticky.items()})
+            # Snapshots of different apps may be a moment apart: read on from the earliest.
+            offsets = {p: min(offsets.get(p, o), o) for p, o in state.offsets.items()}
+        if offsets:
+            log.info("policy state restored for %d scopes; reading observations from %s", len(self.arms), offsets)
+        return offsets
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.snapshot()
+        self.reader.close()
+        self.apps.close()
