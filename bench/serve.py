@@ -3,7 +3,9 @@
 100,000 users with d = 50 weights are written where a worker keeps them; the edge (`velox serve`,
 its own process) reads them as RocksDB secondaries; 10,000 items. A small asyncio HTTP/1.1
 keep-alive client (wrk is not installed here) drives each route at fixed concurrency for a
-fixed time, then top-k again at half its maximum rate for its latency.
+fixed time, then top-k again at half its maximum rate for its latency. Users and items are
+uniform (few repeats: the prediction cache rarely helps), then Zipf-distributed (s = 1.2, the
+popular few asked again and again), with the cache's hit rate for each run.
 
     python bench/serve.py [--seconds 10 --concurrency 16] [--json bench/results/serve.json]
 """
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +62,7 @@ async def one_connection(port: int, paths: list[str], deadline: float, latencies
         if interval is not None:
             next_at += interval
             await asyncio.sleep(max(next_at - time.perf_counter(), 0))
-        path = random.choice(paths)
+        path = paths[random.randrange(len(paths))]
         started = time.perf_counter()
         writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
@@ -84,6 +88,55 @@ def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: f
             "p99_ms": float(np.percentile(ms, 99))}
 
 
+def draws(users: int, items: int, rng: np.random.Generator, n: int = 400_000) -> tuple[tuple[list[int], list[int]], ...]:
+    """(users, items) drawn uniformly, and Zipf-distributed (rank r drawn ∝ r^-1.2, ids shuffled)."""
+    uniform = (rng.integers(users, size=n).tolist(), rng.integers(items, size=n).tolist())
+    user_ids, item_ids = rng.permutation(users), rng.permutation(items)
+    zipf = (user_ids[np.minimum(rng.zipf(1.2, n), users) - 1].tolist(),
+            item_ids[np.minimum(rng.zipf(1.2, n), items) - 1].tolist())
+    return uniform, zipf
+
+
+def cache_lookups(port: int) -> dict[str, float]:
+    """The edge's prediction cache counters, summed over routes."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found = {"hit": 0.0, "miss": 0.0}
+    for line in text.splitlines():
+        if line.startswith("velox_edge_cache_lookups_total"):
+            found["hit" if 'result="hit"' in line else "miss"] += float(line.split()[-1])
+    return found
+
+
+def cached(port: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``run()``'s figures, with the share of its requests the prediction cache answered."""
+    before = cache_lookups(port)
+    figures = run()
+    after = cache_lookups(port)
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    return {**figures, "cache_hit_rate": hits / max(hits + misses, 1)}
+
+
+@contextmanager
+def edge(settings: Settings, log: Path) -> Iterator[int]:
+    """`velox serve` with these settings on a free port, until the block ends."""
+    port = int(free_bootstrap().split(":")[1])
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "velox.cli", "serve", "--port", str(port)],
+                                   env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -97,40 +150,35 @@ def main() -> None:
         settings = base.replace(namespace="bench-", partitions=8, d=args.d, items=args.items)
         ensure_topics(settings)
         write_states(settings, args.users)
-        port = int(free_bootstrap().split(":")[1])
-        with open(Path(work) / "edge.log", "wb") as out:
-            edge = subprocess.Popen([sys.executable, "-m", "velox.cli", "serve", "--port", str(port)],
-                                    env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            rng = random.Random(2)
-            model = f"/v1/models/{settings.model}"
-            predict = [f"{model}/predict?user={rng.randrange(args.users)}&item={rng.randrange(args.items)}"
-                       for _ in range(5000)]
-            top = [f"{model}/top_k?user={rng.randrange(args.users)}&k=10" for _ in range(5000)]
+        model = f"/v1/models/{settings.model}"
+        rng = np.random.default_rng(2)
+        uniform, zipf = draws(args.users, args.items, rng)
+
+        def fresh_top_k() -> list[str]:  # users not asked before (but by chance), so the cache barely helps
+            return [f"{model}/top_k?user={u}&k=10" for u in rng.integers(args.users, size=400_000).tolist()]
+
+        with edge(settings, Path(work) / "edge.log") as port:
             drive(port, ["/healthz"], 2, args.concurrency)  # warm-up
-            results = {
-                "noop": drive(port, ["/healthz"], args.seconds, args.concurrency),
-                "predict": drive(port, predict, args.seconds, args.concurrency),
-                "top_k": drive(port, top, args.seconds, args.concurrency),
-            }
-            results["top_k_at_half"] = drive(port, top, args.seconds, args.concurrency,
-                                             rate=results["top_k"]["requests_per_s"] / 2)
-        finally:
-            edge.send_signal(signal.SIGTERM)
-            edge.wait(30)
+            results = {"noop": drive(port, ["/healthz"], args.seconds, args.concurrency)}
+            for name, (users, items) in (("", uniform), ("_zipf", zipf)):
+                predict = [f"{model}/predict?user={u}&item={i}" for u, i in zip(users, items)]
+                top = [f"{model}/top_k?user={u}&k=10" for u in users]
+                results["predict" + name] = cached(port, lambda: drive(port, predict, args.seconds, args.concurrency))
+                results["top_k" + name] = cached(port, lambda: drive(port, top, args.seconds, args.concurrency))
+            results["top_k_at_half"] = cached(port, lambda: drive(
+                port, fresh_top_k(), args.seconds, args.concurrency, rate=results["top_k"]["requests_per_s"] / 2))
+        with edge(settings.replace(batching=False), Path(work) / "edge-unbatched.log") as port:
+            drive(port, ["/healthz"], 2, args.concurrency)
+            results["top_k_unbatched"] = cached(port, lambda: drive(port, fresh_top_k(), args.seconds, args.concurrency))
     for name, figures in results.items():
+        hits = f"   cache hits {figures['cache_hit_rate']:6.1%}" if "cache_hit_rate" in figures else ""
         print(f"{name:14} {figures['requests_per_s']:8,.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
-              f"p99 {figures['p99_ms']:6.2f} ms")
+              f"p99 {figures['p99_ms']:6.2f} ms{hits}")
     ratio = results["predict"]["requests_per_s"] / results["noop"]["requests_per_s"]
     print(f"predict / no-op throughput: {ratio:.2f} (target at least 0.85); "
-          f"top-k p99 at half its maximum rate: {results['top_k_at_half']['p99_ms']:.2f} ms (target at most 5)")
+          f"top-k p99 at half its maximum rate: {results['top_k_at_half']['p99_ms']:.2f} ms (target at most 5); "
+          f"top-k with / without adaptive batching: "
+          f"{results['top_k']['requests_per_s'] / results['top_k_unbatched']['requests_per_s']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,

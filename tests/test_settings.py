@@ -39,5 +39,12 @@ def test_settings_zero_partitions_is_refused() -> None:
 
 
 def test_settings_survive_a_trip_through_the_environment() -> None:
-    settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, namespace="x-", initial_version=None)
+    settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, namespace="x-", initial_version=None, batching=False)
     assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_settings_switches_read_words_and_refuse_others() -> None:
+    assert Settings.from_env({"VELOX_BATCHING": "off"}).batching is False
+    assert Settings.from_env({"VELOX_BATCHING": "1"}).batching is True
+    with pytest.raises(ConfigError, match="VELOX_BATCHING='maybe' is not true or false"):
+        Settings.from_env({"VELOX_BATCHING": "maybe"})

@@ -47,6 +47,8 @@ class Settings:
     edge_host, edge_port: where the edge beside this worker listens; the worker announces it on
         ``owners`` so edges forward requests for its users there.
     epsilon: the share of top-k slots given to a random item (ε-greedy exploration; 0: none).
+    cache_entries: answers the edge's prediction cache keeps (0: no cache).
+    batching: whether concurrent full-catalog top-k requests share one matrix product.
     slo_ms: the model's latency objective: an answer that cannot be ready in time (its owner
         unreachable, its partition recovering) is the model's default answer, marked as such.
     """
@@ -75,6 +77,8 @@ class Settings:
     edge_host: str = "127.0.0.1"
     edge_port: int = 8000
     epsilon: float = 0.0
+    cache_entries: int = 100_000
+    batching: bool = True
     slo_ms: float = 100.0
 
     @classmethod
@@ -153,6 +157,10 @@ def _convert(field: dataclasses.Field[Any], env_name: str, raw: str) -> Any:
         return None
     if kind == "Path":
         return Path(raw).expanduser()
+    if kind == "bool":
+        if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"{env_name}={raw!r} is not true or false")
+        return raw.lower() in ("1", "true", "yes", "on")
     if kind in ("int", "float"):
         try:
             return int(raw) if kind == "int" else float(raw)

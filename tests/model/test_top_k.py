@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from velox.model.top_k import item_scores, top_k
+from velox.model.top_k import item_scores, top_k, top_k_many
 from velox.model.version import random_version
 
 VERSION = random_version(500, 8, seed=5)
@@ -45,3 +45,13 @@ def test_epsilon_greedy_marks_the_slots_it_explored() -> None:
             assert (item not in best) == explored
             explored_slots += explored
     assert 0.15 < explored_slots / 2000 < 0.25
+
+
+def test_a_batch_answers_what_each_user_alone_gets() -> None:
+    version = random_version(300, 6, seed=4)
+    weights = np.random.default_rng(5).normal(size=(7, 6)).astype(np.float32)
+    ks = [1, 10, 3, 300, 5, 10, 2]
+    for w, k, batched in zip(weights, ks, top_k_many(version, weights, ks)):
+        alone = top_k(version, w, k)
+        assert batched.items == alone.items
+        np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-6)

@@ -73,3 +73,22 @@ def item_scores(version: ModelVersion, w: np.ndarray, items: np.ndarray) -> np.n
     safe = item_rows[known]
     scores[known] += version.item_bias[safe] + version.item_factors[safe] @ w[:-1]
     return scores
+
+
+def top_k_many(version: ModelVersion, weights: np.ndarray, ks: list[int]) -> list[TopK]:
+    """Full-catalog top-k for several users at once: one matrix product for the whole batch.
+
+    ``weights`` is (batch, d); answer j is what ``top_k(version, weights[j], ks[j])`` gives.
+    """
+    scores = version.item_factors @ np.asarray(weights[:, :-1], np.float32).T  # (items, batch)
+    scores += version.item_base[:, None]
+    scores += np.asarray(weights[:, -1], np.float32)[None, :]
+    n, deepest = len(version.item_ids), min(max(ks), len(version.item_ids))
+    best = np.argpartition(scores, n - deepest, axis=0)[n - deepest:] if deepest < n else np.arange(n)[:, None].repeat(
+        len(ks), axis=1)
+    answers = []
+    for column, k in enumerate(ks):
+        rows = best[:, column]
+        rows = rows[np.argsort(-scores[rows, column], kind="stable")][:k]
+        answers.append(TopK(version.item_ids[rows].tolist(), scores[rows, column].tolist(), [False] * len(rows)))
+    return answers

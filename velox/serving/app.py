@@ -26,7 +26,8 @@ from velox.model.store import ModelStore
 from velox.schemas import observation
 from velox.serving import applications, openapi
 from velox.serving.edge import (
-    MAX_BODY, Edge, Weights, answer, authorize, best_items, edge_of, http_error, id_param, lifespan, timed, top_k_query,
+    MAX_BODY, Edge, Weights, answer, authorize, best_items, edge_of, http_error, id_param, lifespan, score_of, timed,
+    top_k_query,
 )
 
 
@@ -66,9 +67,9 @@ async def predict(request: Request) -> Response:
     edge = edge_of(request)
     user, item = id_param(request, "user"), id_param(request, "item")
 
-    def body(weights: Weights) -> dict[str, Any]:
+    async def body(weights: Weights) -> dict[str, Any]:
         version = weights.version
-        return {"user": user, "item": item, "score": version.score(weights.w, item), "version": version.id,
+        return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
                 "known_user": weights.known, "known_item": version.knows_item(item)}
 
     return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
@@ -79,9 +80,9 @@ async def top_k_route(request: Request) -> Response:
     user = id_param(request, "user")
     query = top_k_query(request)
 
-    def body(weights: Weights) -> dict[str, Any]:
+    async def body(weights: Weights) -> dict[str, Any]:
         return {"user": user, "version": weights.version.id, "known_user": weights.known,
-                "items": best_items(edge, query, weights)}
+                "items": await best_items(edge, query, weights)}
 
     return await answer(edge, request, "top_k", f"/v1/models/{edge.settings.model}/top_k", user, body)
 

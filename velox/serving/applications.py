@@ -23,7 +23,7 @@ from velox import apps
 from velox.errors import ConfigError, UnknownApp
 from velox.schemas.app import App
 from velox.serving.edge import (
-    JSON, Edge, Weights, answer, authorize, best_items, default_weights, id_param, timed, top_k_query,
+    JSON, Edge, Weights, answer, authorize, best_items, default_weights, id_param, score_of, timed, top_k_query,
 )
 
 
@@ -102,7 +102,8 @@ async def admin(edge: Edge, change: Any) -> Response:
 def chosen_weights(edge: Edge, model: str, weights: Weights) -> Weights:
     """The weights the chosen model scores with: the user's, or none at all for popularity."""
     if model == apps.POPULARITY:
-        return weights._replace(w=np.zeros(weights.version.d, np.float32), known=False)
+        return weights._replace(w=np.zeros(weights.version.d, np.float32), known=False,
+                                identity=(weights.version.id, apps.POPULARITY))
     return weights
 
 
@@ -113,15 +114,15 @@ async def predict(request: Request) -> Response:
         return JSON({"app": app.name, "user": user, "item": item, "score": app.default_output, "default": True,
                      "reason": "no model is linked to this app"})
 
-    def body(weights: Weights) -> dict[str, Any]:
+    async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
         used = chosen_weights(edge, model, weights)
-        score = used.version.score(used.w, item)
+        score = score_of(edge, used, item)
         decision = edge.selector.record(app, user, model, propensity, sticky, {item: score})
         return {"app": app.name, "user": user, "item": item, "score": score, "model": model,
                 "version": used.version.id, "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
-    def fallback() -> dict[str, Any]:
+    async def fallback() -> dict[str, Any]:
         return {"app": app.name, "user": user, "item": item, "score": app.default_output}
 
     return await answer(edge, request, "app_predict", f"/v1/apps/{app.name}/predict", user, body, fallback, app.slo_ms)
@@ -132,18 +133,18 @@ async def top_k_route(request: Request) -> Response:
     user = id_param(request, "user")
     query = top_k_query(request)
 
-    def body(weights: Weights) -> dict[str, Any]:
+    async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
         used = chosen_weights(edge, model, weights)
-        items = best_items(edge, query, used)
+        items = await best_items(edge, query, used)
         decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in items})
         return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
-    def fallback() -> dict[str, Any]:  # the most popular items: needs no user state
+    async def fallback() -> dict[str, Any]:  # the most popular items: needs no user state
         popular = chosen_weights(edge, apps.POPULARITY, default_weights(edge, user))
-        return {"app": app.name, "user": user, "items": best_items(edge, query, popular)}
+        return {"app": app.name, "user": user, "items": await best_items(edge, query, popular)}
 
     if not app.models:
-        return JSON({**fallback(), "default": True, "reason": "no model is linked to this app"})
+        return JSON({**await fallback(), "default": True, "reason": "no model is linked to this app"})
     return await answer(edge, request, "app_top_k", f"/v1/apps/{app.name}/top_k", user, body, fallback, app.slo_ms)

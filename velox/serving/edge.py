@@ -30,6 +30,8 @@ from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.owners import Owners
 from velox.schemas import user_state
+from velox.serving.batching import TopKBatcher
+from velox.serving.cache import PredictionCache
 from velox.serving.models import Models
 from velox.serving.selection import Selector
 from velox.serving.state import LocalState
@@ -62,6 +64,9 @@ class Edge:
                  producer: Producer, ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
         self.selector, self.producer, self.ack_timeout = selector, producer, ack_timeout
+        self.cache = PredictionCache("predict", settings.cache_entries)
+        self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
+        self.batcher = TopKBatcher(settings.slo_ms / 2000) if settings.batching else None
 
     @classmethod
     def open(cls, settings: Settings) -> Edge:
@@ -129,9 +134,10 @@ class Weights(NamedTuple):
     w: np.ndarray
     known: bool
     seen: np.ndarray  # items the user rated (most recent 1,000)
+    identity: tuple[object, ...]  # changes whenever w does: the prediction cache's key
 
 
-Answer = Callable[[Weights], dict[str, Any]]
+Answer = Callable[[Weights], Awaitable[dict[str, Any]]]
 
 
 def local_weights(edge: Edge, partition: int, user: int) -> Weights:
@@ -140,24 +146,24 @@ def local_weights(edge: Edge, partition: int, user: int) -> Weights:
     if stored is None:
         return default_weights(edge, user)
     state = user_state.decode(stored)
-    return Weights(edge.models.version_of(state.version), state.w, True, state.seen)
+    return Weights(edge.models.version_of(state.version), state.w, True, state.seen, (state.version, user, state.offset))
 
 
 def default_weights(edge: Edge, user: int) -> Weights:
     """The active version's own answer for the user: their trained vector, or the mean user."""
     version = edge.models.active
-    return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64))
+    return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64), (version.id, user))
 
 
 async def answer(edge: Edge, request: Request, route: str, path: str, user: int, body: Answer,
-                 fallback: Callable[[], dict[str, Any]] | None = None, slo_ms: float | None = None) -> Response:
+                 fallback: Callable[[], Awaitable[dict[str, Any]]] | None = None, slo_ms: float | None = None) -> Response:
     """The answer of the edge beside the user's owner: computed here, forwarded (to ``path`` there), or
     ``fallback()`` (default: the active version's batch answer) when none can come within ``slo_ms``."""
     slo_ms = slo_ms or edge.settings.slo_ms
     partition = kafka.partition_for(str(user).encode(), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
-        return JSON({**body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})
+        return JSON({**await body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"
     elif FORWARDED_HEADER in request.headers:
@@ -175,8 +181,8 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int,
             FORWARDED.labels(route=route, owner=owner.worker).inc()
             return Response(forwarded.content, forwarded.status_code, media_type="application/json")
     DEFAULTS.labels(route=route, cause=cause).inc()
-    fallback = fallback or (lambda: body(default_weights(edge, user)))
-    return JSON({**fallback(), "default": True, "reason": reason, "served_by": edge.settings.worker_id})
+    answered = await (fallback() if fallback else body(default_weights(edge, user)))
+    return JSON({**answered, "default": True, "reason": reason, "served_by": edge.settings.worker_id})
 
 
 class TopKQuery(NamedTuple):
@@ -201,10 +207,31 @@ def top_k_query(request: Request) -> TopKQuery:
     return TopKQuery(int(raw_k), candidates, exclude_seen == "true")
 
 
-def best_items(edge: Edge, query: TopKQuery, weights: Weights) -> list[dict[str, Any]]:
-    best = top_k(weights.version, weights.w, query.k, query.candidates, weights.seen if query.exclude_seen else None,
-                 edge.settings.epsilon)
-    return [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]
+async def best_items(edge: Edge, query: TopKQuery, weights: Weights) -> list[dict[str, Any]]:
+    """The top-k answer: from the cache unless exploring (ε-greedy answers are drawn afresh);
+    batched with concurrent requests when over the whole catalog."""
+    exclude = weights.seen if query.exclude_seen and len(weights.seen) else None
+    key = (*weights.identity, query.k, None if query.candidates is None else query.candidates.tobytes(),
+           query.exclude_seen)
+    if edge.settings.epsilon == 0 and (cached := edge.top_k_cache.peek(key)) is not None:
+        return cached
+    if edge.batcher is not None and query.candidates is None and exclude is None and edge.settings.epsilon == 0:
+        best = await edge.batcher.top_k(weights.version, weights.w, query.k)
+    else:
+        best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
+    items = [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]
+    if edge.settings.epsilon == 0:
+        edge.top_k_cache.put(key, items)
+    return items
+
+
+def score_of(edge: Edge, weights: Weights, item: int) -> float:
+    key = (*weights.identity, item)
+    score = edge.cache.peek(key)
+    if score is None:
+        score = weights.version.score(weights.w, item)
+        edge.cache.put(key, score)
+    return score
 
 
 def authorize(edge: Edge, request: Request) -> None:
