@@ -6,6 +6,9 @@ ratings up to the noise, while ``popularity`` (μ + item bias for everyone) is c
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +18,10 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess
+from tests.streams.harness import WorkerProcess, read_all
 from velox.model.batch_scores import predict_many
 from velox.model.synthetic import planted
+from velox.schemas import app as app_schema
 from velox.serving.app import create_app
 from velox.serving.edge import Edge
 from velox.settings import Settings
@@ -118,3 +122,28 @@ def test_an_app_without_models_answers_its_default_output_and_bad_admin_calls_ar
     assert bad.status_code == 400 and "ucb9" in bad.json()["detail"]
     assert client.post("/v1/apps/empty/models/other", headers=ADMIN).status_code == 400
     assert client.post("/v1/apps/ghost/models/default", headers=ADMIN).status_code == 404
+
+
+def test_velox_app_commands_register_and_link_and_every_decision_is_logged_with_its_propensity(edge) -> None:
+    client, own, _ = edge
+    env = {**os.environ, **own.to_env()}
+    for command in (["register", "cli", "--default-output", "4", "--policy", "epsilon", "--epsilon", "0.5"],
+                    ["link", "cli", "popularity"], ["link", "cli", "default"]):
+        done = subprocess.run([sys.executable, "-m", "velox.cli", "app", *command], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    listed = subprocess.run([sys.executable, "-m", "velox.cli", "app", "list"], env=env, capture_output=True, text=True)
+    assert '"name":"cli"' in listed.stdout and '"models":["popularity","default"]' in listed.stdout
+    deadline = time.monotonic() + 5
+    while client.get("/v1/apps/cli").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    answers = [client.get("/v1/apps/cli/top_k", params={"user": u, "k": 3}).json() for u in range(1, 6)]
+    deadline, logged = time.monotonic() + 10, {}
+    while not all(answer["decision"] in logged for answer in answers):  # logged without waiting for the broker
+        assert time.monotonic() < deadline, "decisions missing from the decisions topic"
+        logged = {d.id: d for d in map(app_schema.decode_decision, (m.value() for m in read_all(own, own.topic("decisions"))))}
+    for answer in answers:
+        decision = logged[answer["decision"]]
+        assert (decision.app, decision.model, decision.propensity) == ("cli", answer["model"], answer["propensity"])
+        assert sorted(decision.predictions) == sorted(entry["item"] for entry in answer["items"])
+        assert decision.propensity in (0.25, 0.75)  # ε = 0.5 over two models
