@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VELOX := $(VENV)/bin/velox
 STAMP := $(VENV)/.installed
 
-.PHONY: install jars test up down clean
+.PHONY: install jars test up down bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ test: jars
 
 up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample
 	$(VELOX) up $(if $(DATA),--ratings $(DATA))
+
+bench: jars  # every benchmark, then bench/README.md from their results (about 20 minutes)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) bench/broker_start.py --runs 3 --json bench/results/broker_start.json
+	$(PY) bench/stream.py --json bench/results/stream.json
+	$(PY) bench/retrain.py --json bench/results/retrain.json
+	$(PY) bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
+	$(PY) bench/accuracy.py
+	$(PY) bench/report.py
 
 down: install  # a broker left by `velox kafka start`
 	$(VELOX) kafka stop

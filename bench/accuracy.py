@@ -20,6 +20,7 @@ import json
 import logging
 from pathlib import Path
 
+import plotting
 from velox.evaluate import GROUPS, Result, isolated
 from velox.settings import Settings
 
@@ -42,12 +43,8 @@ def no_worse(online: float | None, static: float | None) -> bool:
 
 def plot(result: Result, path: Path) -> bool:
     """The prequential RMSE along the stream per system; False when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
+    pyplot = plotting.pyplot()
+    if pyplot is None:
         return False
     figure, axes = pyplot.subplots(figsize=(7, 4))
     labels = {"a": "(a) first version, no updates", "b-sgd": "(b) online sgd", "b-rls": "(b) online rls"}

@@ -26,9 +26,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+import plotting
 from velox import kafka, owners
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.schemas import user_state
@@ -74,7 +76,7 @@ async def one_connection(port: int, paths: list[str], deadline: float, latencies
     writer.close()
 
 
-def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: float | None = None) -> dict[str, float]:
+def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: float | None = None) -> dict[str, Any]:
     latencies: list[float] = []
     interval = None if rate is None else concurrency / rate
 
@@ -85,7 +87,29 @@ def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: f
     asyncio.run(run())
     ms = np.array(latencies) * 1000
     return {"requests_per_s": len(latencies) / seconds, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99))}
+            "p99_ms": float(np.percentile(ms, 99)),
+            "quantiles_ms": np.percentile(ms, QUANTILES).round(3).tolist()}  # for the latency plot
+
+
+QUANTILES = [*range(1, 100), 99.5, 99.9]
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Latency distributions (share of requests answered within x ms); False without matplotlib."""
+    pyplot = plotting.pyplot()
+    if pyplot is None:
+        return False
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    for name in ("noop", "predict", "top_k", "top_k_at_half", "top_k_unbatched"):
+        axes.plot(results[name]["quantiles_ms"], [q / 100 for q in QUANTILES], label=name)
+    axes.set(xscale="log", xlabel="latency (ms, log scale)", ylabel="share of requests answered",
+             title="Edge latency at 16 connections (top_k_at_half: at half its maximum rate)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return True
 
 
 def draws(users: int, items: int, rng: np.random.Generator, n: int = 400_000) -> tuple[tuple[list[int], list[int]], ...]:
@@ -107,7 +131,7 @@ def cache_lookups(port: int) -> dict[str, float]:
     return found
 
 
-def cached(port: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+def cached(port: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``run()``'s figures, with the share of its requests the prediction cache answered."""
     before = cache_lookups(port)
     figures = run()
@@ -145,6 +169,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--png", type=Path, help="latency distributions, drawn when matplotlib is installed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, throwaway_broker(Settings.from_env(data=Path(work))) as base:
         settings = base.replace(namespace="bench-", partitions=8, d=args.d, items=args.items)
@@ -183,6 +208,8 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,
                                          "d": args.d, **results, "predict_over_noop": ratio}, indent=2) + "\n")
+    if args.png and plot(results, args.png):
+        print(f"plot: {args.png}")
 
 
 if __name__ == "__main__":

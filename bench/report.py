@@ -1,0 +1,132 @@
+"""Write bench/README.md from the figures the benchmarks saved in bench/results/ (never from memory).
+
+    python bench/report.py        # after `make bench`, or after any single benchmark
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent / "README.md"
+
+HEAD = """# Benchmarks
+
+Every figure below comes from a run on the machine described, written by the benchmark to
+`bench/results/*.json` and turned into this page by `bench/report.py`. Each benchmark measures
+its ceiling in the same run (these machines are noisy: ratios hold, absolute times do not).
+
+## Run them
+
+    make bench                      # all of them, then this page (about 20 minutes)
+
+or one at a time (each starts its own Kafka broker and stops it):
+
+    .venv/bin/python bench/broker_start.py --runs 3 --json bench/results/broker_start.json
+    .venv/bin/python bench/stream.py --json bench/results/stream.json
+    .venv/bin/python bench/retrain.py --json bench/results/retrain.json
+    .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
+    .venv/bin/python bench/accuracy.py        # writes bench/results/accuracy.json and accuracy.png
+    .venv/bin/python bench/report.py
+
+MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its licence forbids
+copying it into the project); without it `retrain.py` and `accuracy.py` say so and skip.
+The plots need matplotlib (`pip install -e '.[bench]'`).
+"""
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def when(name: str) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime((RESULTS / f"{name}.json").stat().st_mtime))
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))) / 2**20
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}, {java}; Kafka 4.1.1, Spark 4.1.1 local mode, all on the same cores.")
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def rows() -> list[tuple[str, ...]]:
+    """(what, figure, ceiling or reference, ratio, target, verdict, date, command)."""
+    found: list[tuple[str, ...]] = []
+    if broker := load("broker_start"):
+        for kind in ("cold", "warm"):
+            b = broker[kind]
+            found.append((f"broker start ({kind})", f"{b['start_s']:.2f} s", f"broker logs RUNNING at {b['broker_running_s']:.2f} s",
+                          f"{b['ratio']:.2f}", "", "", when("broker_start"), "bench/broker_start.py"))
+    if stream := load("stream"):
+        found.append(("worker throughput", f"{stream['worker_events_per_s']:,} events/s",
+                      f"bare consume-update-put loop {stream['minimal_loop_events_per_s']:,}/s", f"{stream['ratio']:.2f}",
+                      "", "", when("stream"), "bench/stream.py"))
+        found.append((f"produce → state visible at {stream['latency_rate']:,.0f} events/s",
+                      f"p50 {stream['visible_p50_ms']:.1f} ms, p99 {stream['visible_p99_ms']:.1f} ms", "", "", "", "",
+                      when("stream"), "bench/stream.py"))
+    if retrain := load("retrain"):
+        for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
+            found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",
+                          f"bare ALS.fit {retrain['bare_als_fit_s']:.1f} s", f"{retrain[ratio]:.2f}", "≤ 1.5",
+                          verdict(retrain[ratio] <= 1.5), when("retrain"), "bench/retrain.py"))
+        found.append(("5-fold RMSE, ml-100k u1–u5", f"{retrain['mean_rmse']:.4f}", "Spark ALS 0.967, Surprise SVD 0.936",
+                      "", "≤ 0.92", verdict(retrain["mean_rmse"] <= 0.92), when("retrain"), "bench/retrain.py"))
+    if serve := load("serve"):
+        noop = serve["noop"]["requests_per_s"]
+        found.append(("predict throughput", f"{serve['predict']['requests_per_s']:,.0f} req/s",
+                      f"no-op route {noop:,.0f} req/s", f"{serve['predict_over_noop']:.2f}", "≥ 0.85",
+                      verdict(serve["predict_over_noop"] >= 0.85), when("serve"), "bench/serve.py"))
+        half = serve["top_k_at_half"]
+        found.append(("top-k (k=10, 10,000 items, d=50) p99 at half its max rate",
+                      f"{half['p99_ms']:.1f} ms at {half['requests_per_s']:,.0f} req/s",
+                      f"max {serve['top_k']['requests_per_s']:,.0f} req/s", "", "≤ 5 ms", verdict(half["p99_ms"] <= 5),
+                      when("serve"), "bench/serve.py"))
+        if "top_k_unbatched" in serve:
+            batched, alone = serve["top_k"], serve["top_k_unbatched"]
+            found.append(("top-k with adaptive batching", f"{batched['requests_per_s']:,.0f} req/s, p99 {batched['p99_ms']:.1f} ms",
+                          f"without: {alone['requests_per_s']:,.0f} req/s, p99 {alone['p99_ms']:.1f} ms",
+                          f"{batched['requests_per_s'] / alone['requests_per_s']:.2f}", "", "", when("serve"), "bench/serve.py"))
+        for name in ("predict_zipf", "top_k_zipf"):
+            if name in serve:
+                found.append((f"cache hit rate, Zipf mix ({name.split('_zipf')[0]})",
+                              f"{serve[name]['cache_hit_rate']:.1%}", f"{serve[name]['requests_per_s']:,.0f} req/s", "",
+                              "", "", when("serve"), "bench/serve.py"))
+    if accuracy := load("accuracy"):
+        for rule in ("sgd", "rls"):
+            recovered = accuracy["recovery"][rule]
+            rmse = accuracy["rmse"]
+            found.append((f"online {rule}: share of the (a)−(c) RMSE gap recovered, ml-100k",
+                          f"{recovered['overall']:.1%} (known users {recovered['known']:.1%}, new {recovered['new']:.1%})",
+                          f"(a) {rmse['a']['overall']:.4f}, (b) {rmse['b-' + rule]['overall']:.4f}, (c) {rmse['c']['overall']:.4f}",
+                          "", "≥ 80%, known users no worse", verdict(all(accuracy["checks"][rule].values())),
+                          when("accuracy"), "bench/accuracy.py"))
+    return found
+
+
+def main() -> None:
+    table = ["| what | figure | ceiling or reference | ratio | target | | date | command |",
+             "|---|---|---|---|---|---|---|---|"]
+    table += ["| " + " | ".join(row) + " |" for row in rows()]
+    plots = [f"![{name}](results/{name}.png)" for name in ("accuracy", "serve") if (RESULTS / f"{name}.png").exists()]
+    README.write_text(HEAD + "\n## Results\n\n" + machine() + "\n\n" + "\n".join(table) + "\n\n## Plots\n\n"
+                      + "\n\n".join(plots) + "\n")
+    print(f"wrote {README}")
+
+
+if __name__ == "__main__":
+    main()
