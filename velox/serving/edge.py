@@ -10,8 +10,9 @@ it: for a model, the active version's batch answer for the user, without their o
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
@@ -89,6 +90,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
 
 
 def timed(name: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    latency = LATENCY.labels(route=name)  # bound once: a labels() lookup per request costs microseconds
+
     async def route(request: Request) -> Response:
         started = time.perf_counter()
         try:
@@ -97,7 +100,7 @@ def timed(name: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Call
             ERRORS.labels(route=name, status=str(exc.status_code)).inc()
             raise
         finally:
-            LATENCY.labels(route=name).observe(time.perf_counter() - started)
+            latency.observe(time.perf_counter() - started)
         return response
 
     return route
@@ -116,8 +119,22 @@ def edge_of(request: Request) -> Edge:
     return edge
 
 
+def query(request: Request) -> Mapping[str, str]:
+    """The query parameters (the last of repeated ones). Plain ``a=1&b=2`` strings, all our
+    routes see, are split directly: Starlette's general parser was a third of a predict's time."""
+    found = request.scope.get("velox.query")
+    if found is None:
+        raw = request.scope["query_string"]
+        if b"%" in raw or b"+" in raw:
+            found = request.query_params
+        else:
+            found = dict(pair.partition("=")[::2] for pair in raw.decode("latin-1").split("&") if pair)
+        request.scope["velox.query"] = found
+    return found
+
+
 def id_param(request: Request, name: str) -> int:
-    raw = request.query_params.get(name)
+    raw = query(request).get(name)
     if raw is None:
         raise HTTPException(400, f"query parameter {name!r} is required")
     try:
@@ -155,12 +172,18 @@ def default_weights(edge: Edge, user: int) -> Weights:
     return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64), (version.id, user))
 
 
+@functools.lru_cache(maxsize=200_000)
+def partition_of(user: int, partitions: int) -> int:
+    """The user's partition, remembered: murmur2 in Python costs about 5 µs a request."""
+    return kafka.partition_for(str(user).encode(), partitions)
+
+
 async def answer(edge: Edge, request: Request, route: str, path: str, user: int, body: Answer,
                  fallback: Callable[[], Awaitable[dict[str, Any]]] | None = None, slo_ms: float | None = None) -> Response:
     """The answer of the edge beside the user's owner: computed here, forwarded (to ``path`` there), or
     ``fallback()`` (default: the active version's batch answer) when none can come within ``slo_ms``."""
     slo_ms = slo_ms or edge.settings.slo_ms
-    partition = kafka.partition_for(str(user).encode(), edge.settings.partitions)
+    partition = partition_of(user, edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
         return JSON({**await body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})
@@ -192,16 +215,17 @@ class TopKQuery(NamedTuple):
 
 
 def top_k_query(request: Request) -> TopKQuery:
-    raw_k = request.query_params.get("k", "10")
+    params = query(request)
+    raw_k = params.get("k", "10")
     if not raw_k.isdigit() or not 1 <= int(raw_k) <= 1000:
         raise HTTPException(400, f"query parameter 'k' must be an integer from 1 to 1000, got {raw_k!r}")
     candidates = None
-    if "candidates" in request.query_params:
+    if "candidates" in params:
         try:
-            candidates = np.array([int(c) for c in request.query_params["candidates"].split(",") if c.strip()], np.int64)
+            candidates = np.array([int(c) for c in params["candidates"].split(",") if c.strip()], np.int64)
         except (ValueError, OverflowError):
             raise HTTPException(400, "query parameter 'candidates' must be comma-separated integer ids") from None
-    exclude_seen = request.query_params.get("exclude_seen", "false")
+    exclude_seen = params.get("exclude_seen", "false")
     if exclude_seen not in ("true", "false"):
         raise HTTPException(400, f"query parameter 'exclude_seen' must be true or false, got {exclude_seen!r}")
     return TopKQuery(int(raw_k), candidates, exclude_seen == "true")
