@@ -14,22 +14,22 @@ from velox.serving.batching import TopKBatcher
 def test_concurrent_requests_are_answered_as_alone_in_few_batches_and_the_limit_grows() -> None:
     version = random_version(500, 8, seed=2)
     weights = np.random.default_rng(3).normal(size=(10, 8)).astype(np.float32)
-    batcher = TopKBatcher(target_s=10.0, limit=4)
+    batcher = TopKBatcher(limit=4)
 
     async def ask_all() -> list:
-        return await asyncio.gather(*(batcher.top_k(version, w, 5) for w in weights))
+        return await asyncio.gather(*(batcher.top_k(version, w, 5, slo_s=20.0) for w in weights))
 
     answers = asyncio.run(ask_all())
     assert [a.items for a in answers] == [top_k(version, w, 5).items for w in weights]
-    assert batcher.limit == 4 + 3  # three batches (4, 5, then 1), each within the target: +1 each
+    assert batcher.limit == 4 + 3  # three batches (4, 5, then 1), each within half the objective: +1 each
 
 
 def test_a_batch_over_the_target_shrinks_the_limit_by_a_tenth() -> None:
     version = random_version(500, 8, seed=2)
-    batcher = TopKBatcher(target_s=0.0, limit=20)
+    batcher = TopKBatcher(limit=20)
 
     async def ask() -> None:
-        await asyncio.gather(*(batcher.top_k(version, version.mean_user, 3) for _ in range(20)))
+        await asyncio.gather(*(batcher.top_k(version, version.mean_user, 3, slo_s=0.0) for _ in range(20)))
 
     asyncio.run(ask())
     assert batcher.limit == 18

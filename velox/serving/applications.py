@@ -136,14 +136,14 @@ async def top_k_route(request: Request) -> Response:
     async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
         used = chosen_weights(edge, model, weights)
-        items = await best_items(edge, query, used)
+        items = await best_items(edge, query, used, app.slo_ms)
         decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in items})
         return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
     async def fallback() -> dict[str, Any]:  # the most popular items: needs no user state
         popular = chosen_weights(edge, apps.POPULARITY, default_weights(edge, user))
-        return {"app": app.name, "user": user, "items": await best_items(edge, query, popular)}
+        return {"app": app.name, "user": user, "items": await best_items(edge, query, popular, app.slo_ms)}
 
     if not app.models:
         return JSON({**await fallback(), "default": True, "reason": "no model is linked to this app"})

@@ -2,14 +2,16 @@
 
 A request queues its weights and waits; the first one in an empty queue schedules a flush on
 the event loop's next turn, so every request already being handled joins it. The batch size
-limit is adapted as in Clipper (AIMD): one more while a batch is computed within the target
-(half the latency objective), a tenth less as soon as one is not.
+limit is adapted as in Clipper (AIMD): one more while a batch is computed within its target
+(half the tightest latency objective among its requests: the model's, or an app's), a tenth
+less as soon as one is not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import NamedTuple
 
 import numpy as np
 from prometheus_client import Histogram
@@ -21,17 +23,25 @@ BATCH_SIZE = Histogram("velox_edge_top_k_batch_size", "Top-k requests scored in 
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
 
-class TopKBatcher:
-    def __init__(self, target_s: float, limit: int = 8, ceiling: int = 256) -> None:
-        self.target_s, self.limit, self.ceiling = target_s, limit, ceiling
-        self.queue: list[tuple[ModelVersion, np.ndarray, int, asyncio.Future[TopK]]] = []
+class Request(NamedTuple):
+    version: ModelVersion
+    w: np.ndarray
+    k: int
+    slo_s: float
+    answer: asyncio.Future[TopK]
 
-    async def top_k(self, version: ModelVersion, w: np.ndarray, k: int) -> TopK:
+
+class TopKBatcher:
+    def __init__(self, limit: int = 8, ceiling: int = 256) -> None:
+        self.limit, self.ceiling = limit, ceiling
+        self.queue: list[Request] = []
+
+    async def top_k(self, version: ModelVersion, w: np.ndarray, k: int, slo_s: float) -> TopK:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[TopK] = loop.create_future()
         if not self.queue:
             loop.call_soon(self._flush)
-        self.queue.append((version, w, k, answer))
+        self.queue.append(Request(version, w, k, slo_s, answer))
         return await answer
 
     def _flush(self) -> None:
@@ -39,14 +49,14 @@ class TopKBatcher:
         if self.queue:
             asyncio.get_running_loop().call_soon(self._flush)
         started = time.perf_counter()
-        for version in {id(entry[0]): entry[0] for entry in batch}.values():  # a swap may mix two versions
-            same = [entry for entry in batch if entry[0] is version]
-            answers = top_k_many(version, np.stack([entry[1] for entry in same]), [entry[2] for entry in same])
-            for (_, _, _, future), answer in zip(same, answers):
-                if not future.done():
-                    future.set_result(answer)
+        for version in {id(r.version): r.version for r in batch}.values():  # a swap may mix two versions
+            same = [r for r in batch if r.version is version]
+            answers = top_k_many(version, np.stack([r.w for r in same]), [r.k for r in same])
+            for request, answer in zip(same, answers):
+                if not request.answer.done():
+                    request.answer.set_result(answer)
         BATCH_SIZE.observe(len(batch))
-        if time.perf_counter() - started <= self.target_s:
+        if time.perf_counter() - started <= min(r.slo_s for r in batch) / 2:
             self.limit = min(self.limit + 1, self.ceiling)
         else:
             self.limit = max(int(self.limit * 0.9), 1)

@@ -67,7 +67,7 @@ class Edge:
         self.selector, self.producer, self.ack_timeout = selector, producer, ack_timeout
         self.cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
-        self.batcher = TopKBatcher(settings.slo_ms / 2000) if settings.batching else None
+        self.batcher = TopKBatcher() if settings.batching else None
 
     @classmethod
     def open(cls, settings: Settings) -> Edge:
@@ -231,7 +231,7 @@ def top_k_query(request: Request) -> TopKQuery:
     return TopKQuery(int(raw_k), candidates, exclude_seen == "true")
 
 
-async def best_items(edge: Edge, query: TopKQuery, weights: Weights) -> list[dict[str, Any]]:
+async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: float | None = None) -> list[dict[str, Any]]:
     """The top-k answer: from the cache unless exploring (ε-greedy answers are drawn afresh);
     batched with concurrent requests when over the whole catalog."""
     exclude = weights.seen if query.exclude_seen and len(weights.seen) else None
@@ -240,7 +240,7 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights) -> list[dic
     if edge.settings.epsilon == 0 and (cached := edge.top_k_cache.peek(key)) is not None:
         return cached
     if edge.batcher is not None and query.candidates is None and exclude is None and edge.settings.epsilon == 0:
-        best = await edge.batcher.top_k(weights.version, weights.w, query.k)
+        best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
     items = [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]
