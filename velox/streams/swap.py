@@ -56,7 +56,11 @@ def rebuild(
 
 
 def read_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> Iterator[Message]:
-    """Messages of one partition with offsets in [start, end), in order."""
+    """Messages of one partition with offsets in [start, end), in order.
+
+    Waits for one message, then takes what has arrived with it: ``consume(n, timeout)`` waits the
+    whole timeout unless n messages come, a second per call when the range is shorter than n.
+    """
     if start >= end:
         return
     reader = kafka.consumer(settings, group=f"{settings.app_id}-replay")
@@ -64,7 +68,7 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     try:
         reader.assign([TopicPartition(topic, partition, start)])
         while reader.position([tp])[0].offset < end:
-            for message in reader.consume(10_000, timeout=1.0):
+            for message in reader.consume(1, timeout=1.0) + reader.consume(10_000, timeout=0):
                 if message.error() is None and message.offset() < end:
                     yield message
     finally:
