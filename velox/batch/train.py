@@ -27,6 +27,7 @@ from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
 
 BIAS_PASSES = 2  # alternating passes of b_i then b_u
+ALS_BLOCKS = 10  # Spark's default number of blocks per side, sized for a cluster
 INT32_MAX = 2**31 - 1
 
 Ratings = tuple[np.ndarray, np.ndarray, np.ndarray]  # users, items, scores
@@ -84,7 +85,7 @@ def fit(ratings: DataFrame, params: TrainParams, version_id: str) -> ModelVersio
         item_bias, user_bias = _biases(centred, params.bias_reg)
         with _cached(_keyed(item_bias, "item", ids_fit)) as item_bias, \
                 _cached(_keyed(user_bias, "user", ids_fit)) as user_bias:
-            model = _als(params).fit(_less(_less(centred, item_bias, "item"), user_bias, "user"))
+            model = _als(params, ratings.sparkSession).fit(_less(_less(centred, item_bias, "item"), user_bias, "user"))
             items = _collect(item_bias, model.itemFactors, "item", params.rank)
             users = _collect(user_bias, model.userFactors, "user", params.rank)
     return ModelVersion(
@@ -153,10 +154,17 @@ def _keyed(biases: DataFrame, key: str, ids_fit: bool) -> DataFrame:
     return biases.join(biases.sparkSession.createDataFrame(index), key)
 
 
-def _als(params: TrainParams) -> ALS:
+def als_blocks(spark: SparkSession) -> int:
+    """A block per core, up to Spark's default: each ALS stage runs a task per block, and 10 tasks
+    queued on 2 cores cost more than they share (ml-100k on 2 cores: ALS.fit 4.5 s -> 2.6 s)."""
+    return min(spark.sparkContext.defaultParallelism, ALS_BLOCKS)
+
+
+def _als(params: TrainParams, spark: SparkSession) -> ALS:
+    blocks = als_blocks(spark)
     return ALS(
         rank=params.rank, regParam=params.reg, maxIter=params.iterations, seed=params.seed,
-        implicitPrefs=False, nonnegative=False, coldStartStrategy="drop",
+        numUserBlocks=blocks, numItemBlocks=blocks, implicitPrefs=False, nonnegative=False, coldStartStrategy="drop",
         userCol="user_key", itemCol="item_key", ratingCol="residual",
     )
 
