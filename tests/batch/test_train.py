@@ -12,6 +12,7 @@ import pyspark
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from velox.batch import train
 from velox.batch.train import Ratings, TrainParams, fit, rmse, spark_session
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
@@ -73,7 +74,11 @@ def test_predict_many_scores_each_user_from_the_prior(version: ModelVersion) -> 
     np.testing.assert_allclose(predict_many(version, users, items), expected, rtol=1e-6)
 
 
-def test_ids_beyond_int32_give_the_same_model(spark: SparkSession, version: ModelVersion, sample: Ratings) -> None:
+@pytest.mark.parametrize("driver_rows", [train.DRIVER_ROWS, 0], ids=["biases-on-the-driver", "all-in-spark"])
+def test_ids_beyond_int32_give_the_same_model_on_either_path(
+        spark: SparkSession, version: ModelVersion, sample: Ratings, driver_rows: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "DRIVER_ROWS", driver_rows)
     users, items, scores = sample
     # The sample's ids run from 0 without gaps, so the shifted ids' dense indices are the
     # original ids: ALS gets the same input, and only a wrong mapping back could change a score.

