@@ -35,7 +35,7 @@ from velox.kafka import end_offsets
 from velox.model.store import ModelStore, filesystem
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
-from velox.batch.train import TrainParams, fit, rmse, spark_session
+from velox.batch.train import TrainParams, collect_ratings, fit, rmse, spark_session
 
 log = logging.getLogger("velox.retrain")
 
@@ -94,24 +94,21 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
     rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
     training_end = split_offsets(rows, end, settings.holdout)
     train, holdout = split(spark, rows, training_end)
-    train.cache()
-    training_rows = train.count()
     version_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    log.info("training version %s on %d rows (%s)", version_id, training_rows, params)
+    log.info("training version %s (%s)", version_id, params)
     version = fit(train.select("user", "item", "score"), params, version_id)
-    train.unpersist()
-    holdout = holdout.select("user", "item", "score").cache()
-    holdout_rows = holdout.count()
-    validation = rmse(version, holdout) if holdout_rows else None
+    held_out = collect_ratings(holdout)  # one pass: the count and the RMSE from the same arrays
+    holdout_rows = len(held_out[0])
+    validation = rmse(version, held_out) if holdout_rows else None
     info = VersionInfo(
         id=version_id, created_at=time.time(), d=version.d, training_end=training_end,
-        training_rows=training_rows, holdout_rows=holdout_rows, validation_rmse=validation,
+        training_rows=int(version.user_counts.sum()), holdout_rows=holdout_rows, validation_rmse=validation,
         params={key: value for key, value in asdict(params).items()},
     )
     ModelStore(settings.model_store).save(version, info)
-    log.info("saved version %s to %s: validation RMSE %s on %d held-out rows, %.1f s so far", version_id,
-             settings.model_store, f"{validation:.4f}" if validation is not None else "n/a", holdout_rows,
-             time.monotonic() - started)
+    log.info("saved version %s to %s: %d training rows, validation RMSE %s on %d held-out rows, %.1f s so far",
+             version_id, settings.model_store, info.training_rows,
+             f"{validation:.4f}" if validation is not None else "n/a", holdout_rows, time.monotonic() - started)
     if activate:
         versions.activate(settings, version_id, reason)
         log.info("activated version %s (%s)", version_id, reason)
