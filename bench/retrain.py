@@ -33,14 +33,13 @@ from pathlib import Path
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 
-from velox import kafka
+from velox import kafka, topics
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import ALS_BLOCKS, TrainParams, als_blocks, fit, rmse, spark_session
 from velox.broker import throwaway_broker
 from velox.load import produce, read_movielens
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
-from velox.streams.worker import ensure_topics
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
 FOLDS = range(1, 6)
@@ -89,7 +88,7 @@ def end_to_end(data_dir: Path, params: TrainParams) -> dict[str, float]:
     events = sorted(read_movielens(data_dir / "u.data"), key=lambda event: event.time)
     with tempfile.TemporaryDirectory() as work, throwaway_broker(Settings.from_env(data=Path(work))) as base:
         settings = base.replace(namespace="bench-", partitions=4, worker_metrics_port=0)
-        ensure_topics(settings)
+        topics.ensure(settings)
         produce(settings, events, total=len(events))
         log_path = Path(work) / "worker.log"
         with open(log_path, "wb") as out:

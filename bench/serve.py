@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 
 import plotting
-from velox import kafka, owners
+from velox import kafka, owners, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
-from velox.streams.worker import ensure_topics
 from velox.versions import initial_version
 
 
@@ -173,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, throwaway_broker(Settings.from_env(data=Path(work))) as base:
         settings = base.replace(namespace="bench-", partitions=8, d=args.d, items=args.items)
-        ensure_topics(settings)
+        topics.ensure(settings)
         write_states(settings, args.users)
         model = f"/v1/models/{settings.model}"
         rng = np.random.default_rng(2)

@@ -35,13 +35,12 @@ from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
-from velox import kafka
+from velox import kafka, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.streams.worker import ensure_topics
 from velox.versions import initial_version
 
 
@@ -192,7 +191,7 @@ def main() -> None:
         with broker_settings(work) as base:
             settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
                                     d=args.d, items=args.items)
-            ensure_topics(settings)
+            topics.ensure(settings)
             topic = settings.topic("observations")
             progress(f"producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
             produce(settings, topic, args.events, args.users, args.items)

@@ -158,13 +158,12 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
-    from velox import kafka, load, versions
-    from velox.streams.worker import ensure_topics
+    from velox import kafka, load, topics, versions
 
     broker = LocalBroker(settings)
     ours = not broker.status().running
     log.info("%s", broker.start().describe())
-    ensure_topics(settings)
+    topics.ensure(settings)
     logs = settings.data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -262,11 +261,10 @@ def run_model(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_load(settings: Settings, args: argparse.Namespace) -> int:
-    from velox import load
+    from velox import load, topics
     from velox.model import synthetic
-    from velox.streams.worker import ensure_topics
 
-    ensure_topics(settings)
+    topics.ensure(settings)
     if args.kind == "synthetic":
         truth = synthetic.planted(args.users, settings.items, settings.d, seed=settings.seed)
         if args.path is not None:

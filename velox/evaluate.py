@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from velox import kafka, versions
+from velox import kafka, topics, versions
 from velox.batch.job import WarmJob
 from velox.batch.train import TrainParams
 from velox.broker import throwaway_broker
@@ -56,7 +56,6 @@ from velox.schemas.observation import Observation
 from velox.schemas.user_state import table_path
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
-from velox.streams.worker import ensure_topics
 
 log = logging.getLogger("velox.evaluate")
 
@@ -244,7 +243,7 @@ def evaluate(settings: Settings, path: Path, seed: int = 0, params: TrainParams 
     runs = _runs(settings, seed)
     store = ModelStore(runs["sgd"].model_store)
     for run in runs.values():
-        ensure_topics(run)
+        topics.ensure(run)
         produce(run, parts.first, total=len(parts.first))
     job = WarmJob(runs["sgd"], params, master, spark_conf)
     try:

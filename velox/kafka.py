@@ -49,6 +49,16 @@ def partition_count(settings: Settings, topic: str) -> int:
     return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
 
 
+def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
+    """One message (waiting up to ``wait`` seconds for it), then whatever has arrived with it.
+
+    ``consume(n, timeout)`` alone waits the whole timeout unless n messages come: a second per
+    call at the end of a short range (measured: a 10k-offset replay took 4 s, this 0.07 s).
+    """
+    messages = reader.consume(1, timeout=wait)
+    return messages + reader.consume(most - 1, timeout=0) if messages else messages
+
+
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Each partition's end offset (the offset the next message will get)."""
     reader = consumer(settings, group=f"{settings.app_id}-watermarks")
@@ -159,7 +169,7 @@ class CompactedReader:
         return self._read(0)
 
     def _read(self, timeout: float) -> list[Message]:
-        return [m for m in self.reader.consume(100, timeout=timeout) if m.error() is None]
+        return [m for m in arrived(self.reader, 100, timeout) if m.error() is None]
 
     def close(self) -> None:
         self.reader.close()

@@ -9,19 +9,18 @@ from pathlib import Path
 import pytest
 
 from tests.streams.harness import produce
-from velox import retrain_requests, versions
+from velox import retrain_requests, topics, versions
 from velox.batch.controller import Controller, Triggers
 from velox.schemas import observation
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.streams.worker import ensure_topics
 
 
 def test_watch_starts_the_job_after_n_observations_and_reports_a_failure(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     own = settings.replace(data=tmp_path, namespace=f"w{uuid.uuid4().hex[:8]}-", partitions=2)
-    ensure_topics(own)
+    topics.ensure(own)
     events = [Observation(user=u, item=1, score=3.0, time=0) for u in range(50)]
     produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in events])
     reasons: list[str] = []
@@ -41,7 +40,7 @@ def test_watch_starts_the_job_after_n_observations_and_reports_a_failure(
 
 def test_a_request_logged_through_the_edge_starts_one_run_and_is_not_run_again(settings: Settings, tmp_path: Path) -> None:
     own = settings.replace(data=tmp_path, namespace=f"w{uuid.uuid4().hex[:8]}-", partitions=2)
-    ensure_topics(own)
+    topics.ensure(own)
     retrain_requests.send(own, "new items arrived")  # before the controller ever ran: still honoured
     reasons: list[str] = []
     Controller(own, Triggers(after=10**9, debounce=0), reasons.append, poll=0.1).run(runs=1)

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 from starlette.testclient import TestClient
 
-from velox import kafka, owners
+from velox import kafka, owners, topics
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.serving.app import create_app
 from velox.serving.edge import Edge
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
-from velox.streams.worker import ensure_topics
 from velox.versions import initial_version
 
 
@@ -36,7 +35,7 @@ def test_a_repeated_question_is_a_hit_and_an_update_is_never_answered_from_the_c
     settings: Settings, tmp_path: Path
 ) -> None:
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=1, d=5, items=50)
-    ensure_topics(own)
+    topics.ensure(own)
     store = PartitionStore(table_path(own.data, 0))
     version = initial_version(own).id
     key = b"7"

@@ -17,10 +17,9 @@ import pytest
 
 from tests.serving.processes import EdgeProcess
 from tests.streams.harness import WorkerProcess
-from velox import kafka
+from velox import kafka, topics
 from velox.broker import free_bootstrap
 from velox.settings import Settings
-from velox.streams.worker import ensure_topics
 
 PREDICT = "/v1/models/default/predict"
 
@@ -29,7 +28,7 @@ PREDICT = "/v1/models/default/predict"
 def pair(settings: Settings, tmp_path: Path) -> Iterator[tuple[list[WorkerProcess], list[EdgeProcess]]]:
     shared = settings.replace(namespace=f"r{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=50,
                               worker_metrics_port=0, slo_ms=2000)
-    ensure_topics(shared)
+    topics.ensure(shared)
     sides = [shared.replace(data=tmp_path / name, worker_id=f"worker-{name}",
                             edge_port=int(free_bootstrap().split(":")[1])) for name in ("a", "b")]
     workers, edges = [WorkerProcess(s) for s in sides], [EdgeProcess(s) for s in sides]

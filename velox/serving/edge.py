@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from velox import kafka
+from velox import kafka, topics
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.owners import Owners
@@ -71,6 +71,7 @@ class Edge:
 
     @classmethod
     def open(cls, settings: Settings) -> Edge:
+        topics.ensure(settings)  # the edge may start before any worker: it reads observations too
         producer = kafka.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
                    Selector(settings, producer), producer)

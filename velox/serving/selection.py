@@ -95,9 +95,13 @@ class Selector:
     def _learn_loop(self) -> None:
         last_snapshot = time.monotonic()
         while not self._stop.is_set():
-            for message in self.reader.consume(500, timeout=0.1):
+            for message in kafka.arrived(self.reader, 500, 0.1):
                 if message.error() is None:
-                    self._reward(message.value())
+                    try:
+                        self._reward(message.value())
+                    except Exception:  # one bad record must not stop every app from learning
+                        log.exception("reward from %s[%d]@%d failed", message.topic(), message.partition(),
+                                      message.offset())
                     self.offsets[message.partition()] = message.offset() + 1
             if time.monotonic() - last_snapshot >= SNAPSHOT_INTERVAL:
                 self.snapshot()

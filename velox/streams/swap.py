@@ -56,11 +56,7 @@ def rebuild(
 
 
 def read_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> Iterator[Message]:
-    """Messages of one partition with offsets in [start, end), in order.
-
-    Waits for one message, then takes what has arrived with it: ``consume(n, timeout)`` waits the
-    whole timeout unless n messages come, a second per call when the range is shorter than n.
-    """
+    """Messages of one partition with offsets in [start, end), in order."""
     if start >= end:
         return
     reader = kafka.consumer(settings, group=f"{settings.app_id}-replay")
@@ -68,7 +64,7 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     try:
         reader.assign([TopicPartition(topic, partition, start)])
         while reader.position([tp])[0].offset < end:
-            for message in reader.consume(1, timeout=1.0) + reader.consume(10_000, timeout=0):
+            for message in kafka.arrived(reader, 10_000, 1.0):
                 if message.error() is None and message.offset() < end:
                     yield message
     finally:

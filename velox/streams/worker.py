@@ -37,7 +37,7 @@ from itertools import islice
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from velox import kafka, owners, versions
+from velox import kafka, owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
 from velox.model.learner import Learner, UpdateRule, make_rule, remember
 from velox.model.store import ModelStore
@@ -58,20 +58,6 @@ COMMIT_INTERVAL = 1.0
 BATCH = 2_000
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-user-state-changelog"
-
-
-def ensure_topics(settings: Settings) -> None:
-    kafka.create_topics(settings, {
-        settings.topic("observations"): settings.partitions,
-        settings.topic("observations-dlq"): settings.partitions,
-        settings.topic("model-metrics"): 1,
-    })
-    kafka.create_topics(settings, {changelog_topic(settings): settings.partitions}, {"cleanup.policy": "compact"})
-    owners.ensure_topic(settings)
-
-
 class Worker:
     def __init__(self, settings: Settings, rule: UpdateRule) -> None:
         self.settings = settings
@@ -79,7 +65,7 @@ class Worker:
         self.follower = versions.Follower(settings)
         self._use(self.follower.latest())
         self.source = settings.topic("observations")
-        self.changelog = changelog_topic(settings)
+        self.changelog = topics.changelog(settings)
         self.dead_letters = settings.topic("observations-dlq")
         self.stores: dict[int, PartitionStore] = {}
         self.positions: dict[int, int] = {}  # next source offset to commit, per partition
@@ -113,10 +99,7 @@ class Worker:
             while not self.stopping:
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow.
-                messages = self.consumer.consume(1, timeout=0.2)
-                if messages:
-                    messages += self.consumer.consume(BATCH, timeout=0)
-                for message in messages:
+                for message in kafka.arrived(self.consumer, BATCH, 0.2):
                     if message.error():
                         log.warning("consume error: %s", message.error())
                     else:
@@ -337,7 +320,7 @@ def recover(settings: Settings, topic: str, partition: int, store: PartitionStor
 
 def run(settings: Settings) -> None:
     settings.data.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings)
+    topics.ensure(settings)
     partitions = kafka.partition_count(settings, settings.topic("observations"))
     if partitions != settings.partitions:
         raise ConfigError(
