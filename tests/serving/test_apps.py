@@ -148,3 +148,20 @@ def test_velox_app_commands_register_and_link_and_every_decision_is_logged_with_
         assert (decision.app, decision.model, decision.propensity) == ("cli", answer["model"], answer["propensity"])
         assert sorted(decision.predictions) == sorted(entry["item"] for entry in answer["items"])
         assert decision.propensity in (0.25, 0.75)  # ε = 0.5 over two models
+
+
+def test_a_per_user_policy_learns_for_each_user_apart(edge) -> None:
+    client, _, truth = edge
+    register(client, "each", policy="exp3", per_user=True)
+    alice, bob = truth.user_ids[:2].tolist()
+    for item in truth.item_ids[:10].tolist():
+        answer = client.get("/v1/apps/each/predict", params={"user": alice, "item": item}).json()
+        client.post("/v1/models/default/observe", json={"user": alice, "item": item, "score": answer["score"]})
+    client.get("/v1/apps/each/predict", params={"user": bob, "item": 1})
+    served: Edge = client.app.state.edge
+    deadline = time.monotonic() + 20
+    while ("each", str(alice)) not in served.selector.arms or served.selector.arms[("each", str(alice))].pulls.sum() < 10:
+        assert time.monotonic() < deadline, "alice's rewards never arrived"
+        time.sleep(0.05)
+    assert served.selector.arms[("each", str(bob))].pulls.sum() == 0  # bob's choices learn nothing from alice
+    assert ("each", "*") not in served.selector.arms

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 import time
 import uuid
 
@@ -30,6 +31,7 @@ from velox.settings import Settings
 log = logging.getLogger("velox.selection")
 
 SNAPSHOT_INTERVAL = 2.0
+RECENT = 32  # decisions kept per app and user for their ratings to reward
 
 
 def policy_of(app: App) -> Policy:
@@ -44,7 +46,8 @@ class Selector:
         self.lock = threading.Lock()
         self.arms: dict[tuple[str, str], Arms] = {}  # (app, scope) → what its policy learned
         self.sticky: dict[tuple[str, str], tuple[str, float, float]] = {}  # (app, user) → model, propensity, at
-        self.pending: dict[tuple[str, int], Decision] = {}  # (app, user) → the user's latest decision
+        # (app, user) → the user's recent decisions, newest last: a rating may come after later requests
+        self.pending: dict[tuple[str, int], deque[Decision]] = {}
         self.source = settings.topic("observations")
         self.offsets = self._restore()
         self.reader = kafka.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
@@ -75,14 +78,16 @@ class Selector:
         """Log the decision and keep it for the user's next rating."""
         decision = Decision(uuid.uuid4().hex[:16], app.name, user, model, propensity, app.policy, time.time(),
                             sticky, predictions)
-        self.pending[(app.name, user)] = decision
+        self.pending.setdefault((app.name, user), deque(maxlen=RECENT)).append(decision)
         self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
         self.producer.poll(0)
         return decision
 
     def probabilities(self, app: App) -> dict[str, float]:
+        """The app-wide choice probabilities (for a per-user app: a new user's)."""
         with self.lock:
-            p = probabilities(policy_of(app), self._arms(app, None), self.rng)
+            arms = Arms.start(app.models) if app.per_user else self._arms(app, None)
+            p = probabilities(policy_of(app), arms, self.rng)
         return dict(zip(app.models, p.tolist()))
 
     def _arms(self, app: App, user: int | None) -> Arms:
@@ -113,8 +118,9 @@ class Selector:
         except InvalidObservation:
             return
         for name, app in self.apps.rows.items():
-            decision = self.pending.get((name, seen.user))
-            if decision is None or seen.item not in decision.predictions or decision.model not in app.models:
+            recent = self.pending.get((name, seen.user), ())
+            decision = next((d for d in reversed(recent) if seen.item in d.predictions), None)
+            if decision is None or decision.model not in app.models:
                 continue
             error = seen.score - decision.predictions.pop(seen.item)
             with self.lock:
