@@ -58,10 +58,12 @@ def write_states(settings: Settings, users: int) -> None:
 async def one_connection(port: int, paths: list[str], deadline: float, latencies: list[float],
                          interval: float | None) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Paced runs: Poisson arrivals (exponential gaps) per connection, so the connections do not
+    # fire in step (16 requests at once every interval would measure the queue of each burst).
     next_at = time.perf_counter()
     while time.perf_counter() < deadline:
         if interval is not None:
-            next_at += interval
+            next_at += random.expovariate(1 / interval)
             await asyncio.sleep(max(next_at - time.perf_counter(), 0))
         path = paths[random.randrange(len(paths))]
         started = time.perf_counter()
