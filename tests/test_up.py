@@ -78,3 +78,12 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
     assert "kafka stopped" in text and len(pids) == 2
     assert not any(is_running(pid) for pid in [*pids, broker_pid])
     assert score > scores[item]
+
+
+def test_a_command_stopped_while_it_is_still_starting_exits_cleanly(settings: Settings, tmp_path: Path) -> None:
+    own = settings.replace(data=tmp_path, namespace="early-")
+    controller = subprocess.Popen([sys.executable, "-m", "velox.cli", "retrain", "--watch", "--every", "3600"],
+                                  env={**os.environ, **own.to_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # importing, not yet watching
+    controller.send_signal(signal.SIGTERM)
+    assert controller.wait(60) == 0

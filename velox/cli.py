@@ -322,8 +322,15 @@ def run_jars(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def terminate(*_: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # SIGTERM before a command installs its own handler (still importing Spark, say) is a clean
+    # stop too: exit 0 through the finally blocks, not death by signal (-15).
+    signal.signal(signal.SIGTERM, terminate)
     args = build_parser().parse_args(argv)
     try:
         flags = {field.name: getattr(args, field.name, None) for field in dataclasses.fields(Settings)}

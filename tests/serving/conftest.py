@@ -29,5 +29,7 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         with TestClient(create_app(edge)) as client:
             yield client, own
     finally:
-        edge.close()
-        worker.stop()
+        try:
+            edge.close()
+        finally:  # the worker stops even if closing the edge fails
+            worker.stop()

@@ -47,8 +47,10 @@ def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 time.sleep(0.1)
             yield client, own, truth
     finally:
-        served.close()
-        worker.stop()
+        try:
+            served.close()
+        finally:  # the worker stops even if closing the edge fails
+            worker.stop()
 
 
 def register(client: TestClient, name: str, **fields: object) -> dict:
