@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from velox.schemas import records
+
 
 class App(msgspec.Struct, frozen=True):
     name: str
@@ -52,23 +54,7 @@ class PolicyState(msgspec.Struct, frozen=True):
     sticky: dict[str, tuple[str, float, float]] = {}  # user → (model, propensity, chosen at)
 
 
-_encoder = msgspec.json.Encoder()
-_app = msgspec.json.Decoder(App)
-_decision = msgspec.json.Decoder(Decision)
-_state = msgspec.json.Decoder(PolicyState)
-
-
-def encode(record: App | Decision | PolicyState) -> bytes:
-    return _encoder.encode(record)
-
-
-def decode_app(data: bytes) -> App:
-    return _app.decode(data)
-
-
-def decode_decision(data: bytes) -> Decision:
-    return _decision.decode(data)
-
-
-def decode_state(data: bytes) -> PolicyState:
-    return _state.decode(data)
+encode = records.encode
+decode_app = records.decoder(App)
+decode_decision = records.decoder(Decision)
+decode_state = records.decoder(PolicyState)

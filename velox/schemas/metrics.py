@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
+from velox.schemas import records
+
 
 class ErrorWindow(msgspec.Struct, frozen=True):
     version: str
@@ -19,13 +21,5 @@ class ErrorWindow(msgspec.Struct, frozen=True):
     mae: float
 
 
-_decoder = msgspec.json.Decoder(ErrorWindow)
-_encoder = msgspec.json.Encoder()
-
-
-def encode(window: ErrorWindow) -> bytes:
-    return _encoder.encode(window)
-
-
-def decode(data: bytes) -> ErrorWindow:
-    return _decoder.decode(data)
+encode = records.encode
+decode = records.decoder(ErrorWindow)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from velox.schemas import records
+
 
 class VersionInfo(msgspec.Struct, frozen=True):
     id: str
@@ -31,18 +33,6 @@ class Activation(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
-_info_decoder = msgspec.json.Decoder(VersionInfo)
-_activation_decoder = msgspec.json.Decoder(Activation)
-_encoder = msgspec.json.Encoder()
-
-
-def encode(value: VersionInfo | Activation) -> bytes:
-    return _encoder.encode(value)
-
-
-def decode_info(data: bytes) -> VersionInfo:
-    return _info_decoder.decode(data)
-
-
-def decode_activation(data: bytes) -> Activation:
-    return _activation_decoder.decode(data)
+encode = records.encode
+decode_info = records.decoder(VersionInfo)
+decode_activation = records.decoder(Activation)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from velox.schemas import records
+
 
 class Ownership(msgspec.Struct, frozen=True):
     worker: str
@@ -17,16 +19,8 @@ class Ownership(msgspec.Struct, frozen=True):
     at: float  # when the worker announced it (seconds since the epoch)
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Ownership)
-
-
-def encode(ownership: Ownership) -> bytes:
-    return _encoder.encode(ownership)
-
-
-def decode(data: bytes) -> Ownership:
-    return _decoder.decode(data)
+encode = records.encode
+decode = records.decoder(Ownership)
 
 
 def owners(claims: list[Ownership]) -> dict[int, Ownership]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from velox.schemas import records
+
 
 class RetrainRequest(msgspec.Struct, frozen=True):
     id: str
@@ -12,13 +14,5 @@ class RetrainRequest(msgspec.Struct, frozen=True):
     requested_at: float
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(RetrainRequest)
-
-
-def encode(request: RetrainRequest) -> bytes:
-    return _encoder.encode(request)
-
-
-def decode(data: bytes) -> RetrainRequest:
-    return _decoder.decode(data)
+encode = records.encode
+decode = records.decoder(RetrainRequest)
