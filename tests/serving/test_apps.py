@@ -167,3 +167,18 @@ def test_a_per_user_policy_learns_for_each_user_apart(edge) -> None:
         time.sleep(0.05)
     assert served.selector.arms[("each", str(bob))].pulls.sum() == 0  # bob's choices learn nothing from alice
     assert ("each", "*") not in served.selector.arms
+
+
+def test_popularity_leaves_out_only_what_this_user_rated(edge) -> None:
+    client, _, truth = edge
+    register(client, "popular", policy="fixed")
+    client.delete("/v1/apps/popular/models/default", headers=ADMIN)  # popularity alone
+    alice, stranger = int(truth.user_ids[3]), 987_654
+    assert client.post("/v1/models/default/observe", json={"user": alice, "item": 5, "score": 4.0}).status_code == 202
+    ask = {"k": 2, "candidates": "5,6", "exclude_seen": "true"}
+    deadline = time.monotonic() + 10
+    while 5 in [e["item"] for e in client.get("/v1/apps/popular/top_k", params={"user": alice, **ask}).json()["items"]]:
+        assert time.monotonic() < deadline, "alice's rating never reached her record"
+        time.sleep(0.05)
+    answer = client.get("/v1/apps/popular/top_k", params={"user": stranger, **ask}).json()
+    assert answer["model"] == "popularity" and sorted(e["item"] for e in answer["items"]) == [5, 6]

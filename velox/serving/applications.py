@@ -99,11 +99,14 @@ async def admin(edge: Edge, change: Any) -> Response:
     return JSON(describe(edge, app))
 
 
-def chosen_weights(edge: Edge, model: str, weights: Weights) -> Weights:
-    """The weights the chosen model scores with: the user's, or none at all for popularity."""
+def chosen_weights(model: str, weights: Weights) -> Weights:
+    """The weights the chosen model scores with: the user's, or none at all for popularity.
+
+    Popularity's answers still depend on the user through ``exclude_seen``, so its cache
+    identity is the user's, marked as popularity's."""
     if model == apps.POPULARITY:
         return weights._replace(w=np.zeros(weights.version.d, np.float32), known=False,
-                                identity=(weights.version.id, apps.POPULARITY))
+                                identity=(apps.POPULARITY, *weights.identity))
     return weights
 
 
@@ -116,7 +119,7 @@ async def predict(request: Request) -> Response:
 
     async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
-        used = chosen_weights(edge, model, weights)
+        used = chosen_weights(model, weights)
         score = score_of(edge, used, item)
         decision = edge.selector.record(app, user, model, propensity, sticky, {item: score})
         return {"app": app.name, "user": user, "item": item, "score": score, "model": model,
@@ -135,14 +138,14 @@ async def top_k_route(request: Request) -> Response:
 
     async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
-        used = chosen_weights(edge, model, weights)
+        used = chosen_weights(model, weights)
         items = await best_items(edge, query, used, app.slo_ms)
         decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in items})
         return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
     async def fallback() -> dict[str, Any]:  # the most popular items: needs no user state
-        popular = chosen_weights(edge, apps.POPULARITY, default_weights(edge, user))
+        popular = chosen_weights(apps.POPULARITY, default_weights(edge, user))
         return {"app": app.name, "user": user, "items": await best_items(edge, query, popular, app.slo_ms)}
 
     if not app.models:
