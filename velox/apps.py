@@ -42,9 +42,8 @@ def follow(settings: Settings) -> kafka.FollowedTable[App]:
 
 def current(settings: Settings) -> dict[str, App]:
     """Every registered app, as the topic says now."""
-    table = follow(settings)
-    table.close()
-    return table.rows
+    ensure_topics(settings)
+    return kafka.read_table(settings, topic(settings), app_schema.decode_app)
 
 
 def save(settings: Settings, app: App | None, name: str = "") -> None:

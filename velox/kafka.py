@@ -175,6 +175,27 @@ class CompactedReader:
         self.reader.close()
 
 
+def merged(rows: Mapping[str, T], messages: Iterable[Message], decode: Callable[[bytes], T]) -> dict[str, T]:
+    """A copy of ``rows`` with the messages applied: the latest value per key, a null value deletes."""
+    result = dict(rows)
+    for message in messages:
+        key, value = message.key().decode(), message.value()
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = decode(value)
+    return result
+
+
+def read_table(settings: Settings, topic: str, decode: Callable[[bytes], T]) -> dict[str, T]:
+    """A compacted topic as a dict, as it is now (``FollowedTable`` keeps one current)."""
+    reader = CompactedReader(settings, topic)
+    try:
+        return merged({}, reader.existing(), decode)
+    finally:
+        reader.close()
+
+
 class FollowedTable(Generic[T]):
     """A compacted topic as a dict (key → decoded value, a null value deletes), kept current by a thread.
 
@@ -192,14 +213,7 @@ class FollowedTable(Generic[T]):
         self._thread.start()
 
     def _take(self, messages: Iterable[Message]) -> None:
-        rows = dict(self.rows)
-        for message in messages:
-            key, value = message.key().decode(), message.value()
-            if value is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = self.decode(value)
-        self.rows = rows  # one assignment: readers see the old table or the new, never half
+        self.rows = merged(self.rows, messages, self.decode)  # readers see the old table or the new, never half
         self.changes += 1
 
     def _follow(self, interval: float) -> None:

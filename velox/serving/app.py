@@ -124,10 +124,9 @@ async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int] | N
         loop.call_soon_threadsafe(lambda: acked.done() or acked.set_result(result))
 
     edge.producer.produce(edge.settings.topic("observations"), key=seen.key, value=observation.encode(seen),
-                          on_delivery=on_delivery)
-    await asyncio.to_thread(edge.producer.flush, edge.ack_timeout)
+                          on_delivery=on_delivery)  # the edge's delivery thread runs the callback
     try:
-        return await asyncio.wait_for(acked, 0.1)
+        return await asyncio.wait_for(acked, edge.ack_timeout)
     except asyncio.TimeoutError:
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -68,6 +69,14 @@ class Edge:
         self.cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._deliver, name="velox-edge-deliveries", daemon=True)
+        self._poller.start()
+
+    def _deliver(self) -> None:
+        """Serve the producer's delivery callbacks (observe's acknowledgements) as they come."""
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
 
     @classmethod
     def open(cls, settings: Settings) -> Edge:
@@ -77,6 +86,8 @@ class Edge:
                    Selector(settings, producer), producer)
 
     def close(self) -> None:
+        self._stop.set()
+        self._poller.join(5)
         self.selector.close()
         self.models.close()
         self.owners.close()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 import time
 import uuid
+from collections import deque
 
 import numpy as np
 from confluent_kafka import Producer, TopicPartition
@@ -44,12 +44,14 @@ class Selector:
         self.apps = apps.follow(settings)
         self.rng = np.random.default_rng(settings.seed)
         self.lock = threading.Lock()
+        self.writing = threading.Lock()  # one snapshot at a time
         self.arms: dict[tuple[str, str], Arms] = {}  # (app, scope) → what its policy learned
         self.sticky: dict[tuple[str, str], tuple[str, float, float]] = {}  # (app, user) → model, propensity, at
         # (app, user) → the user's recent decisions, newest last: a rating may come after later requests
         self.pending: dict[tuple[str, int], deque[Decision]] = {}
         self.source = settings.topic("observations")
         self.offsets = self._restore()
+        self.dirty = False  # something to snapshot: offsets read on, or a sticky choice made
         self.reader = kafka.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
         ends = kafka.end_offsets(settings, self.source)
         self.reader.assign([TopicPartition(self.source, p, self.offsets.get(p, end)) for p, end in ends.items()])
@@ -71,6 +73,7 @@ class Selector:
             model = app.models[arm]
             if app.sticky_s > 0:
                 self.sticky[(app.name, str(user))] = (model, propensity, now)
+                self.dirty = True
         return model, propensity, False
 
     def record(self, app: App, user: int, model: str, propensity: float, sticky: bool,
@@ -80,7 +83,6 @@ class Selector:
                             sticky, predictions)
         self.pending.setdefault((app.name, user), deque(maxlen=RECENT)).append(decision)
         self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
-        self.producer.poll(0)
         return decision
 
     def probabilities(self, app: App) -> dict[str, float]:
@@ -108,6 +110,7 @@ class Selector:
                         log.exception("reward from %s[%d]@%d failed", message.topic(), message.partition(),
                                       message.offset())
                     self.offsets[message.partition()] = message.offset() + 1
+                    self.dirty = True
             if time.monotonic() - last_snapshot >= SNAPSHOT_INTERVAL:
                 self.snapshot()
                 last_snapshot = time.monotonic()
@@ -128,29 +131,35 @@ class Selector:
                       decision.propensity, reward_of(error))
 
     def snapshot(self) -> None:
-        """Write each app's learned state and the offsets read to ``policy-state``."""
-        with self.lock:
-            states = {}
-            for (app, scope), arms in self.arms.items():
-                states.setdefault(app, {})[scope] = ArmState(
-                    arms.names, arms.pulls.tolist(), arms.rewards.tolist(), arms.log_weights.tolist(),
-                    arms.alpha.tolist(), arms.beta.tolist())
-            sticky = {(app, user): kept for (app, user), kept in self.sticky.items()}
-        for app, arms in states.items():
-            record = PolicyState(app, arms, dict(self.offsets),
-                                 {user: kept for (name, user), kept in sticky.items() if name == app})
-            self.producer.produce(self.settings.topic("policy-state"), key=self._key(app), value=app_schema.encode(record))
-        self.producer.flush(10)
+        """Write each app's learned state and the offsets read to ``policy-state``, if anything changed.
+
+        One at a time: when it returns, whatever changed before the call is acknowledged."""
+        with self.writing:
+            if not self.dirty:
+                return
+            self.dirty = False  # before copying: a change made meanwhile goes in the next snapshot
+            with self.lock:
+                states: dict[str, dict[str, ArmState]] = {}
+                for (app, scope), arms in self.arms.items():
+                    states.setdefault(app, {})[scope] = ArmState(
+                        arms.names, arms.pulls.tolist(), arms.rewards.tolist(), arms.log_weights.tolist(),
+                        arms.alpha.tolist(), arms.beta.tolist())
+                sticky = dict(self.sticky)
+            for app, arms in states.items():
+                record = PolicyState(app, arms, dict(self.offsets),
+                                     {user: kept for (name, user), kept in sticky.items() if name == app})
+                self.producer.produce(self.settings.topic("policy-state"), key=self._key(app),
+                                      value=app_schema.encode(record))
+            self.producer.flush(10)
 
     def _key(self, app: str) -> bytes:
         return f"{app}@{self.settings.worker_id}".encode()
 
     def _restore(self) -> dict[int, int]:
         """This edge's policy states as last written; the offsets to read on from."""
-        table = kafka.FollowedTable(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
-        table.close()
+        saved_states = kafka.read_table(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
         offsets: dict[int, int] = {}
-        for key, state in table.rows.items():
+        for key, state in saved_states.items():
             if not key.endswith(f"@{self.settings.worker_id}"):
                 continue
             for scope, saved in state.arms.items():
