@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +29,7 @@ from pathlib import Path
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 
-from velox import kafka, topics
+from velox import kafka, processes, topics
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import ALS_BLOCKS, TrainParams, als_blocks, fit, rmse, spark_session
 from velox.broker import throwaway_broker
@@ -91,9 +87,7 @@ def end_to_end(data_dir: Path, params: TrainParams) -> dict[str, float]:
         topics.ensure(settings)
         produce(settings, events, total=len(events))
         log_path = Path(work) / "worker.log"
-        with open(log_path, "wb") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"],
-                                      env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT)
+        worker = processes.spawn(settings, log_path, "worker")
         try:
             while kafka.lag(settings, settings.app_id, settings.topic("observations")) > 0:
                 time.sleep(0.5)
@@ -105,8 +99,7 @@ def end_to_end(data_dir: Path, params: TrainParams) -> dict[str, float]:
             finally:
                 warm_job.close()
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            processes.stop(worker)
     print(f"end to end, cold `velox retrain` (new Spark session): {cold:.1f} s; with the controller's warm "
           f"session: {warm:.1f} s (validation RMSE {info.validation_rmse:.4f} on the recent holdout)", flush=True)
     return {"end_to_end_s": cold, "end_to_end_warm_s": warm, "validation_rmse": info.validation_rmse,

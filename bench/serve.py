@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import plotting
-from velox import kafka, owners, topics
+from velox import kafka, owners, processes, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
@@ -145,9 +141,7 @@ def cached(port: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def edge(settings: Settings, log: Path) -> Iterator[int]:
     """`velox serve` with these settings on a free port, until the block ends."""
     port = int(free_bootstrap().split(":")[1])
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "velox.cli", "serve", "--port", str(port)],
-                                   env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT)
+    process = processes.spawn(settings.replace(edge_port=port), log, "serve")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -158,8 +152,7 @@ def edge(settings: Settings, log: Path) -> Iterator[int]:
                 time.sleep(0.2)
         yield port
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        processes.stop(process)
 
 
 def main() -> None:

@@ -20,8 +20,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
-from velox import kafka, topics
+from velox import kafka, processes, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
@@ -146,9 +144,7 @@ def quantile(before: list[tuple[float, float]], after: list[tuple[float, float]]
 def run_worker(settings: Settings, topic: str, events: int, latency_rate: float, latency_seconds: float,
                users: int, items: int) -> dict[str, float]:
     port = int(free_bootstrap().split(":")[1])
-    env = {**os.environ, **settings.replace(worker_metrics_port=port).to_env()}
-    log = open(settings.data / "worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"], env=env, stdout=log, stderr=log)
+    worker = processes.spawn(settings.replace(worker_metrics_port=port), settings.data / "worker.log", "worker")
     try:
         while applied(port) == 0:
             if worker.poll() is not None:
@@ -170,9 +166,7 @@ def run_worker(settings: Settings, topic: str, events: int, latency_rate: float,
         after = visible_buckets(port)
         return {"rate": rate, "p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-        log.close()
+        processes.stop(worker)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -158,17 +157,16 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
-    from velox import kafka, load, topics, versions
+    from velox import kafka, load, processes, topics, versions
 
     broker = LocalBroker(settings)
     ours = not broker.status().running
     log.info("%s", broker.start().describe())
     topics.ensure(settings)
     logs = settings.data / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        children.append(("worker", child(settings, logs / "worker.log", "worker")))
+        children.append(("worker", processes.spawn(settings, logs / "worker.log", "worker")))
         if not any(kafka.end_offsets(settings, settings.topic("observations")).values()):  # a new system
             path = args.ratings or load.PYSPARK_SAMPLE
             events = load.read_movielens(path)
@@ -176,11 +174,11 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             log.info("loaded %d ratings from %s", len(events), path)
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
-            first = child(settings, logs / "retrain.log", "retrain", "--reason", "first version")
+            first = processes.spawn(settings, logs / "retrain.log", "retrain", "--reason", "first version")
             if first.wait() != 0:
                 raise VeloxError(f"the first retrain failed; see {logs / 'retrain.log'}")
-        children.append(("controller", child(settings, logs / "controller.log", "retrain", "--watch",
-                                             "--every", "3600", "--drift", "0.1", "--window", "300")))
+        children.append(("controller", processes.spawn(settings, logs / "controller.log", "retrain", "--watch",
+                                                      "--every", "3600", "--drift", "0.1", "--window", "300")))
         base = f"{settings.edge_url}/v1/models/{settings.model}"
         log.info("running: broker %s, worker pid %d, controller pid %d; logs in %s; edge on %s; try:\n"
                  "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
@@ -189,18 +187,9 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         return run_serve(settings, args)
     finally:
         for name, process in reversed(children):
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
-            log.info("%s stopped (exit %s)", name, process.returncode)
+            log.info("%s stopped (exit %s)", name, processes.stop(process))
         if ours:
             log.info("%s", broker.stop().describe())
-
-
-def child(settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:
-    """``velox COMMAND`` as a child process with these settings, its output appended to ``log_file``."""
-    with open(log_file, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "velox.cli", *command], env={**os.environ, **settings.to_env()},
-                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -40,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from velox import kafka, topics, versions
+from velox import kafka, processes, topics, versions
 from velox.batch.job import WarmJob
 from velox.batch.train import TrainParams
 from velox.broker import throwaway_broker
@@ -324,21 +322,13 @@ def _start_group_at(run: Settings, offsets: Mapping[int, int]) -> None:
 @contextmanager
 def _worker(run: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """``velox worker`` as a child process with these settings, stopped (SIGTERM) on the way out."""
-    run.data.mkdir(parents=True, exist_ok=True)
-    with open(run.data / "worker.log", "ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "velox.cli", "worker"], env={**os.environ, **run.to_env()},
-                                  stdout=out, stderr=subprocess.STDOUT)
+    worker = processes.spawn(run, run.data / "worker.log", "worker")
     log.info("worker (%s, rate %g, l2 %s) started, pid %d, log %s", run.rule, run.learning_rate, run.l2, worker.pid,
              run.data / "worker.log")
     try:
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        processes.stop(worker)
 
 
 def _wait_caught_up(run: Settings, worker: subprocess.Popen[bytes]) -> None:

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from velox.settings import Settings
+from tests.streams.harness import VeloxProcess
 
 
-class EdgeProcess:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.log = settings.data / "edge.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.settings.data.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "velox.cli", "serve"],
-                                            env={**os.environ, **self.settings.to_env()},
-                                            stdout=out, stderr=subprocess.STDOUT)
+class EdgeProcess(VeloxProcess):
+    command = "serve"
 
     def get(self, path: str, **params: object) -> tuple[int, Any]:
         url = f"{self.settings.edge_url}{path}?{urllib.parse.urlencode(params)}"
@@ -55,9 +41,3 @@ class EdgeProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"edge not ready within {timeout} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
-        self.process = None

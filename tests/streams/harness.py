@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 
 from confluent_kafka import Message, TopicPartition
 
-from velox import kafka
+from velox import kafka, processes
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.user_state import UserState
@@ -21,36 +19,32 @@ from velox.streams.store import PartitionStore
 from velox.versions import initial_version
 
 
-class WorkerProcess:
-    """`python -m velox.cli worker` with the given settings; its output goes to ``log``."""
+class VeloxProcess:
+    """`velox COMMAND` with the given settings; its output goes to ``<data>/COMMAND.log``."""
+
+    command = ""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log = settings.data / "worker.log"
+        self.log = settings.data / f"{self.command}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, **self.settings.to_env()}
-        self.settings.data.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "velox.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.process = processes.spawn(self.settings, self.log, self.command)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop(self.process)
+        self.process = None
+
+
+class WorkerProcess(VeloxProcess):
+    command = "worker"
 
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
 
     def assert_alive(self) -> None:
         assert self.process is not None and self.process.poll() is None, f"worker died; see {self.log}"
