@@ -66,7 +66,7 @@ class Edge:
                  producer: Producer, ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
         self.selector, self.producer, self.ack_timeout = selector, producer, ack_timeout
-        self.cache = PredictionCache("predict", settings.cache_entries)
+        self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
         self._stop = threading.Event()
@@ -247,26 +247,27 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
     """The top-k answer: from the cache unless exploring (ε-greedy answers are drawn afresh);
     batched with concurrent requests when over the whole catalog."""
     exclude = weights.seen if query.exclude_seen and len(weights.seen) else None
+    explore = edge.settings.epsilon > 0
     key = (*weights.identity, query.k, None if query.candidates is None else query.candidates.tobytes(),
            query.exclude_seen)
-    if edge.settings.epsilon == 0 and (cached := edge.top_k_cache.peek(key)) is not None:
+    if not explore and (cached := edge.top_k_cache.peek(key)) is not None:
         return cached
-    if edge.batcher is not None and query.candidates is None and exclude is None and edge.settings.epsilon == 0:
+    if edge.batcher is not None and query.candidates is None and exclude is None and not explore:
         best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
     items = [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]
-    if edge.settings.epsilon == 0:
+    if not explore:
         edge.top_k_cache.put(key, items)
     return items
 
 
 def score_of(edge: Edge, weights: Weights, item: int) -> float:
     key = (*weights.identity, item)
-    score = edge.cache.peek(key)
+    score = edge.predict_cache.peek(key)
     if score is None:
         score = weights.version.score(weights.w, item)
-        edge.cache.put(key, score)
+        edge.predict_cache.put(key, score)
     return score
 
 
