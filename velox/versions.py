@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 
 from velox import kafka
 from velox.model.store import ModelStore
@@ -34,12 +34,17 @@ def ensure_topic(settings: Settings) -> None:
     kafka.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
 
 
-def activate(settings: Settings, version_id: str, reason: str) -> Activation:
-    """Announce ``version_id`` (which must be complete in the store) as the active version."""
+def activate(settings: Settings, version_id: str, reason: str, producer: Producer | None = None) -> Activation:
+    """Announce ``version_id`` (which must be complete in the store) as the active version.
+
+    ``producer``: one a long-lived caller keeps for its announcements; else the topic is ensured
+    and a producer made for this one.
+    """
     info = ModelStore(settings.model_store).info(version_id)
     activation = Activation(settings.model, info, settings.model_store, time.time(), reason)
-    ensure_topic(settings)
-    producer = kafka.producer(settings)
+    if producer is None:
+        ensure_topic(settings)
+        producer = kafka.producer(settings)
     producer.produce(topic(settings), key=settings.model.encode(), value=model_version.encode(activation))
     if producer.flush(30) != 0:
         raise TimeoutError(f"the activation of {version_id} was not acknowledged within 30 s")

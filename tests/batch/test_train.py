@@ -1,5 +1,6 @@
 """Training on Spark: the version beats the global mean, scores in bulk as ``ModelVersion.score``
-does, and keeps ids that do not fit ALS's int32."""
+does, and keeps ids that do not fit ALS's int32; the retrain job splits a log the same way on the
+driver as in Spark."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyspark
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from velox.batch import train
+from velox.batch import job, train
+from velox.batch.rows import ROW_SCHEMA
 from velox.batch.train import Ratings, TrainParams, fit, rmse, spark_session
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
+from velox.settings import Settings
 
 SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
 PARAMS = TrainParams(rank=4, reg=0.1, iterations=5, bias_reg=2.0)
@@ -90,3 +94,32 @@ def test_ids_beyond_int32_give_the_same_model_on_either_path(
     np.testing.assert_array_equal(shifted.item_ids, version.item_ids + shift)
     np.testing.assert_allclose(predict_many(shifted, users + shift, items + shift),
                                predict_many(version, users, items), atol=1e-5)
+
+
+def test_the_job_splits_and_holds_out_the_same_rows_on_the_driver_as_in_spark(
+        spark: SparkSession, sample: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    users, items, scores = sample
+    partition = (users % 3).astype(np.int32)
+    offset = np.zeros(len(users), np.int64)
+    for p in range(3):  # each partition's offsets in order, with gaps (skipped invalid events)
+        offset[partition == p] = np.cumsum(np.random.default_rng(p).integers(1, 3, (partition == p).sum()))
+    log = tmp_path / "log"
+    (log / "from=0").mkdir(parents=True)
+    pq.write_table(pa.table({"user": users, "item": items, "score": scores, "time": np.zeros(len(users)),
+                             "partition": partition, "offset": offset}, schema=ROW_SCHEMA), log / "from=0" / "rows.parquet")
+    settings = Settings(data=tmp_path, training_log=str(log), holdout=0.2)
+    end = {p: int(offset[partition == p].max()) + 1 for p in range(3)} | {3: 0}  # an empty partition too
+    found = {}
+    for driver_rows in (train.DRIVER_ROWS, 0):
+        monkeypatch.setattr(job, "DRIVER_ROWS", driver_rows)
+        found[driver_rows] = job.train_and_hold_out(spark, settings, job.LogFolder(str(log)), end, PARAMS, "v")
+    (on_driver, driver_end, driver_held), (in_spark, spark_end, spark_held) = found.values()
+    assert driver_end == spark_end and driver_end[3] == 0 and all(driver_end[p] < end[p] for p in range(3))
+    held = offset >= np.array([driver_end[p] for p in range(3)])[partition]
+    assert 0.15 < held.mean() < 0.25
+    for name, ratings in (("driver", driver_held), ("spark", spark_held)):
+        order = np.lexsort((ratings[1], ratings[0]))
+        expected = np.lexsort((items[held], users[held]))
+        for column, want in zip(ratings, (users[held], items[held], scores[held])):
+            np.testing.assert_array_equal(column[order], want[expected], err_msg=name)
+    assert on_driver.user_counts.sum() == in_spark.user_counts.sum() == (~held).sum()
