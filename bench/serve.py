@@ -1,9 +1,10 @@
 """The edge under load: a no-op route of the same app (the ceiling), predict, and top-k, in one run.
 
 100,000 users with d = 50 weights are written where a worker keeps them; the edge (`velox serve`,
-its own process) reads them as RocksDB secondaries; 10,000 items. A small asyncio HTTP/1.1
-keep-alive client (wrk is not installed here) drives each route at fixed concurrency for a
-fixed time, then top-k again at half its maximum rate for its latency. Users and items are
+its own process) reads them as RocksDB secondaries; 10,000 items. wrk (one thread, where
+installed: `apt-get install wrk`), else a small asyncio HTTP/1.1 keep-alive client of ours,
+drives each route at fixed concurrency for a fixed time; the asyncio client then drives top-k
+at half its maximum rate (Poisson arrivals, which wrk cannot pace) for its latency. Users and items are
 uniform (few repeats: the prediction cache rarely helps), then Zipf-distributed (s = 1.2, the
 popular few asked again and again), with the cache's hit rate for each run.
 
@@ -16,6 +17,9 @@ import argparse
 import asyncio
 import json
 import random
+import resource
+import shutil
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -29,6 +33,8 @@ import numpy as np
 import plotting
 from velox import kafka, owners, processes, topics
 from velox.broker import free_bootstrap, throwaway_broker
+from velox.serving.app import create_app
+from velox.serving.edge import JSON, Edge, Weights, local_weights, partition_of, score_of
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.settings import Settings
@@ -73,7 +79,27 @@ async def one_connection(port: int, paths: list[str], deadline: float, latencies
     writer.close()
 
 
+WRK_SCRIPT = """
+local paths = {}
+init = function(args)
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  math.randomseed(os.time() + #paths)
+end
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+done = function(summary, latency, requests)
+  local q = {}
+  for _, p in ipairs({%s}) do q[#q + 1] = string.format("%%.1f", latency:percentile(p)) end
+  io.write(string.format('VELOX {"requests": %%d, "us": %%d, "bad": %%d, "quantiles_us": [%%s]}\\n',
+    summary.requests, summary.duration, summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout, table.concat(q, ",")))
+end
+"""
+
+
 def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: float | None = None) -> dict[str, Any]:
+    """Requests per second and latency quantiles: by wrk where installed (unpaced runs), else our client."""
+    if rate is None and shutil.which("wrk"):
+        return drive_wrk(port, paths, seconds, concurrency)
     latencies: list[float] = []
     interval = None if rate is None else concurrency / rate
 
@@ -85,10 +111,29 @@ def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: f
     ms = np.array(latencies) * 1000
     return {"requests_per_s": len(latencies) / seconds, "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)),
-            "quantiles_ms": np.percentile(ms, QUANTILES).round(3).tolist()}  # for the latency plot
+            "quantiles_ms": np.percentile(ms, QUANTILES).round(3).tolist(), "client": "asyncio"}
 
 
 QUANTILES = [*range(1, 100), 99.5, 99.9]
+
+
+def drive_wrk(port: int, paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
+    """One wrk thread (about a tenth of a core at these rates, leaving the edge the other cores)."""
+    with tempfile.TemporaryDirectory() as folder:
+        script, listed = Path(folder) / "paths.lua", Path(folder) / "paths.txt"
+        script.write_text(WRK_SCRIPT % ",".join(map(str, QUANTILES)))
+        listed.write_text("\n".join(paths) + "\n")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script),
+                              f"http://127.0.0.1:{port}", "--", str(listed)], capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("VELOX "))[6:])
+    if figures["bad"]:
+        raise RuntimeError(f"{figures['bad']} requests failed or answered an error status: {run.stdout}")
+    ms = [q / 1000 for q in figures["quantiles_us"]]
+    return {"requests_per_s": figures["requests"] / (figures["us"] / 1e6), "p50_ms": ms[QUANTILES.index(50)],
+            "p99_ms": ms[QUANTILES.index(99)], "quantiles_ms": ms, "client": "wrk",
+            "client_cores": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / (figures["us"] / 1e6)}
 
 
 def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
@@ -135,6 +180,70 @@ def cached(port: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     after = cache_lookups(port)
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
     return {**figures, "cache_hit_rate": hits / max(hits + misses, 1)}
+
+
+def breakdown(settings: Settings, users: list[int], items: list[int], n: int = 20_000) -> dict[str, float]:
+    """Where a predict's time goes: microseconds per request of each stage of the edge's own code,
+    run in this process on the same states (uvicorn's share is the rest of the served time).
+
+    Each stage runs on users and items it has not seen before (the uniform mix), so that the
+    prediction cache misses as it does under load.
+    """
+    edge_ = Edge.open(settings)
+    app = create_app(edge_)
+    model = f"/v1/models/{settings.model}/predict"
+
+    async def call(path: str, query: str) -> None:
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "root_path": "",
+                 "query_string": query.encode(), "headers": [(b"host", b"bench")], "scheme": "http",
+                 "http_version": "1.1", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "app": app}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise RuntimeError(f"{path}?{query} answered {message['status']}")
+
+        await app(scope, receive, send)
+
+    def per_request(stage: Callable[[int], object], first: int) -> float:
+        started = time.perf_counter()
+        for j in range(first, first + n):
+            stage(j)
+        return (time.perf_counter() - started) / n * 1e6
+
+    async def app_calls(path: str, query: Callable[[int], str], first: int) -> float:
+        started = time.perf_counter()
+        for j in range(first, first + n):
+            await call(path, query(j))
+        return (time.perf_counter() - started) / n * 1e6
+
+    def key(j: int) -> tuple[int, bytes]:
+        return partition_of(users[j], settings.partitions), str(users[j]).encode()
+
+    def weights(j: int) -> Weights:
+        return local_weights(edge_, partition_of(users[j], settings.partitions), users[j])
+
+    try:
+        edge_.state.get(*key(0))  # opens the partitions' secondaries
+        asyncio.run(app_calls(model, lambda j: f"user={users[j]}&item={items[j]}", 0))  # warm-up
+        figures = {
+            "noop_route_us": asyncio.run(app_calls("/healthz", lambda j: "", 0)),
+            "predict_route_us": asyncio.run(app_calls(model, lambda j: f"user={users[j]}&item={items[j]}", n)),
+            "state_read_us": per_request(lambda j: edge_.state.get(*key(j)), 2 * n),
+            "decode_us": per_request(lambda j: user_state.decode(edge_.state.get(*key(j)) or b""), 3 * n)
+            - per_request(lambda j: edge_.state.get(*key(j)), 3 * n),
+            "score_and_cache_us": per_request(lambda j: score_of(edge_, weights(j), items[j]), 4 * n)
+            - per_request(weights, 4 * n),
+            "answer_json_us": per_request(lambda j: JSON({"user": users[j], "item": items[j], "score": 3.5,
+                                                          "version": "v", "known_user": True, "known_item": True,
+                                                          "default": False, "served_by": "worker-1"}), 0),
+        }
+    finally:
+        edge_.close()
+    figures["predict_over_noop_us"] = figures["predict_route_us"] - figures["noop_route_us"]
+    return figures
 
 
 @contextmanager
@@ -189,11 +298,19 @@ def main() -> None:
         with edge(settings.replace(batching=False), Path(work) / "edge-unbatched.log") as port:
             drive(port, ["/healthz"], 2, args.concurrency)
             results["top_k_unbatched"] = cached(port, lambda: drive(port, fresh_top_k(), args.seconds, args.concurrency))
+        # After the served runs: this process's edge opens the same RocksDB secondaries.
+        results["breakdown"] = breakdown(settings, *uniform)
     for name, figures in results.items():
+        if name == "breakdown":
+            continue
         hits = f"   cache hits {figures['cache_hit_rate']:6.1%}" if "cache_hit_rate" in figures else ""
         print(f"{name:14} {figures['requests_per_s']:8,.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
               f"p99 {figures['p99_ms']:6.2f} ms{hits}")
     ratio = results["predict"]["requests_per_s"] / results["noop"]["requests_per_s"]
+    served = {name: 1e6 / results[name]["requests_per_s"] for name in ("noop", "predict")}
+    print(f"where the time goes (µs a request): served, the edge's core busy: no-op {served['noop']:.0f}, predict "
+          f"{served['predict']:.0f}; in this process, the app alone: " + ", ".join(
+              f"{name.removesuffix('_us').replace('_', ' ')} {value:.1f}" for name, value in results["breakdown"].items()))
     print(f"predict / no-op throughput: {ratio:.2f} (target at least 0.85); "
           f"top-k p99 at half its maximum rate: {results['top_k_at_half']['p99_ms']:.2f} ms (target at most 5); "
           f"top-k with / without adaptive batching: "

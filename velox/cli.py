@@ -200,7 +200,8 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     edge = Edge.open(settings)
     try:
         with one_blas_thread():
-            uvicorn.run(create_app(edge), host=settings.edge_host, port=settings.edge_port, log_level="info")
+            uvicorn.run(create_app(edge), host=settings.edge_host, port=settings.edge_port, log_level="info",
+                        access_log=settings.access_log)
     finally:
         edge.close()
     return 0

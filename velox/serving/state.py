@@ -28,6 +28,8 @@ class LocalState:
         self.dbs: dict[int, Rdict] = {}
         self.caught_up: dict[int, float] = {}
         self.written: dict[int, tuple[int, str, int]] = {}  # folder mtime, newest WAL, its size
+        for partition in range(partitions):  # now, not in the first requests (an open replays the WAL)
+            self._db(partition)
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         """The record of the user with this key, if this machine holds their partition and them."""
