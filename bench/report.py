@@ -96,6 +96,15 @@ def rows() -> list[tuple[str, ...]]:
         found.append(("predict throughput", f"{serve['predict']['requests_per_s']:,.0f} req/s",
                       f"no-op route {noop:,.0f} req/s", f"{serve['predict_over_noop']:.2f}", "≥ 0.85",
                       verdict(serve["predict_over_noop"] >= 0.85), when("serve"), "bench/serve.py"))
+        if "breakdown" in serve:  # where the time goes, when predict falls short of its target
+            parts, served = serve["breakdown"], {name: 1e6 / serve[name]["requests_per_s"] for name in ("noop", "predict")}
+            found.append((
+                f"a predict's time, µs a request (load by {serve['predict'].get('client', 'asyncio')})",
+                f"served {served['predict']:.0f} (no-op {served['noop']:.0f}); the app in-process "
+                f"{parts['predict_route_us']:.1f} (no-op {parts['noop_route_us']:.1f}): state read "
+                f"{parts['state_read_us']:.1f}, decode {parts['decode_us']:.1f}, score and cache "
+                f"{parts['score_and_cache_us']:.1f}, JSON {parts['answer_json_us']:.1f}",
+                "", "", "", "", when("serve"), "bench/serve.py"))
         half = serve["top_k_at_half"]
         found.append(("top-k (k=10, 10,000 items, d=50) p99 at half its max rate",
                       f"{half['p99_ms']:.1f} ms at {half['requests_per_s']:,.0f} req/s",
