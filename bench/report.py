@@ -37,7 +37,9 @@ or one at a time (each starts its own Kafka broker and stops it):
 
 MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its licence forbids
 copying it into the project); without it `retrain.py` and `accuracy.py` say so and skip.
-The plots need matplotlib (`pip install -e '.[bench]'`).
+The plots need matplotlib (`pip install -e '.[bench]'`). `serve.py` drives the edge with wrk where
+it is installed (Debian: `apt-get install wrk`), else with its own asyncio client, which takes a
+core from the edge; the run at half rate is always the asyncio client's (wrk cannot pace).
 """
 
 
@@ -106,6 +108,13 @@ def rows() -> list[tuple[str, ...]]:
                 f"{parts['state_read_us']:.1f}, decode {parts['decode_us']:.1f}, score and cache "
                 f"{parts['score_and_cache_us']:.1f}, JSON {parts['answer_json_us']:.1f}",
                 "", "", "", "", when("serve"), "bench/serve.py"))
+        if "predict_while_writing" in serve:  # the price of a separate edge process: catching up its secondaries
+            during = serve["predict_while_writing"]
+            found.append((f"predict while the worker writes {during['writes_per_s']:,.0f} records/s",
+                          f"{during['requests_per_s']:,.0f} req/s, p99 {during['p99_ms']:.1f} ms",
+                          f"predict alone {serve['predict']['requests_per_s']:,.0f} req/s, p99 {serve['predict']['p99_ms']:.1f} ms",
+                          f"{during['requests_per_s'] / serve['predict']['requests_per_s']:.2f}", "", "", when("serve"),
+                          "bench/serve.py"))
         half = serve["top_k_at_half"]
         found.append(("top-k (k=10, 10,000 items, d=50) p99 at half its max rate",
                       f"{half['p99_ms']:.1f} ms at {half['requests_per_s']:,.0f} req/s",

@@ -21,6 +21,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -44,17 +45,55 @@ from velox.versions import initial_version
 
 def write_states(settings: Settings, users: int) -> None:
     """Records as the worker writes them, on the initial version, one RocksDB per partition, announced as its."""
+    with primaries(settings) as put:
+        for user in range(users):
+            put(user, user)
+    owners.ensure_topic(settings)
+    owners.announce(settings, kafka.producer(settings), list(range(settings.partitions)))
+
+
+@contextmanager
+def primaries(settings: Settings) -> Iterator[Callable[[int, int], None]]:
+    """``put(user, offset)``: a record for the user as the worker writes it, into the partition's RocksDB."""
     rng = np.random.default_rng(1)
     version = initial_version(settings).id
     stores = {p: PartitionStore(table_path(settings.data, p)) for p in range(settings.partitions)}
-    for user in range(users):
+
+    def put(user: int, offset: int) -> None:
         key = str(user).encode()
-        state = UserState(version, rng.normal(0, 0.3, settings.d).astype(np.float32), count=1, offset=user)
+        state = UserState(version, rng.normal(0, 0.3, settings.d).astype(np.float32), count=1, offset=offset)
         stores[kafka.partition_for(key, settings.partitions)].put(key, user_state.encode(state))
-    for store in stores.values():
-        store.close()
-    owners.ensure_topic(settings)
-    owners.announce(settings, kafka.producer(settings), list(range(settings.partitions)))
+
+    try:
+        yield put
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+@contextmanager
+def writing(settings: Settings, users: int, rate: float) -> Iterator[Callable[[], float]]:
+    """A worker's writes at ``rate`` records a second to random users, from a thread, until the block
+    ends: the separate edge process then pays for catching its secondaries up. Yields the rate reached."""
+    stop = threading.Event()
+    written = [0]
+
+    def run() -> None:
+        with primaries(settings) as put:
+            started = time.perf_counter()
+            while not stop.is_set():
+                put(random.randrange(users), users + written[0])
+                written[0] += 1
+                time.sleep(max(started + written[0] / rate - time.perf_counter(), 0))
+
+    thread = threading.Thread(target=run)
+    started = time.perf_counter()
+    thread.start()
+    try:
+        yield lambda: written[0] / (time.perf_counter() - started)
+    finally:
+        stop.set()
+        thread.join()
 
 
 async def one_connection(port: int, paths: list[str], deadline: float, latencies: list[float],
@@ -277,6 +316,7 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--write-rate", type=float, default=2000, help="user records written a second during predict_while_writing")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="latency distributions, drawn when matplotlib is installed")
     args = parser.parse_args()
@@ -299,6 +339,10 @@ def main() -> None:
                 top = [f"{model}/top_k?user={u}&k=10" for u in users]
                 results["predict" + name] = measured(port, lambda: drive(port, predict, args.seconds, args.concurrency))
                 results["top_k" + name] = measured(port, lambda: drive(port, top, args.seconds, args.concurrency))
+                if not name:  # the same, while the worker writes (the price of reading from another process)
+                    with writing(settings, args.users, args.write_rate) as reached:
+                        results["predict_while_writing"] = measured(port, lambda: drive(port, predict, args.seconds, args.concurrency))
+                        results["predict_while_writing"]["writes_per_s"] = reached()
             results["top_k_at_half"] = measured(port, lambda: drive(
                 port, fresh_top_k(), args.seconds, args.concurrency, rate=results["top_k"]["requests_per_s"] / 2))
         with edge(settings.replace(batching=False), Path(work) / "edge-unbatched.log") as port:
@@ -322,6 +366,9 @@ def main() -> None:
           f"top-k p99 at half its maximum rate: {results['top_k_at_half']['p99_ms']:.2f} ms (target at most 5); "
           f"top-k with / without adaptive batching: "
           f"{results['top_k']['requests_per_s'] / results['top_k_unbatched']['requests_per_s']:.2f}x")
+    writing_ = results["predict_while_writing"]
+    print(f"predict while the worker writes {writing_['writes_per_s']:,.0f} records/s: {writing_['requests_per_s']:,.0f} "
+          f"req/s, {writing_['requests_per_s'] / results['predict']['requests_per_s']:.2f} of predict alone")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,
