@@ -4,7 +4,7 @@ The edge runs beside the worker, in its own process: its own GIL and core, so a 
 does not delay answers nor a burst of requests the worker's updates. Measured with
 bench/serve.py on 2 cores: while the worker writes 2,000 records a second, the edge answers 0.84
 as many predicts as without writes (the catching up below); inside the worker's process the same
-2,000 events would take 11% of the one GIL (the worker applies at most 17,400 a second, 57 µs
+2,000 events would take 13% of the one GIL (the worker applies at most 15,900 a second, 63 µs
 each) and each of its batches would hold answers back. Each partition DB the worker holds is
 opened as a secondary: a read-only view that catches up with the worker's writes (WAL included)
 on demand, 1 to 2 ms each.
