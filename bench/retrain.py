@@ -151,7 +151,6 @@ def main() -> None:
     figures: dict[str, Any] = {"params": asdict(params)}
     if not args.folds_only:
         figures.update(end_to_end(DATA, params))
-    if not args.folds_only:
         for kind in ("", "_warm"):
             figures[f"ratio{kind}"] = figures[f"end_to_end{kind}_s"] / figures["bare_als_fit_s"]
         figures["ratio_warm_job_blocks"] = figures["end_to_end_warm_s"] / figures["bare_als_fit_job_blocks_s"]

@@ -70,14 +70,13 @@ class WarmJob:
                  spark_conf: Mapping[str, str] | None = None) -> None:
         self.settings, self.params, self.master, self.spark_conf = settings, params, master, spark_conf
         self.spark: SparkSession | None = None
-        self.producer: Producer | None = None  # announces the versions (a new one cost 0.5 s a run)
+        self.producer: Producer | None = None  # versions.announcer, kept
 
     def __call__(self, reason: str) -> VersionInfo:
         with exclusive(self.settings):
             if self.spark is None:
                 self.spark = spark_session(self.master, self.spark_conf, jars.fetch(jars.SPARK_KAFKA, self.settings.cache))
-                versions.ensure_topic(self.settings)
-                self.producer = kafka.producer(self.settings)
+                self.producer = versions.announcer(self.settings)
             return _retrain(self.spark, self.settings, self.params, True, reason, self.producer)
 
     def close(self) -> None:
@@ -145,13 +144,12 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
         return fit(train.select("user", "item", "score"), params, version_id), training_end, collect_ratings(holdout)
     partition, offset = table["partition"].to_numpy(), table["offset"].to_numpy()
     training_end = cut_offsets(partition, offset, end, settings.holdout)
-    cuts = np.zeros(max([*training_end, *partition[:1]]) + 1, np.int64)  # each partition's training end
+    cuts = np.zeros(max(training_end) + 1, np.int64)  # by partition (the log's are all in ``end``)
     cuts[list(training_end)] = list(training_end.values())
     inside = offset < cuts[partition]
-    columns = [table[name].to_numpy() for name in ("user", "item", "score")]
-    train = (columns[0][inside], columns[1][inside], columns[2][inside])
-    held_out = (columns[0][~inside], columns[1][~inside], columns[2][~inside])
-    return fit_arrays(spark, train, params, version_id), training_end, held_out
+    users, items, scores = (table[name].to_numpy() for name in ("user", "item", "score"))
+    held_out = (users[~inside], items[~inside], scores[~inside])
+    return fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id), training_end, held_out
 
 
 def cut_offsets(partition: np.ndarray, offset: np.ndarray, end: dict[int, int], holdout: float) -> dict[int, int]:

@@ -140,7 +140,8 @@ async def top_k_route(request: Request) -> Response:
         model, propensity, sticky = edge.selector.decide(app, user)
         used = chosen_weights(model, weights)
         items = await best_items(edge, query, used, app.slo_ms)
-        decision = edge.selector.record(app, user, model, propensity, sticky, {e["item"]: e["score"] for e in msgspec.json.decode(items)})
+        scores = {e["item"]: e["score"] for e in msgspec.json.decode(items)}  # the answer is cached encoded
+        decision = edge.selector.record(app, user, model, propensity, sticky, scores)
         return {"app": app.name, "user": user, "model": model, "version": used.version.id, "items": items,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
