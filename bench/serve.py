@@ -35,8 +35,8 @@ import plotting
 from velox import kafka, owners, processes, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.serving.app import create_app
-from velox.serving.edge import JSON, Edge, Weights, local_weights, partition_of, score_of
-from velox.schemas import user_state
+from velox.serving.edge import JSON, Edge, Weights, local_weights, score_of
+from velox.schemas import partitioning, user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
@@ -62,7 +62,7 @@ def primaries(settings: Settings) -> Iterator[Callable[[int, int], None]]:
     def put(user: int, offset: int) -> None:
         key = str(user).encode()
         state = UserState(version, rng.normal(0, 0.3, settings.d).astype(np.float32), count=1, offset=offset)
-        stores[kafka.partition_for(key, settings.partitions)].put(key, user_state.encode(state))
+        stores[partitioning.home(key, settings.partitions)].put(key, user_state.encode(state))
 
     try:
         yield put
@@ -265,10 +265,10 @@ def breakdown(settings: Settings, users: list[int], items: list[int], n: int = 2
         return (time.perf_counter() - started) / n * 1e6
 
     def key(j: int) -> tuple[int, bytes]:
-        return partition_of(users[j], settings.partitions), str(users[j]).encode()
+        return partitioning.home(str(users[j]).encode(), settings.partitions), str(users[j]).encode()
 
     def weights(j: int) -> Weights:
-        return local_weights(edge_, partition_of(users[j], settings.partitions), users[j])
+        return local_weights(edge_, partitioning.home(str(users[j]).encode(), settings.partitions), users[j])
 
     try:
         asyncio.run(app_calls(model, lambda j: f"user={users[j]}&item={items[j]}", 0))  # warm-up

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError
 
 from velox import kafka
-from velox.schemas import observation
+from velox.schemas import observation, partitioning
 from velox.schemas.observation import Observation
 from velox.settings import Settings
 
@@ -53,9 +53,9 @@ def test_idempotent_producer_events_read_back_identical_and_in_order_per_key(
         consumer.close()
 
     assert sorted(received, key=lambda e: e.item) == sent
-    # One partition per user, and the one that partition_for computes (the edge routes by it).
+    # One partition per user, and the one that partitioning.home computes (the edge routes by it).
     for user, partitions in partitions_of_user.items():
-        assert partitions == {kafka.partition_for(str(user).encode(), 4)}
+        assert partitions == {partitioning.home(str(user).encode(), 4)}
     for user in range(USERS):
         items = [event.item for event in received if event.user == user]
         assert items == sorted(items), f"user {user}'s events arrived out of order"
@@ -68,4 +68,4 @@ def test_murmur2_matches_the_java_clients_test_vectors() -> None:
         b"a-little-bit-longer-string": -1486304829, b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
         b"abc": 479470107,
     }
-    assert {key: kafka.murmur2(key) for key in vectors} == vectors
+    assert {key: partitioning.murmur2(key) for key in vectors} == vectors

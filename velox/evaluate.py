@@ -48,7 +48,7 @@ from velox.model.batch_scores import predict_many
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
-from velox.schemas import user_state
+from velox.schemas import partitioning, user_state
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import table_path
@@ -289,7 +289,7 @@ def _activate_beside(run: Settings, info: VersionInfo, first: Sequence[Observati
     The version's training end must be where the earliest half ends in this topic too: each
     partition's count of those events (offsets start at 0 in a new topic).
     """
-    counts = Counter(kafka.partition_for(seen.key, run.partitions) for seen in first)
+    counts = Counter(partitioning.home(seen.key, run.partitions) for seen in first)
     ends = {p: counts[p] for p in range(run.partitions)}
     if ends != info.training_end:
         raise VeloxError(f"the first version's training end {info.training_end} is not where the earliest half "

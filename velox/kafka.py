@@ -1,8 +1,8 @@
 """Kafka clients configured the one way Velox uses them.
 
 Producers are idempotent with ``acks=all`` and use the murmur2 partitioner, the same hash as
-the Java client; ``partition_for`` computes it here, so every process agrees which partition
-(and so which worker) owns a user.
+the Java client, so what they produce lands in its user's home partition
+(``velox.schemas.partitioning``).
 """
 
 from __future__ import annotations
@@ -87,38 +87,6 @@ def lag(settings: Settings, group: str, topic: str) -> int:
         return sum(end - max(tp.offset, 0) for tp, end in zip(committed, ends))
     finally:
         reader.close()
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition our producers (and the Java client) pick for ``key``: murmur2, made positive, mod n."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's 32-bit murmur2 (seed 0x9747b28c), as in the Java client's ``Utils.murmur2``."""
-    m, r = 0x5BD1E995, 24
-    length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    tail = length % 4
-    if tail:
-        rest = data[length - tail:]
-        if tail == 3:
-            h ^= rest[2] << 16
-        if tail >= 2:
-            h ^= rest[1] << 8
-        h ^= rest[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h if h < 2**31 else h - 2**32
 
 
 def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping[str, str] | None = None) -> None:

@@ -38,8 +38,8 @@ def reference_on(settings: Settings, version: ModelVersion, training_end: dict[i
         for row, user in enumerate(version.user_ids)
     }
     for message in read_all(settings, settings.topic("observations")):
-        if message.offset() >= training_end.get(message.partition(), 0):
-            seen = observation.decode(message.value())
+        seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions)
+        if seen is not None and message.offset() >= training_end.get(message.partition(), 0):
             states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
                                                    message.offset())
     return states

@@ -17,8 +17,9 @@ import pytest
 
 from tests.serving.processes import EdgeProcess
 from tests.streams.harness import WorkerProcess
-from velox import kafka, topics
+from velox import topics
 from velox.broker import free_bootstrap
+from velox.schemas import partitioning
 from velox.settings import Settings
 
 PREDICT = "/v1/models/default/predict"
@@ -53,7 +54,7 @@ def wait_split(edges: list[EdgeProcess]) -> list[list[int]]:
 
 
 def user_in(partitions: list[int], count: int) -> int:
-    return next(u for u in range(1000) if kafka.partition_for(str(u).encode(), count) in partitions)
+    return next(u for u in range(1000) if partitioning.home(str(u).encode(), count) in partitions)
 
 
 def test_requests_are_forwarded_to_the_owner_and_fall_back_to_the_default(pair) -> None:

@@ -6,11 +6,10 @@ the whole job (pyspark.ml, the model store) cost each worker 0.7 s, this 0.1 s.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
-from velox.errors import InvalidObservation
 from velox.schemas import observation
 
 ROWS = "user long, item long, score double, time double, partition int, offset long"
@@ -18,18 +17,23 @@ ROW_SCHEMA = pa.schema([("user", pa.int64()), ("item", pa.int64()), ("score", pa
                         ("partition", pa.int32()), ("offset", pa.int64())])  # ROWS, for pyarrow
 
 
-def valid_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Decode with the worker's own decoder, so batch and stream agree on what is valid."""
-    for batch in batches:
-        columns: dict[str, list] = {name: [] for name in ("user", "item", "score", "time", "partition", "offset")}
-        for key, value, partition, offset in zip(*(batch.column(n).to_pylist() for n in
-                                                    ("key", "value", "partition", "offset"))):
-            try:
-                seen = observation.decode(value or b"")
-            except InvalidObservation:
-                continue
-            if key != seen.key:
-                continue
+def valid_rows(partitions: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The rows that count, decided as the worker decides (``observation.counted``): batch and
+    stream agree on what is valid, and an event moved home counts once, as its copy."""
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield _rows(batch, partitions)
+
+    return rows
+
+
+def _rows(batch: pa.RecordBatch, partitions: int) -> pa.RecordBatch:
+    columns: dict[str, list] = {name: [] for name in ("user", "item", "score", "time", "partition", "offset")}
+    for key, value, partition, offset in zip(*(batch.column(n).to_pylist() for n in
+                                                ("key", "value", "partition", "offset"))):
+        seen = observation.counted(key, value, partition, partitions)
+        if seen is not None:
             for name, item in zip(columns, (seen.user, seen.item, seen.score, seen.time, partition, offset)):
                 columns[name].append(item)
-        yield pa.RecordBatch.from_pydict(columns, schema=ROW_SCHEMA)
+    return pa.RecordBatch.from_pydict(columns, schema=ROW_SCHEMA)

@@ -1,8 +1,10 @@
 """The observation event: user ``user`` gave item ``item`` the score ``score`` at ``time``.
 
 On the ``observations`` topic the value is this event as JSON and the key is the user id in
-decimal ASCII, so all of a user's events land in one partition. ``observation.schema.json``
-beside this file is the same contract for other languages; a test keeps the two equal.
+decimal ASCII (or no key: the user in the value decides). An event counts in its user's home
+partition (``partitioning.home``); one that a producer put elsewhere is moved there by the
+worker, and only that copy counts. ``observation.schema.json`` beside this file is the same
+contract for other languages; a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated
 import msgspec
 
 from velox.errors import InvalidObservation
+from velox.schemas import partitioning
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID, description="A non-negative 64-bit integer id.")]
@@ -58,6 +61,34 @@ def decode(data: bytes) -> Observation:
         raise InvalidObservation(found.group(1) if found else "", reason) from None
     except msgspec.DecodeError as exc:
         raise InvalidObservation("", f"not a JSON observation: {exc}") from None
+
+
+def from_message(key: bytes | None, value: bytes | None) -> Observation:
+    """The event a message of ``observations`` carries, or InvalidObservation.
+
+    A key must be the user id: one naming another user is ambiguous (whose partition is it?).
+    A message without a key (a round-robin producer) belongs to the user in its value.
+    """
+    if value is None:
+        raise InvalidObservation("", "empty message (no value)")
+    seen = decode(value)
+    if key is not None and key != seen.key:
+        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user}")
+    return seen
+
+
+def counted(key: bytes | None, value: bytes | None, partition: int, partitions: int) -> Observation | None:
+    """The event if it counts where it is: valid and in its user's home partition; else None.
+
+    Every reader of ``observations`` but the worker (replays, the retrain job, rewards) reads it
+    this way: a dead letter counts nowhere, and an event outside its home partition counts as the
+    copy the worker moved home.
+    """
+    try:
+        seen = from_message(key, value)
+    except InvalidObservation:
+        return None
+    return seen if partitioning.home(seen.key, partitions) == partition else None
 
 
 def encode(observation: Observation) -> bytes:

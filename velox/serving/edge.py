@@ -10,7 +10,6 @@ it: for a model, the active version's batch answer for the user, without their o
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -31,7 +30,7 @@ from velox import kafka, topics
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.owners import Owners
-from velox.schemas import user_state
+from velox.schemas import partitioning, user_state
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.models import Models
@@ -184,18 +183,12 @@ def default_weights(edge: Edge, user: int) -> Weights:
     return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64), (version.id, user))
 
 
-@functools.lru_cache(maxsize=200_000)
-def partition_of(user: int, partitions: int) -> int:
-    """The user's partition, remembered: murmur2 in Python costs about 5 µs a request."""
-    return kafka.partition_for(str(user).encode(), partitions)
-
-
 async def answer(edge: Edge, request: Request, route: str, path: str, user: int, body: Answer,
                  fallback: Callable[[], Awaitable[dict[str, Any]]] | None = None, slo_ms: float | None = None) -> Response:
     """The answer of the edge beside the user's owner: computed here, forwarded (to ``path`` there), or
     ``fallback()`` (default: the active version's batch answer) when none can come within ``slo_ms``."""
     slo_ms = slo_ms or edge.settings.slo_ms
-    partition = partition_of(user, edge.settings.partitions)
+    partition = partitioning.home(str(user).encode(), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
         return JSON({**await body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})

@@ -18,10 +18,9 @@ import uuid
 from collections import deque
 
 import numpy as np
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
 from velox import apps, kafka
-from velox.errors import InvalidObservation
 from velox.model.policies import Arms, Policy, choose, learn, probabilities, reward_of
 from velox.schemas import app as app_schema
 from velox.schemas import observation
@@ -105,7 +104,7 @@ class Selector:
             for message in kafka.arrived(self.reader, 500, 0.1):
                 if message.error() is None:
                     try:
-                        self._reward(message.value())
+                        self._reward(message)
                     except Exception:  # one bad record must not stop every app from learning
                         log.exception("reward from %s[%d]@%d failed", message.topic(), message.partition(),
                                       message.offset())
@@ -115,10 +114,9 @@ class Selector:
                 self.snapshot()
                 last_snapshot = time.monotonic()
 
-    def _reward(self, value: bytes | None) -> None:
-        try:
-            seen = observation.decode(value or b"")
-        except InvalidObservation:
+    def _reward(self, message: Message) -> None:
+        seen = observation.counted(message.key(), message.value(), message.partition(), self.settings.partitions)
+        if seen is None:
             return
         for name, app in self.apps.rows.items():
             recent = self.pending.get((name, seen.user), ())

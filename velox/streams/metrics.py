@@ -4,6 +4,10 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 APPLIED = Counter("velox_worker_events_applied", "Observations applied to a user's state.")
 DUPLICATES = Counter("velox_worker_duplicates_skipped", "Replayed observations skipped by their source offset.")
+MOVED = Counter(
+    "velox_worker_events_moved", "Observations that arrived outside their user's home partition and were moved there.",
+    ["partition"],
+)
 DEAD_LETTERS = Counter("velox_worker_dead_letters", "Bad observations sent to the dead-letter topic.", ["field"])
 UNKNOWN_ITEMS = Counter("velox_worker_unknown_items", "Observations of items the active version does not know.")
 UPDATE_SECONDS = Histogram(

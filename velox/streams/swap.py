@@ -16,9 +16,8 @@ from dataclasses import replace
 from confluent_kafka import Message, TopicPartition
 
 from velox import kafka
-from velox.errors import InvalidObservation
 from velox.model.learner import Learner
-from velox.schemas import observation
+from velox.schemas import observation, partitioning
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
 
@@ -27,7 +26,7 @@ def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]
     """The version's users (as rows), grouped by the partition that owns each."""
     grouped: dict[int, list[int]] = {}
     for row, user in enumerate(learner.version.user_ids.tolist()):
-        grouped.setdefault(kafka.partition_for(str(user).encode(), partitions), []).append(row)
+        grouped.setdefault(partitioning.home(str(user).encode(), partitions), []).append(row)
     return grouped
 
 
@@ -43,13 +42,10 @@ def rebuild(
         states[str(user).encode()] = replace(start_state, count=int(version.user_counts[row]), offset=start - 1)
     replayed = 0
     for message in read_range(settings, settings.topic("observations"), partition, start, end):
-        try:
-            seen = observation.decode(message.value() or b"")
-        except InvalidObservation:
-            continue  # the worker sent it to the dead-letter topic when it first came
-        if message.key() != seen.key:
-            continue
-        key = message.key()
+        seen = observation.counted(message.key(), message.value(), partition, settings.partitions)
+        if seen is None:
+            continue  # a dead letter, or an event the worker moved to its home partition
+        key = seen.key
         states[key], _ = learner.observe(states.get(key), seen.user, seen.item, seen.score, message.offset())
         replayed += 1
     return states, replayed

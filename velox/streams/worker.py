@@ -7,6 +7,8 @@ For each assigned partition the worker opens its RocksDB and first catches up fr
 per event:
 
 1. decode and validate; a bad event goes to ``observations-dlq`` with the reason and source;
+   an event outside its user's home partition is moved there (``velox.streams.moves``) and
+   applied when it comes back from there;
 2. load the user's record; if its last applied source offset is at or past this event, skip
    it (a replay after a crash) but write the record to the changelog again, since the local
    DB may have kept a write whose changelog message died with the process;
@@ -17,7 +19,7 @@ A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three st
 
 1. flush the producer: every changelog record and dead letter so far is acknowledged;
 2. remember in each partition's DB the last changelog offset it has written;
-3. commit the source offsets.
+3. commit the source offsets (inside the move transaction, if events were moved since the last).
 
 So a committed source offset never runs ahead of the changelog, and since every record carries
 its source offset, replaying events after ``kill -9`` changes nothing.
@@ -35,7 +37,7 @@ import time
 from dataclasses import replace
 from itertools import islice
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from velox import kafka, owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
@@ -43,11 +45,12 @@ from velox.model.learner import Learner, UpdateRule, make_rule, remember
 from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
 from velox.schemas import metrics as metrics_schema
-from velox.schemas import observation, user_state
+from velox.schemas import observation, partitioning, user_state
 from velox.schemas.dead_letter import DeadLetter
 from velox.settings import Settings
 from velox.schemas.model_version import Activation
 from velox.streams import metrics, swap
+from velox.streams.moves import Mover
 from velox.schemas.user_state import table_path
 from velox.streams.store import VERSION_KEY, PartitionStore
 from velox.streams.swap import read_range
@@ -75,6 +78,7 @@ class Worker:
         self.errors = PrequentialErrors()
         self.stopping = False
         self.producer = kafka.producer(settings, on_delivery=self._on_delivery)
+        self.mover = Mover(settings, self.source)
         self.consumer = kafka.consumer(
             settings, group=settings.app_id,
             **{"group.instance.id": settings.worker_id, "session.timeout.ms": 10_000,
@@ -106,6 +110,8 @@ class Worker:
                     else:
                         self._apply(message)
                 self.producer.poll(0)
+                if self.mover.due:  # home partitions wait at an open move transaction: keep it short
+                    self._commit()
                 activation = self.follower.poll()
                 if activation is not None and activation.version.id != self.learner.version.id:
                     self._swap(activation)
@@ -120,6 +126,7 @@ class Worker:
             self._publish_metrics()
             owners.announce(self.settings, self.producer, [])
         finally:
+            self.mover.close()
             self.consumer.close()
             self.follower.close()
             self.producer.flush(10)
@@ -135,11 +142,17 @@ class Worker:
         partition, offset, key = message.partition(), message.offset(), message.key()
         self.positions[partition] = offset + 1
         try:
-            seen = decode(key, message.value())
+            seen = observation.from_message(key, message.value())
         except InvalidObservation as exc:
             letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
             self._send(self.dead_letters, key, message.value(), partition, letter.headers())
             metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
+            return
+        if key is None:
+            key = seen.key
+        home = partitioning.home(key, self.settings.partitions)
+        if home != partition:
+            self.mover.move(message, key, home)
             return
         store = self.stores[partition]
         stored = store.get(key)
@@ -179,6 +192,11 @@ class Worker:
             self.delivered[partition] = max(self.delivered.get(partition, -1), message.offset())
 
     def _commit(self) -> None:
+        # The consumer's position can be past the last message: a transaction's commit marker
+        # takes an offset too, and the group would never seem to reach the end without it.
+        for tp in self.consumer.position([TopicPartition(self.source, p) for p in self.stores]):
+            if tp.offset >= 0:
+                self.positions[tp.partition] = tp.offset
         pending = {p: o for p, o in self.positions.items() if self.committed.get(p) != o}
         if not pending:
             return
@@ -189,10 +207,20 @@ class Worker:
         for partition, offset in self.delivered.items():
             if partition in self.stores:
                 self.stores[partition].remember_changelog_offset(offset)
-        # Step 3. Commit the source offsets.
-        self.consumer.commit(
-            offsets=[TopicPartition(self.source, p, o) for p, o in pending.items()], asynchronous=False
-        )
+        # Step 3. Commit the source offsets, with the moved events if there are any.
+        offsets = [TopicPartition(self.source, p, o) for p, o in pending.items()]
+        if self.mover.opened is None:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        else:
+            try:
+                self.mover.commit(self.consumer, offsets)
+            except KafkaException as exc:
+                if not exc.args[0].txn_requires_abort():
+                    raise
+                log.warning("move transaction failed (%s): aborted, its events are read and moved again", exc)
+                self.mover.abort()
+                self._rewind()
+                return
         self.committed.update(pending)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -261,9 +289,24 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._close([tp.partition for tp in partitions])
+        if self.mover.opened is not None:  # it may hold moves from the partitions kept, too
+            self.mover.abort()
+            self._rewind()
         owners.announce(self.settings, self.producer, sorted(self.stores))
         log.warning("partitions %s lost without a commit; the next owner replays them", sorted(
             tp.partition for tp in partitions))
+
+    def _rewind(self) -> None:
+        """Read every owned partition again from its committed offset (after moves were aborted).
+
+        Applying an event twice changes nothing (the source offset in the record), so only the
+        moves are redone.
+        """
+        for partition in self.stores:
+            self.positions.pop(partition, None)
+            start = self._position(partition)
+            self.consumer.seek(TopicPartition(self.source, partition, start))
+            self.positions[partition] = start
 
     def _close(self, partitions: list[int]) -> None:
         for partition in partitions:
@@ -292,16 +335,6 @@ def carry_seen(stored: bytes | None, rebuilt: user_state.UserState) -> user_stat
     for item in rebuilt.seen.tolist():
         seen = remember(seen, item)
     return replace(rebuilt, seen=seen)
-
-
-def decode(key: bytes | None, value: bytes | None) -> observation.Observation:
-    """The event, or InvalidObservation; the key must be the user id, or partitioning is wrong."""
-    if value is None:
-        raise InvalidObservation("", "empty message (no value)")
-    seen = observation.decode(value)
-    if key != seen.key:
-        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user}")
-    return seen
 
 
 def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:

@@ -1,0 +1,102 @@
+"""Events that arrived outside their user's home partition, moved there exactly once.
+
+Other people's producers use other partitioners (librdkafka's default is a CRC32 of the key,
+Go's sarama FNV-1a; round-robin producers send no key), so an event may land anywhere. The
+worker applies a user's events only in the user's home partition (``partitioning.home``): an
+event found elsewhere is produced to its home partition, and the source offset that covers it
+is committed in the same Kafka transaction (consume-transform-produce, as Kafka Streams does).
+If the worker dies first, the transaction is aborted and the event is moved again, so the home
+partition holds exactly one committed copy, and every reader that reads committed data sees
+just that one. Moved in consumption order, a producer's events for a user keep their order.
+
+Why a transaction rather than an origin-offset check in the user record: with a check, a crash
+can leave two copies in the home partition, and every other reader (the retrain job, swap
+replays, the edge's rewards) would need the same deduplication; with the transaction nobody does.
+Its price is paid only while events are moved: read-committed consumers of a home partition
+wait at an open transaction, so a transaction is committed within ``MOVE_INTERVAL``.
+Correctly partitioned events never touch this producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from velox import kafka
+from velox.settings import Settings
+from velox.streams import metrics
+
+log = logging.getLogger("velox.worker")
+
+MOVE_INTERVAL = 0.05  # seconds a move transaction stays open at most (while the worker is busy)
+LOG_INTERVAL = 60.0
+HEADER = "velox-moved-from"  # "<partition>:<offset>" of the original
+
+
+class Mover:
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.source = source
+        # One transactional id per worker: a restarted worker aborts what its predecessor left open.
+        self.producer: Producer = kafka.producer(
+            settings, **{"transactional.id": f"{settings.app_id}-mover-{settings.worker_id}",
+                         "transaction.timeout.ms": 10_000}
+        )
+        self.producer.init_transactions(30)
+        self.opened: float | None = None  # when the open transaction began
+        self.unlogged: Counter[int] = Counter()  # moved per source partition since the last log line
+        self.logged = time.monotonic() - LOG_INTERVAL
+
+    @property
+    def due(self) -> bool:
+        """Whether the open transaction has been open long enough to commit."""
+        return self.opened is not None and time.monotonic() - self.opened >= MOVE_INTERVAL
+
+    def move(self, message: Message, key: bytes, home: int) -> None:
+        """Produce ``message`` to partition ``home`` inside the open transaction (opening one)."""
+        if self.opened is None:
+            self.producer.begin_transaction()
+            self.opened = time.monotonic()
+        origin = f"{message.partition()}:{message.offset()}".encode()
+        while True:
+            try:
+                self.producer.produce(self.source, key=key, value=message.value(), partition=home,
+                                      headers=[*(message.headers() or []), (HEADER, origin)])
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        metrics.MOVED.labels(partition=str(message.partition())).inc()
+        self.unlogged[message.partition()] += 1
+        self._log()
+
+    def commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Commit the moved events and the source ``offsets`` as one transaction."""
+        assert self.opened is not None
+        self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        self.producer.commit_transaction(30)
+        self.opened = None
+
+    def abort(self) -> None:
+        """Drop the open transaction's moves (their sources will be read and moved again)."""
+        if self.opened is not None:
+            self.producer.abort_transaction(30)
+            self.opened = None
+
+    def _log(self) -> None:
+        now = time.monotonic()
+        if now - self.logged < LOG_INTERVAL:
+            return
+        self.logged = now
+        moved = ", ".join(f"{count} from partition {p}" for p, count in sorted(self.unlogged.items()))
+        log.warning(
+            "moved events to their users' home partitions (%s): their producer does not partition by "
+            "murmur2 of the key; produce with murmur2 (librdkafka clients: partitioner=murmur2_random) "
+            "to spare them the hop", moved,
+        )
+        self.unlogged.clear()
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.flush(10)
