@@ -1,25 +1,33 @@
 """Sustained events per second of one worker, against a minimal loop doing the same math, in one run.
 
+For each update rule (``--rules sgd,rls``):
+
 1. Produce ``--events`` observations for ``--users`` users over ``--items`` items (d = ``--d``).
-2. Ceiling: a minimal loop in this process: confluent-kafka consumer, decode, load the record
-   from rocksdict, the same ``Learner.observe``, encode, put. No changelog, no framework.
-3. The real worker (`velox worker`, Faust, RocksDB table with its changelog) on the same topic,
-   timed from its first applied event to its last (read from its Prometheus endpoint).
-4. Latency: produce at a fixed rate (``--latency-rate``) for ``--latency-seconds``; the worker's
-   histogram of Kafka timestamp to table write gives p50 and p99.
+2. Ceiling: a minimal per-event loop in this process: confluent-kafka consumer, decode, load
+   the record from rocksdict, ``Learner.observe``, encode, put. No changelog, no framework.
+3. The real worker (`velox worker`: batches, RocksDB tables, changelog, exactly once) on the
+   same topic, timed from its first applied event to its last (read from its Prometheus
+   endpoint); its resident memory at the first event and the last, and the user-state record
+   bytes it wrote per event, to its table and to the changelog.
+4. Latency (first rule only): produce at ``--latency-rate`` for ``--latency-seconds``; the
+   worker's histogram of Kafka timestamp to table write gives p50 and p99.
+5. Recovery: a second worker on an empty data directory rebuilds the tables from the changelog.
+6. sgd only: Quix Streams doing the same per-event update on the same topic (bench/quix_worker.py,
+   in a virtualenv of its own under the cache), exactly-once and at-least-once.
 
     python bench/stream.py [--events 1000000 --users 100000 --d 50] [--json bench/results/stream.json]
 
 Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops it after.
 """
-
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import random
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,8 +149,14 @@ def quantile(before: list[tuple[float, float]], after: list[tuple[float, float]]
     return float("nan")
 
 
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+
 def run_worker(settings: Settings, topic: str, events: int, latency_rate: float, latency_seconds: float,
                users: int, items: int) -> dict[str, float]:
+    """The worker's rate over ``events``, its memory, its record bytes per event, then its latency."""
     port = int(free_bootstrap().split(":")[1])
     worker = processes.spawn(settings.replace(worker_metrics_port=port), settings.data / "worker.log", "worker")
     try:
@@ -151,22 +165,62 @@ def run_worker(settings: Settings, topic: str, events: int, latency_rate: float,
                 raise SystemExit(f"worker exited; see {settings.data / 'worker.log'}")
             time.sleep(0.02)
         started = time.perf_counter()
+        rss_start = rss_mb(worker.pid)
         last_report = started
         while (count := applied(port)) < events:
-            time.sleep(0.05)
+            time.sleep(0.2)  # each scrape costs the worker a little
             if time.perf_counter() - last_report > 5:
                 progress(f"  worker applied {count:,.0f}")
                 last_report = time.perf_counter()
         rate = events / (time.perf_counter() - started)
+        written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
+        result = {"rate": rate, "rss_start_mb": rss_start, "rss_end_mb": rss_mb(worker.pid),
+                  "table_bytes_per_event": written["table"] / events,
+                  "changelog_bytes_per_event": written["changelog"] / events}
         progress(f"  worker: {rate:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
-        before = visible_buckets(port)
-        produce(settings, topic, int(latency_rate * latency_seconds), users, items, rate=latency_rate)
-        while applied(port) < events + int(latency_rate * latency_seconds):
-            time.sleep(0.05)
-        after = visible_buckets(port)
-        return {"rate": rate, "p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
+        if latency_seconds > 0:
+            before = visible_buckets(port)
+            produce(settings, topic, int(latency_rate * latency_seconds), users, items, rate=latency_rate)
+            while applied(port) < events + int(latency_rate * latency_seconds):
+                time.sleep(0.05)
+            after = visible_buckets(port)
+            result |= {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
+        return result
     finally:
         processes.stop(worker)
+
+
+def recovery(settings: Settings) -> dict[str, float]:
+    """A second worker on an empty data directory: how long until its partitions are rebuilt from the changelog."""
+    empty = settings.replace(data=settings.data / "empty", worker_id="worker-recovering", worker_metrics_port=0)
+    log_file = empty.data / "worker.log"
+    worker = processes.spawn(empty, log_file, "worker")
+    try:
+        ready = re.compile(r"ready: .* (\d+) changelog records recovered in ([\d.]+) s")
+        while not (found := ready.search(log_file.read_text() if log_file.exists() else "")):
+            if worker.poll() is not None:
+                raise SystemExit(f"recovering worker exited; see {log_file}")
+            time.sleep(0.2)
+        return {"records": int(found.group(1)), "seconds": float(found.group(2))}
+    finally:
+        processes.stop(worker)
+
+
+def quix(settings: Settings, topic: str, events: int, guarantee: str) -> float:
+    """Events per second of bench/quix_worker.py (Quix Streams, the same update) on the same topic."""
+    venv = settings.cache / "bench-quix-venv"
+    if not (venv / "bin" / "python").exists():
+        progress(f"  making {venv} for Quix Streams (once)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "quixstreams==3.28.1", "numpy"], check=True)
+    version = settings.data / "initial-version.npz"
+    version.write_bytes(initial_version(settings).to_npz())
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), str(Path(__file__).parent / "quix_worker.py"), settings.bootstrap, topic,
+         f"bench-quix-{guarantee}-{uuid.uuid4().hex[:6]}", str(settings.data / f"quix-{guarantee}"), str(version),
+         str(events), guarantee], check=True, capture_output=True, text=True,
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
 
 
 def main() -> None:
@@ -176,38 +230,58 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--d", type=int, default=50)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--latency-rate", type=float, default=2_000)
+    parser.add_argument("--rules", default="sgd,rls")
+    parser.add_argument("--latency-rate", type=float, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--no-quix", action="store_true", help="skip Quix Streams (it needs a virtualenv of its own)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="velox-bench-stream-"))
+    rules: dict[str, dict[str, float]] = {}
     try:
         with broker_settings(work) as base:
-            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
-                                    d=args.d, items=args.items)
-            topics.ensure(settings)
-            topic = settings.topic("observations")
-            progress(f"producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
-            produce(settings, topic, args.events, args.users, args.items)
-            progress("minimal loop (ceiling)")
-            ceiling = minimal_loop(settings, topic, args.events, work)
-            progress(f"  minimal loop: {ceiling:,.0f} events/s")
-            progress("velox worker")
-            worker = run_worker(settings, topic, args.events, args.latency_rate, args.latency_seconds,
-                                args.users, args.items)
+            for rule in args.rules.split(","):
+                settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
+                                        d=args.d, items=args.items, rule=rule, data=work / rule)
+                topics.ensure(settings)
+                topic = settings.topic("observations")
+                progress(f"{rule}: producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
+                produce(settings, topic, args.events, args.users, args.items)
+                progress(f"{rule}: minimal loop (ceiling)")
+                ceiling = minimal_loop(settings, topic, args.events, settings.data)
+                progress(f"  minimal loop: {ceiling:,.0f} events/s")
+                progress(f"{rule}: velox worker")
+                first = rule == args.rules.split(",")[0]
+                worker = run_worker(settings, topic, args.events, args.latency_rate,
+                                    args.latency_seconds if first else 0, args.users, args.items)
+                figures = {"worker_events_per_s": round(worker.pop("rate")), "minimal_loop_events_per_s": round(ceiling)}
+                figures["ratio"] = round(figures["worker_events_per_s"] / ceiling, 3)
+                figures |= {name: round(value, 2) for name, value in worker.items()}
+                progress(f"{rule}: recovery of an empty data directory")
+                figures["recovery"] = recovery(settings)
+                if rule == "sgd" and not args.no_quix:
+                    for guarantee in ("exactly-once", "at-least-once"):
+                        progress(f"sgd: Quix Streams, {guarantee}")
+                        figures[f"quix_{guarantee.replace('-', '_')}_events_per_s"] = round(
+                            quix(settings, topic, args.events, guarantee))
+                rules[rule] = figures
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "events": args.events, "users": args.users, "items": args.items, "d": args.d,
-        "partitions": args.partitions, "worker_events_per_s": round(worker["rate"]),
-        "minimal_loop_events_per_s": round(ceiling), "ratio": round(worker["rate"] / ceiling, 3),
-        "latency_rate": args.latency_rate, "visible_p50_ms": round(worker["p50_ms"], 2),
-        "visible_p99_ms": round(worker["p99_ms"], 2),
-    }
-    print(f"worker        {result['worker_events_per_s']:>9,} events/s")
-    print(f"minimal loop  {result['minimal_loop_events_per_s']:>9,} events/s   ratio {result['ratio']:.2f}")
-    print(f"produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
-          f"p50 {result['visible_p50_ms']:.1f} ms, p99 {result['visible_p99_ms']:.1f} ms")
+    result = {"events": args.events, "users": args.users, "items": args.items, "d": args.d,
+              "partitions": args.partitions, "latency_rate": args.latency_rate, "rules": rules}
+    for rule, figures in rules.items():
+        print(f"{rule}: worker {figures['worker_events_per_s']:>7,} events/s, minimal loop "
+              f"{figures['minimal_loop_events_per_s']:>7,} (ratio {figures['ratio']:.2f}); record bytes per event: "
+              f"table {figures['table_bytes_per_event']:,.0f}, changelog {figures['changelog_bytes_per_event']:,.0f}; "
+              f"RSS {figures['rss_start_mb']:.0f} -> {figures['rss_end_mb']:.0f} MB; recovery of "
+              f"{figures['recovery']['records']:,} records {figures['recovery']['seconds']:.1f} s")
+        if "p99_ms" in figures:
+            print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
+                  f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+        for guarantee in ("exactly_once", "at_least_once"):
+            if (quix_rate := figures.get(f"quix_{guarantee}_events_per_s")) is not None:
+                print(f"{rule}: Quix Streams {guarantee.replace('_', '-')} {quix_rate:,} events/s "
+                      f"(worker / Quix {figures['worker_events_per_s'] / quix_rate:.2f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

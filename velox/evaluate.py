@@ -45,7 +45,7 @@ from velox.broker import throwaway_broker
 from velox.errors import VeloxError
 from velox.load import produce, read_movielens
 from velox.model.batch_scores import predict_many
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Event, Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas import partitioning, user_state
@@ -104,15 +104,12 @@ class Replay:
 
 
 def replay(version: ModelVersion, rule: str, learning_rate: float, l2: float, stream: Sequence[Observation]) -> Replay:
-    """The stream through ``Learner.observe`` in this process: exactly what the worker does per event."""
+    """The stream through ``Learner.observe_many`` in this process: exactly what the worker does."""
     learner = Learner(version, make_rule(rule, learning_rate, l2))
-    states: dict[int, user_state.UserState] = {}
-    errors = np.empty(len(stream))
-    for offset, seen in enumerate(stream):
-        states[seen.user], predicted = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score, offset)
-        assert predicted is not None
-        errors[offset] = seen.score - predicted
-    return Replay({user: state.w for user, state in states.items()}, errors)
+    states, predicted = learner.observe_many(
+        {}, [Event(seen.key, seen.user, seen.item, seen.score, offset) for offset, seen in enumerate(stream)])
+    scores = np.array([seen.score for seen in stream])
+    return Replay({int(key): state.w for key, state in states.items()}, scores - np.array(predicted, float))
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,18 @@
-"""One contract for both update rules, plus RLS against numpy's closed-form ridge."""
+"""One contract for both update rules, plus RLS against numpy's closed-form ridge, and the
+learner's batches against one event at a time."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Event, Learner, make_rule
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
+from velox.model.stats import Stats
 from velox.model.version import random_version
 from velox.schemas import user_state
+from velox.schemas.user_state import UserState
 
 RULES = [SGD(learning_rate=0.05, l2=0.02), RLS(l2=0.5)]
 
@@ -21,13 +24,19 @@ def random_stream(seed: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     return features, rng.normal(size=n) * 2
 
 
+def step(rule, state: UserState, f: np.ndarray, target: float, prior: np.ndarray) -> UserState:
+    """One observation through the rule, as a one-row batch."""
+    new = rule.update(Stats.of(state), f[None], np.array([target]), np.asarray(prior, np.float64)[None])
+    return UserState(state.version, new.w[0], state.count + 1, state.offset + 1,
+                     None if new.a_inv is None else new.a_inv[0], None if new.b is None else new.b[0])
+
+
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_leaves_its_inputs_unchanged(rule) -> None:
     prior = np.arange(4, dtype=np.float32)
     state = rule.start("v", prior)
     before = user_state.encode(state)
-    f = np.array([1.0, -1.0, 0.5, 1.0])
-    rule.update(state, f, 1.5, prior.astype(np.float64), offset=3)
+    step(rule, state, np.array([1.0, -1.0, 0.5, 1.0]), 1.5, prior)
     assert user_state.encode(state) == before
     assert prior.tolist() == [0, 1, 2, 3]
 
@@ -38,9 +47,9 @@ def test_update_is_deterministic_and_survives_a_record_round_trip(rule) -> None:
     prior = np.zeros(6)
     direct = rule.start("v", prior)
     via_bytes = rule.start("v", prior)
-    for offset, (f, r) in enumerate(zip(features, targets)):
-        direct = rule.update(direct, f, r, prior, offset)
-        via_bytes = user_state.decode(user_state.encode(rule.update(via_bytes, f, r, prior, offset)))
+    for f, r in zip(features, targets):
+        direct = step(rule, direct, f, r, prior)
+        via_bytes = user_state.decode(user_state.encode(step(rule, via_bytes, f, r, prior)))
     assert np.allclose(direct.w, via_bytes.w, atol=1e-5)
     assert via_bytes.count == 30 and via_bytes.offset == 29
 
@@ -50,7 +59,7 @@ def test_update_moves_prediction_towards_the_target(rule) -> None:
     prior = np.zeros(3)
     state = rule.start("v", prior)
     f = np.array([0.5, -0.2, 1.0])
-    after = rule.update(state, f, 4.0, prior, offset=0)
+    after = step(rule, state, f, 4.0, prior)
     assert abs(4.0 - after.w @ f) < abs(4.0 - state.w @ f)
 
 
@@ -63,7 +72,7 @@ def test_rls_equals_closed_form_ridge_centred_on_the_prior(seed: int, l2: float)
     rule = RLS(l2=l2)
     state = rule.start("v", prior)
     for offset, (f, r) in enumerate(zip(features, targets)):
-        state = rule.update(state, f, r, prior, offset)
+        state = step(rule, state, f, r, prior)
         if offset in (0, 5, n - 1):
             seen_f, seen_r = features[: offset + 1], targets[: offset + 1]
             expected = np.linalg.solve(seen_f.T @ seen_f + l2 * np.eye(d), seen_f.T @ seen_r + l2 * prior)
@@ -86,6 +95,44 @@ def test_learner_cold_start_uses_the_mean_user_and_unknown_items_move_only_the_b
     assert prediction == pytest.approx(version.global_mean + float(version.mean_user[-1]))
     assert np.all(state.w[:-1] == version.mean_user[:-1])
     assert state.w[-1] != version.mean_user[-1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("name", ["sgd", "rls"])
+def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    learner = Learner(random_version(60, 7, seed=seed, global_mean=3.0), make_rule(name, 0.05, 0.5))
+    # Few users, so a batch holds several events of most of them; some items the version lacks.
+    events = [Event(str(u).encode(), int(u), int(i), float(s), offset) for offset, (u, i, s) in enumerate(zip(
+        rng.integers(0, 12, 400), rng.integers(0, 70, 400), rng.uniform(1, 5, 400)))]
+    sequential: dict[bytes, UserState] = {}
+    expected = []
+    for e in events:
+        sequential[e.key], predicted = learner.observe(sequential.get(e.key), e.user, e.item, e.score, e.offset)
+        expected.append(predicted)
+    batched: dict[bytes, UserState] = {}
+    predictions: list[float | None] = []
+    for start in range(0, len(events), 97):  # batches of uneven size, states carried between them
+        new, batch = learner.observe_many(batched, events[start:start + 97])
+        batched.update(new)
+        predictions += batch
+    np.testing.assert_allclose(np.array(predictions, float), np.array(expected, float), atol=1e-6)
+    assert batched.keys() == sequential.keys()
+    for key, want in sequential.items():
+        got = batched[key]
+        assert (got.count, got.offset, got.seen.tolist()) == (want.count, want.offset, want.seen.tolist())
+        np.testing.assert_allclose(got.w, want.w, atol=1e-6)
+        if want.a_inv is not None:
+            np.testing.assert_allclose(got.a_inv, want.a_inv, atol=1e-9)
+
+
+def test_a_batch_skips_what_was_applied_and_returns_untouched_states_as_they_were() -> None:
+    learner = Learner(random_version(20, 5, seed=3), SGD())
+    state, _ = learner.observe(None, user=1, item=4, score=5.0, offset=10)
+    new, predictions = learner.observe_many(
+        {b"1": state}, [Event(b"1", 1, 4, 5.0, 9), Event(b"1", 1, 5, 3.0, 10), Event(b"2", 2, 5, 3.0, 11)])
+    assert new[b"1"] is state and predictions[:2] == [None, None] and predictions[2] is not None
+    assert new[b"2"].count == 1 and new[b"2"].offset == 11
 
 
 def test_make_rule_refuses_an_unknown_name() -> None:

@@ -6,6 +6,8 @@ import math
 import time
 from collections import defaultdict
 
+import numpy as np
+
 from velox.schemas.metrics import ErrorWindow
 
 
@@ -14,11 +16,13 @@ class PrequentialErrors:
         self._sums: defaultdict[tuple[str, int], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
         self._start = time.time()
 
-    def record(self, version: str, partition: int, error: float) -> None:
-        sums = self._sums[(version, partition)]
-        sums[0] += 1
-        sums[1] += error * error
-        sums[2] += abs(error)
+    def record_many(self, version: str, partition: int, errors: np.ndarray) -> None:
+        """Add a batch's errors (observed − predicted), all of one version and partition."""
+        if len(errors):
+            sums = self._sums[(version, partition)]
+            sums[0] += len(errors)
+            sums[1] += float(errors @ errors)
+            sums[2] += float(np.abs(errors).sum())
 
     def drain(self) -> list[ErrorWindow]:
         """The windows since the last drain (only those that saw observations), and start anew."""

@@ -11,13 +11,14 @@ inverse without solving anything:
     A⁻¹ ← A⁻¹ − (A⁻¹ f)(A⁻¹ f)ᵀ / (1 + fᵀ A⁻¹ f),    b ← b + r f,    w = A⁻¹ b
 
 r is the observed score minus the global mean and the item's bias. Parameter: ``l2`` (λ).
+One row (user) at a time or many at once.
 
 >>> import numpy as np
 >>> rule = RLS(l2=1.0)
 >>> state = rule.start("v1", np.zeros(2, dtype=np.float32))
->>> after = rule.update(state, np.array([1.0, 0.0]), 3.0, np.zeros(2), offset=0)
->>> after.w.tolist()
-[1.5, 0.0]
+>>> stats = Stats(state.w[None], state.a_inv[None], state.b[None])
+>>> rule.update(stats, np.array([[1.0, 0.0]]), np.array([3.0]), np.zeros((1, 2))).w.tolist()
+[[1.5, 0.0]]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from velox.model.stats import Stats
 from velox.schemas.user_state import UserState
 
 
@@ -41,9 +43,11 @@ class RLS:
             a_inv=np.eye(d) / self.l2, b=self.l2 * prior.astype(np.float64),
         )
 
-    def update(self, state: UserState, f: np.ndarray, target: float, prior: np.ndarray, offset: int) -> UserState:
-        assert state.a_inv is not None and state.b is not None, "RLS needs a state made by RLS.start"
-        a_f = state.a_inv @ f
-        a_inv = state.a_inv - np.outer(a_f, a_f) / (1.0 + f @ a_f)
-        b = state.b + target * f
-        return UserState(state.version, (a_inv @ b).astype(np.float32), state.count + 1, offset, a_inv, b)
+    def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> Stats:
+        """One observation (row i of ``f``, ``targets``) for each user (row i of ``stats``)."""
+        assert stats.a_inv is not None and stats.b is not None, "RLS needs states made by RLS.start"
+        a_f = np.matmul(stats.a_inv, f[:, :, None])[:, :, 0]
+        scale = 1.0 / (1.0 + np.einsum("ni,ni->n", f, a_f))
+        a_inv = stats.a_inv - (a_f * scale[:, None])[:, :, None] * a_f[:, None, :]
+        b = stats.b + targets[:, None] * f
+        return Stats(np.matmul(a_inv, b[:, :, None])[:, :, 0].astype(np.float32), a_inv, b)

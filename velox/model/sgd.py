@@ -5,15 +5,16 @@
 r is the observed score minus the global mean and the item's bias, f the item's features and
 w₀ the user's prior from the active version (their trained vector, or the mean user). Pulling
 towards w₀ rather than 0 keeps a few noisy observations from undoing what the batch fit knew.
+The step is taken in float64 and stored in float32, one row (user) at a time or many at once.
 
 Parameters: ``learning_rate`` (η) and ``l2`` (λ).
 
 >>> import numpy as np
 >>> rule = SGD(learning_rate=0.1, l2=0.0)
 >>> state = rule.start("v1", np.zeros(2, dtype=np.float32))
->>> after = rule.update(state, np.array([1.0, 1.0]), 2.0, np.zeros(2), offset=7)
->>> after.w.tolist(), after.count, after.offset
-([0.20000000298023224, 0.20000000298023224], 1, 7)
+>>> after = rule.update(Stats(state.w[None]), np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)))
+>>> after.w.tolist()
+[[0.20000000298023224, 0.20000000298023224]]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from velox.model.stats import Stats
 from velox.schemas.user_state import UserState
 
 
@@ -34,8 +36,9 @@ class SGD:
     def start(self, version: str, prior: np.ndarray) -> UserState:
         return UserState(version, np.array(prior, dtype=np.float32))
 
-    def update(self, state: UserState, f: np.ndarray, target: float, prior: np.ndarray, offset: int) -> UserState:
-        w = state.w.astype(np.float64)
-        error = target - float(w @ f)
-        w += self.learning_rate * (error * f - self.l2 * (w - prior))
-        return UserState(state.version, w.astype(np.float32), state.count + 1, offset)
+    def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> Stats:
+        """One observation (row i of ``f``, ``targets``) for each user (row i of ``stats``, ``priors``)."""
+        w = stats.w.astype(np.float64)
+        error = targets - np.einsum("ij,ij->i", w, f)
+        w += self.learning_rate * (error[:, None] * f - self.l2 * (w - priors))
+        return Stats(w.astype(np.float32))

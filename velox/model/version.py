@@ -11,6 +11,7 @@ does not know starts from the mean user vector (cold start).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,15 +55,17 @@ class ModelVersion:
     def knows_user(self, user: int) -> bool:
         return user in self._user_row
 
-    def features(self, item: int) -> tuple[np.ndarray, float]:
-        """f(item) as float64 and the item's bias; zeros (but the bias coordinate) if unknown."""
-        f = np.zeros(self.d)
-        f[-1] = 1.0
-        row = self._item_row.get(item)
-        if row is None:
-            return f, 0.0
-        f[:-1] = self.item_factors[row]
-        return f, float(self.item_bias[row])
+    def features_many(self, items: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """f(item) for each item as rows of float64, and each item's bias; an unknown item has
+        zeros but the bias coordinate, and a zero bias."""
+        rows = np.fromiter((self._item_row.get(item, -1) for item in items), np.int64, len(items))
+        known = rows >= 0
+        f = np.zeros((len(items), self.d))
+        f[:, -1] = 1.0
+        f[known, :-1] = self.item_factors[rows[known]]
+        bias = np.zeros(len(items))
+        bias[known] = self.item_bias[rows[known]]
+        return f, bias
 
     def prior(self, user: int) -> np.ndarray:
         """Where a user's weights start: their trained vector, or the mean user if unknown."""

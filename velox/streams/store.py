@@ -36,6 +36,10 @@ class PartitionStore:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Each key's value (None if absent), in one multi-get."""
+        return self.db.get(keys)
+
     def put(self, key: bytes, value: bytes) -> None:
         self.db.put(key, value)
 

@@ -11,12 +11,13 @@ interrupted by a crash is simply done again. Rollback is the same with an older 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import replace
 
 from confluent_kafka import Message, TopicPartition
 
 from velox import kafka
-from velox.model.learner import Learner
+from velox.model.learner import Event, Learner
 from velox.schemas import observation, partitioning
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -41,13 +42,14 @@ def rebuild(
         start_state = learner.rule.start(version.id, version.user_vectors[row])
         states[str(user).encode()] = replace(start_state, count=int(version.user_counts[row]), offset=start - 1)
     replayed = 0
-    for message in read_range(settings, settings.topic("observations"), partition, start, end):
-        seen = observation.counted(message.key(), message.value(), partition, settings.partitions)
-        if seen is None:
-            continue  # a dead letter, or an event the worker moved to its home partition
-        key = seen.key
-        states[key], _ = learner.observe(states.get(key), seen.user, seen.item, seen.score, message.offset())
-        replayed += 1
+    messages = read_range(settings, settings.topic("observations"), partition, start, end)
+    while chunk := list(islice(messages, 10_000)):
+        events = [Event(seen.key, seen.user, seen.item, seen.score, message.offset()) for message in chunk
+                  if (seen := observation.counted(message.key(), message.value(), partition, settings.partitions))]
+        # (counted is None for a dead letter, or an event the worker moved to its home partition)
+        new, _ = learner.observe_many(states, events)
+        states.update(new)
+        replayed += len(events)
     return states, replayed
 
 

@@ -37,11 +37,12 @@ import time
 from dataclasses import replace
 from itertools import islice
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from velox import kafka, owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
-from velox.model.learner import Learner, UpdateRule, make_rule, remember
+from velox.model.learner import Event, Learner, UpdateRule, make_rule, remember
 from velox.model.store import ModelStore
 from velox.model.prequential import PrequentialErrors
 from velox.schemas import metrics as metrics_schema
@@ -104,11 +105,8 @@ class Worker:
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow. An idle wait of 50 ms bounds
                 # how late an activation is noticed when no events come.
-                for message in kafka.arrived(self.consumer, BATCH, 0.05):
-                    if message.error():
-                        log.warning("consume error: %s", message.error())
-                    else:
-                        self._apply(message)
+                if messages := kafka.arrived(self.consumer, BATCH, 0.05):
+                    self._apply(messages)
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
                     self._commit()
@@ -137,43 +135,69 @@ class Worker:
     def stop(self, *_: object) -> None:
         self.stopping = True
 
-    def _apply(self, message: Message) -> None:
+    def _apply(self, messages: list[Message]) -> None:
+        """Apply what one ``consume`` returned: dead letters and moves first, then each partition's
+        events as one batch of the learner (one multi-get, rounds of vectorized updates, one
+        write batch, one changelog record per user)."""
         started = time.perf_counter()
-        partition, offset, key = message.partition(), message.offset(), message.key()
-        self.positions[partition] = offset + 1
-        try:
-            seen = observation.from_message(key, message.value())
-        except InvalidObservation as exc:
-            letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
-            self._send(self.dead_letters, key, message.value(), partition, letter.headers())
-            metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
-            return
-        if key is None:
-            key = seen.key
-        home = partitioning.home(key, self.settings.partitions)
-        if home != partition:
-            self.mover.move(message, key, home)
-            return
+        local: dict[int, list[Event]] = {}
+        stamps: list[float] = []  # Kafka timestamps (ms) of the events applied here
+        for message in messages:
+            if message.error():
+                log.warning("consume error: %s", message.error())
+                continue
+            partition, offset, key = message.partition(), message.offset(), message.key()
+            self.positions[partition] = offset + 1
+            try:
+                seen = observation.from_message(key, message.value())
+            except InvalidObservation as exc:
+                letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
+                self._send(self.dead_letters, key, message.value(), partition, letter.headers())
+                metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
+                continue
+            if key is None:
+                key = seen.key
+            home = partitioning.home(key, self.settings.partitions)
+            if home != partition:
+                self.mover.move(message, key, home)
+                continue
+            local.setdefault(partition, []).append(Event(key, seen.user, seen.item, seen.score, offset))
+            kind, timestamp = message.timestamp()
+            if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
+                stamps.append(timestamp)
+        applied = sum(self._learn(partition, events) for partition, events in local.items())
+        if applied:
+            metrics.APPLIED.inc(applied)
+            metrics.UPDATE_SECONDS.observe((time.perf_counter() - started) / applied)
+            metrics.VISIBLE_SECONDS.observe_many(np.maximum(time.time() - np.array(stamps) / 1000, 0.0))
+
+    def _learn(self, partition: int, events: list[Event]) -> int:
+        """Apply one partition's events of a batch; return how many were new (not replays)."""
         store = self.stores[partition]
-        stored = store.get(key)
-        state = user_state.decode(stored) if stored is not None else None
-        new, prediction = self.learner.observe(state, seen.user, seen.item, seen.score, offset)
-        if prediction is None:
-            assert stored is not None
-            self._send(self.changelog, key, stored, partition)
-            metrics.DUPLICATES.inc()
-            return
-        record = user_state.encode(new)
-        store.put(key, record)
-        self._send(self.changelog, key, record, partition)
-        self.errors.record(self.learner.version.id, partition, seen.score - prediction)
-        if not self.learner.version.knows_item(seen.item):
-            metrics.UNKNOWN_ITEMS.inc()
-        metrics.APPLIED.inc()
-        metrics.UPDATE_SECONDS.observe(time.perf_counter() - started)
-        kind, timestamp = message.timestamp()
-        if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
-            metrics.VISIBLE_SECONDS.observe(max(time.time() - timestamp / 1000, 0.0))
+        keys = list(dict.fromkeys(event.key for event in events))
+        stored = dict(zip(keys, store.get_many(keys)))
+        states = {key: user_state.decode(value) for key, value in stored.items() if value is not None}
+        new, predictions = self.learner.observe_many(states, events)
+        records = []
+        for key, state in new.items():
+            if state is states.get(key):  # every event of the user was applied already
+                self._send(self.changelog, key, stored[key], partition)  # the changelog may have lost it
+            else:
+                records.append((key, user_state.encode(state)))
+        store.put_many(records)
+        for key, record in records:
+            self._send(self.changelog, key, record, partition)
+        written = sum(len(key) + len(record) for key, record in records)
+        metrics.RECORD_BYTES.labels(to="table").inc(written)
+        metrics.RECORD_BYTES.labels(to="changelog").inc(written)
+        version = self.learner.version
+        done = [(event, prediction) for event, prediction in zip(events, predictions) if prediction is not None]
+        self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]))
+        if unknown := sum(not version.knows_item(e.item) for e, _ in done):
+            metrics.UNKNOWN_ITEMS.inc(unknown)
+        if len(done) < len(events):
+            metrics.DUPLICATES.inc(len(events) - len(done))
+        return len(done)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
               headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -331,10 +355,7 @@ def carry_seen(stored: bytes | None, rebuilt: user_state.UserState) -> user_stat
     """The rebuilt state, still knowing the items the user saw before the version's training end."""
     if stored is None:
         return rebuilt
-    seen = user_state.decode(stored).seen
-    for item in rebuilt.seen.tolist():
-        seen = remember(seen, item)
-    return replace(rebuilt, seen=seen)
+    return replace(rebuilt, seen=remember(user_state.decode(stored).seen, rebuilt.seen.tolist()))
 
 
 def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
