@@ -59,6 +59,22 @@ def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
     return messages + reader.consume(most - 1, timeout=0) if messages else messages
 
 
+def read_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> Iterator[Message]:
+    """Messages of one partition with offsets in [start, end), in order."""
+    if start >= end:
+        return
+    reader = consumer(settings, group=f"{settings.app_id}-replay")
+    tp = TopicPartition(topic, partition)
+    try:
+        reader.assign([TopicPartition(topic, partition, start)])
+        while reader.position([tp])[0].offset < end:
+            for message in arrived(reader, 10_000, 1.0):
+                if message.error() is None and message.offset() < end:
+                    yield message
+    finally:
+        reader.close()
+
+
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Each partition's end offset (the offset the next message will get)."""
     reader = consumer(settings, group=f"{settings.app_id}-watermarks")

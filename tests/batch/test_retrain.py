@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -124,3 +125,37 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     assert sum(state.count for state in states.values()) == 16_000
     assert_matches(states, reference_on(settings, ModelStore(settings.model_store).load(older.id), older.training_end))
     assert "rollback" in Path(worker.log).read_text()
+
+
+def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds_it_again(
+    running: tuple[Settings, WorkerProcess],
+) -> None:
+    settings, worker = running
+    worker.start()  # the rollback test left it stopped
+    steady_load(settings, 20_000, seed=6).join()
+    # The active θ with no users and training_end 0: the shadow replays the whole topic, for seconds.
+    store = ModelStore(settings.model_store)
+    active = versions.active(settings).version
+    trained = store.load(active.id)
+    empty = np.zeros(0, np.int64)
+    bare = replace(trained, id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=empty, user_counts=empty,
+                   user_vectors=np.zeros((0, trained.d), np.float32))
+    start = {p: 0 for p in range(settings.partitions)}
+    store.save(bare, msgspec.structs.replace(active, id=bare.id, created_at=time.time(), training_end=start))
+    during = steady_load(settings, 3_000, seed=7)
+    versions.activate(settings, bare.id, reason="rebuild from the start")
+    deadline = time.monotonic() + 60
+    while f"swapping to version {bare.id}" not in Path(worker.log).read_text():
+        assert time.monotonic() < deadline, "the worker never started the swap"
+        time.sleep(0.002)
+    worker.kill9()
+    assert f"swapped to version {bare.id}" not in Path(worker.log).read_text(), "killed too late: after the swap"
+    worker.start()
+    during.join()
+    wait_until_committed(settings, settings.topic("observations"), worker)
+    worker.stop()
+
+    states = worker_states(settings)
+    assert {state.version for state in states.values()} == {bare.id}
+    assert sum(state.count for state in states.values()) == 39_000  # every event of the module, once
+    assert_matches(states, reference_on(settings, bare, start))

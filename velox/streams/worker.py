@@ -50,16 +50,17 @@ from velox.schemas import observation, partitioning, user_state
 from velox.schemas.dead_letter import DeadLetter
 from velox.settings import Settings
 from velox.schemas.model_version import Activation
-from velox.streams import metrics, swap
+from velox.streams import metrics
 from velox.streams.moves import Mover
 from velox.schemas.user_state import table_path
 from velox.streams.store import VERSION_KEY, PartitionStore
-from velox.streams.swap import read_range
+from velox.streams.swap import Shadow, users_by_partition
 
 log = logging.getLogger("velox.worker")
 
 COMMIT_INTERVAL = 1.0
 BATCH = 2_000
+SWAP_SLICE = 0.02  # seconds of a swap's replay between two live batches
 
 
 class Worker:
@@ -77,6 +78,11 @@ class Worker:
         self.delivered: dict[int, int] = {}  # last acknowledged changelog offset, per partition
         self.failures: list[KafkaError] = []
         self.errors = PrequentialErrors()
+        # During a swap: the partitions still on an older version, and the shadows being built.
+        self.live: dict[int, Learner] = {}
+        self.shadows: dict[int, Shadow] = {}
+        self.swap_started = 0.0
+        self.swap_replayed = 0
         self.stopping = False
         self.producer = kafka.producer(settings, on_delivery=self._on_delivery)
         self.mover = Mover(settings, self.source)
@@ -94,7 +100,7 @@ class Worker:
             version = ModelStore(activation.store).load(activation.version.id)
             self.training_end = activation.version.training_end
         self.learner = Learner(version, self.rule)
-        self.version_users = swap.users_by_partition(self.learner, self.settings.partitions)
+        self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -105,7 +111,7 @@ class Worker:
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow. An idle wait of 50 ms bounds
                 # how late an activation is noticed when no events come.
-                if messages := kafka.arrived(self.consumer, BATCH, 0.05):
+                if messages := kafka.arrived(self.consumer, BATCH, 0 if self.shadows else 0.05):
                     self._apply(messages)
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
@@ -113,6 +119,8 @@ class Worker:
                 activation = self.follower.poll()
                 if activation is not None and activation.version.id != self.learner.version.id:
                     self._swap(activation)
+                if self.shadows:
+                    self._advance_swap()
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
                     self._commit()
@@ -177,7 +185,8 @@ class Worker:
         keys = list(dict.fromkeys(event.key for event in events))
         stored = dict(zip(keys, store.get_many(keys)))
         states = {key: user_state.decode(value) for key, value in stored.items() if value is not None}
-        new, predictions = self.learner.observe_many(states, events)
+        learner = self.live.get(partition, self.learner)
+        new, predictions = learner.observe_many(states, events)
         records = []
         for key, state in new.items():
             if state is states.get(key):  # every event of the user was applied already
@@ -190,7 +199,7 @@ class Worker:
         written = sum(len(key) + len(record) for key, record in records)
         metrics.RECORD_BYTES.labels(to="table").inc(written)
         metrics.RECORD_BYTES.labels(to="changelog").inc(written)
-        version = self.learner.version
+        version = learner.version
         done = [(event, prediction) for event, prediction in zip(events, predictions) if prediction is not None]
         self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]))
         if unknown := sum(not version.knows_item(e.item) for e, _ in done):
@@ -262,40 +271,61 @@ class Worker:
         )
 
     def _swap(self, activation: Activation) -> None:
-        """Rebuild every owned partition on the announced version; events wait in Kafka meanwhile."""
-        started = time.monotonic()
-        self._commit()
+        """Start building every owned partition on the announced version, beside the live states
+        (see velox.streams.swap); the live stream goes on meanwhile."""
+        for partition in self.stores:  # each partition stays on its version until its shadow is done
+            self.live.setdefault(partition, self.learner)
+        for shadow in self.shadows.values():  # a newer activation replaces one in progress
+            shadow.close()
         self._use(activation)
-        replayed = sum(self._rebuild(partition) for partition in sorted(self.stores))
-        metrics.SWAPS.inc()
-        log.info(
-            "swapped to version %s (%s) in %.2f s: partitions %s, %d observations re-applied after its training end",
-            activation.version.id, activation.reason or "no reason given", time.monotonic() - started,
-            sorted(self.stores), replayed,
-        )
+        self.shadows = {partition: self._shadow(partition) for partition in sorted(self.stores)}
+        self.swap_started, self.swap_replayed = time.monotonic(), 0
+        log.info("swapping to version %s (%s): building partitions %s beside the live states",
+                 activation.version.id, activation.reason or "no reason given", sorted(self.shadows))
+
+    def _advance_swap(self) -> None:
+        """One slice of the swap's replay; switch the partition whose shadow has caught up."""
+        partition, shadow = next(iter(self.shadows.items()))
+        if not shadow.advance(self._position(partition), SWAP_SLICE):
+            return
+        self.swap_replayed += self._switch(self.shadows.pop(partition))
+        if not self.shadows:
+            metrics.SWAPS.inc()
+            log.info(
+                "swapped to version %s in %.2f s: partitions %s, %d observations re-applied after its training end",
+                self.learner.version.id, time.monotonic() - self.swap_started, sorted(self.stores), self.swap_replayed,
+            )
 
     def _rebuild(self, partition: int) -> int:
-        """Rebuild one partition's states on the current version (see velox.streams.swap); return the replay count.
+        """Build one partition on the current version at once (an assigned partition on another); the replay count."""
+        shadow = self._shadow(partition)
+        while not shadow.advance(self._position(partition), 1.0):
+            pass
+        return self._switch(shadow)
 
-        Records first, locally and to the changelog; the version marker last, once the changelog
-        holds every record. A crash in between leaves the old marker, and the rebuild runs again.
+    def _shadow(self, partition: int) -> Shadow:
+        return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
+                      self.training_end.get(partition, 0))
+
+    def _switch(self, shadow: Shadow) -> int:
+        """Put the partition on the shadow's version; return the shadow's replay count.
+
+        The table gets the records and the version marker in one write batch. The changelog
+        gets them in the same order, marker last, without waiting: its producer keeps order, so a
+        changelog whose last marker is the new version holds all its records, and one that lacks
+        the marker (a crash before it was sent) makes a worker recovering from it build again.
         """
-        end = self._position(partition)
-        start = self.training_end.get(partition, 0)
-        states, replayed = swap.rebuild(
-            self.settings, self.learner, self.version_users.get(partition, []), partition, start, end
-        )
-        store = self.stores[partition]
-        records = [(key, user_state.encode(carry_seen(store.get(key), state))) for key, state in states.items()]
+        partition, store = shadow.partition, self.stores[shadow.partition]
+        keys = list(shadow.states)
+        records = [(key, user_state.encode(carry_seen(stored, state)))
+                   for key, stored, state in zip(keys, store.get_many(keys), shadow.states.values())]
+        records.append((VERSION_KEY, shadow.learner.version.id.encode()))
         store.put_many(records)
         for key, record in records:
             self._send(self.changelog, key, record, partition)
-        marker = self.learner.version.id.encode()
-        self._send(self.changelog, VERSION_KEY, marker, partition)
-        if self.producer.flush(60) != 0 or self.failures:
-            raise ChangelogFailed(f"changelog writes of the rebuild failed: {self.failures[:3]}")
-        store.put(VERSION_KEY, marker)
-        return replayed
+        self.live.pop(partition, None)
+        shadow.close()
+        return shadow.replayed
 
     def _position(self, partition: int) -> int:
         """The next source offset this worker will process in ``partition``."""
@@ -334,6 +364,10 @@ class Worker:
 
     def _close(self, partitions: list[int]) -> None:
         for partition in partitions:
+            shadow = self.shadows.pop(partition, None)
+            if shadow is not None:
+                shadow.close()
+            self.live.pop(partition, None)
             store = self.stores.pop(partition, None)
             if store is not None:
                 store.close()
@@ -366,7 +400,7 @@ def recover(settings: Settings, topic: str, partition: int, store: PartitionStor
     finally:
         reader.close()
     applied = 0
-    messages = read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
+    messages = kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
     while chunk := list(islice(messages, 10_000)):
         store.apply_changelog(((m.key(), m.value()) for m in chunk), chunk[-1].offset())
         applied += len(chunk)

@@ -1,0 +1,149 @@
+"""A model swap under a steady stream: how long the live updates wait, and how long the swap takes.
+
+1. Produce ``--backlog`` observations (100,000 users, 10,000 items, d=50) and let a worker apply
+   them: its batched rate is the ceiling the swap's replay is held to.
+2. Save a version with the same θ, no users and ``training_end`` 0 in every partition, so the
+   swap replays everything; produce ``--rate`` events/s (2,000) throughout.
+3. Activate it. During the swap (activation to the worker's "swapped" line): the longest
+   produce-to-visible time and its p99, from the worker's histogram (an event that arrived
+   when a stall began waits at least the stall, so the longest is a bound on the longest gap);
+   the swap's time against the replay's own (replayed events / the batched rate).
+4. Produce more, to reach ``--sizes``' next figure, and swap again.
+
+    python bench/swap.py [--sizes 250000,1000000] [--json bench/results/swap.json]
+
+Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from stream import applied, broker_settings, produce, progress, scrape
+from velox import processes, topics, versions
+from velox.broker import free_bootstrap
+from velox.model.store import ModelStore
+from velox.schemas.model_version import VersionInfo
+from velox.settings import Settings
+from velox.versions import initial_version
+
+USERS, ITEMS = 100_000, 10_000
+
+
+def visible(port: int) -> list[tuple[float, float]]:
+    samples = scrape(port)["velox_worker_visible_seconds"]
+    return [(float(s.labels["le"]), s.value) for s in samples if s.name.endswith("_bucket")]
+
+
+def window(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> dict[str, float]:
+    """p50, p99 and the highest bucket reached by the observations between two scrapes (ms)."""
+    counts = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
+    total = counts[-1][1]
+    figures = {}
+    for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+        figures[name] = 1000 * next(le for le, count in counts if count >= q * total)
+    figures["longest_ms"] = 1000 * next(le for le, count in counts if count >= total)
+    figures["events"] = total
+    return figures
+
+
+def bare_version(settings: Settings) -> str:
+    """Save θ with no users and training_end 0: a swap to it replays every observation."""
+    empty = np.zeros(0, np.int64)
+    version = replace(initial_version(settings), id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=empty,
+                      user_counts=empty, user_vectors=np.zeros((0, settings.d), np.float32))
+    info = VersionInfo(id=version.id, created_at=time.time(), d=version.d,
+                       training_end={p: 0 for p in range(settings.partitions)})
+    ModelStore(settings.model_store).save(version, info)
+    return version.id
+
+
+def swap(settings: Settings, port: int, log_file: Path, rate: float, ceiling: float) -> dict[str, float]:
+    version_id = bare_version(settings)
+    stop = threading.Event()
+
+    def steady() -> None:
+        while not stop.is_set():
+            produce(settings, settings.topic("observations"), int(rate), USERS, ITEMS, rate=rate)
+
+    producer = threading.Thread(target=steady)
+    producer.start()
+    try:
+        time.sleep(2)  # the steady stream is flowing
+        before = visible(port)
+        versions.activate(settings, version_id, reason="bench")
+        done = re.compile(rf"swapped to version {version_id} in ([\d.]+) s: .* (\d+) observations re-applied")
+        while not (found := done.search(log_file.read_text())):
+            time.sleep(0.05)
+        after = visible(port)
+    finally:
+        stop.set()
+        producer.join()
+    seconds, replayed = float(found.group(1)), int(found.group(2))
+    replay_s = replayed / ceiling
+    return {"replayed": replayed, "swap_s": seconds, "replay_alone_s": round(replay_s, 2),
+            "ratio": round(seconds / replay_s, 3), **window(before, after)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="250000,1000000")
+    parser.add_argument("--rate", type=float, default=2_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="velox-bench-swap-"))
+    results = []
+    try:
+        with broker_settings(work) as base:
+            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=8, d=50, items=ITEMS,
+                                    worker_metrics_port=int(free_bootstrap().split(":")[1]))
+            topics.ensure(settings)
+            log_file = settings.data / "worker.log"
+            worker = processes.spawn(settings, log_file, "worker")
+            try:
+                produced = 0
+                for size in sizes:
+                    backlog = size - produced
+                    progress(f"producing {backlog:,} events (so that {size:,} came after the training end)")
+                    before = applied(settings.worker_metrics_port)
+                    produce(settings, settings.topic("observations"), backlog, USERS, ITEMS)
+                    started = time.perf_counter()
+                    while applied(settings.worker_metrics_port) < before + backlog:
+                        if worker.poll() is not None:
+                            raise SystemExit(f"worker exited; see {log_file}")
+                        time.sleep(0.2)
+                    ceiling = backlog / (time.perf_counter() - started)
+                    produced = size
+                    progress(f"  worker applied them at {ceiling:,.0f} events/s; swapping under {args.rate:,.0f} events/s")
+                    figures = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
+                    figures |= {"since_training_end": size, "batched_rate": round(ceiling)}
+                    progress(f"  {figures}")
+                    results.append(figures)
+                    produced = figures["replayed"]  # what the topic holds now, near enough
+            finally:
+                processes.stop(worker)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for r in results:
+        print(f"swap of {r['replayed']:,} observations: {r['swap_s']:.1f} s against {r['replay_alone_s']:.1f} s "
+              f"for the replay alone (ratio {r['ratio']:.2f}); during it, produce-to-visible p99 {r['p99_ms']:.0f} ms, "
+              f"longest {r['longest_ms']:.0f} ms (histogram bucket)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rate": args.rate, "swaps": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
