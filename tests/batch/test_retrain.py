@@ -32,18 +32,23 @@ pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.so
 
 
 def reference_on(settings: Settings, version: ModelVersion, training_end: dict[int, int]) -> dict[int, UserState]:
-    """Each trained user from their vector and training count, then every observation after the training end."""
+    """Each trained user from their vector and training count, then every observation after the training end;
+    the items each rated, before the training end too."""
     learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2))
     states = {
         int(user): replace(learner.rule.start(version.id, version.user_vectors[row]), count=int(version.user_counts[row]))
         for row, user in enumerate(version.user_ids)
     }
+    rated: dict[int, list[int]] = {}  # every item each user rated, before the training end too
     for message in read_all(settings, settings.topic("observations")):
         seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions)
-        if seen is not None and message.offset() >= training_end.get(message.partition(), 0):
+        if seen is None:
+            continue
+        rated.setdefault(seen.user, []).append(seen.item)
+        if message.offset() >= training_end.get(message.partition(), 0):
             states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
                                                    message.offset())
-    return states
+    return {user: replace(state, seen=np.array(rated.get(user, []), np.int64)) for user, state in states.items()}
 
 
 def assert_matches(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:
@@ -52,6 +57,7 @@ def assert_matches(actual: dict[int, UserState], expected: dict[int, UserState])
         got = actual[user]
         assert (got.version, got.count) == (want.version, want.count), f"user {user}"
         np.testing.assert_allclose(got.w, want.w, atol=1e-5, err_msg=f"user {user}")
+        assert set(got.seen.tolist()) == set(want.seen.tolist()), f"user {user}: the items they rated"
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,16 @@ def test_seen_items_round_trip_after_the_rls_statistics() -> None:
     np.testing.assert_array_equal(decoded.b, start.b)
 
 
+@pytest.mark.parametrize("seen", [[], [5, 2**40, 7]])
+def test_a_record_can_take_the_seen_items_of_another_record_of_the_user(seen: list[int]) -> None:
+    old = UserState("v-1", np.zeros(2, np.float32), 4, 10, seen=np.array(seen, np.int64))
+    start = RLS(l2=1.0).start("v-2", np.ones(3, dtype=np.float32))
+    new = UserState(start.version, start.w, 1, 11, start.a_inv, start.b, np.array([9], np.int64))
+    decoded = user_state.decode(user_state.encode(new, user_state.encode(old)))
+    assert (decoded.version, decoded.count, decoded.offset, decoded.seen.tolist()) == ("v-2", 1, 11, seen)
+    np.testing.assert_array_equal(decoded.a_inv, start.a_inv)
+
+
 def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
     state = RLS(l2=3.0).start("v-2", np.array([1.0, 2.0], dtype=np.float32))
     decoded = user_state.decode(user_state.encode(state))

@@ -51,19 +51,29 @@ class UserState:
     seen: np.ndarray = field(default_factory=lambda: _NO_ITEMS)
 
 
-def encode(state: UserState) -> bytes:
+def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
+    """The record of ``state``; with ``seen_of`` (another record of the same user), with that
+    record's seen items instead of the state's, copied without decoding them (a model swap keeps
+    what the user saw)."""
+    seen = state.seen.astype("<i8", copy=False).tobytes() if seen_of is None else _raw_seen(seen_of)
     version = state.version.encode()
     flags = _HAS_RLS if state.a_inv is not None else 0
     parts = [
         _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
         version,
-        _SEEN.pack(len(state.seen)),
+        _SEEN.pack(len(seen) // 8),
         state.w.astype("<f4", copy=False).tobytes(),
     ]
     if state.a_inv is not None and state.b is not None:
         parts += [state.a_inv.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
-    parts.append(state.seen.astype("<i8", copy=False).tobytes())
+    parts.append(seen)
     return b"".join(parts)
+
+
+def _raw_seen(data: bytes) -> bytes:
+    """The seen items of a record as they are stored: its last bytes."""
+    (n_seen,) = _SEEN.unpack_from(data, _HEADER.size + _HEADER.unpack_from(data)[-1])
+    return data[len(data) - 8 * n_seen:] if n_seen else b""
 
 
 def decode(data: bytes) -> UserState:

@@ -9,28 +9,34 @@ version.
 
 A ``Shadow`` does that replay in memory, a slice at a time (``advance``), while the worker goes
 on applying the live stream to the current states; the replay's end is the live position, which
-moves. Once the shadow has reached it, every event the live states saw is in the shadow too, and
-the worker switches the partition (``Worker._switch``): the shadow's records and the version
-marker go to the changelog, then to the table in one write batch, so the edge sees the whole
-partition on the old version or on the new one, never half; from then on the partition's events
-are applied on the new version. Nothing is written before the switch: a crash during the build
-leaves the old states and the old marker, and the worker builds the shadow again when it restarts.
+moves. Once the shadow has reached it, it keeps following it and encodes its records, a slice at
+a time too (``prepare``: the records keep the items each user saw before the training end, which
+only the stored record knows); a user the replay changes after that is encoded again at the end.
+Then every event the live states saw is in the shadow too, and the worker switches the partition
+(``Worker._switch``): the records and the version marker go to the table in one write batch, so
+the edge sees the whole partition on the old version or on the new one, never half, and then to
+the changelog in the same order; from then on the partition's events are applied on the new
+version. Nothing is written before the switch: a crash during the build leaves the old states and
+the old marker, and the worker builds the shadow again when it restarts.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
+from itertools import islice
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from velox import kafka
 from velox.model.learner import Event, Learner
-from velox.schemas import observation, partitioning
+from velox.schemas import observation, partitioning, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
+from velox.streams.store import VERSION_KEY, PartitionStore
 
 CHUNK = 250  # messages read and applied per step: a few milliseconds
+ENCODE_CHUNK = 500  # records prepared per step: a few milliseconds
 
 
 def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
@@ -59,10 +65,12 @@ class Shadow:
         self.reader.assign([TopicPartition(self.source, partition, start)])
         self.start = start
         self.ahead: list[Message] = []  # read, but at or past the live position when read
+        self.records: dict[bytes, bytes] = {}  # encoded by prepare
+        self.unprepared: set[bytes] = set()  # changed by the replay since prepare began, or not yet encoded
+        self.preparing = False
 
-    def advance(self, end: int, budget: float) -> bool:
-        """Apply the observations below ``end`` for about ``budget`` seconds; whether all below ``end`` are in."""
-        deadline = time.monotonic() + budget
+    def advance(self, end: int, deadline: float) -> bool:
+        """Apply the observations below ``end`` until ``deadline`` (monotonic); whether all below ``end`` are in."""
         while True:
             if self.ahead:  # in offset order
                 due = [m for m in self.ahead if m.offset() < end]
@@ -94,6 +102,31 @@ class Shadow:
             new, _ = self.learner.observe_many(self.states, events)
             self.states.update(new)
             self.replayed += len(events)
+            if self.preparing:
+                self.unprepared.update(new)
+
+    def prepare(self, store: PartitionStore, deadline: float) -> bool:
+        """Encode records until ``deadline`` (monotonic); whether every state's record is up to date.
+
+        A record keeps the seen items of the stored one: they include the items rated before
+        the training end, and the live states have seen every event the replay applies.
+        """
+        if not self.preparing:
+            self.preparing, self.unprepared = True, set(self.states)
+        while self.unprepared:
+            if time.monotonic() >= deadline:
+                return False
+            keys = list(islice(self.unprepared, ENCODE_CHUNK))
+            self.unprepared.difference_update(keys)
+            for key, stored in zip(keys, store.get_many(keys)):
+                self.records[key] = user_state.encode(self.states[key], stored)
+        return True
+
+    def switch_records(self, store: PartitionStore) -> list[tuple[bytes, bytes]]:
+        """Every record of the new version's states, then its version marker: what the switch writes."""
+        while not self.prepare(store, time.monotonic() + 1.0):
+            pass
+        return [*self.records.items(), (VERSION_KEY, self.learner.version.id.encode())]
 
     def close(self) -> None:
         self.reader.close()

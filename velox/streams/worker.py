@@ -31,29 +31,35 @@ RocksDB table 2,800 events/s; this loop, with the same work as the Faust table, 
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
-from dataclasses import replace
 from itertools import islice
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from velox import kafka, owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
-from velox.model.learner import Event, Learner, UpdateRule, make_rule, remember
-from velox.model.store import ModelStore
+from velox.model.learner import Event, Learner, UpdateRule, make_rule
 from velox.model.prequential import PrequentialErrors
+from velox.model.store import ModelStore
 from velox.schemas import metrics as metrics_schema
 from velox.schemas import observation, partitioning, user_state
 from velox.schemas.dead_letter import DeadLetter
-from velox.settings import Settings
 from velox.schemas.model_version import Activation
+from velox.schemas.user_state import table_path
+from velox.settings import Settings
 from velox.streams import metrics
 from velox.streams.moves import Mover
-from velox.schemas.user_state import table_path
-from velox.streams.store import VERSION_KEY, PartitionStore
+from velox.streams.store import PartitionStore
 from velox.streams.swap import Shadow, users_by_partition
 
 log = logging.getLogger("velox.worker")
@@ -78,9 +84,11 @@ class Worker:
         self.delivered: dict[int, int] = {}  # last acknowledged changelog offset, per partition
         self.failures: list[KafkaError] = []
         self.errors = PrequentialErrors()
-        # During a swap: the partitions still on an older version, and the shadows being built.
+        # During a swap: the partitions still on an older version, those still to build on the
+        # new one (in turn: one shadow at a time), and the one being built.
         self.live: dict[int, Learner] = {}
-        self.shadows: dict[int, Shadow] = {}
+        self.building: list[int] = []
+        self.shadow: Shadow | None = None
         self.swap_started = 0.0
         self.swap_replayed = 0
         self.stopping = False
@@ -103,24 +111,35 @@ class Worker:
         self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
+        import gc
+        def cb(phase, info):
+            if phase=="start": self._g=time.perf_counter()
+            else:
+                d=time.perf_counter()-self._g
+                if d>0.005: log.info("GC gen%s %.1f ms collected %s", info["generation"], d*1000, info["collected"])
+        gc.callbacks.append(cb)
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         last_commit = last_metrics = time.monotonic()
         try:
             while not self.stopping:
+                T=[time.perf_counter()]
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow. An idle wait of 50 ms bounds
                 # how late an activation is noticed when no events come.
-                if messages := kafka.arrived(self.consumer, BATCH, 0 if self.shadows else 0.05):
+                if messages := kafka.arrived(self.consumer, BATCH, 0 if self.building else 0.05):
                     self._apply(messages)
+                T.append(time.perf_counter())
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
                     self._commit()
                 activation = self.follower.poll()
                 if activation is not None and activation.version.id != self.learner.version.id:
                     self._swap(activation)
-                if self.shadows:
+                T.append(time.perf_counter())
+                if self.building:
                     self._advance_swap()
+                T.append(time.perf_counter())
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
                     self._commit()
@@ -128,6 +147,9 @@ class Worker:
                 if now - last_metrics >= self.settings.metrics_interval:
                     self._publish_metrics()
                     last_metrics = now
+                T.append(time.perf_counter())
+                if T[-1]-T[0] > 0.04:
+                    log.info("SLOW %s", [round(1000*(b-a),1) for a,b in zip(T,T[1:])])
             self._commit()
             self._publish_metrics()
             owners.announce(self.settings, self.producer, [])
@@ -275,21 +297,30 @@ class Worker:
         (see velox.streams.swap); the live stream goes on meanwhile."""
         for partition in self.stores:  # each partition stays on its version until its shadow is done
             self.live.setdefault(partition, self.learner)
-        for shadow in self.shadows.values():  # a newer activation replaces one in progress
-            shadow.close()
+        if self.shadow is not None:  # a newer activation replaces the one in progress
+            self.shadow.close()
+            self.shadow = None
         self._use(activation)
-        self.shadows = {partition: self._shadow(partition) for partition in sorted(self.stores)}
+        self.building = sorted(self.stores)
         self.swap_started, self.swap_replayed = time.monotonic(), 0
         log.info("swapping to version %s (%s): building partitions %s beside the live states",
-                 activation.version.id, activation.reason or "no reason given", sorted(self.shadows))
+                 activation.version.id, activation.reason or "no reason given", self.building)
 
     def _advance_swap(self) -> None:
-        """One slice of the swap's replay; switch the partition whose shadow has caught up."""
-        partition, shadow = next(iter(self.shadows.items()))
-        if not shadow.advance(self._position(partition), SWAP_SLICE):
+        """One slice of the swap's replay or of its encoding; switch the partition whose shadow is ready."""
+        if self.shadow is None:
+            self.shadow = self._shadow(self.building[0])
+        shadow, started = self.shadow, time.monotonic()
+        deadline = started + SWAP_SLICE
+        if not (shadow.advance(self._position(shadow.partition), deadline)
+                and shadow.prepare(self.stores[shadow.partition], deadline)):
             return
-        self.swap_replayed += self._switch(self.shadows.pop(partition))
-        if not self.shadows:
+        if time.monotonic() - started > SWAP_SLICE / 4:  # the switch (a write batch) takes a slice of its own
+            return
+        self.swap_replayed += self._switch(shadow)
+        self.building.remove(shadow.partition)
+        self.shadow = None
+        if not self.building:
             metrics.SWAPS.inc()
             log.info(
                 "swapped to version %s in %.2f s: partitions %s, %d observations re-applied after its training end",
@@ -299,7 +330,7 @@ class Worker:
     def _rebuild(self, partition: int) -> int:
         """Build one partition on the current version at once (an assigned partition on another); the replay count."""
         shadow = self._shadow(partition)
-        while not shadow.advance(self._position(partition), 1.0):
+        while not shadow.advance(self._position(partition), time.monotonic() + 1.0):
             pass
         return self._switch(shadow)
 
@@ -316,15 +347,18 @@ class Worker:
         the marker (a crash before it was sent) makes a worker recovering from it build again.
         """
         partition, store = shadow.partition, self.stores[shadow.partition]
-        keys = list(shadow.states)
-        records = [(key, user_state.encode(carry_seen(stored, state)))
-                   for key, stored, state in zip(keys, store.get_many(keys), shadow.states.values())]
-        records.append((VERSION_KEY, shadow.learner.version.id.encode()))
+        t0=time.perf_counter()
+        records = shadow.switch_records(store)
+        t1=time.perf_counter()
         store.put_many(records)
+        t2=time.perf_counter()
         for key, record in records:
             self._send(self.changelog, key, record, partition)
+        t3=time.perf_counter()
         self.live.pop(partition, None)
         shadow.close()
+        t4=time.perf_counter()
+        log.info("SWITCH %s", [round(1000*(b-a),1) for a,b in zip([t0,t1,t2,t3],[t1,t2,t3,t4])])
         return shadow.replayed
 
     def _position(self, partition: int) -> int:
@@ -364,9 +398,11 @@ class Worker:
 
     def _close(self, partitions: list[int]) -> None:
         for partition in partitions:
-            shadow = self.shadows.pop(partition, None)
-            if shadow is not None:
-                shadow.close()
+            if partition in self.building:
+                self.building.remove(partition)
+            if self.shadow is not None and self.shadow.partition == partition:
+                self.shadow.close()
+                self.shadow = None
             self.live.pop(partition, None)
             store = self.stores.pop(partition, None)
             if store is not None:
@@ -383,13 +419,6 @@ class Worker:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.source, partition), cached=True)
             if high >= 0:
                 metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
-
-
-def carry_seen(stored: bytes | None, rebuilt: user_state.UserState) -> user_state.UserState:
-    """The rebuilt state, still knowing the items the user saw before the version's training end."""
-    if stored is None:
-        return rebuilt
-    return replace(rebuilt, seen=remember(user_state.decode(stored).seen, rebuilt.seen.tolist()))
 
 
 def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
@@ -417,6 +446,11 @@ def run(settings: Settings) -> None:
             f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
         )
     worker = Worker(settings, make_rule(settings.rule, settings.learning_rate, settings.l2))
+    # Each event allocates short-lived objects and makes no cycles, while a swap holds a
+    # partition's states in memory: with the default thresholds a full collection ran every
+    # 0.3 s and took up to 60 ms (bench/swap.py), a stall of the stream each time.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     version = worker.learner.version
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
