@@ -38,13 +38,7 @@ import time
 from itertools import islice
 
 import numpy as np
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from velox import kafka, owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
@@ -111,35 +105,24 @@ class Worker:
         self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
-        import gc
-        def cb(phase, info):
-            if phase=="start": self._g=time.perf_counter()
-            else:
-                d=time.perf_counter()-self._g
-                if d>0.005: log.info("GC gen%s %.1f ms collected %s", info["generation"], d*1000, info["collected"])
-        gc.callbacks.append(cb)
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         last_commit = last_metrics = time.monotonic()
         try:
             while not self.stopping:
-                T=[time.perf_counter()]
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow. An idle wait of 50 ms bounds
                 # how late an activation is noticed when no events come.
                 if messages := kafka.arrived(self.consumer, BATCH, 0 if self.building else 0.05):
                     self._apply(messages)
-                T.append(time.perf_counter())
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
                     self._commit()
                 activation = self.follower.poll()
                 if activation is not None and activation.version.id != self.learner.version.id:
                     self._swap(activation)
-                T.append(time.perf_counter())
                 if self.building:
                     self._advance_swap()
-                T.append(time.perf_counter())
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
                     self._commit()
@@ -147,9 +130,6 @@ class Worker:
                 if now - last_metrics >= self.settings.metrics_interval:
                     self._publish_metrics()
                     last_metrics = now
-                T.append(time.perf_counter())
-                if T[-1]-T[0] > 0.04:
-                    log.info("SLOW %s", [round(1000*(b-a),1) for a,b in zip(T,T[1:])])
             self._commit()
             self._publish_metrics()
             owners.announce(self.settings, self.producer, [])
@@ -347,18 +327,12 @@ class Worker:
         the marker (a crash before it was sent) makes a worker recovering from it build again.
         """
         partition, store = shadow.partition, self.stores[shadow.partition]
-        t0=time.perf_counter()
         records = shadow.switch_records(store)
-        t1=time.perf_counter()
         store.put_many(records)
-        t2=time.perf_counter()
         for key, record in records:
             self._send(self.changelog, key, record, partition)
-        t3=time.perf_counter()
         self.live.pop(partition, None)
         shadow.close()
-        t4=time.perf_counter()
-        log.info("SWITCH %s", [round(1000*(b-a),1) for a,b in zip([t0,t1,t2,t3],[t1,t2,t3,t4])])
         return shadow.replayed
 
     def _position(self, partition: int) -> int:
