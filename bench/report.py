@@ -30,6 +30,7 @@ or one at a time (each starts its own Kafka broker and stops it):
 
     .venv/bin/python bench/broker_start.py --runs 3 --json bench/results/broker_start.json
     .venv/bin/python bench/stream.py --json bench/results/stream.json
+    .venv/bin/python bench/swap.py --json bench/results/swap.json
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/accuracy.py        # writes bench/results/accuracy.json and accuracy.png
@@ -76,6 +77,8 @@ def rows() -> list[tuple[str, ...]]:
                           f"{b['ratio']:.2f}", "", "", when("broker_start"), "bench/broker_start.py"))
     if stream := load("stream"):
         found += stream_rows(stream)
+    if swap := load("swap"):
+        found += swap_rows(swap)
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",
@@ -175,6 +178,21 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
             found.append((f"produce → state visible at {stream['latency_rate']:,.0f} events/s ({rule})",
                           f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", "", "", "p99 ≤ 50 ms",
                           verdict(r["p99_ms"] <= 50), date, "bench/stream.py"))
+    return found
+
+
+def swap_rows(swap: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each swap under a steady stream, against the replay's own time and issue 20's targets."""
+    found: list[tuple[str, ...]] = []
+    date, rate = when("swap"), swap["rate"]
+    for s in swap["swaps"]:
+        what = f"swap after {s['since_training_end']:,} observations, {rate:,.0f} events/s produced"
+        found.append((f"{what}: time to serve every partition", f"{s['swap_s']:.1f} s",
+                      f"replay alone {s['replay_alone_s']:.1f} s ({s['batched_rate']:,}/s)", f"{s['ratio']:.2f}",
+                      "≤ 1.2", verdict(s["ratio"] <= 1.2), date, "bench/swap.py"))
+        found.append((f"{what}: produce → visible during it", f"p50 ≤ {s['p50_ms']:.0f} ms, p99 ≤ {s['p99_ms']:.0f} ms, "
+                      f"longest ≤ {s['longest_ms']:.0f} ms (histogram buckets)", "", "", "p99 and longest ≤ 100 ms",
+                      verdict(max(s["p99_ms"], s["longest_ms"]) <= 100), date, "bench/swap.py"))
     return found
 
 

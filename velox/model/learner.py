@@ -57,6 +57,7 @@ class Event(NamedTuple):
 class Learner:
     version: ModelVersion
     rule: UpdateRule
+    keeps_seen: bool = True  # a swap's replay keeps none: its records take the stored record's
 
     def observe(
         self, state: UserState | None, user: int, item: int, score: float, offset: int
@@ -74,7 +75,8 @@ class Learner:
         base = self.version.global_mean + float(bias[0])
         prediction = base + float(state.w @ f[0])
         new = self.rule.update(Stats.of(state), f, np.array([score - base]), prior[None].astype(np.float64))
-        return new.state(0, state, 1, offset, remember(state.seen, [item])), prediction
+        seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
+        return new.state(0, state, 1, offset, seen), prediction
 
     def observe_many(
         self, states: Mapping[bytes, UserState | None], events: Sequence[Event]
@@ -133,8 +135,8 @@ class Learner:
             if row not in last:  # every event of the key was applied already
                 result[key] = states[key]  # type: ignore[assignment]
                 continue
-            result[key] = stats.state(row, start, depth[row], events[last[row]].offset,
-                                      remember(start.seen, items[row]))
+            seen = remember(start.seen, items[row]) if self.keeps_seen else start.seen
+            result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen)
         return result, predictions
 
     def _current(self, state: UserState | None, prior: np.ndarray) -> UserState:

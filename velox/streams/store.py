@@ -65,7 +65,8 @@ class PartitionStore:
         self.db.write(batch)
 
     def apply_changelog(self, records: Iterable[tuple[bytes, bytes | None]], last_offset: int) -> None:
-        """Write a run of changelog records and their last offset in one atomic batch."""
+        """Write a run of records and the offset of the last changelog message they reflect, in one
+        atomic batch (records read from the changelog, or a swap's records before they are sent)."""
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:

@@ -10,8 +10,9 @@ version.
 A ``Shadow`` does that replay in memory, a slice at a time (``advance``), while the worker goes
 on applying the live stream to the current states; the replay's end is the live position, which
 moves. Once the shadow has reached it, it keeps following it and encodes its records, a slice at
-a time too (``prepare``: the records keep the items each user saw before the training end, which
-only the stored record knows); a user the replay changes after that is encoded again at the end.
+a time too (``prepare``: a record takes the seen items of the stored one, which has seen every
+event the replay applies and those before the training end, so the replay keeps none); a user the
+replay changes after that is encoded again at the end.
 Then every event the live states saw is in the shadow too, and the worker switches the partition
 (``Worker._switch``): the records and the version marker go to the table in one write batch, so
 the edge sees the whole partition on the old version or on the new one, never half, and then to
@@ -51,7 +52,7 @@ class Shadow:
     """One partition's states on ``learner.version``, replayed from ``start`` towards the live position."""
 
     def __init__(self, settings: Settings, learner: Learner, rows: list[int], partition: int, start: int) -> None:
-        self.settings, self.learner, self.partition = settings, learner, partition
+        self.settings, self.learner, self.partition = settings, replace(learner, keeps_seen=False), partition
         self.started = time.monotonic()
         version = learner.version
         self.states: dict[bytes, UserState] = {}

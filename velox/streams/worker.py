@@ -4,16 +4,19 @@ The consumer group ``<namespace>velox`` shares the partitions of ``observations`
 workers; partitions are by user, so one worker owns a user and applies their events in order.
 For each assigned partition the worker opens its RocksDB and first catches up from the
 ``user-state`` changelog topic (a worker on an empty disk recovers everything from it). Then,
-per event:
+for what each ``consume`` returns:
 
-1. decode and validate; a bad event goes to ``observations-dlq`` with the reason and source;
-   an event outside its user's home partition is moved there (``velox.streams.moves``) and
+1. decode and validate each event; a bad one goes to ``observations-dlq`` with the reason and
+   source; one outside its user's home partition is moved there (``velox.streams.moves``) and
    applied when it comes back from there;
-2. load the user's record; if its last applied source offset is at or past this event, skip
-   it (a replay after a crash) but write the record to the changelog again, since the local
-   DB may have kept a write whose changelog message died with the process;
-3. predict, record the prequential error, apply the update rule;
-4. put the record, with the event's offset inside it, and send it to the changelog.
+2. per partition, load the batch's users in one multi-get; an event at or below its user's last
+   applied source offset is skipped (a replay after a crash), and a user whose events were all
+   skipped is written to the changelog again, since the local DB may have kept a write whose
+   changelog message died with the process;
+3. predict, record the prequential errors, apply the update rule (``Learner.observe_many``:
+   vectorized across users, each user's events in order);
+4. put the records, each with its last applied offset inside, in one write batch, and send each
+   to the changelog.
 
 A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three steps:
 
@@ -24,9 +27,10 @@ A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three st
 So a committed source offset never runs ahead of the changelog, and since every record carries
 its source offset, replaying events after ``kill -9`` changes nothing.
 
-Why not Faust (faust-streaming), as first designed: measured on this 2-core machine, a Faust
-agent that does nothing with each event tops out at 9,100 events/s and one that writes a
-RocksDB table 2,800 events/s; this loop, with the same work as the Faust table, does 34,000.
+A new model version is built beside the live states, one partition at a time, in slices between
+live batches, and each partition switches to it when its shadow has caught up
+(``velox.streams.swap``): the stream is never stopped for a swap. Throughput and the swap's
+stalls are measured by ``bench/stream.py`` and ``bench/swap.py`` (figures in bench/README.md).
 """
 
 from __future__ import annotations
@@ -236,8 +240,7 @@ class Worker:
         if not pending:
             return
         # Step 1. Every changelog record and dead letter sent so far is acknowledged.
-        if self.producer.flush(30) != 0 or self.failures:
-            raise ChangelogFailed(f"changelog or dead-letter writes failed: {self.failures[:3]}")
+        self._flush()
         # Step 2. Each partition's DB remembers how far the changelog reflects it.
         for partition, offset in self.delivered.items():
             if partition in self.stores:
@@ -257,6 +260,11 @@ class Worker:
                 self._rewind()
                 return
         self.committed.update(pending)
+
+    def _flush(self) -> None:
+        """Wait until every changelog record and dead letter sent so far is acknowledged."""
+        if self.producer.flush(30) != 0 or self.failures:
+            raise ChangelogFailed(f"changelog or dead-letter writes failed: {self.failures[:3]}")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
@@ -321,14 +329,17 @@ class Worker:
     def _switch(self, shadow: Shadow) -> int:
         """Put the partition on the shadow's version; return the shadow's replay count.
 
-        The table gets the records and the version marker in one write batch. The changelog
-        gets them in the same order, marker last, without waiting: its producer keeps order, so a
+        The table gets the records, the version marker and the changelog offset acknowledged so
+        far in one write batch: a restart's recovery then applies only changelog records sent
+        after the switch, never an older version's record over a new one. The changelog gets the
+        records in the same order, marker last, without waiting: its producer keeps order, so a
         changelog whose last marker is the new version holds all its records, and one that lacks
         the marker (a crash before it was sent) makes a worker recovering from it build again.
         """
         partition, store = shadow.partition, self.stores[shadow.partition]
         records = shadow.switch_records(store)
-        store.put_many(records)
+        self._flush()
+        store.apply_changelog(records, self.delivered.get(partition, store.changelog_offset))
         for key, record in records:
             self._send(self.changelog, key, record, partition)
         self.live.pop(partition, None)
