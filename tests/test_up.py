@@ -1,4 +1,5 @@
-"""`velox up` end to end, as a new user meets it: the whole system, predictions that move with feedback, Ctrl-C.
+"""`velox up` end to end, as a new user meets it: the whole system, predictions that move with feedback, Ctrl-C
+or a closed terminal.
 
 It loads pyspark's MovieLens sample into a new system, trains the first version with Spark,
 starts the retrain controller and serves; the test drives it over HTTP and checks that
@@ -34,15 +35,18 @@ def call(url: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
+# Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group.
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
 def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_everything(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, stop: signal.Signals
 ) -> None:
     port = int(free_bootstrap().split(":")[1])
     own = settings.replace(data=tmp_path, bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(port)],
-                              env={**os.environ, **own.to_env()}, stdout=out, stderr=subprocess.STDOUT)
+                              env={**os.environ, **own.to_env()}, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1/models/default"
     try:
         deadline = time.monotonic() + 240
@@ -67,7 +71,7 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
         assert len(top) == 10 and top == sorted(top, key=lambda entry: -entry["score"])
         pids = [int(pid) for pid in re.findall(r"(?:worker|controller) pid (\d+)", log.read_text())]
         broker_pid = LocalBroker(own).status().pid
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, stop)
         assert up.wait(90) == 0, log.read_text()
     finally:
         if up.poll() is None:

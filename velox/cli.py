@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -175,7 +176,11 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
             first = processes.spawn(settings, logs / "retrain.log", "retrain", "--reason", "first version")
-            if first.wait() != 0:
+            try:
+                failed = first.wait() != 0
+            finally:  # stopped with the rest if we are
+                processes.stop(first)
+            if failed:
                 raise VeloxError(f"the first retrain failed; see {logs / 'retrain.log'}")
         children.append(("controller", processes.spawn(settings, logs / "controller.log", "retrain", "--watch",
                                                       "--every", "3600", "--drift", "0.1", "--window", "300")))
@@ -316,11 +321,18 @@ def terminate(*_: object) -> None:
     raise SystemExit(0)
 
 
+def hang_up(*_: object) -> None:
+    """A closed terminal stops a command the way SIGTERM does, through whichever handler is set now
+    (the server's, the worker's, or ``terminate``)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # SIGTERM before a command installs its own handler (still importing Spark, say) is a clean
     # stop too: exit 0 through the finally blocks, not death by signal (-15).
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, hang_up)
     args = build_parser().parse_args(argv)
     try:
         flags = {field.name: getattr(args, field.name, None) for field in dataclasses.fields(Settings)}

@@ -16,11 +16,15 @@ from velox.settings import Settings
 
 
 def spawn(settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:
-    """``velox COMMAND`` with these settings, its output appended to ``log_file``."""
+    """``velox COMMAND`` with these settings, its output appended to ``log_file``.
+
+    The child runs in a session of its own: Ctrl-C or a closed terminal signals the parent
+    alone, which stops its children in order (``stop``) instead of leaving that to the signal.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "velox.cli", *command], env={**os.environ, **settings.to_env()},
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> int:

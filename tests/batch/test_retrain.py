@@ -10,21 +10,22 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 
 from tests.streams.harness import WorkerProcess, produce, read_all, wait_until_committed, worker_states
-from velox import versions
+from velox import kafka, topics, versions
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas import observation
+from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
+from velox.streams import worker as worker_module
 
 PARAMS = TrainParams(rank=4, iterations=5)
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -133,21 +134,26 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     assert "rollback" in Path(worker.log).read_text()
 
 
+def save_bare(settings: Settings) -> tuple[ModelVersion, dict[int, int]]:
+    """Save the active θ (or the initial one) with no users and training_end 0: a swap to it replays everything."""
+    store = ModelStore(settings.model_store)
+    active = versions.active(settings)
+    trained = store.load(active.version.id) if active else versions.initial_version(settings)
+    empty = np.zeros(0, np.int64)
+    bare = replace(trained, id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=empty, user_counts=empty,
+                   user_vectors=np.zeros((0, trained.d), np.float32))
+    start = {p: 0 for p in range(settings.partitions)}
+    store.save(bare, VersionInfo(id=bare.id, created_at=time.time(), d=bare.d, training_end=start))
+    return bare, start
+
+
 def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds_it_again(
     running: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = running
     worker.start()  # the rollback test left it stopped
     steady_load(settings, 20_000, seed=6).join()
-    # The active θ with no users and training_end 0: the shadow replays the whole topic, for seconds.
-    store = ModelStore(settings.model_store)
-    active = versions.active(settings).version
-    trained = store.load(active.id)
-    empty = np.zeros(0, np.int64)
-    bare = replace(trained, id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=empty, user_counts=empty,
-                   user_vectors=np.zeros((0, trained.d), np.float32))
-    start = {p: 0 for p in range(settings.partitions)}
-    store.save(bare, msgspec.structs.replace(active, id=bare.id, created_at=time.time(), training_end=start))
+    bare, start = save_bare(settings)  # the shadow replays the whole topic, for seconds
     during = steady_load(settings, 3_000, seed=7)
     versions.activate(settings, bare.id, reason="rebuild from the start")
     deadline = time.monotonic() + 60
@@ -165,3 +171,34 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
     assert {state.version for state in states.values()} == {bare.id}
     assert sum(state.count for state in states.values()) == 39_000  # every event of the module, once
     assert_matches(states, reference_on(settings, bare, start))
+
+
+def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_the_version_of_their_record(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live batches.
+    monkeypatch.setattr(worker_module, "SWAP_CHUNK", 4)
+    own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
+                           worker_metrics_port=0)
+    topics.ensure(own)
+    worker = worker_module.Worker(own, make_rule(own.rule, own.learning_rate, own.l2))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        steady_load(own, 4_000, seed=8).join()
+        bare, start = save_bare(own)
+        during = steady_load(own, 6_000, seed=9)
+        versions.activate(own, bare.id, reason="chunks")
+        during.join()
+        deadline = time.monotonic() + 60
+        while worker.building or kafka.lag(own, own.app_id, own.topic("observations")) > 0:
+            assert thread.is_alive() and time.monotonic() < deadline, "the worker did not finish the swap"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+        thread.join(60)
+
+    states = worker_states(own)
+    assert {state.version for state in states.values()} == {bare.id}
+    assert sum(state.count for state in states.values()) == 10_000
+    assert_matches(states, reference_on(own, bare, start))

@@ -9,16 +9,18 @@ version.
 
 A ``Shadow`` does that replay in memory, a slice at a time (``advance``), while the worker goes
 on applying the live stream to the current states; the replay's end is the live position, which
-moves. Once the shadow has reached it, it keeps following it and encodes its records, a slice at
-a time too (``prepare``: a record takes the seen items of the stored one, which has seen every
-event the replay applies and those before the training end, so the replay keeps none); a user the
-replay changes after that is encoded again at the end.
-Then every event the live states saw is in the shadow too, and the worker switches the partition
-(``Worker._switch``): the records and the version marker go to the table in one write batch, so
-the edge sees the whole partition on the old version or on the new one, never half, and then to
-the changelog in the same order; from then on the partition's events are applied on the new
-version. Nothing is written before the switch: a crash during the build leaves the old states and
-the old marker, and the worker builds the shadow again when it restarts.
+moves. Once the shadow has reached it, it keeps following it, and the worker writes its records
+a chunk of users at a time (``take``). A record is written whole, with its version inside, so
+the edge answers each user from one version, old or new, and always from some state. From its
+write on, a user's live events are applied on the new version (the worker asks ``written``);
+the others' still on the old one, and the shadow applies them too, so the state written later
+is current. A record takes the seen items of the stored one, which has seen every event the
+replay applies and those before the training end, so the replay keeps none.
+
+The version marker is written with the last chunk. Until then a crash leaves the old marker, and
+the worker builds the whole partition again when it restarts (a user written already is simply
+written again); a worker recovering from the changelog does the same when the changelog's last
+marker is not the new version.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from velox.settings import Settings
 from velox.streams.store import VERSION_KEY, PartitionStore
 
 CHUNK = 250  # messages read and applied per step: a few milliseconds
-ENCODE_CHUNK = 500  # records prepared per step: a few milliseconds
 
 
 def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
@@ -53,22 +54,18 @@ class Shadow:
 
     def __init__(self, settings: Settings, learner: Learner, rows: list[int], partition: int, start: int) -> None:
         self.settings, self.learner, self.partition = settings, replace(learner, keeps_seen=False), partition
-        self.started = time.monotonic()
+        self.start = start
         version = learner.version
+        # A trained user's state is made when the replay or the writing first needs it.
+        self.trained = {str(user).encode(): row for row, user in zip(rows, version.user_ids[rows].tolist())}
         self.states: dict[bytes, UserState] = {}
-        for row in rows:
-            first = learner.rule.start(version.id, version.user_vectors[row])
-            self.states[str(int(version.user_ids[row])).encode()] = replace(
-                first, count=int(version.user_counts[row]), offset=start - 1)
+        self.written: set[bytes] = set()
+        self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
         self.replayed = 0
         self.source = settings.topic("observations")
         self.reader: Consumer = kafka.consumer(settings, group=f"{settings.app_id}-replay")
         self.reader.assign([TopicPartition(self.source, partition, start)])
-        self.start = start
         self.ahead: list[Message] = []  # read, but at or past the live position when read
-        self.records: dict[bytes, bytes] = {}  # encoded by prepare
-        self.unprepared: set[bytes] = set()  # changed by the replay since prepare began, or not yet encoded
-        self.preparing = False
 
     def advance(self, end: int, deadline: float) -> bool:
         """Apply the observations below ``end`` until ``deadline`` (monotonic); whether all below ``end`` are in."""
@@ -99,35 +96,40 @@ class Shadow:
         events = [Event(seen.key, seen.user, seen.item, seen.score, m.offset()) for m in messages
                   if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
-        if events:
-            new, _ = self.learner.observe_many(self.states, events)
-            self.states.update(new)
-            self.replayed += len(events)
-            if self.preparing:
-                self.unprepared.update(new)
+        if not events:
+            return
+        for key in {event.key for event in events}:
+            if key not in self.states and key in self.trained:
+                self.states[key] = self._trained(key)
+        new, _ = self.learner.observe_many(self.states, events)
+        self.states.update(new)
+        self.replayed += len(events)
+        if self.unwritten is not None:  # a user new to the replay since writing began
+            self.unwritten.update(key for key in new if key not in self.written)
 
-    def prepare(self, store: PartitionStore, deadline: float) -> bool:
-        """Encode records until ``deadline`` (monotonic); whether every state's record is up to date.
+    def _trained(self, key: bytes) -> UserState:
+        version, row = self.learner.version, self.trained[key]
+        first = self.learner.rule.start(version.id, version.user_vectors[row])
+        return replace(first, count=int(version.user_counts[row]), offset=self.start - 1)
 
-        A record keeps the seen items of the stored one: they include the items rated before
-        the training end, and the live states have seen every event the replay applies.
-        """
-        if not self.preparing:
-            self.preparing, self.unprepared = True, set(self.states)
-        while self.unprepared:
-            if time.monotonic() >= deadline:
-                return False
-            keys = list(islice(self.unprepared, ENCODE_CHUNK))
-            self.unprepared.difference_update(keys)
-            for key, stored in zip(keys, store.get_many(keys)):
-                self.records[key] = user_state.encode(self.states[key], stored)
-        return True
+    def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
+        """The records of up to ``most`` users not written yet (all if None), now counted as written;
+        after the last, the version marker. Call once the shadow has caught up."""
+        if self.unwritten is None:
+            self.unwritten = set(self.trained) | set(self.states)
+        keys = list(islice(self.unwritten, most))
+        self.unwritten.difference_update(keys)
+        self.written.update(keys)
+        records = [(key, user_state.encode(self.states.get(key) or self._trained(key), stored))
+                   for key, stored in zip(keys, store.get_many(keys))]
+        if self.done:
+            records.append((VERSION_KEY, self.learner.version.id.encode()))
+        return records
 
-    def switch_records(self, store: PartitionStore) -> list[tuple[bytes, bytes]]:
-        """Every record of the new version's states, then its version marker: what the switch writes."""
-        while not self.prepare(store, time.monotonic() + 1.0):
-            pass
-        return [*self.records.items(), (VERSION_KEY, self.learner.version.id.encode())]
+    @property
+    def done(self) -> bool:
+        """Whether every user's record and the version marker have been taken."""
+        return self.unwritten is not None and not self.unwritten
 
     def close(self) -> None:
         self.reader.close()

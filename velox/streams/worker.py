@@ -28,8 +28,8 @@ So a committed source offset never runs ahead of the changelog, and since every 
 its source offset, replaying events after ``kill -9`` changes nothing.
 
 A new model version is built beside the live states, one partition at a time, in slices between
-live batches, and each partition switches to it when its shadow has caught up
-(``velox.streams.swap``): the stream is never stopped for a swap. Throughput and the swap's
+live batches; once a partition's shadow has caught up, its records are written a chunk of users
+at a time (``velox.streams.swap``): the stream is never stopped for a swap. Throughput and the swap's
 stalls are measured by ``bench/stream.py`` and ``bench/swap.py`` (figures in bench/README.md).
 """
 
@@ -65,6 +65,7 @@ log = logging.getLogger("velox.worker")
 COMMIT_INTERVAL = 1.0
 BATCH = 2_000
 SWAP_SLICE = 0.02  # seconds of a swap's replay between two live batches
+SWAP_CHUNK = 2_000  # a swap's records written between two live batches: a few milliseconds
 
 
 class Worker:
@@ -187,11 +188,20 @@ class Worker:
 
     def _learn(self, partition: int, events: list[Event]) -> int:
         """Apply one partition's events of a batch; return how many were new (not replays)."""
+        learner, shadow = self.live.get(partition, self.learner), self.shadow
+        if learner is self.learner or shadow is None or shadow.partition != partition or not shadow.written:
+            return self._learn_on(learner, partition, events)
+        # A swap is writing this partition's records: the users written are on the new version.
+        return (self._learn_on(self.learner, partition, [e for e in events if e.key in shadow.written])
+                + self._learn_on(learner, partition, [e for e in events if e.key not in shadow.written]))
+
+    def _learn_on(self, learner: Learner, partition: int, events: list[Event]) -> int:
+        if not events:
+            return 0
         store = self.stores[partition]
         keys = list(dict.fromkeys(event.key for event in events))
         stored = dict(zip(keys, store.get_many(keys)))
         states = {key: user_state.decode(value) for key, value in stored.items() if value is not None}
-        learner = self.live.get(partition, self.learner)
         new, predictions = learner.observe_many(states, events)
         records = []
         for key, state in new.items():
@@ -283,11 +293,14 @@ class Worker:
     def _swap(self, activation: Activation) -> None:
         """Start building every owned partition on the announced version, beside the live states
         (see velox.streams.swap); the live stream goes on meanwhile."""
-        for partition in self.stores:  # each partition stays on its version until its shadow is done
-            self.live.setdefault(partition, self.learner)
-        if self.shadow is not None:  # a newer activation replaces the one in progress
+        if self.shadow is not None and self.shadow.written:  # half written: finish it, one version per partition
+            self._complete(self.shadow)
+            self._switched()
+        elif self.shadow is not None:  # a newer activation replaces the one in progress
             self.shadow.close()
             self.shadow = None
+        for partition in self.stores:  # each partition stays on its version until its shadow is written
+            self.live.setdefault(partition, self.learner)
         self._use(activation)
         self.building = sorted(self.stores)
         self.swap_started, self.swap_replayed = time.monotonic(), 0
@@ -295,19 +308,24 @@ class Worker:
                  activation.version.id, activation.reason or "no reason given", self.building)
 
     def _advance_swap(self) -> None:
-        """One slice of the swap's replay or of its encoding; switch the partition whose shadow is ready."""
+        """One slice of the swap: replay, or once caught up, write a chunk of the shadow's records."""
         if self.shadow is None:
             self.shadow = self._shadow(self.building[0])
-        shadow, started = self.shadow, time.monotonic()
-        deadline = started + SWAP_SLICE
-        if not (shadow.advance(self._position(shadow.partition), deadline)
-                and shadow.prepare(self.stores[shadow.partition], deadline)):
+        shadow = self.shadow
+        if not shadow.advance(self._position(shadow.partition), time.monotonic() + SWAP_SLICE):
             return
-        if time.monotonic() - started > SWAP_SLICE / 4:  # the switch (a write batch) takes a slice of its own
-            return
-        self.swap_replayed += self._switch(shadow)
+        self._write(shadow.partition, shadow.take(self.stores[shadow.partition], SWAP_CHUNK))
+        if shadow.done:
+            self._switched()
+
+    def _switched(self) -> None:
+        """The shadow's partition is on the new version; log the swap if it was the last."""
+        assert self.shadow is not None
+        shadow, self.shadow = self.shadow, None
+        shadow.close()
+        self.live.pop(shadow.partition, None)
         self.building.remove(shadow.partition)
-        self.shadow = None
+        self.swap_replayed += shadow.replayed
         if not self.building:
             metrics.SWAPS.inc()
             log.info(
@@ -318,33 +336,35 @@ class Worker:
     def _rebuild(self, partition: int) -> int:
         """Build one partition on the current version at once (an assigned partition on another); the replay count."""
         shadow = self._shadow(partition)
-        while not shadow.advance(self._position(partition), time.monotonic() + 1.0):
+        self._complete(shadow)
+        shadow.close()
+        return shadow.replayed
+
+    def _complete(self, shadow: Shadow) -> None:
+        """Replay up to the live position and write every record not written yet, at once."""
+        while not shadow.advance(self._position(shadow.partition), time.monotonic() + 1.0):
             pass
-        return self._switch(shadow)
+        self._write(shadow.partition, shadow.take(self.stores[shadow.partition]))
 
     def _shadow(self, partition: int) -> Shadow:
         return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
                       self.training_end.get(partition, 0))
 
-    def _switch(self, shadow: Shadow) -> int:
-        """Put the partition on the shadow's version; return the shadow's replay count.
+    def _write(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+        """Write a swap's records to the table, then send them to the changelog.
 
-        The table gets the records, the version marker and the changelog offset acknowledged so
-        far in one write batch: a restart's recovery then applies only changelog records sent
-        after the switch, never an older version's record over a new one. The changelog gets the
-        records in the same order, marker last, without waiting: its producer keeps order, so a
-        changelog whose last marker is the new version holds all its records, and one that lacks
-        the marker (a crash before it was sent) makes a worker recovering from it build again.
+        The write batch carries the changelog offset acknowledged so far: a restart's recovery
+        then applies only changelog records sent after it, never a user's older-version record
+        over the new one. The changelog gets the records in the same order, without waiting: its
+        producer keeps order, so a changelog whose last marker is the new version holds all its
+        records, and one that lacks the marker (a crash before it was sent) makes a worker
+        recovering from it build the partition again.
         """
-        partition, store = shadow.partition, self.stores[shadow.partition]
-        records = shadow.switch_records(store)
+        store = self.stores[partition]
         self._flush()
         store.apply_changelog(records, self.delivered.get(partition, store.changelog_offset))
         for key, record in records:
             self._send(self.changelog, key, record, partition)
-        self.live.pop(partition, None)
-        shadow.close()
-        return shadow.replayed
 
     def _position(self, partition: int) -> int:
         """The next source offset this worker will process in ``partition``."""
