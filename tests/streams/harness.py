@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Message, TopicPartition
 
@@ -48,6 +50,20 @@ class WorkerProcess(VeloxProcess):
 
     def assert_alive(self) -> None:
         assert self.process is not None and self.process.poll() is None, f"worker died; see {self.log}"
+
+
+def kill9_during(worker: WorkerProcess, send: Callable[[], None], kills: int, rng: random.Random,
+                 between: tuple[float, float]) -> None:
+    """Run ``send`` in a thread; meanwhile kill -9 the worker ``kills`` times, restarting it each time."""
+    producer = threading.Thread(target=send)
+    producer.start()
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(*between))
+            worker.kill9()
+            worker.start()
+    finally:
+        producer.join()
 
 
 def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -13,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, read_all, reference_states, wait_until_committed, worker_states
+from tests.streams.harness import WorkerProcess, kill9_during, read_all, reference_states, wait_until_committed, worker_states
 from tests.streams.test_worker import assert_same_states, worker_settings
 from velox import topics
 from velox.broker import free_bootstrap
@@ -65,18 +64,11 @@ def misplaced_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
             produce_as_others(own, sends[start:start + 100])
             time.sleep(0.15)
 
-    producer = threading.Thread(target=steady)
-    producer.start()
     try:
-        for _ in range(3):
-            time.sleep(rng.uniform(1.0, 2.5))
-            worker.kill9()
-            worker.start()
-        producer.join()
+        kill9_during(worker, steady, 3, rng, (1.0, 2.5))
         wait_until_committed(own, own.topic("observations"), worker, timeout=240)
         yield own, sends
     finally:
-        producer.join()
         worker.stop()
 
 

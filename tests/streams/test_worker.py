@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 import urllib.request
 import uuid
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.streams.harness import (
-    WorkerProcess, produce, read_all, reference_states, wait_until_committed, worker_states,
+    WorkerProcess, kill9_during, produce, read_all, reference_states, wait_until_committed, worker_states,
 )
 from velox.broker import free_bootstrap
 from velox.schemas import metrics as metrics_schema
@@ -142,17 +141,10 @@ def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
             produce(own, source, load[start:start + 1_000])
             time.sleep(0.2)
 
-    producer = threading.Thread(target=steady)
-    producer.start()
     try:
-        for _ in range(5):
-            time.sleep(rng.uniform(1.5, 4.0))
-            worker.kill9()
-            worker.start()
-        producer.join()
+        kill9_during(worker, steady, 5, rng, (1.5, 4.0))
         wait_until_committed(own, source, worker, timeout=240)
     finally:
-        producer.join()
         worker.stop()
     yield own, reference_states(own, source)
 
