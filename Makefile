@@ -1,6 +1,7 @@
 # make test: everything a fresh clone needs, then the whole suite against a real broker.
 # make up:   broker, worker, first version, retrain controller and edge (http://127.0.0.1:8000) in the
 #            foreground; Ctrl-C stops them. DATA=u.data loads that MovieLens file into a new system.
+# make reset: stop them and delete the system's data, to start over.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 VELOX := $(VENV)/bin/velox
 STAMP := $(VENV)/.installed
 
-.PHONY: install jars test up down bench clean
+.PHONY: install jars test up down reset bench clean
 
 install: $(STAMP)
 
@@ -39,6 +40,9 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 2
 
 down: install  # a broker left by `velox kafka start`
 	$(VELOX) kafka stop
+
+reset: install  # stop what `make up` started and delete all of the system's data (asks first)
+	$(VELOX) reset
 
 clean: down
 	rm -rf $(VENV)

@@ -35,13 +35,14 @@ def call(url: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
-# Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group.
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+# Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group;
+# `velox reset --yes` from another terminal stops it too, and deletes its data.
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP, "reset"], ids=["ctrl-c", "terminal-closed", "reset"])
 def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_everything(
-    settings: Settings, tmp_path: Path, stop: signal.Signals
+    settings: Settings, tmp_path: Path, stop: signal.Signals | str
 ) -> None:
     port = int(free_bootstrap().split(":")[1])
-    own = settings.replace(data=tmp_path, bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
+    own = settings.replace(data=tmp_path / "data", bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(port)],
@@ -71,7 +72,13 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
         assert len(top) == 10 and top == sorted(top, key=lambda entry: -entry["score"])
         pids = [int(pid) for pid in re.findall(r"(?:worker|controller) pid (\d+)", log.read_text())]
         broker_pid = LocalBroker(own).status().pid
-        os.killpg(up.pid, stop)
+        if stop == "reset":
+            reset = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"],
+                                   env={**os.environ, **own.to_env()}, capture_output=True, text=True, timeout=180)
+            assert reset.returncode == 0 and f"stopping velox up (pid {up.pid})" in reset.stderr, reset.stderr
+            assert not own.data.exists()
+        else:
+            os.killpg(up.pid, stop)
         assert up.wait(90) == 0, log.read_text()
     finally:
         if up.poll() is None:
@@ -80,6 +87,7 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
     text = log.read_text()
     assert "curl" in text and "worker stopped (exit 0)" in text and "controller stopped (exit 0)" in text
     assert "kafka stopped" in text and len(pids) == 2
+    assert not re.search(r"^%\d\|", text, re.MULTILINE), "librdkafka's own lines on the console"
     assert not any(is_running(pid) for pid in [*pids, broker_pid])
     assert score > scores[item]
 

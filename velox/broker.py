@@ -153,10 +153,10 @@ class LocalBroker:
         self.pid_file.write_text(launched.stdout.strip())
 
     def _wait_ready(self, timeout: float) -> None:
-        from confluent_kafka.admin import AdminClient
+        from velox import kafka
 
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap, "log_level": 0})
+        admin = kafka.admin_client(self.settings, log_level=0)  # refused until the broker listens: expected
         while time.monotonic() < deadline:
             if self._live_pid() is None:
                 raise BrokerError(f"the broker exited during start: {self._log_tail()}; see {self.log}")

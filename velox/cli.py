@@ -24,7 +24,8 @@ log = logging.getLogger("velox")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="velox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="velox", description="Velox: personalized predictions in milliseconds, "
+                                     "each user's model kept fresh from a stream of feedback on Kafka.")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (VELOX_BOOTSTRAP)")
     parser.add_argument("--data", type=Path, help="data directory (VELOX_DATA)")
     parser.add_argument("--cache", type=Path, help="jar cache directory (VELOX_CACHE)")
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(run=run_kafka)
 
-    worker = commands.add_parser("worker", help="run the online learning worker (Faust)")
+    worker = commands.add_parser("worker", help="apply the observations to each user's weights, exactly once")
     worker.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
     worker.add_argument("--partitions", type=int, help="observations partitions (VELOX_PARTITIONS)")
     worker.add_argument("--metrics-port", dest="worker_metrics_port", type=int,
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
+
+    reset = commands.add_parser("reset", help="stop what `velox up` started and delete all of this system's data")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(run=run_reset)
     return parser
 
 
@@ -158,7 +163,7 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
-    from velox import kafka, load, processes, topics, versions
+    from velox import processes, topics, versions
 
     broker = LocalBroker(settings)
     ours = not broker.status().running
@@ -166,13 +171,10 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     topics.ensure(settings)
     logs = settings.data / "logs"
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    processes.up_pid_file(settings).write_text(str(os.getpid()))
     try:
         children.append(("worker", processes.spawn(settings, logs / "worker.log", "worker")))
-        if not any(kafka.end_offsets(settings, settings.topic("observations")).values()):  # a new system
-            path = args.ratings or load.PYSPARK_SAMPLE
-            events = load.read_movielens(path)
-            load.produce(settings, events, total=len(events))
-            log.info("loaded %d ratings from %s", len(events), path)
+        load_if_new(settings, args.ratings)
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
             first = processes.spawn(settings, logs / "retrain.log", "retrain", "--reason", "first version")
@@ -195,6 +197,62 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             log.info("%s stopped (exit %s)", name, processes.stop(process))
         if ours:
             log.info("%s", broker.stop().describe())
+        processes.up_pid_file(settings).unlink(missing_ok=True)
+
+
+def load_if_new(settings: Settings, ratings: Path | None) -> None:
+    """Load ``ratings`` (default: pyspark's sample) into a system with no observations; on one that
+    has some, say that the file was not loaded and what to do instead."""
+    from velox import kafka, load
+
+    held = sum(kafka.end_offsets(settings, settings.topic("observations")).values())
+    if held == 0:
+        path = ratings or load.PYSPARK_SAMPLE
+        events = load.read_movielens(path)
+        load.produce(settings, events, total=len(events))
+        log.info("loaded %d ratings from %s", len(events), path)
+    elif ratings is not None:
+        log.warning("%s was NOT loaded: this system already holds %d observations (in %s); add the file with "
+                    "`velox load movielens %s`, or start over with `velox reset`", ratings, held, settings.data,
+                    ratings)
+
+
+def run_reset(settings: Settings, args: argparse.Namespace) -> int:
+    """Stop what `velox up` started here and delete the system's data: the data directory, and the
+    model store and training log where they are local folders elsewhere."""
+    import shutil
+
+    from velox import processes
+
+    places = [settings.data, *(Path(place) for place in (settings.model_store, settings.training_log_path)
+                                if "://" not in place)]
+    found = [place for place in places if place.exists() and not any(place.is_relative_to(p) for p in places
+                                                                      if p != place)]
+    for place in (settings.model_store, settings.training_log_path):
+        if "://" in place:
+            log.warning("not removed: %s is not a local folder; delete it with its own tools", place)
+    if not found:
+        log.info("nothing to remove: no data at %s", settings.data)
+        return 0
+    listing = ", ".join(f"{place} ({_megabytes(place):.1f} MB)" for place in found)
+    if not args.yes and input(f"delete {listing} for good? [y/N] ").strip().lower() not in ("y", "yes"):
+        log.info("nothing removed")
+        return 1
+    if (pid := processes.running_up(settings)) is not None:
+        log.info("stopping velox up (pid %d)", pid)
+        processes.stop_pid(pid)
+    broker = LocalBroker(settings)
+    if broker.status().running:
+        log.info("%s", broker.stop().describe())
+    for place in found:
+        size = _megabytes(place)
+        shutil.rmtree(place)
+        log.info("removed %s (%.1f MB)", place, size)
+    return 0
+
+
+def _megabytes(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:

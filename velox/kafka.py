@@ -3,10 +3,17 @@
 Producers are idempotent with ``acks=all`` and use the murmur2 partitioner, the same hash as
 the Java client, so what they produce lands in its user's home partition
 (``velox.schemas.partitioning``).
+
+The clients log through ``velox.kafka.client`` instead of librdkafka's own lines on stderr:
+what they report at INFO or below, and conditions they retry by themselves (a coordinator still
+loading at a broker's start), at DEBUG; a warning or error once a minute at most, however often
+librdkafka repeats it.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 import uuid
@@ -20,6 +27,43 @@ from velox.settings import Settings
 
 T = TypeVar("T")
 
+RETRIED = re.compile(r"retrying|load in progress|not available|Disconnected", re.IGNORECASE)
+REPEAT_SECONDS = 60.0
+
+
+class _ClientLines(logging.Filter):
+    """Demotes librdkafka's chatter to DEBUG and drops a warning it repeats within a minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.levelno <= logging.INFO or RETRIED.search(text):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return CLIENT_LOG.isEnabledFor(logging.DEBUG)
+        gist = re.sub(r"\d+", "#", text)  # the same condition, whatever the ports, ids and timings
+        now = time.monotonic()
+        if now - self.last.get(gist, -REPEAT_SECONDS) < REPEAT_SECONDS:
+            return False
+        self.last[gist] = now
+        return True
+
+
+CLIENT_LOG = logging.getLogger("velox.kafka.client")
+CLIENT_LOG.addFilter(_ClientLines())
+
+
+def _client(settings: Settings) -> dict[str, Any]:
+    """What every client gets: the bootstrap servers and our logger."""
+    return {"bootstrap.servers": settings.bootstrap, "logger": CLIENT_LOG}
+
+
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
+    return AdminClient({**_client(settings), **overrides})
+
+
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -30,12 +74,22 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer({"bootstrap.servers": settings.bootstrap, **PRODUCER_DEFAULTS, **overrides})
+    return Producer({**_client(settings), **PRODUCER_DEFAULTS, **overrides})
+
+
+def send(producer: Producer, topic: str, **message: Any) -> None:
+    """``producer.produce``, waiting while librdkafka's local queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, **message)
+            return
+        except BufferError:  # the local queue is full: let librdkafka deliver some
+            producer.poll(0.05)
 
 
 def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
     config = {
-        "bootstrap.servers": settings.bootstrap,
+        **_client(settings),
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -45,7 +99,7 @@ def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
 
 
 def partition_count(settings: Settings, topic: str) -> int:
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    admin = admin_client(settings)
     return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
 
 
@@ -107,7 +161,7 @@ def lag(settings: Settings, group: str, topic: str) -> int:
 
 def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping[str, str] | None = None) -> None:
     """Create each topic with its partition count; a topic that exists already is left as it is."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    admin = admin_client(settings)
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=count, replication_factor=1, config=dict(config or {}))
          for name, count in topics.items()],

@@ -44,13 +44,8 @@ def produce(settings: Settings, events: Iterable[Observation], total: int, out: 
     failures: list[object] = []
     started = last = time.monotonic()
     for count, event in enumerate(events, 1):
-        while True:
-            try:
-                producer.produce(topic, key=event.key, value=observation.encode(event),
-                                 on_delivery=lambda err, _m: err and failures.append(err))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        kafka.send(producer, topic, key=event.key, value=observation.encode(event),
+                   on_delivery=lambda err, _m: err and failures.append(err))
         if time.monotonic() - last > 0.5 or count == total:
             last = time.monotonic()
             producer.poll(0)

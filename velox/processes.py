@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from velox.settings import Settings
@@ -37,3 +38,27 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
             process.kill()
             process.wait(10)
     return process.returncode
+
+
+def up_pid_file(settings: Settings) -> Path:
+    """Where a running ``velox up`` leaves its pid, so that ``velox reset`` can stop it."""
+    return settings.data / "up.pid"
+
+
+def running_up(settings: Settings) -> int | None:
+    """The pid of the ``velox up`` running on this data directory, if one is."""
+    try:
+        pid = int(up_pid_file(settings).read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ValueError):
+        return None
+    ours = b"up" in command and any(part.endswith((b"/velox", b"velox.cli")) for part in command)
+    return pid if ours else None
+
+
+def stop_pid(pid: int, timeout: float = 90.0) -> None:
+    """SIGTERM (a clean stop) to a process that is not our child, and wait until it is gone."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)

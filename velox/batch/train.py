@@ -67,6 +67,7 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # stage progress bars on the console of `velox evaluate`
         "spark.sql.shuffle.partitions": "4",
         "spark.driver.memory": "2g",
         "spark.pyspark.python": sys.executable,

@@ -1,1 +1,1 @@
-"""The Faust worker: observations in, per-user weights updated in RocksDB. Never imports serving or batch."""
+"""The worker: observations in, per-user weights updated in RocksDB, model versions swapped beside the live states. Never imports serving or batch."""

@@ -60,13 +60,8 @@ class Mover:
             self.producer.begin_transaction()
             self.opened = time.monotonic()
         origin = f"{message.partition()}:{message.offset()}".encode()
-        while True:
-            try:
-                self.producer.produce(self.source, key=key, value=message.value(), partition=home,
-                                      headers=[*(message.headers() or []), (HEADER, origin)])
-                break
-            except BufferError:
-                self.producer.poll(0.05)
+        kafka.send(self.producer, self.source, key=key, value=message.value(), partition=home,
+                   headers=[*(message.headers() or []), (HEADER, origin)])
         metrics.MOVED.labels(partition=str(message.partition())).inc()
         self.unlogged[message.partition()] += 1
         self._log()

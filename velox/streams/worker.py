@@ -226,12 +226,7 @@ class Worker:
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
               headers: list[tuple[str, bytes]] | None = None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key, value=value, partition=partition, headers=headers)
-                return
-            except BufferError:  # the local queue is full: let librdkafka deliver some
-                self.producer.poll(0.05)
+        kafka.send(self.producer, topic, key=key, value=value, partition=partition, headers=headers)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

@@ -1,0 +1,70 @@
+"""What a newcomer meets on the command line: help that says what each command does, their own
+data reported when it is not loaded, and a way to start over."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from velox import kafka, topics
+from velox.broker import LocalBroker, free_bootstrap
+from velox.cli import build_parser, load_if_new
+from velox.load import PYSPARK_SAMPLE
+from velox.settings import Settings
+
+
+def test_help_says_what_each_command_does_today_in_plain_words() -> None:
+    parser = build_parser()
+    text = parser.format_help()
+    assert "``" not in text and "Faust" not in text
+    assert "apply the observations to each user's weights" in text
+    assert "reset" in text
+
+
+def test_up_on_a_system_with_data_says_the_file_was_not_loaded_and_the_ways_forward(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    own = settings.replace(namespace=f"n{uuid.uuid4().hex[:8]}-", partitions=2)
+    topics.ensure(own)
+    mine = tmp_path / "u1.test"
+    mine.write_text("1\t2\t3\t881250949\n")
+    load_if_new(own, None)  # a new system: the sample
+    held = sum(kafka.end_offsets(own, own.topic("observations")).values())
+    assert held == 1501
+    with caplog.at_level(logging.WARNING, logger="velox"):
+        load_if_new(own, mine)
+    assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == held  # nothing loaded
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{mine} was NOT loaded" in line and "1501 observations" in line
+    assert f"velox load movielens {mine}" in line and "velox reset" in line
+
+
+def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_system(tmp_path: Path) -> None:
+    own = Settings.from_env().replace(data=tmp_path / "velox", bootstrap=free_bootstrap(), partitions=2)
+    broker = LocalBroker(own)
+    broker.start()
+    try:
+        topics.ensure(own)
+        load_if_new(own, PYSPARK_SAMPLE)
+        assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
+        env = {**os.environ, **own.to_env()}
+        refused = subprocess.run([sys.executable, "-m", "velox.cli", "reset"], env=env, input="n\n",
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and own.data.exists() and broker.status().running
+        done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert not broker.status().running
+        assert not own.data.exists()
+        assert f"removed {own.data}" in done.stderr
+        broker.start()
+        topics.ensure(own)
+        assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 0  # `velox up` loads the sample
+    finally:
+        broker.stop()
