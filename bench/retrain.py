@@ -54,12 +54,13 @@ def five_fold(data_dir: Path, params: TrainParams) -> list[float]:
     """The test RMSE of each fold; prints it with the fit's wall time."""
     spark = spark_session()
     errors = []
-    for k in FOLDS:
-        started = time.perf_counter()
-        version = fit(read(spark, data_dir / f"u{k}.base"), params, f"ml-100k-u{k}")
-        seconds = time.perf_counter() - started
-        errors.append(rmse(version, read(spark, data_dir / f"u{k}.test")))
-        print(f"fold {k}: RMSE {errors[-1]:.4f}, fit {seconds:.1f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="velox-bench-retrain-") as scratch:
+        for k in FOLDS:
+            started = time.perf_counter()
+            version = fit(read(spark, data_dir / f"u{k}.base"), params, f"ml-100k-u{k}", scratch)
+            seconds = time.perf_counter() - started
+            errors.append(rmse(version, read(spark, data_dir / f"u{k}.test")))
+            print(f"fold {k}: RMSE {errors[-1]:.4f}, fit {seconds:.1f} s", flush=True)
     print(f"mean RMSE over {len(errors)} folds: {statistics.mean(errors):.4f}", flush=True)
     return errors
 

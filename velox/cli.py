@@ -387,6 +387,7 @@ def hang_up(*_: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # Spark's gateway says each connection it opens and closes
     # SIGTERM before a command installs its own handler (still importing Spark, say) is a clean
     # stop too: exit 0 through the finally blocks, not death by signal (-15).
     signal.signal(signal.SIGTERM, terminate)

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from velox.batch import job, train
 from velox.batch.rows import ROW_SCHEMA
-from velox.batch.train import Ratings, TrainParams, fit, rmse, spark_session
+from velox.batch.train import Ratings, TrainParams, fit, fit_arrays, rmse, spark_session
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
 from velox.settings import Settings
@@ -44,8 +44,8 @@ def sample() -> Ratings:
 
 
 @pytest.fixture(scope="module")
-def version(spark: SparkSession, sample: Ratings) -> ModelVersion:
-    return fit(frame(spark, sample), PARAMS, "sample")
+def version(spark: SparkSession, sample: Ratings, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
+    return fit(frame(spark, sample), PARAMS, "sample", str(tmp_path_factory.mktemp("scratch")))
 
 
 def frame(spark: SparkSession, ratings: Ratings) -> DataFrame:
@@ -81,7 +81,7 @@ def test_predict_many_scores_each_user_from_the_prior(version: ModelVersion) -> 
 @pytest.mark.parametrize("driver_rows", [train.DRIVER_ROWS, 0], ids=["biases-on-the-driver", "all-in-spark"])
 def test_ids_beyond_int32_give_the_same_model_on_either_path(
         spark: SparkSession, version: ModelVersion, sample: Ratings, driver_rows: int,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(train, "DRIVER_ROWS", driver_rows)
     users, items, scores = sample
     # The sample's ids run from 0 without gaps, so the shifted ids' dense indices are the
@@ -89,7 +89,7 @@ def test_ids_beyond_int32_give_the_same_model_on_either_path(
     assert np.array_equal(np.unique(users), np.arange(users.max() + 1))
     assert np.array_equal(np.unique(items), np.arange(items.max() + 1))
     shift = 2**40
-    shifted = fit(frame(spark, (users + shift, items + shift, scores)), PARAMS, "shifted")
+    shifted = fit(frame(spark, (users + shift, items + shift, scores)), PARAMS, "shifted", str(tmp_path))
     np.testing.assert_array_equal(shifted.user_ids, version.user_ids + shift)
     np.testing.assert_array_equal(shifted.item_ids, version.item_ids + shift)
     np.testing.assert_allclose(predict_many(shifted, users + shift, items + shift),
@@ -123,3 +123,14 @@ def test_the_job_splits_and_holds_out_the_same_rows_on_the_driver_as_in_spark(
         for column, want in zip(ratings, (users[held], items[held], scores[held])):
             np.testing.assert_array_equal(column[order], want[expected], err_msg=name)
     assert on_driver.user_counts.sum() == in_spark.user_counts.sum() == (~held).sum()
+
+
+def test_the_driver_path_stages_what_als_reads_for_the_executors_instead_of_shipping_it_in_tasks(
+        spark: SparkSession, version: ModelVersion, sample: Ratings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # createDataFrame of local rows puts them inside the tasks: for ml-100k, 2 MB tasks.
+    monkeypatch.setattr(SparkSession, "createDataFrame", lambda *_, **__: pytest.fail("rows shipped in the tasks"))
+    staged = fit_arrays(spark, sample, PARAMS, "staged", str(tmp_path / "scratch"))
+    users, items, _ = sample
+    np.testing.assert_allclose(predict_many(staged, users, items), predict_many(version, users, items), atol=1e-5)
+    assert not list((tmp_path / "scratch").iterdir())  # the staged file is gone with the fit

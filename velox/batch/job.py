@@ -141,7 +141,8 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
         rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
         training_end = split_offsets(rows, end, settings.holdout)
         train, holdout = split(spark, rows, training_end)
-        return fit(train.select("user", "item", "score"), params, version_id), training_end, collect_ratings(holdout)
+        return (fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch), training_end,
+                collect_ratings(holdout))
     partition, offset = table["partition"].to_numpy(), table["offset"].to_numpy()
     training_end = cut_offsets(partition, offset, end, settings.holdout)
     cuts = np.zeros(max(training_end) + 1, np.int64)  # by partition (the log's are all in ``end``)
@@ -149,7 +150,8 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     inside = offset < cuts[partition]
     users, items, scores = (table[name].to_numpy() for name in ("user", "item", "score"))
     held_out = (users[~inside], items[~inside], scores[~inside])
-    return fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id), training_end, held_out
+    trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id, log_dir.scratch)
+    return trained, training_end, held_out
 
 
 def cut_offsets(partition: np.ndarray, offset: np.ndarray, end: dict[int, int], holdout: float) -> dict[int, int]:
@@ -211,6 +213,9 @@ class LogFolder:
 
     def __init__(self, root: str) -> None:
         self.fs, self.path = filesystem(root)
+        # Beside the rows, where the executors can read what the driver stages for them; the
+        # readers of the log (Spark's and Arrow's) skip names starting with "_".
+        self.scratch = f"{root.rstrip('/')}/_scratch"
 
     def consumed(self) -> dict[int, int]:
         try:
