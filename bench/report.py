@@ -50,7 +50,16 @@ def load(name: str) -> dict[str, Any] | None:
 
 
 def when(name: str) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime((RESULTS / f"{name}.json").stat().st_mtime))
+    """The day of the run: the result's last commit, unless it changed since (a fresh clone gives
+    every file the clone's time, so the file's own time only counts for a new result)."""
+    path = RESULTS / f"{name}.json"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args, "--", path.name], cwd=RESULTS, capture_output=True, text=True).stdout
+
+    if not git("status", "--porcelain") and (committed := git("log", "-1", "--format=%cs").strip()):
+        return committed
+    return time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime))
 
 
 def machine() -> str:
