@@ -170,8 +170,9 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
                               f"{rate:,} events/s", f"Quix Streams {quix:,}/s", f"{rate / quix:.2f}",
                               "≥ 2" if target else "", verdict(rate >= 2 * quix) if target else "", date,
                               "bench/stream.py"))
-        # What one event changes: w (float32), count and offset, one seen item; RLS adds A⁻¹ and b (float64).
-        changed = 4 * d + 24 + (8 * d * d + 8 * d if rule == "rls" else 0)
+        # What one event changes: w (float32), count and offset, one seen item; RLS adds A⁻¹'s
+        # d(d+1)/2 independent values (it is symmetric) and b, in float64.
+        changed = 4 * d + 24 + (8 * d * (d + 1) // 2 + 8 * d if rule == "rls" else 0)
         most = max(r["table_bytes_per_event"], r["changelog_bytes_per_event"])
         found.append((f"user-state bytes written per event ({rule})",
                       f"table {r['table_bytes_per_event']:,.0f}, changelog {r['changelog_bytes_per_event']:,.0f}",

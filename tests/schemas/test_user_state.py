@@ -1,3 +1,5 @@
+import struct
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,26 @@ def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
     assert decoded.a_inv.dtype == np.float64
     np.testing.assert_array_equal(decoded.a_inv, np.eye(2) / 3.0)
     np.testing.assert_array_equal(decoded.b, [3.0, 6.0])
+
+
+def test_rls_record_at_d50_carries_the_symmetric_matrix_as_its_upper_triangle_exactly() -> None:
+    rng = np.random.default_rng(3)
+    half = rng.normal(size=(50, 50))
+    a_inv = half @ half.T  # symmetric, as RLS keeps it
+    state = UserState("v", rng.normal(size=50).astype(np.float32), 4, 9, a_inv, rng.normal(size=50))
+    record = user_state.encode(state)
+    assert len(record) == 22 + 4 + 1 + 200 + 8 * (50 * 51 // 2) + 8 * 50  # not 8 * 2500 for the matrix
+    np.testing.assert_array_equal(user_state.decode(record).a_inv, a_inv)
+
+
+def test_a_record_with_the_whole_matrix_still_reads() -> None:
+    state = RLS(l2=2.0).start("v-1", np.array([1.0, 2.0], dtype=np.float32))
+    assert state.a_inv is not None and state.b is not None
+    whole = (struct.pack("<BBHqqH", 2, 1, 2, 5, 7, 3) + b"v-1" + struct.pack("<I", 1) + state.w.tobytes()
+             + state.a_inv.tobytes() + state.b.tobytes() + np.array([42], np.int64).tobytes())
+    decoded = user_state.decode(whole)
+    assert (decoded.count, decoded.offset, decoded.seen.tolist()) == (5, 7, [42])
+    np.testing.assert_array_equal(decoded.a_inv, np.eye(2) / 2.0)
 
 
 def test_sgd_record_at_d50_is_compact() -> None:

@@ -2,13 +2,18 @@
 
 Binary, little-endian, never pickle::
 
-    u8  format version (2)         u8  flags (bit 0: has the RLS matrix and vector)
+    u8  format version (2)         u8  flags (bit 0: has the RLS matrix and vector;
+                                              bit 1: the matrix is its upper triangle)
     u16 d                          i64 observation count
     i64 last applied source offset (-1 before the first)
     u16 length of the model version id, then the id in UTF-8
     u32 number of seen items
-    f32[d] w                       (RLS only) f64[d*d] A⁻¹, f64[d] b
+    f32[d] w                       (RLS only) f64[d(d+1)/2] A⁻¹'s upper triangle, row by row
+                                   (f64[d*d], all of it, without bit 1), f64[d] b
     i64[seen] the items the user rated, oldest first (for top-k's ``exclude_seen``)
+
+A⁻¹ is symmetric: its upper triangle is all of it, in half the bytes that every RLS update
+writes to RocksDB and to the changelog.
 
 The source offset is written in the same put as the weights: that is what makes replaying an
 observation a no-op (exactly once).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +42,13 @@ _SEEN = struct.Struct("<I")
 _NO_ITEMS = np.zeros(0, np.int64)
 _NO_ITEMS.flags.writeable = False
 _HAS_RLS = 1
+_TRIANGLE = 2
+
+
+@lru_cache(maxsize=8)
+def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column indices of a d×d matrix's upper triangle, row by row."""
+    return np.triu_indices(d)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +70,7 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
     what the user saw)."""
     seen = state.seen.astype("<i8", copy=False).tobytes() if seen_of is None else _raw_seen(seen_of)
     version = state.version.encode()
-    flags = _HAS_RLS if state.a_inv is not None else 0
+    flags = _HAS_RLS | _TRIANGLE if state.a_inv is not None else 0
     parts = [
         _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
         version,
@@ -65,7 +78,8 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
         state.w.astype("<f4", copy=False).tobytes(),
     ]
     if state.a_inv is not None and state.b is not None:
-        parts += [state.a_inv.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
+        upper = state.a_inv[_upper(state.w.shape[0])]
+        parts += [upper.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
     parts.append(seen)
     return b"".join(parts)
 
@@ -87,7 +101,8 @@ def decode(data: bytes) -> UserState:
         raise InvalidUserState(f"user-state record is {len(data)} bytes, too short for its header")
     (n_seen,) = _SEEN.unpack_from(data, position)
     position += _SEEN.size
-    rls = (8 * d * d + 8 * d) if flags & _HAS_RLS else 0
+    cells = d * (d + 1) // 2 if flags & _TRIANGLE else d * d
+    rls = (8 * cells + 8 * d) if flags & _HAS_RLS else 0
     expected = position + 4 * d + rls + 8 * n_seen
     if len(data) != expected:
         raise InvalidUserState(f"user-state record is {len(data)} bytes, expected {expected} for d={d}")
@@ -96,6 +111,13 @@ def decode(data: bytes) -> UserState:
     if not flags & _HAS_RLS:
         return UserState(version, w, count, offset, seen=seen)
     position += 4 * d
-    a_inv = np.frombuffer(data, "<f8", d * d, position).reshape(d, d)
-    b = np.frombuffer(data, "<f8", d, position + 8 * d * d)
+    stored = np.frombuffer(data, "<f8", cells, position)
+    if flags & _TRIANGLE:
+        a_inv = np.empty((d, d))
+        rows, columns = _upper(d)
+        a_inv[rows, columns] = stored
+        a_inv[columns, rows] = stored
+    else:
+        a_inv = stored.reshape(d, d)
+    b = np.frombuffer(data, "<f8", d, position + 8 * cells)
     return UserState(version, w, count, offset, a_inv, b, seen)
