@@ -22,6 +22,7 @@ from pathlib import Path
 
 from velox import jars
 from velox.errors import BrokerError
+from velox.processes import is_zombie, wait_exit
 from velox.settings import Settings
 
 MAIN_CLASS = "kafka.Kafka"
@@ -83,9 +84,9 @@ class LocalBroker:
         pid = self._live_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            if not _wait_exit(pid, timeout):
+            if not wait_exit(pid, timeout):
                 os.kill(pid, signal.SIGKILL)
-                _wait_exit(pid, 10.0)
+                wait_exit(pid, 10.0)
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
@@ -177,7 +178,7 @@ class LocalBroker:
         except (FileNotFoundError, ValueError):
             return None
         if MAIN_CLASS.encode() in cmdline and str(self.config).encode() in cmdline:
-            return pid if not _is_zombie(pid) else None
+            return pid if not is_zombie(pid) else None
         return None
 
     def _log_tail(self) -> str:
@@ -251,19 +252,3 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except FileNotFoundError:
-        return True
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
-            return True
-        time.sleep(0.05)
-    return False

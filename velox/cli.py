@@ -224,35 +224,32 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
 
     from velox import processes
 
-    places = [settings.data, *(Path(place) for place in (settings.model_store, settings.training_log_path)
-                                if "://" not in place)]
-    found = [place for place in places if place.exists() and not any(place.is_relative_to(p) for p in places
-                                                                      if p != place)]
+    places = [settings.data]
     for place in (settings.model_store, settings.training_log_path):
         if "://" in place:
             log.warning("not removed: %s is not a local folder; delete it with its own tools", place)
-    if not found:
+        else:
+            places.append(Path(place))
+    megabytes = {place: sum(f.stat().st_size for f in place.rglob("*") if f.is_file()) / 2**20 for place in places
+                 if place.exists() and not any(place != other and place.is_relative_to(other) for other in places)}
+    if not megabytes:
         log.info("nothing to remove: no data at %s", settings.data)
         return 0
-    listing = ", ".join(f"{place} ({_megabytes(place):.1f} MB)" for place in found)
+    listing = ", ".join(f"{place} ({size:.1f} MB)" for place, size in megabytes.items())
     if not args.yes and input(f"delete {listing} for good? [y/N] ").strip().lower() not in ("y", "yes"):
         log.info("nothing removed")
         return 1
     if (pid := processes.running_up(settings)) is not None:
         log.info("stopping velox up (pid %d)", pid)
-        processes.stop_pid(pid)
+        if not processes.stop_pid(pid):
+            raise VeloxError(f"velox up (pid {pid}) did not stop within 90 s; nothing removed")
     broker = LocalBroker(settings)
     if broker.status().running:
         log.info("%s", broker.stop().describe())
-    for place in found:
-        size = _megabytes(place)
+    for place, size in megabytes.items():
         shutil.rmtree(place)
         log.info("removed %s (%.1f MB)", place, size)
     return 0
-
-
-def _megabytes(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -56,9 +56,24 @@ def running_up(settings: Settings) -> int | None:
     return pid if ours else None
 
 
-def stop_pid(pid: int, timeout: float = 90.0) -> None:
-    """SIGTERM (a clean stop) to a process that is not our child, and wait until it is gone."""
+def stop_pid(pid: int, timeout: float = 90.0) -> bool:
+    """SIGTERM (a clean stop) to a process that is not our child; whether it was gone within ``timeout``."""
     os.kill(pid, signal.SIGTERM)
+    return wait_exit(pid, timeout)
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Whether the process ``pid`` exited (or is a zombie) within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
