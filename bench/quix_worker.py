@@ -3,7 +3,10 @@
 transactions when asked). bench/stream.py runs it in a virtualenv of its own (Quix Streams pins
 a confluent-kafka of its own), so this file imports only Quix Streams and numpy.
 
-    python bench/quix_worker.py BOOTSTRAP TOPIC GROUP STATE_DIR VERSION.npz EVENTS exactly-once|at-least-once
+    python bench/quix_worker.py BOOTSTRAP TOPIC GROUP STATE_DIR VERSION.npz EVENTS exactly-once|at-least-once \
+        RATE L2 EVIDENCE
+
+RATE, L2 and EVIDENCE are the worker's sgd parameters (velox.model.sgd), passed by bench/stream.py.
 
 Prints one JSON line: events, seconds from the first event to the last, events/s.
 """
@@ -20,13 +23,13 @@ from quixstreams import Application, State
 
 def main() -> None:
     bootstrap, topic_name, group, state_dir, version_path, events, guarantee = sys.argv[1:8]
+    rate, l2, evidence = map(float, sys.argv[8:11])
     total = int(events)
     with np.load(version_path, allow_pickle=False) as version:
         item_row = {int(item): row for row, item in enumerate(version["item_ids"])}
         factors, bias = version["item_factors"].astype(np.float64), version["item_bias"].astype(np.float64)
         mean_user = version["user_vectors"].mean(axis=0) if len(version["user_ids"]) else np.zeros(factors.shape[1] + 1)
         global_mean = float(version["global_mean"])
-    rate, l2 = 0.02, 0.01  # the worker's defaults (velox.model.sgd)
     app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
                       processing_guarantee=guarantee, state_dir=state_dir, loglevel="WARNING")
     topic = app.topic(topic_name, key_deserializer="bytes", value_deserializer="json")
@@ -42,10 +45,11 @@ def main() -> None:
         if row is not None:
             f[:-1], b = factors[row], bias[row]
         w = np.array(state.get("w", default=None) or mean_user, np.float64)
+        count = state.get("count", default=0)
         error = event["score"] - global_mean - b - float(w @ f)
-        w += rate * (error * f - l2 * (w - mean_user))
+        w += rate / (1.0 + count / evidence) * (error * f - l2 * (w - mean_user))
         state.set("w", w.astype(np.float32).tolist())
-        state.set("count", state.get("count", default=0) + 1)
+        state.set("count", count + 1)
         clock["done"] += 1
         if clock["done"] >= total:
             clock["last"] = time.perf_counter()

@@ -92,7 +92,8 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
 
 def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> float:
     """Events per second of the bare loop, from its first message to its last."""
-    learner = Learner(initial_version(settings), make_rule(settings.rule, settings.learning_rate, settings.l2))
+    rule = make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence)
+    learner = Learner(initial_version(settings), rule)
     consumer = kafka.consumer(settings, group=f"bench-minimal-{uuid.uuid4().hex[:6]}")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     dbs = {p: Rdict(str(work / f"minimal-{p}.db"), Options(raw_mode=True)) for p in range(settings.partitions)}
@@ -215,10 +216,12 @@ def quix(settings: Settings, topic: str, events: int, guarantee: str) -> float:
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "quixstreams==3.28.1", "numpy"], check=True)
     version = settings.data / "initial-version.npz"
     version.write_bytes(initial_version(settings).to_npz())
+    rule = make_rule("sgd", settings.learning_rate, settings.l2, settings.evidence)
     out = subprocess.run(
         [str(venv / "bin" / "python"), str(Path(__file__).parent / "quix_worker.py"), settings.bootstrap, topic,
          f"bench-quix-{guarantee}-{uuid.uuid4().hex[:6]}", str(settings.data / f"quix-{guarantee}"), str(version),
-         str(events), guarantee], check=True, capture_output=True, text=True,
+         str(events), guarantee, *(str(value) for value in (rule.learning_rate, rule.l2, rule.evidence))],
+        check=True, capture_output=True, text=True,
     )
     return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +55,36 @@ def test_split_is_the_same_for_a_seed_and_orders_equal_times_by_it() -> None:
     assert split(given, seed=3) != split(given, seed=4)
 
 
-def test_choice_by_prequential_error_is_repeatable_and_keeps_known_users_no_worse() -> None:
+def test_each_users_first_share_keeps_their_order() -> None:
+    given = ratings(users=5, per_user=10, seed=2)
+    early, late = evaluate.each_users_first(given, 0.7)
+    assert Counter(early + late) == Counter(given)
+    for user in range(5):
+        mine = [r for r in given if r.user == user]
+        assert [r for r in early if r.user == user] == mine[:7] and [r for r in late if r.user == user] == mine[7:]
+
+
+def test_choice_is_repeatable_and_the_best_setting_on_the_later_ratings_that_keeps_known_users_as_good() -> None:
+    """The version knows the users' old tastes, wrong since: learning helps them, and is chosen."""
     truth = planted(users=30, items=40, d=4, seed=2)
-    stream = list(observations(truth, 600, noise=0.3, seed=5))
+    stale = replace(truth, user_vectors=planted(users=30, items=40, d=4, seed=3).user_vectors)
+    stream = list(observations(truth, 900, noise=0.3, seed=5))
+    for rule in evaluate.RULES:
+        chosen, trials = choose(stale, rule, stream)
+        assert (chosen, trials) == choose(stale, rule, stream)
+        assert len(trials) == len(evaluate.GRID[rule]) and not chosen.keep_known
+        assert chosen == min((t for t in trials if t.safe), key=lambda t: t.verify_rmse)
+        assert chosen.known_verify_rmse < chosen.static_known_verify_rmse
+
+
+def test_when_every_setting_makes_known_users_worse_they_keep_the_version_vector() -> None:
+    """The version knows the users exactly and the ratings are noisy: any step only adds noise to them."""
+    truth = planted(users=30, items=40, d=4, seed=2)
+    stream = list(observations(truth, 900, noise=1.5, seed=5))
     for rule in evaluate.RULES:
         chosen, trials = choose(truth, rule, stream)
-        assert (chosen, trials) == choose(truth, rule, stream)
-        static = evaluate.rmse(evaluate.observed(stream) - evaluate.predict_many(truth, *evaluate.pairs(stream)))
-        safe = [t for t in trials if t.known_prequential_rmse is not None and static is not None
-                and t.known_prequential_rmse <= static]
-        assert chosen == min(safe or trials, key=lambda t: t.prequential_rmse)
+        assert not any(t.safe for t in trials if not t.keep_known)
+        assert chosen.keep_known and chosen.known_verify_rmse == pytest.approx(chosen.static_known_verify_rmse)
 
 
 def test_recovered_is_the_share_of_the_gap_closed() -> None:
@@ -86,7 +107,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def result(settings: Settings, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Result:
     own = settings.replace(data=tmp_path_factory.mktemp("evaluate-run"), namespace=f"e{uuid.uuid4().hex[:8]}-",
                            partitions=2)
-    return evaluate.evaluate(own, sample, seed=7, params=TrainParams(rank=8, iterations=5, seed=7), master="local[2]")
+    return evaluate.evaluate(own, read_movielens(sample), str(sample), seed=7,
+                             params=TrainParams(rank=8, iterations=5, seed=7), master="local[2]")
 
 
 def test_every_later_rating_is_streamed_through_the_worker_once_or_tested(result: Result, sample: Path) -> None:
@@ -119,4 +141,10 @@ def test_the_chosen_parameters_are_among_the_trials_and_the_stream_curves_cover_
         assert chosen in [t for t in result.trials if t.rule == rule]
     assert set(result.stream_rmse) == {"a", "b-sgd", "b-rls"}
     assert all(len(points) == evaluate.CURVE_CHUNKS for points in result.stream_rmse.values())
-    assert "recovered by rls" in result.table()
+    assert "recovered by rls" in result.table() and "known users worse than (a)" in result.table()
+    assert all(0 <= share <= 1 for share in result.worse_known.values()), result.worse_known
+
+
+def test_the_first_version_share_must_be_a_fraction(settings: Settings) -> None:
+    with pytest.raises(evaluate.VeloxError, match="between 0 and 1, got 1.5"):
+        evaluate.evaluate(settings, ratings(users=4, per_user=4, seed=1), "tiny", first_fraction=1.5)

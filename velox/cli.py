@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--users", type=int, default=100_000, help="synthetic: users")
     load.add_argument("--events", type=int, default=1_000_000, help="synthetic: observations")
     load.add_argument("--noise", type=float, default=0.5, help="synthetic: noise standard deviation")
+    load.add_argument("--changed", type=float, default=0.0,
+                      help="synthetic: the share of users whose taste changes halfway through the observations")
     load.set_defaults(run=run_load)
 
     evaluate = commands.add_parser("evaluate", help="Velox's accuracy experiment through Kafka, a worker and Spark")
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="u.data, ratings.dat or ratings.csv (default: pyspark's small sample; "
                                "MovieLens 100k is ../shared/data/ml-100k/u.data beside the checkout)")
     evaluate.add_argument("--seed", type=int, help="orders ratings with equal timestamps; ALS seed (VELOX_SEED)")
+    evaluate.add_argument("--first-fraction", type=float, default=0.5,
+                          help="the earliest share of the ratings that trains the first version (default 0.5)")
     evaluate.add_argument("--master", default="local[*]", help="Spark master")
     evaluate.add_argument("--json", type=Path, help="also write the result to this file")
     evaluate.set_defaults(run=run_evaluate)
@@ -320,9 +324,10 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
         if args.path is not None:
             args.path.write_bytes(synthetic.items_only(truth).to_npz())
             log.info("planted item features written to %s (use it as VELOX_INITIAL_VERSION)", args.path)
-        load.produce(settings, synthetic.observations(truth, args.events, args.noise, seed=settings.seed),
-                     total=args.events)
-        log.info("loaded %d synthetic observations of %s (noise %.2f)", args.events, truth.id, args.noise)
+        load.produce(settings, synthetic.observations(truth, args.events, args.noise, seed=settings.seed,
+                                                      changed=args.changed), total=args.events)
+        log.info("loaded %d synthetic observations of %s (noise %.2f, %.0f%% of users change taste halfway)",
+                 args.events, truth.id, args.noise, 100 * args.changed)
         return 0
     path = args.path or load.PYSPARK_SAMPLE
     events = load.read_movielens(path)
@@ -339,7 +344,10 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
     from velox import evaluate, load
 
-    result = evaluate.isolated(settings, args.path or load.PYSPARK_SAMPLE, settings.seed, args.master)
+    path = args.path or load.PYSPARK_SAMPLE
+    with evaluate.isolated(settings) as private:
+        result = evaluate.evaluate(private, load.read_movielens(path), str(path), settings.seed, args.first_fraction,
+                                   master=args.master)
     print(result.table())
     if args.json:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")

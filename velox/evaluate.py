@@ -2,23 +2,27 @@
 
 1. Order the ratings by event time (ratings with the same timestamp in a seeded random order:
    a timestamp says nothing about their order, and the seed makes the run repeatable).
-2. The earliest half trains the first version: produced to ``observations``, then the Spark
-   retrain job (no holdout) trains, saves and announces it.
+2. The earliest share (``--first-fraction``, half by default) trains the first version:
+   produced to ``observations``, then the Spark retrain job (no holdout) trains, saves and
+   announces it.
 3. Of each user's later ratings, the first 70% are the stream, the last 30% the test set.
-4. Per update rule (``sgd``, ``rls``): the learning rate and regularisation with the lowest
-   prequential error on the stream (predict, then learn, in-process with ``Learner``), among
-   the settings that do not make the first version's users worse on the stream. The test set
-   is never looked at to choose.
+4. Per update rule (``sgd``, ``rls``), the setting is chosen on the stream alone, the way the
+   test will judge it: of each user's streamed ratings the first 70% are replayed (in-process,
+   with ``Learner``), and the states they leave score the rest. The setting that scores them
+   best wins among those that keep the first version's users at least as good as the version
+   alone on the same ratings; if none does, those users keep the version's vector
+   (``keep_known``) and the best setting for the others wins. The test set is never looked at.
 5. Per rule, a worker (``velox worker``, a child process) starts where a worker that had seen
-   the earliest half would be, on the first version; the stream is produced to Kafka and the
+   the earliest share would be, on the first version; the stream is produced to Kafka and the
    worker applies it; its RocksDB states score the test set.
 6. A full retrain (the same Spark job) on everything before the test set.
 
 Test RMSE of (a) the first version's static scores, (b) the worker's online states, (c) the full
-retrain; and the share of the (a)−(c) gap that (b) recovers, overall, for users the first
-version knew and for new users. Each rule runs in its own namespace (topics, worker group) and
-data folder: the rls namespace gets the same earliest half in the same order, so the first
-version's training-end offsets hold there too.
+retrain; the share of the (a)−(c) gap that (b) recovers, overall, for users the first version
+knew and for new users; and the share of known users whose own test RMSE (b) made worse. Each
+rule runs in its own namespace (topics, worker group) and data folder: the rls namespace gets
+the same earliest share in the same order, so the first version's training-end offsets hold
+there too.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from velox.batch.job import WarmJob
 from velox.batch.train import TrainParams
 from velox.broker import throwaway_broker
 from velox.errors import VeloxError
-from velox.load import produce, read_movielens
+from velox.load import produce
 from velox.model.batch_scores import predict_many
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.store import ModelStore
@@ -58,13 +62,14 @@ from velox.streams.store import PartitionStore
 log = logging.getLogger("velox.evaluate")
 
 FIRST_SHARE = 0.5  # of all ratings, by event time: the first version's training set
-STREAM_SHARE = 0.7  # of each user's later ratings: streamed; the rest is the test set
+STREAM_SHARE = 0.7  # of each user's later ratings: streamed, the rest tested; of the stream: tuned, the rest verifies
 RULES = ("sgd", "rls")
 GROUPS = ("overall", "known", "new")
-# (learning rate, l2) tried per rule; rls has no learning rate.
-GRID: dict[str, tuple[tuple[float, float], ...]] = {
-    "sgd": tuple((rate, l2) for rate in (0.01, 0.02, 0.05, 0.1, 0.2) for l2 in (0.0, 0.01, 0.1)),
-    "rls": tuple((0.0, l2) for l2 in (1.0, 3.0, 5.0, 10.0, 20.0, 50.0)),
+EVIDENCE = (math.inf, 100.0, 30.0, 10.0)  # n₀ of velox.model.sgd and velox.model.rls; ∞: no scaling
+# (learning rate, l2, evidence) tried per rule; rls has no learning rate.
+GRID: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "sgd": tuple((rate, l2, n) for rate in (0.02, 0.05, 0.1, 0.2, 0.5) for l2 in (0.0, 0.1) for n in EVIDENCE),
+    "rls": tuple((0.0, l2, n) for l2 in (2.0, 5.0, 10.0, 20.0) for n in EVIDENCE),
 }
 CURVE_CHUNKS = 20
 WORKER_TIMEOUT = 600.0
@@ -79,20 +84,22 @@ class Split:
     test: list[Observation]
 
 
-def split(ratings: Sequence[Observation], seed: int) -> Split:
-    """The earliest half; then each user's later ratings: the first 70% streamed, the last 30% tested."""
+def split(ratings: Sequence[Observation], seed: int, first_share: float = FIRST_SHARE) -> Split:
+    """The earliest ``first_share``; then each user's later ratings: the first 70% streamed, the last 30% tested."""
     tiebreak = np.random.default_rng(seed).permutation(len(ratings))
     ordered = [ratings[i] for i in np.lexsort((tiebreak, [r.time for r in ratings]))]
-    cut = math.floor(FIRST_SHARE * len(ordered))
-    later: dict[int, list[int]] = {}
-    for position in range(cut, len(ordered)):
-        later.setdefault(ordered[position].user, []).append(position)
-    streamed = {p for positions in later.values() for p in positions[:math.floor(STREAM_SHARE * len(positions) + 1e-9)]}
-    return Split(
-        first=ordered[:cut],
-        stream=[ordered[p] for p in range(cut, len(ordered)) if p in streamed],
-        test=[ordered[p] for p in range(cut, len(ordered)) if p not in streamed],
-    )
+    cut = math.floor(first_share * len(ordered))
+    stream, test = each_users_first(ordered[cut:], STREAM_SHARE)
+    return Split(first=ordered[:cut], stream=stream, test=test)
+
+
+def each_users_first(ratings: Sequence[Observation], share: float) -> tuple[list[Observation], list[Observation]]:
+    """Each user's first ``share`` of ``ratings`` (rounded down), and the rest; both in the given order."""
+    positions: dict[int, list[int]] = {}
+    for position, rating in enumerate(ratings):
+        positions.setdefault(rating.user, []).append(position)
+    early = {p for mine in positions.values() for p in mine[:math.floor(share * len(mine) + 1e-9)]}
+    return ([r for p, r in enumerate(ratings) if p in early], [r for p, r in enumerate(ratings) if p not in early])
 
 
 @dataclass(frozen=True)
@@ -103,41 +110,73 @@ class Replay:
     errors: np.ndarray
 
 
-def replay(version: ModelVersion, rule: str, learning_rate: float, l2: float, stream: Sequence[Observation]) -> Replay:
+@dataclass(frozen=True)
+class Trial:
+    """One setting of a rule, and how the states it learned on each user's first 70% of the stream
+    scored the rest (``verify``), beside the first version alone on the same ratings (``static``)."""
+
+    rule: str
+    learning_rate: float
+    l2: float
+    evidence: float
+    keep_known: bool
+    verify_rmse: float | None
+    known_verify_rmse: float | None
+    static_known_verify_rmse: float | None
+    prequential_rmse: float | None  # along the tuning part: predict, then learn
+
+    @property
+    def safe(self) -> bool:
+        """Whether the version's users were no worse than with the version's vectors."""
+        return no_worse(self.known_verify_rmse, self.static_known_verify_rmse)
+
+
+def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -> Replay:
     """The stream through ``Learner.observe_many`` in this process: exactly what the worker does."""
-    learner = Learner(version, make_rule(rule, learning_rate, l2))
+    learner = Learner(version, make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence),
+                      keep_known=trial.keep_known)
     states, predicted = learner.observe_many(
         {}, [Event(seen.key, seen.user, seen.item, seen.score, offset) for offset, seen in enumerate(stream)])
     scores = np.array([seen.score for seen in stream])
     return Replay({int(key): state.w for key, state in states.items()}, scores - np.array(predicted, float))
 
 
-@dataclass(frozen=True)
-class Trial:
-    rule: str
-    learning_rate: float
-    l2: float
-    prequential_rmse: float
-    known_prequential_rmse: float | None
-
-
 def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> tuple[Trial, list[Trial]]:
-    """The grid point with the lowest prequential RMSE that keeps known users at least as good as no updates.
+    """The setting whose states best score each user's last 30% of the stream, having learned the first 70%,
+    among those that keep the version's users no worse than the version alone there.
 
-    "No updates" is the first version's static error on the same events: measured on the stream, so
-    the test set plays no part. If no grid point keeps known users as good, the lowest overall wins.
+    This is the test's own question asked of the stream: the prequential error (predict the next
+    rating, then learn it) rewards a step that chases the last few ratings, which the test, scored
+    from the states at the stream's end, punishes. If no setting keeps the version's users as good,
+    they keep the version's vector and the setting best for the other users wins.
     """
-    known = known_mask(version, stream)
-    static = observed(stream) - predict_many(version, *pairs(stream))
-    static_known = rmse(static[known])
-    trials = []
-    for learning_rate, l2 in GRID[rule]:
-        errors = replay(version, rule, learning_rate, l2, stream).errors
-        trials.append(Trial(rule, learning_rate, l2, rmse(errors), rmse(errors[known])))
-        log.info("prequential %s rate %g l2 %g: RMSE %.4f (known users %s, static %s)", rule, learning_rate, l2,
-                 trials[-1].prequential_rmse, _fmt(trials[-1].known_prequential_rmse), _fmt(static_known))
-    safe = [t for t in trials if static_known is None or (t.known_prequential_rmse or 0.0) <= static_known]
-    return min(safe or trials, key=lambda t: t.prequential_rmse), trials
+    tune, verify = each_users_first(stream, STREAM_SHARE)
+    known = known_mask(version, verify)
+    static_known = rmse((observed(verify) - predict_many(version, *pairs(verify)))[known])
+
+    def trial(learning_rate: float, l2: float, evidence: float, keep_known: bool) -> Trial:
+        setting = Trial(rule, learning_rate, l2, evidence, keep_known, None, None, static_known, None)
+        replayed = replay(version, setting, tune)
+        errors = online_errors(version, replayed.vectors, verify)
+        done = replace(setting, verify_rmse=rmse(errors), known_verify_rmse=rmse(errors[known]),
+                       prequential_rmse=rmse(replayed.errors))
+        log.info("%s rate %g l2 %g evidence %g%s: verify RMSE %s (known users %s, version alone %s)", rule,
+                 learning_rate, l2, evidence, ", known users kept" if keep_known else "", _fmt(done.verify_rmse),
+                 _fmt(done.known_verify_rmse), _fmt(static_known))
+        return done
+
+    trials = [trial(*setting, False) for setting in GRID[rule]]
+    safe = [t for t in trials if t.safe]
+    if not safe:
+        log.warning("%s: no setting kept the first version's users as good; they keep the version's vector", rule)
+        safe = [trial(*setting, True) for setting in GRID[rule]]
+        trials += safe
+    return min(safe, key=lambda t: math.inf if t.verify_rmse is None else t.verify_rmse), trials
+
+
+def no_worse(online: float | None, static: float | None) -> bool:
+    """Whether an RMSE with online updates is at most the version's alone (vacuously, with no ratings)."""
+    return online is None or static is None or online <= static
 
 
 def pairs(ratings: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
@@ -192,14 +231,20 @@ class Result:
     online updates; ``c`` a full retrain on everything before the test set. ``stream_rmse`` is the
     prequential RMSE along the stream in equal chunks (for ``a``: the static error on the same
     events); ``worker_vs_replay`` the largest difference between a weight the worker holds and the
-    same weight replayed in-process (the worker applies ``Learner.observe``, so it should be ~0).
+    same weight replayed in-process (the worker applies ``Learner.observe``, so it should be ~0);
+    ``worse_known`` per rule, the share of the test's known users whose own RMSE is above (a)'s;
+    ``ceiling`` per rule, the best overall recovery any setting of the grid reaches on the test set
+    itself: no choice the system could make, but the bound on what choosing on the stream can find.
     """
 
-    path: str
+    data: str
     seed: int
+    first_fraction: float
     counts: dict[str, int]
     rmse: dict[str, dict[str, float | None]]
     recovery: dict[str, dict[str, float | None]]
+    worse_known: dict[str, float | None]
+    ceiling: dict[str, float | None]
     chosen: dict[str, Trial]
     trials: list[Trial]
     stream_rmse: dict[str, list[float]]
@@ -220,20 +265,29 @@ class Result:
             lines.append(f"{name:<34}" + "".join(f"{_fmt(self.rmse[system][g]):>10}" for g in GROUPS))
         lines.append(f"{'ratings in the test set':<34}" + "".join(
             f"{self.counts[k]:>10,}" for k in ("test", "test_known", "test_new")))
-        for rule, trial in self.chosen.items():
+        for rule in self.chosen:
             shares = "".join(f"{_percent(self.recovery[rule][g]):>10}" for g in GROUPS)
             lines.append(f"{f'gap (a)-(c) recovered by {rule}':<34}{shares}   "
-                         f"(rate {trial.learning_rate:g}, l2 {trial.l2:g}; prequential RMSE {trial.prequential_rmse:.4f})")
+                         f"(best setting judged on the test: {_percent(self.ceiling[rule])})")
+        for rule, trial in self.chosen.items():
+            kept = "; known users keep the version's vector" if trial.keep_known else ""
+            lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}{kept} "
+                         f"(verify RMSE {_fmt(trial.verify_rmse)}); known users worse than (a): "
+                         f"{_percent(self.worse_known[rule])}")
         return "\n".join(lines)
 
 
-def evaluate(settings: Settings, path: Path, seed: int = 0, params: TrainParams | None = None,
-             master: str = "local[*]", spark_conf: Mapping[str, str] | None = None) -> Result:
-    """The experiment on ``path`` against the broker in ``settings``; files go under ``settings.data``."""
+def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed: int = 0,
+             first_fraction: float = FIRST_SHARE, params: TrainParams | None = None, master: str = "local[*]",
+             spark_conf: Mapping[str, str] | None = None) -> Result:
+    """The experiment on ``ratings`` (named ``data``) against the broker in ``settings``; files go
+    under ``settings.data``."""
     started = time.monotonic()
     params = params or TrainParams(seed=seed)
-    parts = split(read_movielens(path), seed)
-    log.info("%s: %d ratings; %d train the first version, %d streamed, %d tested", path,
+    if not 0 < first_fraction < 1:
+        raise VeloxError(f"the first version's share of the ratings must be between 0 and 1, got {first_fraction}")
+    parts = split(ratings, seed, first_fraction)
+    log.info("%s: %d ratings; %d train the first version, %d streamed, %d tested", data,
              len(parts.first) + len(parts.stream) + len(parts.test), len(parts.first), len(parts.stream), len(parts.test))
     runs = _runs(settings, seed)
     store = ModelStore(runs["sgd"].model_store)
@@ -242,7 +296,7 @@ def evaluate(settings: Settings, path: Path, seed: int = 0, params: TrainParams 
         produce(run, parts.first, total=len(parts.first))
     job = WarmJob(runs["sgd"], params, master, spark_conf)
     try:
-        first_info = job("evaluate: first version, earliest half")
+        first_info = job(f"evaluate: first version, earliest {first_fraction:.0%}")
         first = store.load(first_info.id)
         _activate_beside(runs["rls"], first_info, parts.first)
         chosen: dict[str, Trial] = {}
@@ -251,23 +305,25 @@ def evaluate(settings: Settings, path: Path, seed: int = 0, params: TrainParams 
         for rule, run in runs.items():
             chosen[rule], tried = choose(first, rule, parts.stream)
             trials += tried
-            log.info("chosen for %s by prequential RMSE: rate %g, l2 %g", rule, chosen[rule].learning_rate,
-                     chosen[rule].l2)
-            states[rule] = online(run.replace(learning_rate=chosen[rule].learning_rate, l2=chosen[rule].l2),
-                                  first_info, parts.stream)
+            pick = chosen[rule]
+            log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, known users %s", rule,
+                     pick.learning_rate, pick.l2, pick.evidence, "kept" if pick.keep_known else "learn")
+            states[rule] = online(run.replace(learning_rate=pick.learning_rate, l2=pick.l2, evidence=pick.evidence,
+                                              keep_known=pick.keep_known), first_info, parts.stream)
         full_info = job("evaluate: full retrain, everything before the test set")
     finally:
         job.close()
     full = store.load(full_info.id)
-    result = _result(path, seed, parts, first, full, full_info, chosen, trials, states, params)
+    result = _result(data, seed, first_fraction, parts, first, full, full_info, chosen, trials, states, params)
     return replace(result, seconds=time.monotonic() - started)
 
 
-def isolated(settings: Settings, path: Path, seed: int = 0, master: str = "local[*]") -> Result:
-    """The experiment on a throwaway broker and scratch folder, so it touches no running system."""
+@contextmanager
+def isolated(settings: Settings) -> Iterator[Settings]:
+    """Settings on a throwaway broker and scratch folder, so the experiment touches no running system."""
     with tempfile.TemporaryDirectory(prefix="velox-evaluate-") as scratch, \
             throwaway_broker(settings.replace(data=Path(scratch))) as private:
-        return evaluate(private, path, seed, master=master)
+        yield private
 
 
 def _runs(settings: Settings, seed: int) -> dict[str, Settings]:
@@ -320,8 +376,8 @@ def _start_group_at(run: Settings, offsets: Mapping[int, int]) -> None:
 def _worker(run: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """``velox worker`` as a child process with these settings, stopped (SIGTERM) on the way out."""
     worker = processes.spawn(run, run.data / "worker.log", "worker")
-    log.info("worker (%s, rate %g, l2 %s) started, pid %d, log %s", run.rule, run.learning_rate, run.l2, worker.pid,
-             run.data / "worker.log")
+    log.info("worker (%s, rate %g, l2 %g, evidence %g%s) started, pid %d, log %s", run.rule, run.learning_rate, run.l2,
+             run.evidence, ", known users kept" if run.keep_known else "", worker.pid, run.data / "worker.log")
     try:
         yield worker
     finally:
@@ -350,9 +406,30 @@ def _worker_states(run: Settings) -> dict[int, user_state.UserState]:
     return states
 
 
-def _result(path: Path, seed: int, parts: Split, first: ModelVersion, full: ModelVersion, full_info: VersionInfo,
-            chosen: Mapping[str, Trial], trials: list[Trial], states: Mapping[str, Mapping[int, user_state.UserState]],
-            params: TrainParams) -> Result:
+def worse_share(static: np.ndarray, online: np.ndarray, users: np.ndarray) -> float | None:
+    """The share of ``users`` (one per rating) whose own RMSE is higher with ``online`` errors than with ``static``.
+
+    >>> worse_share(np.array([1.0, 1.0, 0.5]), np.array([0.5, 0.5, 0.9]), np.array([1, 1, 2]))
+    0.5
+    """
+    if not len(users):
+        return None
+    ids, rows = np.unique(users, return_inverse=True)
+    squares = [np.bincount(rows, weights=np.square(e), minlength=len(ids)) for e in (static, online)]
+    return float(np.mean(squares[1] > squares[0]))
+
+
+def best_recovery(first: ModelVersion, trials: Sequence[Trial], parts: Split, static: float | None,
+                  full: float | None) -> float | None:
+    """The best overall recovery among ``trials``, each replayed on the whole stream and judged on the test set."""
+    shares = [recovered(static, rmse(online_errors(first, replay(first, t, parts.stream).vectors, parts.test)), full)
+              for t in trials]
+    return max((share for share in shares if share is not None), default=None)
+
+
+def _result(data: str, seed: int, first_fraction: float, parts: Split, first: ModelVersion, full: ModelVersion,
+            full_info: VersionInfo, chosen: Mapping[str, Trial], trials: list[Trial],
+            states: Mapping[str, Mapping[int, user_state.UserState]], params: TrainParams) -> Result:
     known = known_mask(first, parts.test)
     truth, test_pairs = observed(parts.test), pairs(parts.test)
     errors = {"a": truth - predict_many(first, *test_pairs), "c": truth - predict_many(full, *test_pairs)}
@@ -361,19 +438,24 @@ def _result(path: Path, seed: int, parts: Split, first: ModelVersion, full: Mode
     for rule, trial in chosen.items():
         worker = {user: state.w for user, state in states[rule].items()}
         errors[f"b-{rule}"] = online_errors(first, worker, parts.test)
-        replayed = replay(first, rule, trial.learning_rate, trial.l2, parts.stream)
+        replayed = replay(first, trial, parts.stream)
         curves[f"b-{rule}"] = curve(replayed.errors)
         gaps[rule] = max((float(np.max(np.abs(worker[u] - w))) for u, w in replayed.vectors.items()), default=0.0)
         applied[f"applied_online_{rule}"] = sum(s.count for s in states[rule].values()) - int(first.user_counts.sum())
     rmses = {system: by_group(e, known) for system, e in errors.items()}
+    users = test_pairs[0][known]
+    ceiling = {rule: best_recovery(first, [t for t in trials if t.rule == rule and not t.keep_known], parts,
+                                   rmses["a"]["overall"], rmses["c"]["overall"]) for rule in chosen}
     return Result(
-        path=str(path), seed=seed,
+        data=data, seed=seed, first_fraction=first_fraction,
         counts={"ratings": len(parts.first) + len(parts.stream) + len(parts.test), "first": len(parts.first),
                 "stream": len(parts.stream), "test": len(parts.test), "test_known": int(known.sum()),
                 "test_new": int((~known).sum()), "full_training_rows": full_info.training_rows, **applied},
         rmse=rmses,
         recovery={rule: {g: recovered(rmses["a"][g], rmses[f"b-{rule}"][g], rmses["c"][g]) for g in GROUPS}
                   for rule in chosen},
+        worse_known={rule: worse_share(errors["a"][known], errors[f"b-{rule}"][known], users) for rule in chosen},
+        ceiling=ceiling,
         chosen=dict(chosen), trials=trials, stream_rmse=curves, worker_vs_replay=gaps,
         versions={"first": first.id, "full": full.id}, train_params=asdict(params),
     )

@@ -31,8 +31,13 @@ class Settings:
         share one broker (``VELOX_NAMESPACE``).
     partitions: partitions of the ``observations`` topic (``VELOX_PARTITIONS``).
     kafka_heap: the local broker's JVM heap (``VELOX_KAFKA_HEAP``).
-    rule, learning_rate, l2: the online update rule, ``sgd`` or ``rls``, and its parameters;
-        ``l2`` unset means the rule's own default.
+    rule, learning_rate, l2, evidence: the online update rule, ``sgd`` or ``rls``, and its
+        parameters; unset means the rule's own default. ``evidence`` (n₀) is how many
+        ratings behind a user halve their sgd step or double their rls prior's strength (``inf``:
+        the same for every user); see ``velox.model.sgd`` and ``velox.model.rls``. The defaults
+        (and sgd as the rule) are what bench/accuracy.py's robustness table supports.
+    keep_known: users the active version was trained on keep its vector; only the others learn
+        online (what ``velox evaluate`` chooses when no step kept those users as good).
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
         version exists; ``initial_version`` is a version file (``.npz``) to use instead.
     model: the name this system's model is announced under on ``model-versions``.
@@ -62,8 +67,10 @@ class Settings:
     partitions: int = 8
     kafka_heap: str = "512m"
     rule: str = "sgd"
-    learning_rate: float = 0.02
+    learning_rate: float | None = None
     l2: float | None = None
+    evidence: float | None = None
+    keep_known: bool = False
     d: int = 50
     items: int = 10_000
     seed: int = 0
@@ -106,6 +113,8 @@ class Settings:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
         if self.rule not in ("sgd", "rls"):
             raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
+        if self.evidence is not None and not self.evidence > 0:
+            raise ConfigError(f"evidence must be positive (inf: no scaling), got {self.evidence}")
         if not 0 <= self.epsilon <= 1:
             raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
         if self.slo_ms <= 0:

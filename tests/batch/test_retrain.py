@@ -35,9 +35,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.so
 def reference_on(settings: Settings, version: ModelVersion, training_end: dict[int, int]) -> dict[int, UserState]:
     """Each trained user from their vector and training count, then every observation after the training end;
     the items each rated, before the training end too."""
-    learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2))
+    learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
     states = {
-        int(user): replace(learner.rule.start(version.id, version.user_vectors[row]), count=int(version.user_counts[row]))
+        int(user): learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
         for row, user in enumerate(version.user_ids)
     }
     rated: dict[int, list[int]] = {}  # every item each user rated, before the training end too
@@ -181,7 +181,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)
-    worker = worker_module.Worker(own, make_rule(own.rule, own.learning_rate, own.l2))
+    worker = worker_module.Worker(own, make_rule(own.rule, own.learning_rate, own.l2, own.evidence))
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

@@ -3,6 +3,8 @@ learner's batches against one event at a time."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from velox.model.learner import Event, Learner, make_rule
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
 from velox.model.stats import Stats
-from velox.model.version import random_version
+from velox.model.version import ModelVersion, random_version
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState
 
@@ -26,7 +28,8 @@ def random_stream(seed: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 def step(rule, state: UserState, f: np.ndarray, target: float, prior: np.ndarray) -> UserState:
     """One observation through the rule, as a one-row batch."""
-    new = rule.update(Stats.of(state), f[None], np.array([target]), np.asarray(prior, np.float64)[None])
+    new = rule.update(Stats.of(state), f[None], np.array([target]), np.asarray(prior, np.float64)[None],
+                      np.array([state.count]))
     return UserState(state.version, new.w[0], state.count + 1, state.offset + 1,
                      None if new.a_inv is None else new.a_inv[0], None if new.b is None else new.b[0])
 
@@ -34,7 +37,7 @@ def step(rule, state: UserState, f: np.ndarray, target: float, prior: np.ndarray
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_leaves_its_inputs_unchanged(rule) -> None:
     prior = np.arange(4, dtype=np.float32)
-    state = rule.start("v", prior)
+    state = rule.start("v", prior, 0)
     before = user_state.encode(state)
     step(rule, state, np.array([1.0, -1.0, 0.5, 1.0]), 1.5, prior)
     assert user_state.encode(state) == before
@@ -45,8 +48,8 @@ def test_update_leaves_its_inputs_unchanged(rule) -> None:
 def test_update_is_deterministic_and_survives_a_record_round_trip(rule) -> None:
     features, targets = random_stream(1, 30, 6)
     prior = np.zeros(6)
-    direct = rule.start("v", prior)
-    via_bytes = rule.start("v", prior)
+    direct = rule.start("v", prior, 0)
+    via_bytes = rule.start("v", prior, 0)
     for f, r in zip(features, targets):
         direct = step(rule, direct, f, r, prior)
         via_bytes = user_state.decode(user_state.encode(step(rule, via_bytes, f, r, prior)))
@@ -57,7 +60,7 @@ def test_update_is_deterministic_and_survives_a_record_round_trip(rule) -> None:
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_moves_prediction_towards_the_target(rule) -> None:
     prior = np.zeros(3)
-    state = rule.start("v", prior)
+    state = rule.start("v", prior, 0)
     f = np.array([0.5, -0.2, 1.0])
     after = step(rule, state, f, 4.0, prior)
     assert abs(4.0 - after.w @ f) < abs(4.0 - state.w @ f)
@@ -70,13 +73,53 @@ def test_rls_equals_closed_form_ridge_centred_on_the_prior(seed: int, l2: float)
     features, targets = random_stream(seed, n, d)
     prior = np.random.default_rng(seed + 100).normal(size=d)
     rule = RLS(l2=l2)
-    state = rule.start("v", prior)
+    state = rule.start("v", prior, 0)
     for offset, (f, r) in enumerate(zip(features, targets)):
         state = step(rule, state, f, r, prior)
         if offset in (0, 5, n - 1):
             seen_f, seen_r = features[: offset + 1], targets[: offset + 1]
             expected = np.linalg.solve(seen_f.T @ seen_f + l2 * np.eye(d), seen_f.T @ seen_r + l2 * prior)
             np.testing.assert_allclose(state.w, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("trained", [0, 40, 400])
+def test_rls_prior_strength_grows_with_the_training_evidence(trained: int) -> None:
+    """λ_u = λ (1 + n/n₀): the closed form with that prior, for a user trained on n ratings."""
+    d, l2, evidence = 6, 2.0, 20.0
+    features, targets = random_stream(7, 30, d)
+    prior = np.random.default_rng(8).normal(size=d)
+    rule = RLS(l2=l2, evidence=evidence)
+    state = rule.start("v", prior, trained)
+    for f, r in zip(features, targets):
+        state = step(rule, state, f, r, prior)
+    strength = l2 * (1 + trained / evidence)
+    expected = np.linalg.solve(features.T @ features + strength * np.eye(d), features.T @ targets + strength * prior)
+    np.testing.assert_allclose(state.w, expected, atol=1e-4)
+
+
+def test_sgd_step_shrinks_with_the_evidence_behind_the_user() -> None:
+    """η_u = η / (1 + n/n₀): the same observations move a user with 300 training ratings far less
+    than a newcomer, and a newcomer's later steps are smaller than its first."""
+    rule, prior = SGD(learning_rate=0.1, l2=0.0, evidence=10.0), np.zeros(3)
+    f = np.array([0.5, -0.2, 1.0])
+    moved = {}
+    for trained in (0, 300):
+        state = rule.start("v", prior, trained)
+        first = step(rule, state, f, 4.0, prior)
+        moved[trained] = float(np.abs(first.w - state.w).sum())
+    assert moved[300] < moved[0] / 20
+    constant = SGD(learning_rate=0.1, l2=0.0, evidence=np.inf)
+    assert np.allclose(step(constant, constant.start("v", prior, 300), f, 4.0, prior).w,
+                       step(constant, constant.start("v", prior, 0), f, 4.0, prior).w)
+
+
+def trained_version(seed: int) -> ModelVersion:
+    """A random version that knows users 0-5, each trained on a few to a few hundred ratings."""
+    base = random_version(60, 7, seed=seed, global_mean=3.0)
+    rng = np.random.default_rng(seed)
+    return replace(base, user_ids=np.arange(6, dtype=np.int64),
+                   user_vectors=rng.normal(0, 0.5, (6, 7)).astype(np.float32),
+                   user_counts=np.array([1, 3, 10, 30, 100, 300], np.int64))
 
 
 def test_learner_skips_an_observation_at_or_below_the_applied_offset() -> None:
@@ -99,9 +142,11 @@ def test_learner_cold_start_uses_the_mean_user_and_unknown_items_move_only_the_b
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("name", ["sgd", "rls"])
-def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed: int) -> None:
+@pytest.mark.parametrize(("evidence", "keep_known"), [(np.inf, False), (5.0, False), (5.0, True)])
+def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed: int, evidence: float,
+                                                                 keep_known: bool) -> None:
     rng = np.random.default_rng(seed)
-    learner = Learner(random_version(60, 7, seed=seed, global_mean=3.0), make_rule(name, 0.05, 0.5))
+    learner = Learner(trained_version(seed), make_rule(name, 0.05, 0.5, evidence), keep_known=keep_known)
     # Few users, so a batch holds several events of most of them; some items the version lacks.
     events = [Event(str(u).encode(), int(u), int(i), float(s), offset) for offset, (u, i, s) in enumerate(zip(
         rng.integers(0, 12, 400), rng.integers(0, 70, 400), rng.uniform(1, 5, 400)))]
@@ -124,6 +169,24 @@ def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed:
         np.testing.assert_allclose(got.w, want.w, atol=1e-6)
         if want.a_inv is not None:
             np.testing.assert_allclose(got.a_inv, want.a_inv, atol=1e-9)
+
+
+def test_keep_known_holds_the_version_users_at_their_vectors_and_still_predicts() -> None:
+    version = trained_version(0)
+    for name in ("sgd", "rls"):
+        learner = Learner(version, make_rule(name, 0.1, 0.5), keep_known=True)
+        new, predictions = learner.observe_many({}, [Event(b"4", 4, 3, 5.0, 0), Event(b"9", 9, 3, 5.0, 1),
+                                                     Event(b"4", 4, 8, 1.0, 2)])
+        assert all(p is not None for p in predictions)
+        assert np.array_equal(new[b"4"].w, version.prior(4)) and (new[b"4"].count, new[b"4"].offset) == (102, 2)
+        assert new[b"4"].seen.tolist() == [3, 8]
+        assert not np.array_equal(new[b"9"].w, version.prior(9)) and new[b"9"].count == 1
+
+
+def test_a_user_starts_counting_their_training_observations() -> None:
+    """The evidence the rules scale by: the version's count for a known user, then each event."""
+    state, _ = Learner(trained_version(0), SGD()).observe(None, user=5, item=3, score=4.0, offset=0)
+    assert state.count == 301
 
 
 def test_a_batch_skips_what_was_applied_and_returns_untouched_states_as_they_were() -> None:

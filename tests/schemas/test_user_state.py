@@ -19,7 +19,7 @@ def test_sgd_record_round_trip() -> None:
 
 
 def test_seen_items_round_trip_after_the_rls_statistics() -> None:
-    start = RLS(l2=1.0).start("v-3", np.ones(3, dtype=np.float32))
+    start = RLS(l2=1.0).start("v-3", np.ones(3, dtype=np.float32), 0)
     state = UserState(start.version, start.w, 2, 9, start.a_inv, start.b, np.array([2**40, 7], np.int64))
     decoded = user_state.decode(user_state.encode(state))
     assert decoded.seen.tolist() == [2**40, 7]
@@ -29,7 +29,7 @@ def test_seen_items_round_trip_after_the_rls_statistics() -> None:
 @pytest.mark.parametrize("seen", [[], [5, 2**40, 7]])
 def test_a_record_can_take_the_seen_items_of_another_record_of_the_user(seen: list[int]) -> None:
     old = UserState("v-1", np.zeros(2, np.float32), 4, 10, seen=np.array(seen, np.int64))
-    start = RLS(l2=1.0).start("v-2", np.ones(3, dtype=np.float32))
+    start = RLS(l2=1.0).start("v-2", np.ones(3, dtype=np.float32), 0)
     new = UserState(start.version, start.w, 1, 11, start.a_inv, start.b, np.array([9], np.int64))
     decoded = user_state.decode(user_state.encode(new, user_state.encode(old)))
     assert (decoded.version, decoded.count, decoded.offset, decoded.seen.tolist()) == ("v-2", 1, 11, seen)
@@ -37,7 +37,7 @@ def test_a_record_can_take_the_seen_items_of_another_record_of_the_user(seen: li
 
 
 def test_rls_record_round_trip_keeps_the_matrix_in_float64() -> None:
-    state = RLS(l2=3.0).start("v-2", np.array([1.0, 2.0], dtype=np.float32))
+    state = RLS(l2=3.0).start("v-2", np.array([1.0, 2.0], dtype=np.float32), 0)
     decoded = user_state.decode(user_state.encode(state))
     assert decoded.a_inv is not None and decoded.b is not None
     assert decoded.a_inv.dtype == np.float64
@@ -56,7 +56,7 @@ def test_rls_record_at_d50_carries_the_symmetric_matrix_as_its_upper_triangle_ex
 
 
 def test_a_record_with_the_whole_matrix_still_reads() -> None:
-    state = RLS(l2=2.0).start("v-1", np.array([1.0, 2.0], dtype=np.float32))
+    state = RLS(l2=2.0).start("v-1", np.array([1.0, 2.0], dtype=np.float32), 0)
     assert state.a_inv is not None and state.b is not None
     whole = (struct.pack("<BBHqqH", 2, 1, 2, 5, 7, 3) + b"v-1" + struct.pack("<I", 1) + state.w.tobytes()
              + state.a_inv.tobytes() + state.b.tobytes() + np.array([42], np.int64).tobytes())

@@ -107,7 +107,8 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
 
 def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
     """The user states of replaying ``topic`` sequentially in this process, as the events count."""
-    learner = Learner(initial_version(settings), make_rule(settings.rule, settings.learning_rate, settings.l2))
+    rule = make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence)
+    learner = Learner(initial_version(settings), rule)
     states: dict[int, UserState] = {}
     for message in read_all(settings, topic):
         seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions)

@@ -29,17 +29,20 @@ MAX_SEEN = 1000  # seen items kept per user, for top-k's exclude_seen
 class UpdateRule(Protocol):
     name: str
 
-    def start(self, version: str, prior: np.ndarray) -> UserState: ...
+    def start(self, version: str, prior: np.ndarray, trained: int) -> UserState: ...
 
-    def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> Stats: ...
+    def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray,
+               evidence: np.ndarray) -> Stats: ...
 
 
-def make_rule(name: str, learning_rate: float, l2: float | None = None) -> UpdateRule:
-    """The rule called ``name``; ``l2`` None keeps the rule's own default."""
+def make_rule(name: str, learning_rate: float | None = None, l2: float | None = None,
+              evidence: float | None = None) -> UpdateRule:
+    """The rule called ``name``; a parameter left None keeps the rule's own default (rls has no rate)."""
+    given = {key: value for key, value in (("l2", l2), ("evidence", evidence)) if value is not None}
     if name == "sgd":
-        return SGD(learning_rate=learning_rate) if l2 is None else SGD(learning_rate=learning_rate, l2=l2)
+        return SGD(**given) if learning_rate is None else SGD(learning_rate=learning_rate, **given)
     if name == "rls":
-        return RLS() if l2 is None else RLS(l2=l2)
+        return RLS(**given)
     raise ConfigError(f"update rule {name!r} is unknown; use 'sgd' or 'rls'")
 
 
@@ -58,6 +61,7 @@ class Learner:
     version: ModelVersion
     rule: UpdateRule
     keeps_seen: bool = True  # a swap's replay keeps none: its records take the stored record's
+    keep_known: bool = False  # users the version knows keep its vector (``velox evaluate`` found no safe step)
 
     def observe(
         self, state: UserState | None, user: int, item: int, score: float, offset: int
@@ -70,11 +74,14 @@ class Learner:
         if state is not None and offset <= state.offset:
             return state, None
         prior = self.version.prior(user)
-        state = self._current(state, prior)
+        state = self._current(state, user, prior)
         f, bias = self.version.features_many([item])
         base = self.version.global_mean + float(bias[0])
         prediction = base + float(state.w @ f[0])
-        new = self.rule.update(Stats.of(state), f, np.array([score - base]), prior[None].astype(np.float64))
+        new = Stats.of(state)
+        if self._moves(user):
+            new = self.rule.update(new, f, np.array([score - base]), prior[None].astype(np.float64),
+                                   np.array([state.count]))
         seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
         return new.state(0, state, 1, offset, seen), prediction
 
@@ -93,13 +100,15 @@ class Learner:
         priors: list[np.ndarray] = []
         rows, rounds, applied = [], [], []  # per event to apply: its row, its round, its index
         depth: list[int] = []
+        moves: list[bool] = []
         for index, event in enumerate(events):
             row = keys.get(event.key)
             if row is None:
                 row = keys[event.key] = len(starts)
                 priors.append(self.version.prior(event.user))
-                starts.append(self._current(states.get(event.key), priors[-1]))
+                starts.append(self._current(states.get(event.key), event.user, priors[-1]))
                 depth.append(0)
+                moves.append(self._moves(event.user))
             if event.offset <= starts[row].offset:
                 continue
             rows.append(row)
@@ -116,12 +125,15 @@ class Learner:
         base = self.version.global_mean + bias
         targets = np.array([events[i].score for i in applied]) - base
         rows_, rounds_ = np.array(rows), np.array(rounds)
+        counts, moving = np.array([start.count for start in starts]), np.array(moves)
         scores = np.empty(len(applied))
         for r in range(int(rounds_.max()) + 1):
             at = np.flatnonzero(rounds_ == r)  # this round's events: one per user, distinct rows
-            now = stats.take(rows_[at])
-            scores[at] = base[at] + np.einsum("ij,ij->i", now.w.astype(np.float64), f[at])
-            stats.put(rows_[at], self.rule.update(now, f[at], targets[at], prior[rows_[at]]))
+            scores[at] = base[at] + np.einsum("ij,ij->i", stats.w[rows_[at]].astype(np.float64), f[at])
+            at = at[moving[rows_[at]]]
+            if len(at):
+                now = stats.take(rows_[at])
+                stats.put(rows_[at], self.rule.update(now, f[at], targets[at], prior[rows_[at]], counts[rows_[at]] + r))
         for k, index in enumerate(applied):
             predictions[index] = float(scores[k])
 
@@ -139,14 +151,16 @@ class Learner:
             result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen)
         return result, predictions
 
-    def _current(self, state: UserState | None, prior: np.ndarray) -> UserState:
-        """The user's state on this version: started from the prior if new, or if built on another."""
-        if state is None:
-            return self.rule.start(self.version.id, prior)
-        if state.version != self.version.id:
-            return replace(self.rule.start(self.version.id, prior), count=state.count, offset=state.offset,
-                           seen=state.seen)
+    def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
+        """The user's state on this version: started from the prior if new, or if built on another
+        (counting the user's training observations, as a swap does)."""
+        if state is None or state.version != self.version.id:
+            start = self.rule.start(self.version.id, prior, self.version.training_count(user))
+            return start if state is None else replace(start, offset=state.offset, seen=state.seen)
         return state
+
+    def _moves(self, user: int) -> bool:
+        return not (self.keep_known and self.version.knows_user(user))
 
 
 def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:

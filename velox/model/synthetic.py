@@ -1,7 +1,9 @@
 """A planted split model: known θ and w_u, and observations drawn from them with Gaussian noise.
 
 Loads of any size with a known answer: a learner that works recovers each user's w_u, so its
-error on fresh (user, item) pairs falls towards the noise level.
+error on fresh (user, item) pairs falls towards the noise level. With ``changed``, a share of the
+users change taste halfway through the observations (a new w_u drawn like the first): what a
+version trained on the first half knows of them turns wrong, and only online updates can follow.
 
 >>> truth = planted(users=3, items=4, d=3, seed=1)
 >>> observed = list(observations(truth, 2, noise=0.0, seed=1))
@@ -47,18 +49,37 @@ def items_only(truth: ModelVersion) -> ModelVersion:
 
 
 def observations(truth: ModelVersion, count: int, noise: float = 0.5, seed: int = 0,
-                 chunk: int = 100_000) -> Iterator[Observation]:
-    """``count`` observations of uniformly drawn (user, item) pairs, scored by the truth plus noise."""
+                 chunk: int = 100_000, changed: float = 0.0) -> Iterator[Observation]:
+    """``count`` observations of uniformly drawn (user, item) pairs, scored by the truth plus noise;
+    from observation ``count // 2`` on, a ``changed`` share of the users by their new vectors."""
     rng = np.random.default_rng(seed)
+    later = changed_tastes(truth, changed, seed)
     produced = 0
     while produced < count:
         n = min(chunk, count - produced)
         users = rng.integers(0, len(truth.user_ids), n)
         items = rng.integers(0, len(truth.item_ids), n)
         f = np.hstack([truth.item_factors[items], np.ones((n, 1), dtype=np.float32)])
-        scores = (truth.global_mean + truth.item_bias[items] + np.einsum("ij,ij->i", truth.user_vectors[users], f)
+        vectors = np.where((produced + np.arange(n) >= count // 2)[:, None], later[users], truth.user_vectors[users])
+        scores = (truth.global_mean + truth.item_bias[items] + np.einsum("ij,ij->i", vectors, f)
                   + rng.normal(0, noise, n))
         for offset, (user, item, score) in enumerate(zip(users.tolist(), items.tolist(), scores.tolist())):
             yield Observation(user=int(truth.user_ids[user]), item=int(truth.item_ids[item]), score=score,
                               time=float(produced + offset))
         produced += n
+
+
+def changed_tastes(truth: ModelVersion, share: float, seed: int = 0) -> np.ndarray:
+    """Every user's vector in the second half: a ``share`` of them (seeded) drawn anew like the truth's.
+
+    >>> truth = planted(users=9, items=4, d=3, seed=1)
+    >>> int((changed_tastes(truth, 1 / 3) != truth.user_vectors).any(axis=1).sum())
+    3
+    """
+    rng = np.random.default_rng([seed, 1])
+    users, d = truth.user_vectors.shape
+    moved = rng.choice(users, size=round(share * users), replace=False)
+    later = truth.user_vectors.copy()
+    later[moved, :-1] = rng.normal(0, 1.0 / np.sqrt(d - 1), size=(len(moved), d - 1))
+    later[moved, -1] = rng.normal(0, 0.3, size=len(moved))
+    return later

@@ -55,6 +55,11 @@ class ModelVersion:
     def knows_user(self, user: int) -> bool:
         return user in self._user_row
 
+    def training_count(self, user: int) -> int:
+        """The user's observations in the training set (0 for a user the version does not know)."""
+        row = self._user_row.get(user)
+        return 0 if row is None else int(self.user_counts[row])
+
     def features_many(self, items: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """f(item) for each item as rows of float64, and each item's bias; an unknown item has
         zeros but the bias coordinate, and a zero bias."""

@@ -109,8 +109,8 @@ class Shadow:
 
     def _trained(self, key: bytes) -> UserState:
         version, row = self.learner.version, self.trained[key]
-        first = self.learner.rule.start(version.id, version.user_vectors[row])
-        return replace(first, count=int(version.user_counts[row]), offset=self.start - 1)
+        first = self.learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
+        return replace(first, offset=self.start - 1)
 
     def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
         """The records of up to ``most`` users not written yet (all if None), now counted as written;

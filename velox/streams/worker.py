@@ -106,7 +106,7 @@ class Worker:
         else:
             version = ModelStore(activation.store).load(activation.version.id)
             self.training_end = activation.version.training_end
-        self.learner = Learner(version, self.rule)
+        self.learner = Learner(version, self.rule, keep_known=self.settings.keep_known)
         self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
@@ -445,7 +445,7 @@ def run(settings: Settings) -> None:
             f"topic {settings.topic('observations')} has {partitions} partitions but VELOX_PARTITIONS is "
             f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
         )
-    worker = Worker(settings, make_rule(settings.rule, settings.learning_rate, settings.l2))
+    worker = Worker(settings, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
     # Each event allocates short-lived objects and makes no cycles, while a swap holds a
     # partition's states in memory: with the default thresholds a full collection ran every
     # 0.3 s and took up to 60 ms (bench/swap.py), a stall of the stream each time.
@@ -457,8 +457,9 @@ def run(settings: Settings) -> None:
     if settings.worker_metrics_port:
         metrics.serve(settings.worker_metrics_port)
     log.info(
-        "worker %s of group %s: version %s (d=%d, %d items), rule %s, %d partitions, metrics on :%s",
+        "worker %s of group %s: version %s (d=%d, %d items), rule %s%s, %d partitions, metrics on :%s",
         settings.worker_id, settings.app_id, version.id, version.d, len(version.item_ids), worker.learner.rule,
+        " (the version's users keep its vectors)" if settings.keep_known else "",
         settings.partitions, settings.worker_metrics_port or "off",
     )
     worker.run()
