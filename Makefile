@@ -2,6 +2,8 @@
 # make up:   broker, worker, first version, retrain controller and edge (http://127.0.0.1:8000) in the
 #            foreground; Ctrl-C stops them. DATA=u.data loads that MovieLens file into a new system.
 # make reset: stop them and delete the system's data, to start over.
+# make compose-check: docker-compose.yml built and run for real, the loop checked (needs a Docker
+#            engine; makes the Debian base image here when no registry is reachable).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +11,7 @@ PY := $(VENV)/bin/python
 VELOX := $(VENV)/bin/velox
 STAMP := $(VENV)/.installed
 
-.PHONY: install jars test up down reset bench clean
+.PHONY: install jars test up down reset bench clean compose-check
 
 install: $(STAMP)
 
@@ -37,6 +39,10 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 2
 	$(PY) bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
 	$(PY) bench/accuracy.py
 	$(PY) bench/report.py
+
+compose-check: install  # build the images, up, predict, observe, crash the worker, down and up, down -v
+	sh docker/base-image.sh
+	$(PY) docker/check.py
 
 down: install  # a broker left by `velox kafka start`
 	$(VELOX) kafka stop

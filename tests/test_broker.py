@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,29 @@ def test_cluster_ids_never_start_with_a_dash() -> None:
 
     ids = [_cluster_id() for _ in range(5000)]
     assert all(len(cluster) == 22 and not cluster.startswith("-") for cluster in ids)
+
+
+def test_kafka_run_becomes_the_broker_in_the_foreground_logging_to_stdout(settings: Settings, tmp_path: Path) -> None:
+    """What a container runs: the JVM in the command's place (status finds it by the pid it was
+    started as), its log on stdout, and SIGTERM stops it."""
+    own = settings.replace(data=tmp_path, bootstrap=free_bootstrap())
+    stdout = tmp_path / "stdout"
+    with stdout.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "velox.cli", "--bootstrap", own.bootstrap, "--data", str(own.data), "kafka", "run"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while velox("kafka", "status", settings=own).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, "the broker did not come up"
+            time.sleep(0.5)
+        assert LocalBroker(own).status().pid == process.pid
+        assert AdminClient({"bootstrap.servers": own.bootstrap}).list_topics(timeout=10).brokers
+        assert not (tmp_path / "kafka" / "server.log").exists()  # its log goes to stdout
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    output = stdout.read_text()
+    assert process.returncode in (0, 143), output[-2000:]
+    assert "Kafka Server started" in output

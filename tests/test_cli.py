@@ -68,3 +68,15 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
         assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 0  # `velox up` loads the sample
     finally:
         broker.stop()
+
+
+def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:
+    """What the compose file's loader runs at every `up`: the sample into an empty system, then never again."""
+    own = settings.replace(namespace=f"l{uuid.uuid4().hex[:8]}-", partitions=2)
+    command = [sys.executable, "-m", "velox.cli", "load", "movielens", "--if-empty"]
+    env = {**os.environ, **own.to_env()}
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+    assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
+    assert "nothing loaded" in done.stderr and "1501 observations" in done.stderr

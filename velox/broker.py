@@ -35,9 +35,10 @@ class BrokerStatus:
     bootstrap: str
     data: Path
     log: Path
+    ready: bool = False  # its listener accepts connections
 
     def describe(self) -> str:
-        state = f"running (pid {self.pid})" if self.running else "stopped"
+        state = f"running (pid {self.pid}{'' if self.ready else ', not listening yet'})" if self.running else "stopped"
         return f"kafka {state} at {self.bootstrap}; data {self.data}; log {self.log}"
 
 
@@ -55,7 +56,8 @@ class LocalBroker:
 
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
-        return BrokerStatus(pid is not None, pid, self.settings.bootstrap, self.log_dirs, self.log)
+        return BrokerStatus(pid is not None, pid, self.settings.bootstrap, self.log_dirs, self.log,
+                            pid is not None and _port_in_use(self.host, self.port))
 
     def start(self, timeout: float = 90.0) -> BrokerStatus:
         """Start the broker unless it runs already; return once it answers metadata."""
@@ -79,6 +81,17 @@ class LocalBroker:
             raise
         return self.status()
 
+    def run(self) -> None:
+        """Become the broker (exec), logging to stdout: a container's service, stopped by its signals.
+
+        The pid file names this process, which the JVM replaces, so ``status`` finds it."""
+        classpath = ":".join(str(jar) for jar in jars.fetch(jars.KAFKA_BROKER, self.settings.cache))
+        self._write_config(console=True)
+        self._format(classpath)
+        self.pid_file.write_text(str(os.getpid()))
+        command = self._command(classpath)
+        os.execvp(command[0], command)
+
     def stop(self, timeout: float = 30.0) -> BrokerStatus:
         """Stop the broker (TERM, then KILL after ``timeout``) and wait until it has exited."""
         pid = self._live_pid()
@@ -90,7 +103,7 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
-    def _write_config(self) -> None:
+    def _write_config(self, console: bool = False) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         controller = f"{self.host}:{self.port + 1}"
         lines = {
@@ -115,15 +128,15 @@ class LocalBroker:
             "auto.create.topics.enable": "false",
         }
         self.config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+        appender = ("appender.out.type = Console\n" if console else
+                    f"appender.out.type = File\nappender.out.fileName = {self.log}\nappender.out.append = false\n")
         (self.home / "log4j2.properties").write_text(
-            "appender.file.type = File\n"
-            "appender.file.name = file\n"
-            f"appender.file.fileName = {self.log}\n"
-            "appender.file.append = false\n"
-            "appender.file.layout.type = PatternLayout\n"
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            appender +
+            "appender.out.name = out\n"
+            "appender.out.layout.type = PatternLayout\n"
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = INFO\n"
-            "rootLogger.appenderRef.file.ref = file\n"
+            "rootLogger.appenderRef.out.ref = out\n"
         )
 
     def _format(self, classpath: str) -> None:
@@ -138,13 +151,16 @@ class LocalBroker:
         if result.returncode != 0:
             raise BrokerError(f"formatting {self.log_dirs} failed: {result.stdout}{result.stderr}".strip())
 
-    def _spawn(self, classpath: str) -> None:
+    def _command(self, classpath: str) -> list[str]:
         heap = self.settings.kafka_heap
-        command = [
+        return [
             "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
             "-cp", classpath, MAIN_CLASS, str(self.config),
         ]
+
+    def _spawn(self, classpath: str) -> None:
+        command = self._command(classpath)
         # Through a shell that exits at once: the JVM is re-parented to init, so it outlives
         # the CLI and never lingers as our zombie; `velox kafka stop` ends it by pid.
         launched = subprocess.run(

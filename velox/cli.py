@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     kafka = commands.add_parser("kafka", help="run the local single-node Kafka broker")
-    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument("action", choices=["start", "stop", "status", "run"],
+                       help="start: in the background; run: in the foreground, logging to stdout (a container); "
+                            "status: exit 0 once it listens")
     kafka.set_defaults(run=run_kafka)
 
     worker = commands.add_parser("worker", help="apply the observations to each user's weights, exactly once")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--drift", type=float, help="with --watch: tolerance over the validation RMSE")
     retrain.add_argument("--window", type=float, default=60.0, help="with --watch: seconds drift must last")
     retrain.add_argument("--debounce", type=float, default=30.0, help="with --watch: seconds between runs")
+    retrain.add_argument("--first", action="store_true",
+                         help="with --watch: train and activate a first version before watching, if none is active")
     retrain.set_defaults(run=run_retrain)
 
     model = commands.add_parser("model", help="list the model store's versions, or activate one (rollback)")
@@ -80,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="movielens: u.data, ratings.dat or ratings.csv (default: pyspark's sample); "
                            "synthetic: where to write the planted item features as a version file")
     load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
+    load.add_argument("--if-empty", action="store_true",
+                      help="movielens: load only into a system with no observations (a compose service's restart)")
     load.add_argument("--users", type=int, default=100_000, help="synthetic: users")
     load.add_argument("--events", type=int, default=1_000_000, help="synthetic: observations")
     load.add_argument("--noise", type=float, default=0.5, help="synthetic: noise standard deviation")
@@ -141,10 +147,12 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
         log.info("kafka ready in %.1f s: %s", time.monotonic() - started, status.describe())
     elif args.action == "stop":
         log.info("%s", broker.stop().describe())
+    elif args.action == "run":
+        broker.run()
     else:
         status = broker.status()
         print(status.describe())
-        return 0 if status.running else 3
+        return 0 if status.ready else 3
     return 0
 
 
@@ -207,9 +215,9 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
 def load_if_new(settings: Settings, ratings: Path | None) -> None:
     """Load ``ratings`` (default: pyspark's sample) into a system with no observations; on one that
     has some, say that the file was not loaded and what to do instead."""
-    from velox import kafka, load
+    from velox import load
 
-    held = sum(kafka.end_offsets(settings, settings.topic("observations")).values())
+    held = held_observations(settings)
     if held == 0:
         path = ratings or load.PYSPARK_SAMPLE
         events = load.read_movielens(path)
@@ -219,6 +227,13 @@ def load_if_new(settings: Settings, ratings: Path | None) -> None:
         log.warning("%s was NOT loaded: this system already holds %d observations (in %s); add the file with "
                     "`velox load movielens %s`, or start over with `velox reset`", ratings, held, settings.data,
                     ratings)
+
+
+def held_observations(settings: Settings) -> int:
+    """How many messages the observations topic holds (0: a new system)."""
+    from velox import kafka
+
+    return sum(kafka.end_offsets(settings, settings.topic("observations")).values())
 
 
 def run_reset(settings: Settings, args: argparse.Namespace) -> int:
@@ -272,6 +287,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
+    from velox import versions
     from velox.batch import controller, job
     from velox.batch.train import TrainParams
 
@@ -285,11 +301,14 @@ def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
     if triggers.every is None and triggers.after is None and triggers.drift is None:
         raise ConfigError("--watch needs at least one of --every, --after, --drift")
     warm = job.WarmJob(settings, params, args.master, conf)
-    watcher = controller.Controller(settings, triggers, warm)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
-    log.info("watching %s: %s", settings.topic("observations"), triggers)
     try:
+        if args.first and versions.active(settings) is None:
+            log.info("no version is active: training the first")
+            warm("first version")
+        watcher = controller.Controller(settings, triggers, warm)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
+        log.info("watching %s: %s", settings.topic("observations"), triggers)
         watcher.run()
     finally:
         warm.close()
@@ -328,6 +347,9 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
                                                       changed=args.changed), total=args.events)
         log.info("loaded %d synthetic observations of %s (noise %.2f, %.0f%% of users change taste halfway)",
                  args.events, truth.id, args.noise, 100 * args.changed)
+        return 0
+    if args.if_empty and (held := held_observations(settings)):
+        log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
         return 0
     path = args.path or load.PYSPARK_SAMPLE
     events = load.read_movielens(path)
