@@ -137,6 +137,10 @@ def add_edge_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--host", dest="edge_host", help="the edge's address (VELOX_EDGE_HOST, default 127.0.0.1)")
     command.add_argument("--port", dest="edge_port", type=int, help="the edge's port (VELOX_EDGE_PORT, default 8000)")
     command.add_argument("--worker-id", dest="worker_id", help="the worker beside this edge (VELOX_WORKER_ID)")
+    command.add_argument("--tls-cert", dest="tls_cert", type=Path,
+                         help="serve HTTPS with this PEM certificate (VELOX_TLS_CERT)")
+    command.add_argument("--tls-key", dest="tls_key", type=Path,
+                         help="the certificate's PEM private key (VELOX_TLS_KEY)")
 
 
 def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
@@ -280,7 +284,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with one_blas_thread():
             uvicorn.run(create_app(edge), host=settings.edge_host, port=settings.edge_port, log_level="info",
-                        access_log=settings.access_log)
+                        access_log=settings.access_log, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
     finally:
         edge.close()
     return 0

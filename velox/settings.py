@@ -45,6 +45,10 @@ class Settings:
         (default ``<data>/models`` and ``<data>/training-log``).
     holdout: the most recent share of each partition's rows kept out of training to validate.
     admin_token: the bearer token the edge's admin calls require (none set: admin calls refused).
+    observe_token: the bearer token the edge's observe requires (none set: whoever reaches the
+        edge may write feedback for any user). Tokens never appear in a settings' repr.
+    tls_cert, tls_key: the edge serves HTTPS with this certificate and private key (PEM files);
+        the address it announces for forwarding is then https.
     worker_id: this worker's static group membership: a worker restarted with the same id takes
         its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
     worker_metrics_port: the worker's Prometheus port (0: none).
@@ -79,7 +83,10 @@ class Settings:
     models: str | None = None
     training_log: str | None = None
     holdout: float = 0.1
-    admin_token: str | None = None
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    observe_token: str | None = dataclasses.field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     worker_id: str = "worker-1"
     worker_metrics_port: int = 9464
     metrics_interval: float = 5.0
@@ -119,6 +126,8 @@ class Settings:
             raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
         if self.slo_ms <= 0:
             raise ConfigError(f"slo_ms must be positive, got {self.slo_ms}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both a certificate and its key (VELOX_TLS_CERT and VELOX_TLS_KEY)")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 
@@ -146,7 +155,7 @@ class Settings:
 
     @property
     def edge_url(self) -> str:
-        return f"http://{self.edge_host}:{self.edge_port}"
+        return f"{'https' if self.tls_cert else 'http'}://{self.edge_host}:{self.edge_port}"
 
     def topic(self, name: str) -> str:
         """The full name of one of Velox's topics (``observations``, ``model-metrics``, ...)."""

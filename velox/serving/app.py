@@ -26,7 +26,7 @@ from velox.model.store import ModelStore
 from velox.schemas import observation
 from velox.serving import applications, openapi
 from velox.serving.edge import (
-    MAX_BODY, Edge, Weights, answer, authorize, best_items, edge_of, http_error, id_param, lifespan, score_of, timed,
+    MAX_BODY, Edge, Weights, answer, authorize, authorize_observe, best_items, edge_of, http_error, id_param, lifespan, score_of, timed,
     top_k_query,
 )
 
@@ -89,6 +89,7 @@ async def top_k_route(request: Request) -> Response:
 
 async def observe(request: Request) -> Response:
     edge = edge_of(request)
+    authorize_observe(edge, request)
     if int(request.headers.get("content-length") or 0) > MAX_BODY:
         raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
     body = await request.body()
@@ -145,6 +146,7 @@ def renamed(endpoint: Callable[[Request], Awaitable[Response]], **names: str) ->
 async def velox_observe(request: Request) -> Response:
     """``POST /velox/{model}/observe?userid=&item=&score=``: the paper's form of observe."""
     edge = edge_of(request)
+    authorize_observe(edge, request)
     fields = {"user": id_param(request, "userid"), "item": id_param(request, "item")}
     try:
         fields["score"] = float(request.query_params.get("score", ""))

@@ -10,6 +10,7 @@ it: for a model, the active version's batch answer for the user, without their o
 from __future__ import annotations
 
 import asyncio
+import hmac
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -270,6 +271,22 @@ def score_of(edge: Edge, weights: Weights, item: int) -> float:
 
 
 def authorize(edge: Edge, request: Request) -> None:
+    """Admin calls: refused unless a token is set and the request carries it."""
     expected = edge.settings.admin_token
-    if expected is None or request.headers.get("authorization") != f"Bearer {expected}":
-        raise HTTPException(401, "admin calls need 'Authorization: Bearer <VELOX_ADMIN_TOKEN>'")
+    if expected is None or not bears(request, expected):
+        raise HTTPException(401, "admin calls need 'Authorization: Bearer <VELOX_ADMIN_TOKEN>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def authorize_observe(edge: Edge, request: Request) -> None:
+    """Observe: open unless a token is set (then whoever reaches the edge needs it to write feedback)."""
+    expected = edge.settings.observe_token
+    if expected is not None and not bears(request, expected):
+        raise HTTPException(401, "observe needs 'Authorization: Bearer <VELOX_OBSERVE_TOKEN>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def bears(request: Request, token: str) -> bool:
+    """Whether the request carries ``Bearer <token>``, compared in constant time: how long the
+    comparison takes says nothing of how much of a guess was right."""
+    return hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {token}".encode())
