@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from confluent_kafka import KafkaError
 
 from velox import kafka
@@ -69,3 +72,43 @@ def test_murmur2_matches_the_java_clients_test_vectors() -> None:
         b"abc": 479470107,
     }
     assert {key: partitioning.murmur2(key) for key in vectors} == vectors
+
+
+def test_client_properties_are_read_the_java_way_and_named_the_java_way_for_spark(tmp_path: Path) -> None:
+    from velox.kafka import java_options, properties
+
+    path = tmp_path / "client.properties"
+    path.write_text("# a comment\n! another\n\nsecurity.protocol=SASL_SSL\nsasl.mechanism: SCRAM-SHA-512\n"
+                    "sasl.username velox\nsasl.password=p=s\"s:w\nssl.ca.location = /x/ca.pem\nclient.id\n")
+    assert properties(path) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                                "sasl.username": "velox", "sasl.password": 'p=s"s:w', "ssl.ca.location": "/x/ca.pem",
+                                "client.id": ""}
+    assert java_options(Settings(kafka_config=path)) == {
+        "security.protocol": "SASL_SSL", "client.id": "", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="velox" '
+                            'password="p=s\\"s:w";',
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": "/x/ca.pem",
+    }
+
+
+def test_a_missing_client_properties_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    from velox.errors import ConfigError
+    from velox.kafka import properties
+
+    with pytest.raises(ConfigError, match="VELOX_KAFKA_CONFIG .*nowhere.properties cannot be read"):
+        properties(tmp_path / "nowhere.properties")
+
+
+def test_topics_get_the_replicas_there_are_brokers_for_and_a_matching_min_insync(settings: Settings) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    from velox import kafka
+
+    own = settings.replace(namespace=f"r{uuid.uuid4().hex[:8]}-")
+    name = own.topic("replicated")
+    kafka.create_topics(own, {name: 2})
+    admin = kafka.admin_client(own)
+    meta = admin.list_topics(name, timeout=30).topics[name]
+    assert {len(p.replicas) for p in meta.partitions.values()} == {1}  # one broker here: min(3, 1)
+    [described] = admin.describe_configs([ConfigResource("topic", name)]).values()
+    assert described.result()["min.insync.replicas"].value == "1"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from velox import jars
+from velox.broker_secrets import BrokerSecrets
 from velox.errors import BrokerError
 from velox.processes import is_zombie, wait_exit
 from velox.settings import Settings
@@ -53,14 +54,18 @@ class LocalBroker:
         self.config = self.home / "server.properties"
         self.log = self.home / "server.log"
         self.pid_file = self.home / "broker.pid"
+        self.secrets = BrokerSecrets(self.home / "secure")  # made by a secure start: SASL_SSL, not PLAINTEXT
 
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
         return BrokerStatus(pid is not None, pid, self.settings.bootstrap, self.log_dirs, self.log,
                             pid is not None and _port_in_use(self.host, self.port))
 
-    def start(self, timeout: float = 90.0) -> BrokerStatus:
-        """Start the broker unless it runs already; return once it answers metadata."""
+    def start(self, timeout: float = 90.0, secure: bool = False) -> BrokerStatus:
+        """Start the broker unless it runs already; return once it answers metadata. ``secure``: a new
+        broker listens with SASL_SSL only (its credentials in ``self.secrets``); one secured once stays so."""
+        if secure:
+            self._secure()
         if self._live_pid() is not None:
             self._wait_ready(timeout)
             return self.status()
@@ -81,11 +86,13 @@ class LocalBroker:
             raise
         return self.status()
 
-    def run(self) -> None:
+    def run(self, secure: bool = False) -> None:
         """Become the broker (exec), logging to stdout: a container's service, stopped by its signals.
 
         The pid file names this process, which the JVM replaces, so ``status`` finds it."""
         classpath = ":".join(str(jar) for jar in jars.fetch(jars.KAFKA_BROKER, self.settings.cache))
+        if secure:
+            self._secure()
         self._write_config(console=True)
         self._format(classpath)
         self.pid_file.write_text(str(os.getpid()))
@@ -103,17 +110,34 @@ class LocalBroker:
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
+    def _secure(self) -> None:
+        """Make the credentials of a new secured broker; refuse to secure one formatted without them."""
+        if self.secrets.exists():
+            return
+        if (self.log_dirs / "meta.properties").exists():
+            raise BrokerError(f"the broker in {self.home} was made without SASL_SSL and its users cannot be added "
+                              "now: start over with `velox reset` to make a secured one")
+        self.secrets.make(self.host)
+
+    @property
+    def client_settings(self) -> Settings:
+        """Settings a client reaches this broker with (a secured one's credentials file included)."""
+        if not self.secrets.exists():
+            return self.settings
+        return self.settings.replace(kafka_config=self.secrets.client_properties)
+
     def _write_config(self, console: bool = False) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         controller = f"{self.host}:{self.port + 1}"
+        name = "SASL_SSL" if self.secrets.exists() else "PLAINTEXT"
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{controller}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": f"{name}://{self.host}:{self.port},CONTROLLER://{controller}",
+            "advertised.listeners": f"{name}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{name}:{name}",
             "log.dirs": str(self.log_dirs),
             "num.partitions": "1",
             # One broker: every internal topic has one replica.
@@ -126,8 +150,10 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            **(self.secrets.broker_config() if self.secrets.exists() else {}),
         }
         self.config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+        self.config.chmod(0o600)  # a secured broker's passwords are in it
         appender = ("appender.out.type = Console\n" if console else
                     f"appender.out.type = File\nappender.out.fileName = {self.log}\nappender.out.append = false\n")
         (self.home / "log4j2.properties").write_text(
@@ -145,7 +171,8 @@ class LocalBroker:
             return
         result = subprocess.run(
             ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", _cluster_id(), "-c", str(self.config)],
+             "-t", _cluster_id(), "-c", str(self.config),
+             *(self.secrets.format_arguments() if self.secrets.exists() else [])],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
@@ -173,7 +200,7 @@ class LocalBroker:
         from velox import kafka
 
         deadline = time.monotonic() + timeout
-        admin = kafka.admin_client(self.settings, log_level=0)  # refused until the broker listens: expected
+        admin = kafka.admin_client(self.client_settings, log_level=0)  # refused until the broker listens: expected
         while time.monotonic() < deadline:
             if self._live_pid() is None:
                 raise BrokerError(f"the broker exited during start: {self._log_tail()}; see {self.log}")

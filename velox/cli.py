@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "run"],
                        help="start: in the background; run: in the foreground, logging to stdout (a container); "
                             "status: exit 0 once it listens")
+    kafka.add_argument("--secure", action="store_true",
+                       help="a new broker listens with SASL_SSL (SCRAM-SHA-512, a throwaway CA); clients then need "
+                            "VELOX_KAFKA_CONFIG=<data>/kafka/secure/client.properties")
     kafka.set_defaults(run=run_kafka)
 
     worker = commands.add_parser("worker", help="apply the observations to each user's weights, exactly once")
@@ -147,12 +150,14 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     broker = LocalBroker(settings)
     if args.action == "start":
         started = time.monotonic()
-        status = broker.start()
+        status = broker.start(secure=args.secure)
         log.info("kafka ready in %.1f s: %s", time.monotonic() - started, status.describe())
+        if broker.secrets.exists():
+            log.info("SASL_SSL only: clients need VELOX_KAFKA_CONFIG=%s", broker.secrets.client_properties)
     elif args.action == "stop":
         log.info("%s", broker.stop().describe())
     elif args.action == "run":
-        broker.run()
+        broker.run(secure=args.secure)
     else:
         status = broker.status()
         print(status.describe())

@@ -2,6 +2,7 @@
 
     VeloxError
     ├── ConfigError        a setting or flag has a value we cannot use
+    ├── KafkaUnreachable   the cluster did not answer, or refused our credentials
     ├── BrokerError        the local Kafka broker could not be started or stopped
     ├── JarFetchError      Maven could not resolve a set of jars
     ├── InvalidObservation an observation event failed to decode or validate
@@ -19,6 +20,10 @@ class VeloxError(Exception):
 
 class ConfigError(VeloxError):
     """A setting has a value we cannot use; the message names the setting and the value."""
+
+
+class KafkaUnreachable(VeloxError):
+    """The cluster did not answer, or refused these credentials: said with the broker and the cause."""
 
 
 class BrokerError(VeloxError):

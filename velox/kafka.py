@@ -4,6 +4,10 @@ Producers are idempotent with ``acks=all`` and use the murmur2 partitioner, the 
 the Java client, so what they produce lands in its user's home partition
 (``velox.schemas.partitioning``).
 
+Every client also gets the properties of ``VELOX_KAFKA_CONFIG`` (credentials, TLS), and
+Spark's Kafka source the same, named the Java client's way (``java_options``). Topics are
+created with ``VELOX_REPLICATION`` replicas, at most as many as there are brokers.
+
 The clients log through ``velox.kafka.client`` instead of librdkafka's own lines on stderr:
 what they report at INFO or below, and conditions they retry by themselves (a coordinator still
 loading at a broker's start), at DEBUG; a warning or error once a minute at most, however often
@@ -18,11 +22,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from velox.errors import ConfigError, KafkaUnreachable
 from velox.settings import Settings
 
 T = TypeVar("T")
@@ -56,8 +63,89 @@ CLIENT_LOG.addFilter(_ClientLines())
 
 
 def _client(settings: Settings) -> dict[str, Any]:
-    """What every client gets: the bootstrap servers and our logger."""
-    return {"bootstrap.servers": settings.bootstrap, "logger": CLIENT_LOG}
+    """What every client gets: the bootstrap servers, ``VELOX_KAFKA_CONFIG``'s properties, our logger
+    and the error callback that keeps the last refusal (``metadata`` names it)."""
+    return {"bootstrap.servers": settings.bootstrap, **properties(settings.kafka_config), "logger": CLIENT_LOG,
+            "error_cb": _remember}
+
+
+REFUSALS = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
+_refused: dict[str, str] = {}  # bootstrap → why the cluster refused us, the last time it did
+
+
+def _remember(error: KafkaError) -> None:
+    if error.code() in REFUSALS:
+        _refused["last"] = error.str()
+
+
+def metadata(settings: Settings, admin: AdminClient, topic: str | None = None, timeout: float = 30) -> Any:
+    """``admin.list_topics``; when the cluster does not answer within ``timeout``, or at once when it
+    refuses our credentials or TLS, a ``KafkaUnreachable`` that names the bootstrap servers and why."""
+    deadline = time.monotonic() + timeout
+    _refused.pop("last", None)
+    while True:
+        try:
+            return admin.list_topics(topic, timeout=min(2.0, max(deadline - time.monotonic(), 0.1)))
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks: a refusal, if that is what it was
+            refused = _refused.get("last")
+            if refused or time.monotonic() >= deadline:
+                why = refused or exc.args[0].str()
+                raise KafkaUnreachable(f"Kafka at {settings.bootstrap} did not answer: {why}") from None
+
+
+@lru_cache(maxsize=4)
+def properties(path: Path | None) -> dict[str, str]:
+    """A Java-style properties file as a dict: ``key=value``, ``key: value`` or ``key value`` lines;
+    ``#`` and ``!`` start comments. None: no file, no properties."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"VELOX_KAFKA_CONFIG {path} cannot be read: {exc.strerror}") from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        match = re.match(r"([^=:\s]+)(\s*[=:]\s*|\s+|$)(.*)", line)
+        if match is None:  # (the line itself is not shown: it may hold a secret)
+            raise ConfigError(f"VELOX_KAFKA_CONFIG {path}, line {number}: no property name before its value")
+        found[match.group(1)] = match.group(3)
+    return found
+
+
+JAAS_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+                "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+                "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule"}
+
+
+def java_options(settings: Settings) -> dict[str, str]:
+    """``VELOX_KAFKA_CONFIG``'s properties named as the Java client (Spark's Kafka source) knows them.
+
+    librdkafka takes a user name and password and a CA file; Java takes a JAAS line and a trust
+    store. Any other property passes as it is (most names are the same in both clients).
+
+    >>> java_options(Settings())
+    {}
+    """
+    given = dict(properties(settings.kafka_config))
+    options: dict[str, str] = {}
+    mechanism = given.pop("sasl.mechanisms", None) or given.pop("sasl.mechanism", None)
+    if mechanism:
+        options["sasl.mechanism"] = mechanism
+    user, password = given.pop("sasl.username", None), given.pop("sasl.password", None)
+    if user is not None:
+        module = JAAS_MODULES.get((mechanism or "PLAIN").upper())
+        if module is None:
+            raise ConfigError(f"VELOX_KAFKA_CONFIG: sasl.mechanism {mechanism!r} cannot be given to Spark's "
+                              f"Kafka source as a user name and password; use one of {sorted(JAAS_MODULES)}")
+        options["sasl.jaas.config"] = f'{module} required username="{_quoted(user)}" password="{_quoted(password or "")}";'
+    ca = given.pop("ssl.ca.location", None)
+    if ca is not None:
+        options.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": ca})
+    return {**given, **options}
 
 
 def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
@@ -100,7 +188,7 @@ def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
 
 def partition_count(settings: Settings, topic: str) -> int:
     admin = admin_client(settings)
-    return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+    return len(metadata(settings, admin, topic).topics[topic].partitions)
 
 
 def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
@@ -159,11 +247,21 @@ def lag(settings: Settings, group: str, topic: str) -> int:
         reader.close()
 
 
+def _quoted(value: str) -> str:
+    """A value inside a JAAS line's double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping[str, str] | None = None) -> None:
-    """Create each topic with its partition count; a topic that exists already is left as it is."""
+    """Create each topic with its partition count and replicas; a topic that exists already is left
+    as it is, with one warning if it has fewer replicas than configured."""
     admin = admin_client(settings)
+    brokers = len(metadata(settings, admin).brokers)
+    replicas = min(settings.replication, brokers)
+    insync = settings.min_insync or (2 if replicas >= 3 else 1)
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=count, replication_factor=1, config=dict(config or {}))
+        [NewTopic(name, num_partitions=count, replication_factor=replicas,
+                  config={"min.insync.replicas": str(min(insync, replicas)), **(config or {})})
          for name, count in topics.items()],
         operation_timeout=30,
     )
@@ -176,12 +274,28 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
     # Created is not yet served: wait until the broker's metadata has every partition.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = admin.list_topics(timeout=10).topics
+        found = metadata(settings, admin, timeout=10).topics
         if all(name in found and found[name].error is None and len(found[name].partitions) == count
                for name, count in topics.items()):
+            _warn_underreplicated(settings, {name: found[name] for name in topics}, replicas)
             return
         time.sleep(0.05)
     raise KafkaException(f"topics {sorted(topics)} did not appear in the broker's metadata within 30 s")
+
+
+def _warn_underreplicated(settings: Settings, found: Mapping[str, Any], replicas: int) -> None:
+    """One line for the topics that exist with fewer replicas than this cluster should give them."""
+    short = {name: min(len(p.replicas) for p in meta.partitions.values()) for name, meta in found.items()}
+    short = {name: count for name, count in short.items() if count < replicas}
+    if short and (settings.bootstrap, tuple(sorted(short))) not in _WARNED:
+        _WARNED.add((settings.bootstrap, tuple(sorted(short))))
+        logging.getLogger("velox.kafka").warning(
+            "%d topic(s) have fewer than %d replicas (VELOX_REPLICATION, at most the brokers there are): %s; "
+            "losing a broker can lose their data (kafka-reassign-partitions adds replicas)", len(short), replicas,
+            ", ".join(f"{name} ({count})" for name, count in sorted(short.items())))
+
+
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
 class CompactedReader:

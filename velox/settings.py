@@ -25,6 +25,11 @@ class Settings:
 
     bootstrap: the Kafka bootstrap servers (``VELOX_BOOTSTRAP``). The local broker listens
         on this host and port, and its KRaft controller on the next port.
+    kafka_config: a properties file of client settings (Kafka's names: ``security.protocol``,
+        ``sasl.mechanism``, ``sasl.username``, ``sasl.password``, ``ssl.ca.location``, ...) that
+        every Kafka client of the system gets, Spark's Kafka source included (``VELOX_KAFKA_CONFIG``).
+    replication, min_insync: the replicas of each topic Velox creates, at most the brokers there
+        are, and the replicas a write needs (default: 2 when there are 3 replicas or more, else 1).
     cache: downloaded jars, kept across checkouts (``VELOX_CACHE``).
     data: broker data, logs, tables and model versions (``VELOX_DATA``).
     namespace: prefix of every topic and of the worker group, so several systems (or tests)
@@ -65,6 +70,9 @@ class Settings:
     """
 
     bootstrap: str = "127.0.0.1:9092"
+    kafka_config: Path | None = None
+    replication: int = 3
+    min_insync: int | None = None
     cache: Path = _home() / ".cache" / "velox"
     data: Path = _home() / ".local" / "share" / "velox"
     namespace: str = ""
@@ -116,6 +124,9 @@ class Settings:
         host, _, port = self.bootstrap.split(",")[0].rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"bootstrap {self.bootstrap!r} is not host:port")
+        if self.replication < 1 or (self.min_insync is not None and not 1 <= self.min_insync <= self.replication):
+            raise ConfigError(f"replication must be at least 1 and min_insync between 1 and it, got "
+                              f"{self.replication} and {self.min_insync}")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
         if self.rule not in ("sgd", "rls"):

@@ -1,0 +1,98 @@
+"""Velox on a secured broker (SASL_SSL, SCRAM-SHA-512, a throwaway CA): every client gets its
+credentials from VELOX_KAFKA_CONFIG, Spark's Kafka source too; wrong ones stop every process
+with one line that names the broker and the refusal, having written nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from velox import kafka
+from velox.broker import LocalBroker, free_bootstrap
+from velox.settings import Settings
+
+# py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(scope="module")
+def secured(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A secured broker of its own; the settings its clients need (its credentials file named)."""
+    broker = LocalBroker(settings.replace(data=tmp_path_factory.mktemp("secured"), bootstrap=free_bootstrap(),
+                                          partitions=2, worker_metrics_port=0))
+    broker.start(secure=True)
+    try:
+        yield broker.client_settings
+    finally:
+        broker.stop()
+
+
+def velox(settings: Settings, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "velox.cli", *args], env={**os.environ, **settings.to_env()},
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_the_broker_refuses_a_client_without_credentials(secured: Settings) -> None:
+    with pytest.raises(kafka.KafkaUnreachable, match=f"Kafka at {secured.bootstrap}"):
+        kafka.create_topics(secured.replace(kafka_config=None), {"nope": 1})
+    assert kafka.properties(secured.kafka_config)["security.protocol"] == "SASL_SSL"
+
+
+def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_broker_and_writes_nothing(
+    secured: Settings, tmp_path: Path,
+) -> None:
+    assert secured.kafka_config is not None
+    wrong = tmp_path / "wrong.properties"
+    wrong.write_text("".join(line if not line.startswith("sasl.password=") else "sasl.password=not-it\n"
+                             for line in secured.kafka_config.read_text().splitlines(keepends=True)))
+    own = secured.replace(kafka_config=wrong, data=tmp_path / "data", namespace=f"w{uuid.uuid4().hex[:8]}-")
+    commands = {"load": ("load", "movielens"), "worker": ("worker",), "serve": ("serve", "--port", "0"),
+                "retrain": ("retrain",)}
+    started = {name: velox(own, *args, log=tmp_path / f"{name}.log") for name, args in commands.items()}
+    for name, process in started.items():
+        assert process.wait(timeout=180) == 1, (tmp_path / f"{name}.log").read_text()[-2000:]
+        errors = [line for line in (tmp_path / f"{name}.log").read_text().splitlines() if " velox ERROR " in line]
+        assert len(errors) == 1, errors
+        assert f"Kafka at {own.bootstrap} did not answer" in errors[0] and "Authentication failed" in errors[0]
+    topics = kafka.admin_client(secured).list_topics(timeout=30).topics
+    assert not [name for name in topics if name.startswith(own.namespace)]
+    data = tmp_path / "data"
+    written = [p for p in data.rglob("*") if p.is_file() and p.stat().st_size] if data.exists() else []
+    assert written == [], written  # (the retrain's lock file may be there, empty)
+
+
+def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, tmp_path: Path) -> None:
+    """Load, the first retrain through Spark's Kafka source, the worker, the edge, observe."""
+    own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-")
+    up = velox(own, "up", log=tmp_path / "up.log")
+    model = f"{own.edge_url}/v1/models/default"
+    try:
+        deadline, answer = time.monotonic() + 300, None
+        while answer is None or answer["version"].startswith("initial-"):
+            assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
+            try:
+                answer = httpx.get(f"{model}/predict", params={"user": 1, "item": 2}, timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        for item in range(10, 15):
+            accepted = httpx.post(f"{model}/observe", json={"user": 1, "item": item, "score": 5.0}, timeout=10)
+            assert accepted.status_code == 202, accepted.text
+        while httpx.get(f"{model}/predict", params={"user": 1, "item": 2}, timeout=5).json()["score"] == answer["score"]:
+            assert time.monotonic() < deadline, "five 5.0 ratings did not move the score"
+            time.sleep(0.2)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()[-3000:]
+    assert kafka.end_offsets(own, own.topic("observations")) and \
+        sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
