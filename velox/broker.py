@@ -44,21 +44,31 @@ class BrokerStatus:
 
 
 class LocalBroker:
-    """The broker for ``settings.bootstrap``: listener on its port, controller on port + 1."""
+    """The broker for ``settings.bootstrap``: listener on its port, controller on port + 1.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.host, self.port = settings.broker_address
-        self.home = settings.data / "kafka"
+    Node ``node`` of a cluster of ``nodes`` (``LocalCluster``) listens two ports further per node
+    before it, and keeps its files in ``<data>/kafka/node-<node>``.
+    """
+
+    def __init__(self, settings: Settings, node: int = 1, nodes: int = 1) -> None:
+        self.settings, self.node, self.nodes = settings, node, nodes
+        self.host, base = settings.broker_address
+        self.port = base + 2 * (node - 1)
+        self.root = settings.data / "kafka"
+        self.home = self.root if nodes == 1 else self.root / f"node-{node}"
         self.log_dirs = self.home / "data"
         self.config = self.home / "server.properties"
         self.log = self.home / "server.log"
         self.pid_file = self.home / "broker.pid"
-        self.secrets = BrokerSecrets(self.home / "secure")  # made by a secure start: SASL_SSL, not PLAINTEXT
+        self.secrets = BrokerSecrets(self.root / "secure")  # made by a secure start: SASL_SSL, not PLAINTEXT
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
-        return BrokerStatus(pid is not None, pid, self.settings.bootstrap, self.log_dirs, self.log,
+        return BrokerStatus(pid is not None, pid, self.address, self.log_dirs, self.log,
                             pid is not None and _port_in_use(self.host, self.port))
 
     def start(self, timeout: float = 90.0, secure: bool = False) -> BrokerStatus:
@@ -66,9 +76,17 @@ class LocalBroker:
         broker listens with SASL_SSL only (its credentials in ``self.secrets``); one secured once stays so."""
         if secure:
             self._secure()
-        if self._live_pid() is not None:
+        if self._live_pid() is None:
+            self._launch()
+        try:
             self._wait_ready(timeout)
-            return self.status()
+        except BrokerError:
+            self.stop()
+            raise
+        return self.status()
+
+    def _launch(self) -> None:
+        """Write the configuration, format the log directory if new, start the JVM; not waiting for it."""
         for port in (self.port, self.port + 1):
             if _port_in_use(self.host, port):
                 raise BrokerError(
@@ -79,12 +97,6 @@ class LocalBroker:
         self._write_config()
         self._format(classpath)
         self._spawn(classpath)
-        try:
-            self._wait_ready(timeout)
-        except BrokerError:
-            self.stop()
-            raise
-        return self.status()
 
     def run(self, secure: bool = False) -> None:
         """Become the broker (exec), logging to stdout: a container's service, stopped by its signals.
@@ -101,12 +113,18 @@ class LocalBroker:
 
     def stop(self, timeout: float = 30.0) -> BrokerStatus:
         """Stop the broker (TERM, then KILL after ``timeout``) and wait until it has exited."""
+        return self._reap(self._terminate(), timeout)
+
+    def _terminate(self) -> int | None:
         pid = self._live_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            if not wait_exit(pid, timeout):
-                os.kill(pid, signal.SIGKILL)
-                wait_exit(pid, 10.0)
+        return pid
+
+    def _reap(self, pid: int | None, timeout: float) -> BrokerStatus:
+        if pid is not None and not wait_exit(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
+            wait_exit(pid, 10.0)
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
@@ -122,32 +140,35 @@ class LocalBroker:
     @property
     def client_settings(self) -> Settings:
         """Settings a client reaches this broker with (a secured one's credentials file included)."""
+        own = self.settings.replace(bootstrap=self.address) if self.nodes > 1 else self.settings
         if not self.secrets.exists():
-            return self.settings
-        return self.settings.replace(kafka_config=self.secrets.client_properties)
+            return own
+        return own.replace(kafka_config=self.secrets.client_properties)
 
     def _write_config(self, console: bool = False) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         controller = f"{self.host}:{self.port + 1}"
         name = "SASL_SSL" if self.secrets.exists() else "PLAINTEXT"
+        voters = ",".join(f"{n}@{self.host}:{self.port + 2 * (n - self.node) + 1}" for n in range(1, self.nodes + 1))
+        # Every internal topic has a replica per node, up to three, and needs two in sync from three.
+        replicas, insync = str(min(3, self.nodes)), str(2 if self.nodes >= 3 else 1)
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{controller}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": voters,
             "listeners": f"{name}://{self.host}:{self.port},CONTROLLER://{controller}",
             "advertised.listeners": f"{name}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{name}:{name}",
             "log.dirs": str(self.log_dirs),
             "num.partitions": "1",
-            # One broker: every internal topic has one replica.
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "8",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": insync,
             "transaction.state.log.num.partitions": "8",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": insync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             **(self.secrets.broker_config() if self.secrets.exists() else {}),
@@ -171,7 +192,7 @@ class LocalBroker:
             return
         result = subprocess.run(
             ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", _cluster_id(), "-c", str(self.config),
+             "-t", self._cluster(), "-c", str(self.config),
              *(self.secrets.format_arguments() if self.secrets.exists() else [])],
             capture_output=True, text=True,
         )
@@ -185,6 +206,15 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
             "-cp", classpath, MAIN_CLASS, str(self.config),
         ]
+
+    def _cluster(self) -> str:
+        """The cluster id: a new one for a single broker; one shared by every node of a cluster."""
+        if self.nodes == 1:
+            return _cluster_id()
+        shared = self.root / "cluster-id"
+        if not shared.exists():
+            shared.write_text(_cluster_id())
+        return shared.read_text()
 
     def _spawn(self, classpath: str) -> None:
         command = self._command(classpath)
@@ -237,6 +267,48 @@ class LocalBroker:
         return " / ".join(last) or "nothing in the log"
 
 
+class LocalCluster:
+    """The local brokers of ``settings.data``: one, or the ``brokers`` a ``velox kafka start
+    --brokers N`` made (remembered in ``<data>/kafka/nodes``, so stop and status find them all).
+    Each node is broker and KRaft controller; a majority of them must run for any to serve."""
+
+    def __init__(self, settings: Settings, brokers: int | None = None) -> None:
+        self.count_file = settings.data / "kafka" / "nodes"
+        count = brokers or (int(self.count_file.read_text()) if self.count_file.exists() else 1)
+        self.nodes = [LocalBroker(settings, node, count) for node in range(1, count + 1)]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address: a client that knows them all reaches the cluster while any runs."""
+        return ",".join(node.address for node in self.nodes)
+
+    def start(self, timeout: float = 90.0, secure: bool = False) -> list[BrokerStatus]:
+        if len(self.nodes) == 1:
+            return [self.nodes[0].start(timeout, secure)]
+        if secure:
+            self.nodes[0]._secure()
+        self.count_file.parent.mkdir(parents=True, exist_ok=True)
+        self.count_file.write_text(str(len(self.nodes)))
+        try:
+            for node in self.nodes:  # all launched before any is waited for: the quorum needs a majority
+                if node._live_pid() is None:
+                    node._launch()
+            for node in self.nodes:
+                node._wait_ready(timeout)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.status()
+
+    def stop(self, timeout: float = 30.0) -> list[BrokerStatus]:
+        """Every node at once: one by one, the last would wait on a quorum already gone."""
+        pids = [node._terminate() for node in self.nodes]
+        return [node._reap(pid, timeout) for node, pid in zip(self.nodes, pids)]
+
+    def status(self) -> list[BrokerStatus]:
+        return [node.status() for node in self.nodes]
+
+
 @contextmanager
 def throwaway_broker(settings: Settings) -> Iterator[Settings]:
     """A broker on free ports with its data under ``settings.data``, for tests and benchmarks."""
@@ -249,16 +321,17 @@ def throwaway_broker(settings: Settings) -> Iterator[Settings]:
         broker.stop()
 
 
-def free_bootstrap(host: str = "127.0.0.1") -> str:
-    """A ``host:port`` whose port and port + 1 (the controller) are free now: for throwaway brokers.
+def free_bootstrap(host: str = "127.0.0.1", ports: int = 2) -> str:
+    """A ``host:port`` whose port and the ``ports - 1`` after it (a broker's controller, a cluster's
+    other nodes) are free now: for throwaway brokers.
 
     Ports come from below the kernel's ephemeral range, so no client connection of this machine
     can take the controller's port between this check and the broker's bind.
     """
     low = _ephemeral_low()
     while True:
-        port = random.randrange(10_000, low - 2)
-        if _can_bind(host, port) and _can_bind(host, port + 1):
+        port = random.randrange(10_000, low - ports)
+        if all(_can_bind(host, port + k) for k in range(ports)):
             return f"{host}:{port}"
 
 

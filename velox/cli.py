@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from velox import jars
-from velox.broker import LocalBroker
+from velox.broker import LocalBroker, LocalCluster
 from velox.errors import ConfigError, VeloxError
 from velox.model.policies import KINDS
 from velox.settings import Settings
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "run"],
                        help="start: in the background; run: in the foreground, logging to stdout (a container); "
                             "status: exit 0 once it listens")
+    kafka.add_argument("--brokers", type=int, help="start: a local cluster of this many brokers (each its own JVM, "
+                                                   "two ports further per broker); stop and status find them all")
     kafka.add_argument("--secure", action="store_true",
                        help="a new broker listens with SASL_SSL (SCRAM-SHA-512, a throwaway CA); clients then need "
                             "VELOX_KAFKA_CONFIG=<data>/kafka/secure/client.properties")
@@ -147,21 +149,26 @@ def add_edge_flags(command: argparse.ArgumentParser) -> None:
 
 
 def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
-    broker = LocalBroker(settings)
+    if args.action == "run":
+        LocalBroker(settings).run(secure=args.secure)
+    cluster = LocalCluster(settings, args.brokers if args.action == "start" else None)
     if args.action == "start":
         started = time.monotonic()
-        status = broker.start(secure=args.secure)
-        log.info("kafka ready in %.1f s: %s", time.monotonic() - started, status.describe())
-        if broker.secrets.exists():
-            log.info("SASL_SSL only: clients need VELOX_KAFKA_CONFIG=%s", broker.secrets.client_properties)
+        statuses = cluster.start(secure=args.secure)
+        for status in statuses:
+            log.info("kafka ready in %.1f s: %s", time.monotonic() - started, status.describe())
+        if len(statuses) > 1:
+            log.info("bootstrap for clients: VELOX_BOOTSTRAP=%s", cluster.bootstrap)
+        if cluster.nodes[0].secrets.exists():
+            log.info("SASL_SSL only: clients need VELOX_KAFKA_CONFIG=%s", cluster.nodes[0].secrets.client_properties)
     elif args.action == "stop":
-        log.info("%s", broker.stop().describe())
-    elif args.action == "run":
-        broker.run(secure=args.secure)
+        for status in cluster.stop():
+            log.info("%s", status.describe())
     else:
-        status = broker.status()
-        print(status.describe())
-        return 0 if status.ready else 3
+        statuses = cluster.status()
+        for status in statuses:
+            print(status.describe())
+        return 0 if all(status.ready for status in statuses) else 3
     return 0
 
 
