@@ -191,6 +191,38 @@ def partition_count(settings: Settings, topic: str) -> int:
     return len(metadata(settings, admin, topic).topics[topic].partitions)
 
 
+# What a client sees while a dead broker's partitions and group coordination move to another:
+# librdkafka marks some of these retriable and not others (its answer to a watermark query).
+MOVING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+          KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._WAIT_COORD,
+          KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._UNKNOWN_PARTITION,
+          KafkaError.OFFSET_NOT_AVAILABLE, KafkaError.FENCED_LEADER_EPOCH, KafkaError.UNKNOWN_LEADER_EPOCH,
+          KafkaError.UNKNOWN_TOPIC_OR_PART}  # (a topic just made, not yet known to every broker)
+
+
+def moving(error: KafkaError) -> bool:
+    """Whether ``error`` passes once the cluster has moved what a dead broker held."""
+    return error.retriable() or error.code() in MOVING
+
+
+def fenced(error: KafkaError) -> bool:
+    """Whether a consumer that saw ``error`` is done for and a new one must take its place (a static
+    member fenced after its group's coordinator moved, say)."""
+    return error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+
+
+def watermarks(reader: Consumer, tp: TopicPartition, timeout: float = 60) -> tuple[int, int]:
+    """``get_watermark_offsets``, asked again while the partition's leader is moving (a broker died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reader.get_watermark_offsets(tp, timeout=min(5.0, max(deadline - time.monotonic(), 1.0)))
+        except KafkaException as exc:
+            if not moving(exc.args[0]) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
     """One message (waiting up to ``wait`` seconds for it), then whatever has arrived with it.
 
@@ -222,7 +254,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     reader = consumer(settings, group=f"{settings.app_id}-watermarks")
     try:
         count = partition_count(settings, topic)
-        return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(count)}
+        return {p: watermarks(reader, TopicPartition(topic, p))[1] for p in range(count)}
     finally:
         reader.close()
 
@@ -241,7 +273,7 @@ def lag(settings: Settings, group: str, topic: str) -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        ends = [reader.get_watermark_offsets(tp, timeout=30)[1] for tp in partitions]
+        ends = [watermarks(reader, tp)[1] for tp in partitions]
         return sum(end - max(tp.offset, 0) for tp, end in zip(committed, ends))
     finally:
         reader.close()
@@ -259,18 +291,26 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
     brokers = len(metadata(settings, admin).brokers)
     replicas = min(settings.replication, brokers)
     insync = settings.min_insync or (2 if replicas >= 3 else 1)
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=count, replication_factor=replicas,
-                  config={"min.insync.replicas": str(min(insync, replicas)), **(config or {})})
-         for name, count in topics.items()],
-        operation_timeout=30,
-    )
-    for future in futures.values():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
+    wanted, deadline = dict(topics), time.monotonic() + 60
+    while wanted:  # asked again while a broker's death moves the controller or a leader
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=count, replication_factor=replicas,
+                      config={"min.insync.replicas": str(min(insync, replicas)), **(config or {})})
+             for name, count in wanted.items()],
+            operation_timeout=30,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS and (
+                        not moving(exc.args[0]) or time.monotonic() > deadline):
+                    raise
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+            del wanted[name]
+        if wanted:
+            time.sleep(0.5)
     # Created is not yet served: wait until the broker's metadata has every partition.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -308,7 +348,7 @@ class CompactedReader:
     def __init__(self, settings: Settings, topic: str) -> None:
         self.tp = TopicPartition(topic, 0)
         self.reader = consumer(settings, group=f"{settings.app_id}-reader-{uuid.uuid4().hex[:8]}")
-        low, self.high = self.reader.get_watermark_offsets(self.tp, timeout=30)
+        low, self.high = watermarks(self.reader, self.tp)
         self.reader.assign([TopicPartition(topic, 0, low)])
 
     def existing(self) -> Iterator[Message]:

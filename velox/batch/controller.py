@@ -134,7 +134,7 @@ class Controller:
 
     def new_observations(self, training_end: dict[int, int]) -> int:
         topic = self.settings.topic("observations")
-        ends = [self.metrics.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        ends = [kafka.watermarks(self.metrics, TopicPartition(topic, p), timeout=10)[1]
                 for p in range(kafka.partition_count(self.settings, topic))]
         return sum(max(end - training_end.get(p, 0), 0) for p, end in enumerate(ends))
 

@@ -93,11 +93,35 @@ class Worker:
         self.stopping = False
         self.producer = kafka.producer(settings, on_delivery=self._on_delivery)
         self.mover = Mover(settings, self.source)
-        self.consumer = kafka.consumer(
-            settings, group=settings.app_id,
-            **{"group.instance.id": settings.worker_id, "session.timeout.ms": 10_000,
+        self.consumer = self._join()
+        self.fenced = False  # the consumer hit a fatal error: a new one takes its place
+
+    def _join(self) -> Consumer:
+        """The worker's consumer: a static member of the group (``VELOX_WORKER_ID``), subscribed."""
+        consumer = kafka.consumer(
+            self.settings, group=self.settings.app_id,
+            **{"group.instance.id": self.settings.worker_id, "session.timeout.ms": 10_000,
                "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 65536},
         )
+        consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_lost)
+        return consumer
+
+    def _rejoin(self) -> None:
+        """After a fatal consumer error, a new consumer with the same membership.
+
+        Seen when a broker dies: the group's new coordinator fenced our static member as if another
+        had taken its id. The states keep their source offsets, so whatever the new assignment
+        replays changes nothing twice."""
+        log.warning("consumer fenced: closing partitions %s and joining the group again", sorted(self.stores))
+        self._close(list(self.stores))
+        if self.mover.opened is not None:
+            self.mover.abort()
+        try:
+            self.consumer.close()
+        except KafkaException:
+            pass
+        self.consumer, self.fenced = self._join(), False
 
     def _use(self, activation: Activation | None) -> None:
         """Make ``activation``'s version (the initial one if None) the one new states are built on."""
@@ -110,8 +134,6 @@ class Worker:
         self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def run(self) -> None:
-        self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
         last_commit = last_metrics = time.monotonic()
         try:
             while not self.stopping:
@@ -120,6 +142,9 @@ class Worker:
                 # how late an activation is noticed when no events come.
                 if messages := kafka.arrived(self.consumer, BATCH, 0 if self.building else 0.05):
                     self._apply(messages)
+                if self.fenced:
+                    self._rejoin()
+                    continue
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
                     self._commit()
@@ -160,6 +185,7 @@ class Worker:
         for message in messages:
             if message.error():
                 log.warning("consume error: %s", message.error())
+                self.fenced = self.fenced or kafka.fenced(message.error())
                 continue
             partition, offset, key = message.partition(), message.offset(), message.key()
             self.positions[partition] = offset + 1
@@ -253,7 +279,18 @@ class Worker:
         # Step 3. Commit the source offsets, with the moved events if there are any.
         offsets = [TopicPartition(self.source, p, o) for p, o in pending.items()]
         if self.mover.opened is None:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                if kafka.fenced(exc.args[0]):
+                    self.fenced = True  # the run loop joins again with a new consumer
+                    return
+                if not kafka.moving(exc.args[0]):
+                    raise
+                # The group's coordinator is moving (its broker died): the states hold their source
+                # offsets, so a commit that comes later, or never, only means events replayed as no-ops.
+                log.warning("commit not taken (%s); tried again at the next commit", exc.args[0].str())
+                return
         else:
             try:
                 self.mover.commit(self.consumer, offsets)
@@ -367,7 +404,7 @@ class Worker:
             return self.positions[partition]
         tp = TopicPartition(self.source, partition)
         committed = self.consumer.committed([tp], timeout=30)[0].offset
-        return committed if committed >= 0 else self.consumer.get_watermark_offsets(tp, timeout=30)[0]
+        return committed if committed >= 0 else kafka.watermarks(self.consumer, tp)[0]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
@@ -425,7 +462,7 @@ def recover(settings: Settings, topic: str, partition: int, store: PartitionStor
     """Apply the changelog after the store's remembered offset, up to its end now; return the count."""
     reader = kafka.consumer(settings, group=f"{settings.app_id}-recovery")
     try:
-        low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
     finally:
         reader.close()
     applied = 0
