@@ -30,7 +30,7 @@ test: jars
 up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample
 	$(VELOX) up $(if $(DATA),--ratings $(DATA))
 
-bench: jars  # every benchmark, then bench/README.md from their results (about 20 minutes)
+bench: jars  # every benchmark, then bench/README.md from their results (about 30 minutes)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/broker_start.py --runs 3 --json bench/results/broker_start.json
 	$(PY) bench/stream.py --json bench/results/stream.json

@@ -24,7 +24,7 @@ its ceiling in the same run (these machines are noisy: ratios hold, absolute tim
 
 ## Run them
 
-    make bench                      # all of them, then this page (about 20 minutes)
+    make bench                      # all of them, then this page (about 30 minutes)
 
 or one at a time (each starts its own Kafka broker and stops it):
 
