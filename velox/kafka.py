@@ -220,6 +220,11 @@ def watermarks(reader: Consumer, tp: TopicPartition, timeout: float = 60) -> tup
         except KafkaException as exc:
             if not moving(exc.args[0]) or time.monotonic() >= deadline:
                 raise
+            if exc.args[0].code() == KafkaError._UNKNOWN_PARTITION:  # its metadata predates the partition
+                try:
+                    reader.list_topics(tp.topic, timeout=5)
+                except KafkaException:
+                    pass
             time.sleep(0.2)
 
 
