@@ -146,12 +146,14 @@ class LocalBroker:
         return own.replace(kafka_config=self.secrets.client_properties)
 
     def _write_config(self, console: bool = False) -> None:
+        from velox import kafka
+
         self.home.mkdir(parents=True, exist_ok=True)
         controller = f"{self.host}:{self.port + 1}"
         name = "SASL_SSL" if self.secrets.exists() else "PLAINTEXT"
         voters = ",".join(f"{n}@{self.host}:{self.port + 2 * (n - self.node) + 1}" for n in range(1, self.nodes + 1))
         # Every internal topic has a replica per node, up to three, and needs two in sync from three.
-        replicas, insync = str(min(3, self.nodes)), str(2 if self.nodes >= 3 else 1)
+        replicas, insync = str(min(3, self.nodes)), str(kafka.min_insync(self.nodes))
         lines = {
             "process.roles": "broker,controller",
             "node.id": str(self.node),

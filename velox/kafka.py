@@ -70,7 +70,7 @@ def _client(settings: Settings) -> dict[str, Any]:
 
 
 REFUSALS = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
-_refused: dict[str, str] = {}  # bootstrap → why the cluster refused us, the last time it did
+_refused: dict[str, str] = {}  # "last": why a cluster refused us, the last time one did
 
 
 def _remember(error: KafkaError) -> None:
@@ -284,6 +284,12 @@ def lag(settings: Settings, group: str, topic: str) -> int:
         reader.close()
 
 
+def min_insync(replicas: int) -> int:
+    """The replicas a write needs by default: two from three replicas on (one lost broker is survived
+    without losing an acknowledged write), else one."""
+    return 2 if replicas >= 3 else 1
+
+
 def _quoted(value: str) -> str:
     """A value inside a JAAS line's double quotes."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
@@ -295,7 +301,7 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
     admin = admin_client(settings)
     brokers = len(metadata(settings, admin).brokers)
     replicas = min(settings.replication, brokers)
-    insync = settings.min_insync or (2 if replicas >= 3 else 1)
+    insync = settings.min_insync or min_insync(replicas)
     wanted, deadline = dict(topics), time.monotonic() + 60
     while wanted:  # asked again while a broker's death moves the controller or a leader
         futures = admin.create_topics(
@@ -308,11 +314,10 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
             try:
                 future.result()
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS and (
-                        not moving(exc.args[0]) or time.monotonic() > deadline):
-                    raise
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    continue
+                    if not moving(exc.args[0]) or time.monotonic() > deadline:
+                        raise
+                    continue  # asked again
             del wanted[name]
         if wanted:
             time.sleep(0.5)
