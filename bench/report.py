@@ -178,9 +178,12 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
                       f"table {r['table_bytes_per_event']:,.0f}, changelog {r['changelog_bytes_per_event']:,.0f}",
                       f"fields the event changes {changed:,}", f"{most / changed:.2f}", "≤ 2", verdict(most <= 2 * changed),
                       date, "bench/stream.py"))
+        # The caches fill while the stream first reaches each user; flat is the second half's growth.
+        half = r.get("rss_half_mb", r["rss_start_mb"])
         found.append((f"worker resident memory over {stream['events']:,} events ({rule})",
-                      f"{r['rss_start_mb']:.0f} MB at the first event, {r['rss_end_mb']:.0f} MB at the last", "",
-                      f"{r['rss_end_mb'] / r['rss_start_mb']:.2f}", "flat", "", date, "bench/stream.py"))
+                      f"{r['rss_start_mb']:.0f} MB at the first event, {half:.0f} at half, {r['rss_end_mb']:.0f} at the last",
+                      "at half", f"{r['rss_end_mb'] / half:.2f}", "flat: ≤ 1.1", verdict(r["rss_end_mb"] <= 1.1 * half),
+                      date, "bench/stream.py"))
         found.append((f"recovery of an empty data directory ({rule}, {stream['users']:,} users)",
                       f"{r['recovery']['seconds']:.1f} s for {r['recovery']['records']:,} changelog records", "", "", "",
                       "", date, "bench/stream.py"))

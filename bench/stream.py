@@ -168,14 +168,17 @@ def run_worker(settings: Settings, topic: str, events: int, latency_rate: float,
         started = time.perf_counter()
         rss_start = rss_mb(worker.pid)
         last_report = started
+        rss_half = None
         while (count := applied(port)) < events:
             time.sleep(0.2)  # each scrape costs the worker a little
+            if rss_half is None and count >= events / 2:
+                rss_half = rss_mb(worker.pid)
             if time.perf_counter() - last_report > 5:
                 progress(f"  worker applied {count:,.0f}")
                 last_report = time.perf_counter()
         rate = events / (time.perf_counter() - started)
         written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
-        result = {"rate": rate, "rss_start_mb": rss_start, "rss_end_mb": rss_mb(worker.pid),
+        result = {"rate": rate, "rss_start_mb": rss_start, "rss_half_mb": rss_half or rss_start, "rss_end_mb": rss_mb(worker.pid),
                   "table_bytes_per_event": written["table"] / events,
                   "changelog_bytes_per_event": written["changelog"] / events}
         progress(f"  worker: {rate:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
@@ -276,7 +279,7 @@ def main() -> None:
         print(f"{rule}: worker {figures['worker_events_per_s']:>7,} events/s, minimal loop "
               f"{figures['minimal_loop_events_per_s']:>7,} (ratio {figures['ratio']:.2f}); record bytes per event: "
               f"table {figures['table_bytes_per_event']:,.0f}, changelog {figures['changelog_bytes_per_event']:,.0f}; "
-              f"RSS {figures['rss_start_mb']:.0f} -> {figures['rss_end_mb']:.0f} MB; recovery of "
+              f"RSS {figures['rss_start_mb']:.0f} -> {figures['rss_half_mb']:.0f} (half) -> {figures['rss_end_mb']:.0f} MB; recovery of "
               f"{figures['recovery']['records']:,} records {figures['recovery']['seconds']:.1f} s")
         if "p99_ms" in figures:
             print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "

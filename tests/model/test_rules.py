@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from velox.model import learner as learner_module
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
@@ -143,10 +144,14 @@ def test_learner_cold_start_uses_the_mean_user_and_unknown_items_move_only_the_b
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("name", ["sgd", "rls"])
 @pytest.mark.parametrize(("evidence", "keep_known"), [(np.inf, False), (5.0, False), (5.0, True)])
+@pytest.mark.parametrize("pass_users", [None, 5], ids=["one-pass", "passes-of-5-users"])
 def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed: int, evidence: float,
-                                                                 keep_known: bool) -> None:
+                                                                 keep_known: bool, pass_users: int | None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(seed)
     learner = Learner(trained_version(seed), make_rule(name, 0.05, 0.5, evidence), keep_known=keep_known)
+    if pass_users is not None:  # a batch's users split over several passes, each user's events in one
+        monkeypatch.setattr(learner_module, "PASS_BYTES", pass_users * learner._state_bytes)
     # Few users, so a batch holds several events of most of them; some items the version lacks.
     events = [Event(str(u).encode(), int(u), int(i), float(s), offset) for offset, (u, i, s) in enumerate(zip(
         rng.integers(0, 12, 400), rng.integers(0, 70, 400), rng.uniform(1, 5, 400)))]

@@ -57,6 +57,8 @@ class RLS:
         assert stats.a_inv is not None and stats.b is not None, "RLS needs states made by RLS.start"
         a_f = np.matmul(stats.a_inv, f[:, :, None])[:, :, 0]
         scale = 1.0 / (1.0 + np.einsum("ni,ni->n", f, a_f))
-        a_inv = stats.a_inv - (a_f * scale[:, None])[:, :, None] * a_f[:, None, :]
+        # The n×d×d arrays dominate: one for the result, written in place, no temporaries.
+        a_inv = np.multiply((a_f * scale[:, None])[:, :, None], a_f[:, None, :])
+        np.subtract(stats.a_inv, a_inv, out=a_inv)
         b = stats.b + targets[:, None] * f
         return Stats(np.matmul(a_inv, b[:, :, None])[:, :, 0].astype(np.float32), a_inv, b)

@@ -47,8 +47,13 @@ _TRIANGLE = 2
 
 @lru_cache(maxsize=8)
 def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """The row and column indices of a d×d matrix's upper triangle, row by row."""
-    return np.triu_indices(d)
+    """Where a d×d matrix's upper triangle is, row by row, in the flattened matrix; and for each
+    cell of a symmetric matrix, where it is in that triangle (one ``take`` each way: a quarter of
+    the time of indexing by rows and columns)."""
+    rows, columns = np.triu_indices(d)
+    cell = np.empty((d, d), np.intp)
+    cell[rows, columns] = cell[columns, rows] = np.arange(len(rows))
+    return rows * d + columns, cell.ravel()
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +83,7 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
         state.w.astype("<f4", copy=False).tobytes(),
     ]
     if state.a_inv is not None and state.b is not None:
-        upper = state.a_inv[_upper(state.w.shape[0])]
+        upper = np.take(state.a_inv, _upper(state.w.shape[0])[0])
         parts += [upper.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
     parts.append(seen)
     return b"".join(parts)
@@ -113,10 +118,7 @@ def decode(data: bytes) -> UserState:
     position += 4 * d
     stored = np.frombuffer(data, "<f8", cells, position)
     if flags & _TRIANGLE:
-        a_inv = np.empty((d, d))
-        rows, columns = _upper(d)
-        a_inv[rows, columns] = stored
-        a_inv[columns, rows] = stored
+        a_inv = np.take(stored, _upper(d)[1]).reshape(d, d)
     else:
         a_inv = stored.reshape(d, d)
     b = np.frombuffer(data, "<f8", d, position + 8 * cells)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 CHANGELOG_OFFSET_KEY = b"__velox__changelog_offset"
 # Which model version the records are on; also sent to the changelog, so recovery restores it.
@@ -19,10 +19,20 @@ VERSION_KEY = b"__velox__version"
 RESERVED = (CHANGELOG_OFFSET_KEY, VERSION_KEY)
 
 
+# One memory budget for every partition's DB in the process, however many it owns: each DB's
+# own memtables and block cache made a worker's memory grow with its partitions.
+_MEMTABLES = WriteBufferManager(64 * 2**20, False)
+_BLOCKS = Cache(32 * 2**20)
+
+
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_write_buffer_size(16 * 2**20)
+    options.set_write_buffer_manager(_MEMTABLES)
+    table = BlockBasedOptions()
+    table.set_block_cache(_BLOCKS)
+    options.set_block_based_table_factory(table)
     return options
 
 

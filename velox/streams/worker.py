@@ -9,14 +9,14 @@ for what each ``consume`` returns:
 1. decode and validate each event; a bad one goes to ``observations-dlq`` with the reason and
    source; one outside its user's home partition is moved there (``velox.streams.moves``) and
    applied when it comes back from there;
-2. per partition, load the batch's users in one multi-get; an event at or below its user's last
+2. load the batch's users, one multi-get per partition; an event at or below its user's last
    applied source offset is skipped (a replay after a crash), and a user whose events were all
    skipped is written to the changelog again, since the local DB may have kept a write whose
    changelog message died with the process;
-3. predict, record the prequential errors, apply the update rule (``Learner.observe_many``:
-   vectorized across users, each user's events in order);
-4. put the records, each with its last applied offset inside, in one write batch, and send each
-   to the changelog.
+3. predict, record the prequential errors, apply the update rule: the events of every partition
+   in one ``Learner.observe_many`` (vectorized across users, each user's events in order);
+4. per partition, put the records, each with its last applied offset inside, in one write
+   batch, and send each to the changelog.
 
 A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three steps:
 
@@ -98,10 +98,13 @@ class Worker:
 
     def _join(self) -> Consumer:
         """The worker's consumer: a static member of the group (``VELOX_WORKER_ID``), subscribed."""
+        # A fetch waits up to 10 ms for 100 kB: under a steady stream, one request brings many
+        # events instead of each bringing a few, which halved the broker's and the worker's CPU
+        # on two shared cores and with it the produce-to-visible tail (bench/stream.py).
         consumer = kafka.consumer(
             self.settings, group=self.settings.app_id,
             **{"group.instance.id": self.settings.worker_id, "session.timeout.ms": 10_000,
-               "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 65536},
+               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384},
         )
         consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
@@ -206,49 +209,64 @@ class Worker:
             kind, timestamp = message.timestamp()
             if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
                 stamps.append(timestamp)
-        applied = sum(self._learn(partition, events) for partition, events in local.items())
+        applied = sum(self._learn(learner, batch) for learner, batch in self._learners(local))
         if applied:
             metrics.APPLIED.inc(applied)
             metrics.UPDATE_SECONDS.observe((time.perf_counter() - started) / applied)
             metrics.VISIBLE_SECONDS.observe_many(np.maximum(time.time() - np.array(stamps) / 1000, 0.0))
 
-    def _learn(self, partition: int, events: list[Event]) -> int:
-        """Apply one partition's events of a batch; return how many were new (not replays)."""
-        learner, shadow = self.live.get(partition, self.learner), self.shadow
-        if learner is self.learner or shadow is None or shadow.partition != partition or not shadow.written:
-            return self._learn_on(learner, partition, events)
-        # A swap is writing this partition's records: the users written are on the new version.
-        return (self._learn_on(self.learner, partition, [e for e in events if e.key in shadow.written])
-                + self._learn_on(learner, partition, [e for e in events if e.key not in shadow.written]))
+    def _learners(self, local: dict[int, list[Event]]) -> list[tuple[Learner, dict[int, list[Event]]]]:
+        """Each learner with the events it applies, by partition: the active version's, and during a
+        swap the version a partition is still on (a user the swap has written is on the new one)."""
+        groups: dict[int, tuple[Learner, dict[int, list[Event]]]] = {}
 
-    def _learn_on(self, learner: Learner, partition: int, events: list[Event]) -> int:
-        if not events:
-            return 0
-        store = self.stores[partition]
-        keys = list(dict.fromkeys(event.key for event in events))
-        stored = dict(zip(keys, store.get_many(keys)))
-        states = {key: user_state.decode(value) for key, value in stored.items() if value is not None}
-        new, predictions = learner.observe_many(states, events)
-        records = []
-        for key, state in new.items():
-            if state is states.get(key):  # every event of the user was applied already
-                self._send(self.changelog, key, stored[key], partition)  # the changelog may have lost it
+        def add(learner: Learner, partition: int, events: list[Event]) -> None:
+            if events:
+                groups.setdefault(id(learner), (learner, {}))[1][partition] = events
+
+        shadow = self.shadow
+        for partition, events in local.items():
+            learner = self.live.get(partition, self.learner)
+            if learner is self.learner or shadow is None or shadow.partition != partition or not shadow.written:
+                add(learner, partition, events)
             else:
-                records.append((key, user_state.encode(state)))
-        store.put_many(records)
-        for key, record in records:
-            self._send(self.changelog, key, record, partition)
-        written = sum(len(key) + len(record) for key, record in records)
-        metrics.RECORD_BYTES.labels(to="table").inc(written)
-        metrics.RECORD_BYTES.labels(to="changelog").inc(written)
-        version = learner.version
-        done = [(event, prediction) for event, prediction in zip(events, predictions) if prediction is not None]
-        self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]))
-        if unknown := sum(not version.knows_item(e.item) for e, _ in done):
+                add(self.learner, partition, [e for e in events if e.key in shadow.written])
+                add(learner, partition, [e for e in events if e.key not in shadow.written])
+        return list(groups.values())
+
+    def _learn(self, learner: Learner, batch: dict[int, list[Event]]) -> int:
+        """Apply one learner's events of a batch, all partitions in one ``observe_many`` (a key
+        lives in one partition); return how many were new (not replays)."""
+        keys = {partition: list(dict.fromkeys(event.key for event in events)) for partition, events in batch.items()}
+        stored: dict[bytes, bytes | None] = {}
+        for partition, part in keys.items():
+            stored.update(zip(part, self.stores[partition].get_many(part)))
+        states = {key: user_state.decode(value) for key, value in stored.items() if value is not None}
+        events = [event for part in batch.values() for event in part]
+        new, predictions = learner.observe_many(states, events)
+        version, first, applied = learner.version, 0, 0
+        for partition, part in batch.items():
+            records = []
+            for key in keys[partition]:
+                if new[key] is states.get(key):  # every event of the user was applied already
+                    self._send(self.changelog, key, stored[key], partition)  # the changelog may have lost it
+                else:
+                    records.append((key, user_state.encode(new[key])))
+            self.stores[partition].put_many(records)
+            for key, record in records:
+                self._send(self.changelog, key, record, partition)
+            written = sum(len(key) + len(record) for key, record in records)
+            metrics.RECORD_BYTES.labels(to="table").inc(written)
+            metrics.RECORD_BYTES.labels(to="changelog").inc(written)
+            done = [(e, p) for e, p in zip(part, predictions[first:first + len(part)]) if p is not None]
+            first += len(part)
+            self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]))
+            applied += len(done)
+        if unknown := sum(not version.knows_item(e.item) for e, p in zip(events, predictions) if p is not None):
             metrics.UNKNOWN_ITEMS.inc(unknown)
-        if len(done) < len(events):
-            metrics.DUPLICATES.inc(len(events) - len(done))
-        return len(done)
+        if applied < len(events):
+            metrics.DUPLICATES.inc(len(events) - applied)
+        return applied
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
               headers: list[tuple[str, bytes]] | None = None) -> None:
