@@ -33,6 +33,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/swap.py --json bench/results/swap.json
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
+    .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
     .venv/bin/python bench/report.py
 
@@ -100,6 +101,22 @@ def rows() -> list[tuple[str, ...]]:
                           when("retrain"), "bench/retrain.py"))
         found.append(("5-fold RMSE, ml-100k u1–u5", f"{retrain['mean_rmse']:.4f}", "Spark ALS 0.967, Surprise SVD 0.936",
                       "", "≤ 0.92", verdict(retrain["mean_rmse"] <= 0.92), when("retrain"), "bench/retrain.py"))
+    if containers := load("containers"):
+        c, date = containers, when("containers")
+        hop = c["container_p50_ms"] - c["in_process_p50_ms"]
+        found.append(("a container's hop (scikit-learn model, one replica), p50 and p99",
+                      f"{c['container_p50_ms']:.2f} ms, {c['container_p99_ms']:.2f} ms at {c['rate']:,.0f} calls/s",
+                      f"in-process {c['in_process_p50_ms']:.2f} ms, {c['in_process_p99_ms']:.2f} ms",
+                      f"+{hop:.2f} ms", "≤ +1 ms at p50", verdict(hop <= 1.0), date, "bench/containers.py"))
+        if "rpc_tcp_p50_ms" in c:
+            found.append(("container RPC, one input per call: length-prefixed MessagePack over TCP, p50 and p99",
+                          f"{c['rpc_tcp_p50_ms']:.2f} ms, {c['rpc_tcp_p99_ms']:.2f} ms",
+                          f"HTTP/1.1 keep-alive {c['rpc_http_p50_ms']:.2f} ms, {c['rpc_http_p99_ms']:.2f} ms",
+                          f"{c['rpc_tcp_p50_ms'] / c['rpc_http_p50_ms']:.2f}", "", "", date, "bench/containers.py"))
+        gain = c["batched_per_s"] / c["unbatched_per_s"]
+        found.append(("container throughput, adaptive batching (128 in flight)", f"{c['batched_per_s']:,.0f} calls/s",
+                      f"one input per call {c['unbatched_per_s']:,.0f}/s", f"{gain:.1f}", "≥ 3", verdict(gain >= 3),
+                      date, "bench/containers.py"))
     if serve := load("serve"):
         noop = serve["noop"]["requests_per_s"]
         found.append(("predict throughput", f"{serve['predict']['requests_per_s']:,.0f} req/s",

@@ -33,7 +33,8 @@ from typing import Any
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 
-from velox import kafka, processes, topics
+from velox import kafka, processes
+from velox.control import topics
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import ALS_BLOCKS, TrainParams, als_blocks, fit, rmse, spark_session
 from velox.broker import throwaway_broker

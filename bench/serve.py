@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 import plotting
-from velox import kafka, owners, processes, topics
+from velox import kafka, processes
+from velox.control import owners, topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.serving.app import create_app
 from velox.serving.edge import JSON, Edge, Weights, local_weights, score_of
@@ -40,7 +41,7 @@ from velox.schemas import partitioning, user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 
 def write_states(settings: Settings, users: int) -> None:

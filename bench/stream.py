@@ -41,13 +41,14 @@ from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
-from velox import kafka, processes, topics
+from velox import kafka, processes
+from velox.control import topics
 from velox.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 
 def progress(message: str) -> None:

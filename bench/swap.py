@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from stream import applied, broker_settings, produce, progress, scrape
-from velox import processes, topics, versions
+from velox import processes
+from velox.control import topics, versions
 from velox.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 USERS, ITEMS = 100_000, 10_000
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from velox import kafka, topics
+from velox import kafka
+from velox.control import topics
 from velox.broker import LocalBroker, free_bootstrap
 from velox.cli import build_parser, load_if_new
 from velox.load import PYSPARK_SAMPLE

@@ -22,7 +22,8 @@ from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, read_all, reference_states, wait_until_committed, worker_states
 from tests.streams.test_worker import assert_same_states
-from velox import kafka, topics
+from velox import kafka
+from velox.control import topics
 from velox.broker import LocalCluster, free_bootstrap
 from velox.processes import is_zombie
 from velox.schemas import observation

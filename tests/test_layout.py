@@ -13,7 +13,7 @@ import velox
 from velox import jars
 
 PACKAGE = Path(velox.__file__).parent
-PROCESS_PACKAGES = ("streams", "serving", "batch")
+PROCESS_PACKAGES = ("streams", "serving", "batch", "containers")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -129,6 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     app_actions.add_parser("list", help="the registered apps")
     app.set_defaults(run=run_app)
 
+    container = commands.add_parser("container", help="model containers: a model from any Python framework, "
+                                                      "served to apps beside the split model")
+    container_actions = container.add_subparsers(dest="action", required=True)
+    for action, text in (("run", "run a container's replicas (restarted when one dies)"),
+                         ("replica", "one replica (what run starts)")):
+        serving = container_actions.add_parser(action, help=text)
+        serving.add_argument("target", help="module:attribute, an object with predict_batch(inputs) or a function")
+        serving.add_argument("--name", required=True, help="the name apps link")
+        serving.add_argument("--version", default="1", help="the model's version (default 1)")
+        serving.add_argument("--host", default="127.0.0.1", help="the address the replicas listen on")
+        if action == "run":
+            serving.add_argument("--replicas", type=int, default=1)
+        else:
+            serving.add_argument("--replica", default="0")
+    container_actions.add_parser("list", help="the containers, their live replicas and the version served")
+    set_version = container_actions.add_parser("set-version", help="the version edges route a container to "
+                                                                   "(rollback included)")
+    set_version.add_argument("name")
+    set_version.add_argument("version")
+    container.set_defaults(run=run_container)
+
     fetch = commands.add_parser("jars", help="fetch the Kafka broker and Spark Kafka connector jars")
     fetch.set_defaults(run=run_jars)
 
@@ -191,7 +212,8 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
-    from velox import processes, topics, versions
+    from velox import processes
+    from velox.control import topics, versions
 
     broker = LocalBroker(settings)
     ours = not broker.status().running
@@ -303,7 +325,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
-    from velox import versions
+    from velox.control import versions
     from velox.batch import controller, job
     from velox.batch.train import TrainParams
 
@@ -332,7 +354,7 @@ def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_model(settings: Settings, args: argparse.Namespace) -> int:
-    from velox import versions
+    from velox.control import versions
     from velox.model.store import ModelStore
 
     if args.action == "list":
@@ -350,7 +372,8 @@ def run_model(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_load(settings: Settings, args: argparse.Namespace) -> int:
-    from velox import load, topics
+    from velox import load
+    from velox.control import topics
     from velox.model import synthetic
 
     topics.ensure(settings)
@@ -395,7 +418,7 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
 def run_app(settings: Settings, args: argparse.Namespace) -> int:
     import msgspec
 
-    from velox import apps
+    from velox.control import apps
     from velox.schemas.app import App
 
     if args.action == "register":
@@ -408,6 +431,33 @@ def run_app(settings: Settings, args: argparse.Namespace) -> int:
             print(msgspec.json.encode(app).decode())
         return 0
     log.info("app %s: models %s, policy %s", app.name, ", ".join(app.models) or "none", app.policy)
+    return 0
+
+
+def run_container(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    import msgspec
+
+    from velox.containers import model, supervisor
+    from velox.containers.replica import ReplicaServer
+    from velox.control import containers
+
+    if args.action == "run":
+        return supervisor.run(settings, args.target, args.name, args.version, args.replicas, args.host)
+    if args.action == "replica":
+        ReplicaServer(settings, model.load(args.target), args.name, args.version, args.replica, args.host).run()
+        return 0
+    if args.action == "set-version":
+        selected = containers.set_version(settings, args.name, args.version)
+        log.info("container %s: edges route to version %s", selected.name, selected.version)
+        return 0
+    rows = containers.current(settings)
+    for name in containers.names(rows, time.time()):
+        serving = containers.serving(rows, name, time.time())
+        replicas = [r for r in containers.live(rows, time.time()) if r.name == name]
+        print(msgspec.json.encode({"name": name, "serving": serving[0] if serving else None,
+                                   "replicas": [msgspec.to_builtins(r) for r in replicas]}).decode())
     return 0
 
 

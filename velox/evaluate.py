@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from velox import kafka, processes, topics, versions
+from velox import kafka, processes
+from velox.control import topics, versions
 from velox.batch.job import WarmJob
 from velox.batch.train import TrainParams
 from velox.broker import throwaway_broker

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tests.streams.harness import WorkerProcess, produce, read_all, wait_until_committed, worker_states
-from velox import kafka, topics, versions
+from velox import kafka
+from velox.control import topics, versions
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
 from velox.model.learner import Learner, make_rule

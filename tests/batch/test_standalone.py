@@ -17,7 +17,7 @@ import pytest
 
 from velox.broker import free_bootstrap
 from velox.cli import load_if_new
-from velox import topics
+from velox.control import topics
 from velox.model.store import ModelStore
 from velox.settings import Settings
 

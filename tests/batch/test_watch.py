@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.streams.harness import produce
-from velox import retrain_requests, topics, versions
+from velox.control import retrain_requests, topics, versions
 from velox.batch.controller import Controller, Triggers
 from velox.schemas import observation
 from velox.schemas.observation import Observation

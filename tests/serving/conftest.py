@@ -6,13 +6,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
 from velox.broker import free_bootstrap
+from velox.model.synthetic import planted
+from velox.model.version import ModelVersion
 from velox.schemas import observation
 from velox.schemas.observation import Observation
 from velox.serving.app import Edge, create_app
@@ -39,17 +43,52 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             worker.stop()
 
 
-@pytest.fixture(scope="module")
-def edge_url(served: tuple[TestClient, Settings]) -> Iterator[str]:
-    """The served edge on a real port, for clients that speak HTTP over TCP."""
-    client, _ = served
+@contextmanager
+def over_http(app: Starlette) -> Iterator[str]:
+    """``app`` served on a real port (its own event loop, in a thread), for clients that speak HTTP over TCP."""
     port = int(free_bootstrap().split(":")[1])
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def edge_url(served: tuple[TestClient, Settings]) -> Iterator[str]:
+    """The served edge on a real port, for clients that speak HTTP over TCP."""
+    with over_http(served[0].app) as url:
+        yield url
+
+
+@contextmanager
+def planted_edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+                 name: str) -> Iterator[tuple[TestClient, Settings, ModelVersion]]:
+    """An edge (admin token ``s3cret``) over a worker whose version is a planted split model, which
+    predicts its own ratings up to the noise; ready once the worker owns its partitions."""
+    data = tmp_path_factory.mktemp(name)
+    truth = planted(users=40, items=30, d=4, seed=5)
+    (data / "truth.npz").write_bytes(truth.to_npz())
+    own = settings.replace(data=data, namespace=f"{name[0]}{uuid.uuid4().hex[:8]}-", partitions=2,
+                           worker_metrics_port=0, admin_token="s3cret", initial_version=data / "truth.npz")
+    worker = WorkerProcess(own)
+    worker.start()
+    served = Edge.open(own)
+    try:
+        with TestClient(create_app(served)) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the worker never announced its partitions"
+                time.sleep(0.1)
+            yield client, own, truth
+    finally:
+        try:
+            served.close()
+        finally:  # the worker stops even if closing the edge fails
+            worker.stop()

@@ -10,19 +10,16 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, read_all
+from tests.serving.conftest import planted_edge
+from tests.streams.harness import read_all
 from velox.model.batch_scores import predict_many
-from velox.model.synthetic import planted
 from velox.schemas import app as app_schema
-from velox.serving.app import create_app
 from velox.serving.edge import Edge
 from velox.settings import Settings
 
@@ -31,26 +28,8 @@ ADMIN = {"Authorization": "Bearer s3cret"}
 
 @pytest.fixture(scope="module")
 def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings, object]]:
-    data: Path = tmp_path_factory.mktemp("apps")
-    truth = planted(users=40, items=30, d=4, seed=5)
-    (data / "truth.npz").write_bytes(truth.to_npz())
-    own = settings.replace(data=data, namespace=f"p{uuid.uuid4().hex[:8]}-", partitions=2, worker_metrics_port=0,
-                           admin_token="s3cret", initial_version=data / "truth.npz")
-    worker = WorkerProcess(own)
-    worker.start()
-    served = Edge.open(own)
-    try:
-        with TestClient(create_app(served)) as client:
-            deadline = time.monotonic() + 60
-            while client.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, "the worker never announced its partitions"
-                time.sleep(0.1)
-            yield client, own, truth
-    finally:
-        try:
-            served.close()
-        finally:  # the worker stops even if closing the edge fails
-            worker.stop()
+    with planted_edge(settings, tmp_path_factory, "apps") as served:
+        yield served
 
 
 def register(client: TestClient, name: str, **fields: object) -> dict:

@@ -21,7 +21,7 @@ def test_concurrent_requests_are_answered_as_alone_in_few_batches_and_the_limit_
 
     answers = asyncio.run(ask_all())
     assert [a.items for a in answers] == [top_k(version, w, 5).items for w in weights]
-    assert batcher.limit == 4 + 3  # three batches (4, 5, then 1), each within half the objective: +1 each
+    assert batcher.limit.size == 4 + 3  # three batches (4, 5, then 1), each within half the objective: +1 each
 
 
 def test_a_batch_over_the_target_shrinks_the_limit_by_a_tenth() -> None:
@@ -32,4 +32,4 @@ def test_a_batch_over_the_target_shrinks_the_limit_by_a_tenth() -> None:
         await asyncio.gather(*(batcher.top_k(version, version.mean_user, 3, slo_s=0.0) for _ in range(20)))
 
     asyncio.run(ask())
-    assert batcher.limit == 18
+    assert batcher.limit.size == 18

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 from starlette.testclient import TestClient
 
-from velox import kafka, owners, topics
+from velox import kafka
+from velox.control import owners, topics
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState, table_path
 from velox.serving.app import create_app
 from velox.serving.edge import Edge
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 
 def lookups(client: TestClient, route: str) -> dict[str, float]:

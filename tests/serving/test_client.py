@@ -18,7 +18,7 @@ from velox.model.store import ModelStore
 from velox.schemas.model_version import VersionInfo
 from velox.schemas import partitioning
 from velox.settings import Settings
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 
 def until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]

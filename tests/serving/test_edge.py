@@ -7,7 +7,8 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from velox import kafka, retrain_requests
+from velox import kafka
+from velox.control import retrain_requests
 from velox.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.model.version import random_version

@@ -18,7 +18,7 @@ from velox.schemas.user_state import UserState
 from velox.settings import Settings
 from velox.schemas.user_state import table_path
 from velox.streams.store import PartitionStore
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 
 class VeloxProcess:

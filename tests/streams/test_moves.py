@@ -14,14 +14,14 @@ from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, kill9_during, read_all, reference_states, wait_until_committed, worker_states
 from tests.streams.test_worker import assert_same_states, worker_settings
-from velox import topics
+from velox.control import topics
 from velox.broker import free_bootstrap
 from velox.schemas import observation, partitioning
 from velox.schemas.observation import Observation
 from velox.serving.app import Edge, create_app
 from velox.settings import Settings
 from velox.streams.moves import HEADER
-from velox.versions import initial_version
+from velox.control.versions import initial_version
 
 USERS = range(5001, 5301)
 

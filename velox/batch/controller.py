@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
-from velox import kafka, retrain_requests, versions
+from velox import kafka
+from velox.control import retrain_requests, versions
 from velox.schemas import metrics as metrics_schema
 from velox.schemas.metrics import ErrorWindow
 from velox.schemas.model_version import Activation

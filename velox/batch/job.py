@@ -34,7 +34,8 @@ from pyarrow import dataset
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from velox import jars, kafka, versions
+from velox import jars, kafka
+from velox.control import versions
 from velox.errors import RetrainBusy
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion

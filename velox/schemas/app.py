@@ -8,9 +8,12 @@ learned and how far into ``observations`` they read, so a restarted edge goes on
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from velox.schemas import records
+from velox.schemas.observation import Id
 
 
 class App(msgspec.Struct, frozen=True):
@@ -24,6 +27,14 @@ class App(msgspec.Struct, frozen=True):
     gamma: float = 0.1
     per_user: bool = False  # one policy state per user instead of one for the app
     sticky_s: float = 0.0  # a user keeps the model chosen for them for this long
+
+
+class PredictRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of ``POST /v1/apps/{app}/predict``: what ``GET`` asks, with the request's context features."""
+
+    user: Id
+    item: Id
+    context: dict[str, Any] = {}
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -58,3 +69,4 @@ encode = records.encode
 decode_app = records.decoder(App)
 decode_decision = records.decoder(Decision)
 decode_state = records.decoder(PolicyState)
+decode_predict = records.decoder(PredictRequest)

@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from velox import retrain_requests, versions
+from velox.control import retrain_requests, versions
 from velox.errors import InvalidObservation, UnknownVersion
 from velox.model.store import ModelStore
 from velox.schemas import observation
 from velox.serving import applications, openapi
 from velox.serving.edge import (
-    MAX_BODY, Edge, Weights, answer, authorize, authorize_observe, best_items, edge_of, http_error, id_param, lifespan, score_of, timed,
+    Edge, Weights, answer, authorize, authorize_observe, best_items, bounded_body, edge_of, http_error, id_param, lifespan, score_of, timed,
     top_k_query,
 )
 
@@ -90,12 +90,7 @@ async def top_k_route(request: Request) -> Response:
 async def observe(request: Request) -> Response:
     edge = edge_of(request)
     authorize_observe(edge, request)
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
-    return await accept(edge, body)
+    return await accept(edge, await bounded_body(request))
 
 
 async def accept(edge: Edge, body: bytes) -> Response:

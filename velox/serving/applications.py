@@ -4,6 +4,8 @@
 like a model's; the app's policy picks the model (``velox.serving.selection``), the answer says
 which one answered, with the decision id and its propensity. When no model is linked, or no
 answer can come within the app's latency objective, the answer is the app's default output.
+A model container (``velox.serving.containers``) answers predict, asked by ``GET`` or by ``POST``
+with the request's context features; its failures answer the default, marked with the cause.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from velox import apps
+from velox.control import apps
 from velox.errors import ConfigError, UnknownApp
-from velox.schemas.app import App
+from velox.schemas import app as app_schema
+from velox.schemas.app import App, PredictRequest
+from velox.schemas.container import Input
+from velox.serving.containers import ContainerFailed
 from velox.serving.edge import (
-    JSON, Edge, Weights, answer, authorize, best_items, default_weights, id_param, score_of, timed, top_k_query,
+    JSON, Edge, Weights, answer, authorize, best_items, bounded_body, default_weights, id_param, score_of, timed,
+    top_k_query,
 )
+
+CONTAINER_SHARE = 0.8  # of an app's latency objective, the most a container call may take
 
 
 def routes() -> list[Route]:
@@ -32,7 +40,7 @@ def routes() -> list[Route]:
         Route("/v1/apps", timed("apps", list_apps)),
         Route("/v1/apps/{app}", timed("app", app_route), methods=["GET", "PUT"]),
         Route("/v1/apps/{app}/models/{model}", timed("app_admin", link), methods=["POST", "DELETE"]),
-        Route("/v1/apps/{app}/predict", timed("app_predict", predict)),
+        Route("/v1/apps/{app}/predict", timed("app_predict", predict), methods=["GET", "POST"]),
         Route("/v1/apps/{app}/top_k", timed("app_top_k", top_k_route)),
     ]
 
@@ -110,20 +118,48 @@ def chosen_weights(model: str, weights: Weights) -> Weights:
     return weights
 
 
+async def asked(request: Request) -> PredictRequest:
+    """What a predict asks: the query's user and item (GET), or a JSON body that may add context (POST)."""
+    if request.method == "GET":
+        return PredictRequest(id_param(request, "user"), id_param(request, "item"))
+    try:
+        return app_schema.decode_predict(await bounded_body(request))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise HTTPException(400, f"bad predict request: {exc}") from None
+
+
+async def container_score(edge: Edge, app: App, model: str, asking: PredictRequest) -> dict[str, Any]:
+    """A container's score, or the app's default marked with the cause (counted per model and cause).
+
+    The container gets most of the app's objective: the rest is the edge's own time, so that even
+    a default answer comes within it."""
+    try:
+        version, score = await edge.containers.score(
+            model, Input(asking.user, asking.item, asking.context), CONTAINER_SHARE * app.slo_ms / 1000)
+    except ContainerFailed as exc:
+        return {"score": app.default_output, "version": None, "default": True, "cause": exc.cause,
+                "reason": exc.reason}
+    return {"score": score, "version": version}
+
+
 async def predict(request: Request) -> Response:
     edge, app = app_of(request)
-    user, item = id_param(request, "user"), id_param(request, "item")
+    asking = await asked(request)
+    user, item = asking.user, asking.item
     if not app.models:
         return JSON({"app": app.name, "user": user, "item": item, "score": app.default_output, "default": True,
                      "reason": "no model is linked to this app"})
 
     async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
-        used = chosen_weights(model, weights)
-        score = score_of(edge, used, item)
-        decision = edge.selector.record(app, user, model, propensity, sticky, {item: score})
-        return {"app": app.name, "user": user, "item": item, "score": score, "model": model,
-                "version": used.version.id, "decision": decision.id, "propensity": propensity, "sticky": sticky}
+        if model in edge.containers:
+            scored = await container_score(edge, app, model, asking)
+        else:
+            used = chosen_weights(model, weights)
+            scored = {"score": score_of(edge, used, item), "version": used.version.id}
+        decision = edge.selector.record(app, user, model, propensity, sticky, {item: scored["score"]})
+        return {"app": app.name, "user": user, "item": item, **scored, "model": model,
+                "decision": decision.id, "propensity": propensity, "sticky": sticky}
 
     async def fallback() -> dict[str, Any]:
         return {"app": app.name, "user": user, "item": item, "score": app.default_output}
@@ -138,6 +174,9 @@ async def top_k_route(request: Request) -> Response:
 
     async def body(weights: Weights) -> dict[str, Any]:
         model, propensity, sticky = edge.selector.decide(app, user)
+        if model in edge.containers:  # a container scores given inputs: a full-catalog ranking is not asked of it
+            return {**await fallback(), "model": model, "default": True,
+                    "reason": f"{model} is a container: containers answer predict, not top_k"}
         used = chosen_weights(model, weights)
         items = await best_items(edge, query, used, app.slo_ms)
         scores = {e["item"]: e["score"] for e in msgspec.json.decode(items)}  # the answer is cached encoded

@@ -1,5 +1,7 @@
 """Adaptive batching of full-catalog top-k: requests that arrive together share one matrix product.
 
+(Container calls are batched the same way: ``velox.serving.containers``.)
+
 A request queues its weights and waits; the first one in an empty queue schedules a flush on
 the event loop's next turn, so every request already being handled joins it. The batch size
 limit is adapted as in Clipper (AIMD): one more while a batch is computed within its target
@@ -31,9 +33,23 @@ class Request(NamedTuple):
     answer: asyncio.Future[TopK]
 
 
+class AdaptiveLimit:
+    """Clipper's batch size (AIMD): one more while a batch is computed within its target, half the
+    tightest objective among its requests; a tenth less as soon as one is not."""
+
+    def __init__(self, size: int = 8, ceiling: int = 256) -> None:
+        self.size, self.ceiling = size, ceiling
+
+    def observe(self, elapsed: float, slo_s: float) -> None:
+        if elapsed <= slo_s / 2:
+            self.size = min(self.size + 1, self.ceiling)
+        else:
+            self.size = max(int(self.size * 0.9), 1)
+
+
 class TopKBatcher:
     def __init__(self, limit: int = 8, ceiling: int = 256) -> None:
-        self.limit, self.ceiling = limit, ceiling
+        self.limit = AdaptiveLimit(limit, ceiling)
         self.queue: list[Request] = []
 
     async def top_k(self, version: ModelVersion, w: np.ndarray, k: int, slo_s: float) -> TopK:
@@ -45,7 +61,7 @@ class TopKBatcher:
         return await answer
 
     def _flush(self) -> None:
-        batch, self.queue = self.queue[:self.limit], self.queue[self.limit:]
+        batch, self.queue = self.queue[:self.limit.size], self.queue[self.limit.size:]
         if self.queue:
             asyncio.get_running_loop().call_soon(self._flush)
         started = time.perf_counter()
@@ -56,7 +72,4 @@ class TopKBatcher:
                 if not request.answer.done():
                     request.answer.set_result(answer)
         BATCH_SIZE.observe(len(batch))
-        if time.perf_counter() - started <= min(r.slo_s for r in batch) / 2:
-            self.limit = min(self.limit + 1, self.ceiling)
-        else:
-            self.limit = max(int(self.limit * 0.9), 1)
+        self.limit.observe(time.perf_counter() - started, min(r.slo_s for r in batch))

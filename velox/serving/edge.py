@@ -27,13 +27,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from velox import kafka, topics
+from velox import kafka
+from velox.control import topics
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
-from velox.owners import Owners
+from velox.control.owners import Owners
 from velox.schemas import partitioning, user_state
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
+from velox.serving.containers import Containers
 from velox.serving.models import Models
 from velox.serving.selection import Selector
 from velox.serving.state import LocalState
@@ -63,9 +65,9 @@ class Edge:
     """What the routes share: settings, local state, model versions, partition owners and the producer."""
 
     def __init__(self, settings: Settings, state: LocalState, models: Models, owners: Owners, selector: Selector,
-                 producer: Producer, ack_timeout: float = 5.0) -> None:
+                 containers: Containers, producer: Producer, ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
-        self.selector, self.producer, self.ack_timeout = selector, producer, ack_timeout
+        self.selector, self.containers, self.producer, self.ack_timeout = selector, containers, producer, ack_timeout
         self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
@@ -83,12 +85,13 @@ class Edge:
         topics.ensure(settings)  # the edge may start before any worker: it reads observations too
         producer = kafka.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
-                   Selector(settings, producer), producer)
+                   Selector(settings, producer), Containers(settings), producer)
 
     def close(self) -> None:
         self._stop.set()
         self._poller.join(5)
         self.selector.close()
+        self.containers.close()
         self.models.close()
         self.owners.close()
         self.state.close()
@@ -96,9 +99,13 @@ class Edge:
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-    """One HTTP client per server (per event loop), for forwarding to other edges."""
+    """One HTTP client per server (per event loop), for forwarding to other edges; the connections
+    to container replicas, opened on this loop, are closed on it."""
     async with httpx.AsyncClient() as client:
-        yield {"client": client}
+        try:
+            yield {"client": client}
+        finally:
+            app.state.edge.containers.disconnect()
 
 
 def timed(name: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -143,6 +150,16 @@ def query(request: Request) -> Mapping[str, str]:
             found = dict(pair.partition("=")[::2] for pair in raw.decode("latin-1").split("&") if pair)
         request.scope["velox.query"] = found
     return found
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The request's body, refused (413) over ``MAX_BODY``."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"body over 64 KiB ({MAX_BODY} bytes)")
+    return body
 
 
 def id_param(request: Request, name: str) -> int:
@@ -192,7 +209,7 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int,
     partition = partitioning.home(str(user).encode(), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
-        return JSON({**await body(local_weights(edge, partition, user)), "default": False, "served_by": owner.worker})
+        return JSON({"default": False, **await body(local_weights(edge, partition, user)), "served_by": owner.worker})
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"
     elif FORWARDED_HEADER in request.headers:
@@ -200,8 +217,9 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int,
     else:
         client: httpx.AsyncClient = request.state.client
         try:
-            forwarded = await asyncio.wait_for(client.get(
-                f"{owner.edge}{path}", params=request.query_params.multi_items(),
+            forwarded = await asyncio.wait_for(client.request(
+                request.method, f"{owner.edge}{path}", params=request.query_params.multi_items(),
+                content=await request.body() if request.method == "POST" else None,
                 headers={FORWARDED_HEADER: edge.settings.worker_id}), slo_ms / 1000)
         except (httpx.HTTPError, asyncio.TimeoutError) as exc:
             cause = "unreachable"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from velox import versions
+from velox.control import versions
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.settings import Settings

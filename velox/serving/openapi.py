@@ -28,6 +28,9 @@ def document() -> dict[str, Any]:
         "type": "object", "required": ["user", "item", "score"], "additionalProperties": False,
         "properties": {"user": ID, "item": ID, "score": {"type": "number"}, "time": {"type": "number", "minimum": 0},
                        "context": {"type": "object"}}}}}}
+    predict_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["user", "item"], "additionalProperties": False,
+        "properties": {"user": ID, "item": ID, "context": {"type": "object"}}}}}}
     k = {"type": "integer", "minimum": 1, "maximum": 1000}
     top_k_parameters = [query("k", k, required=False),
                         query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False),
@@ -77,8 +80,9 @@ def document() -> dict[str, Any]:
             "/v1/apps/{app}/models/{model}": {
                 method: {"parameters": [APP, MODEL], **admin, "responses": {"200": JSON, "401": ERROR, **ANSWERS}}
                 for method in ("post", "delete")},
-            "/v1/apps/{app}/predict": {"get": {
-                "parameters": [APP, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/apps/{app}/predict": {
+                "get": {"parameters": [APP, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}},
+                "post": {"parameters": [APP], "requestBody": predict_body, "responses": {"200": JSON, "413": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/top_k": {"get": {
                 "parameters": [APP, query("user", ID), *top_k_parameters], "responses": {"200": JSON, **ANSWERS}}},
             "/healthz": {"get": {"responses": {"200": JSON}}},

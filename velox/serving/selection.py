@@ -20,7 +20,8 @@ from collections import deque
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
 
-from velox import apps, kafka
+from velox import kafka
+from velox.control import apps
 from velox.model.policies import Arms, Policy, choose, learn, probabilities, reward_of
 from velox.schemas import app as app_schema
 from velox.schemas import observation

@@ -44,7 +44,8 @@ from itertools import islice
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from velox import kafka, owners, topics, versions
+from velox import kafka
+from velox.control import owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
 from velox.model.learner import Event, Learner, UpdateRule, make_rule
 from velox.model.prequential import PrequentialErrors

@@ -6,7 +6,8 @@ worker's table changelog has as many, compacted; ``owners`` says who holds which
 
 from __future__ import annotations
 
-from velox import kafka, owners
+from velox import kafka
+from velox.control import owners
 from velox.settings import Settings
 
 

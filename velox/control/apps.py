@@ -2,15 +2,19 @@
 
 ``velox app ...`` and the edge's admin calls write through ``register``, ``link`` and
 ``unlink``; every edge follows the topic (``follow``). The models an app can link are the
-ones every edge serves: the system's model (the split model with each user's online weights)
-and ``popularity`` (the same version's μ + item bias, the same for every user).
+ones every edge serves: the system's model (the split model with each user's online weights),
+``popularity`` (the same version's μ + item bias, the same for every user) and the model
+containers with a live replica (``velox.control.containers``).
 """
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from velox import kafka
+from velox.control import containers
 from velox.errors import ConfigError, UnknownApp
 from velox.model.policies import KINDS
 from velox.schemas import app as app_schema
@@ -21,7 +25,8 @@ POPULARITY = "popularity"
 
 
 def servable(settings: Settings) -> list[str]:
-    return [settings.model, POPULARITY]
+    """The system's model, popularity, and every container with a live replica."""
+    return [settings.model, POPULARITY, *containers.names(containers.current(settings), time.time())]
 
 
 def topic(settings: Settings) -> str:
@@ -95,6 +100,10 @@ def _existing(settings: Settings, name: str) -> App:
 
 
 def _check_models(settings: Settings, models: list[str]) -> None:
+    if not models:
+        return
+    served = servable(settings)
     for model in models:
-        if model not in servable(settings):
-            raise ConfigError(f"model {model!r} is not served here; the models are {', '.join(servable(settings))}")
+        if model not in served:
+            raise ConfigError(f"model {model!r} is not served here; the models are {', '.join(served)} "
+                              "(a container is served once a replica runs: velox container run)")

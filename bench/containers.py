@@ -1,0 +1,184 @@
+"""Model containers: what the hop to a replica costs, and what adaptive batching gains, in one run.
+
+The model (bench/container_model.py) is a scikit-learn regressor whose per-call cost dominates a
+one-row predict. In this process's event loop, as the edge calls it:
+
+1. In-process: the model called directly. Its maximum rate, then its latency (p50, p99) at half
+   of it, paced.
+2. Through a container (``velox container run``, one replica) with the edge's own client
+   (``velox.serving.containers``): latency at the same paced rate; the hop is the difference.
+3. Throughput with 128 requests in flight: batched (the batch size adapted, AIMD) against one
+   input per call (the size held at 1).
+4. The RPC alone, one input per call at the same rate: ours (length-prefixed MessagePack on a
+   kept-open TCP connection) against HTTP/1.1 keep-alive to the same model (bench/http_replica.py,
+   uvicorn and Starlette, the same MessagePack bodies): what chose the RPC.
+
+    python bench/containers.py [--json bench/results/containers.json]
+
+Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from container_model import model
+from stream import broker_settings, progress
+from velox import processes
+from velox.broker import free_bootstrap
+from velox.control import containers as registry
+from velox.schemas.container import Call, Input, decode_reply, frame
+from velox.serving.batching import AdaptiveLimit
+from velox.serving.containers import Connection, Containers
+from velox.settings import Settings
+
+SLO_S = 1.0
+NAME = "bench-gbm"
+
+
+async def paced(call, rate: float, seconds: float) -> np.ndarray:
+    """Latencies (s) of calls started at ``rate`` per second for ``seconds``, each with a fresh input."""
+    latencies: list[float] = []
+    tasks = []
+    started = time.perf_counter()
+
+    async def one(n: int) -> None:
+        begun = time.perf_counter()
+        await call(Input(n, n % 1000 + 1))
+        latencies.append(time.perf_counter() - begun)
+
+    for n in range(int(rate * seconds)):
+        ahead = started + n / rate - time.perf_counter()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        tasks.append(asyncio.ensure_future(one(n)))
+    await asyncio.gather(*tasks)
+    return np.array(latencies)
+
+
+async def saturated(call, in_flight: int, seconds: float) -> float:
+    """Calls per second with ``in_flight`` callers, each calling again as soon as answered."""
+    done = 0
+    counter = iter(range(10**9))
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            n = next(counter)
+            await call(Input(n, n % 1000 + 1))
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(in_flight)))
+    return done / (time.perf_counter() - started)
+
+
+async def rpc(address: str, http_port: int, rate: float, seconds: float) -> dict[str, float]:
+    """p50 and p99 (ms) of one-input calls, framed TCP against HTTP/1.1 keep-alive."""
+    framed = Connection(address)
+
+    async def over_tcp(one: Input) -> float:
+        return (await framed.call([one])).outputs[0]
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+        async def over_http(one: Input) -> float:
+            body = frame(Call(0, [one]))[4:]
+            return decode_reply((await client.post("/call", content=body)).content).outputs[0]
+
+        await saturated(over_http, 1, 1.0)  # connection and warm-up
+        await saturated(over_tcp, 1, 1.0)
+        times = {"tcp": await paced(over_tcp, rate, seconds), "http": await paced(over_http, rate, seconds)}
+    framed.close()
+    return {f"rpc_{kind}_p{q}_ms": 1000 * float(np.percentile(t, q)) for kind, t in times.items() for q in (50, 99)}
+
+
+async def measure(settings: Settings, seconds: float, http_port: int) -> dict[str, float]:
+    async def in_process(one: Input) -> float:
+        return model([one])[0]
+
+    containers = Containers(settings.replace(cache_entries=0))
+    deadline = time.monotonic() + 60
+    while registry.serving(containers.table.rows, NAME, time.time()) is None:
+        assert time.monotonic() < deadline, "the container never registered"
+        await asyncio.sleep(0.1)
+
+    async def through_container(one: Input) -> float:
+        return (await containers.score(NAME, one, SLO_S))[1]
+
+    try:
+        await saturated(through_container, 8, 1.0)  # connection and warm-up
+        most = await saturated(in_process, 1, seconds)
+        progress(f"  in-process maximum {most:,.0f} calls/s; paced at half of it")
+        local = await paced(in_process, most / 2, seconds)
+        hop = await paced(through_container, most / 2, seconds)
+        batched = await saturated(through_container, 128, seconds)
+        for batcher in containers.batchers.values():
+            batcher.limit = AdaptiveLimit(1, 1)
+        single = await saturated(through_container, 128, seconds)
+        address = registry.serving(containers.table.rows, NAME, time.time())[1][0].address  # type: ignore[index]
+        protocols = await rpc(address, http_port, most / 2, seconds)
+    finally:
+        containers.disconnect()
+        containers.close()
+    return {"in_process_max_per_s": most, "rate": most / 2,
+            "in_process_p50_ms": 1000 * float(np.percentile(local, 50)),
+            "in_process_p99_ms": 1000 * float(np.percentile(local, 99)),
+            "container_p50_ms": 1000 * float(np.percentile(hop, 50)),
+            "container_p99_ms": 1000 * float(np.percentile(hop, 99)),
+            "batched_per_s": batched, "unbatched_per_s": single, **protocols}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="velox-bench-containers-"))
+    try:
+        with broker_settings(work) as base:
+            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-")
+            # The replica imports bench/container_model.py as this process does.
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
+                                                                     os.environ.get("PYTHONPATH")]))
+            container = processes.spawn(settings, work / "container.log", "container", "run",
+                                        "container_model:model", "--name", NAME, "--replicas", "1")
+            http_port = int(free_bootstrap().split(":")[1])
+            http = subprocess.Popen([sys.executable, str(Path(__file__).parent / "http_replica.py"), str(http_port)])
+            try:
+                figures = asyncio.run(measure(settings, args.seconds, http_port))
+            finally:
+                processes.stop(container)
+                processes.stop(http)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    f = figures
+    print(f"at {f['rate']:,.0f} calls/s (half the in-process maximum {f['in_process_max_per_s']:,.0f}): in-process "
+          f"p50 {f['in_process_p50_ms']:.2f} ms, p99 {f['in_process_p99_ms']:.2f}; through a container p50 "
+          f"{f['container_p50_ms']:.2f} ms, p99 {f['container_p99_ms']:.2f}: the hop adds "
+          f"{f['container_p50_ms'] - f['in_process_p50_ms']:.2f} ms at p50")
+    print(f"the RPC alone, one input per call: length-prefixed MessagePack over TCP p50 {f['rpc_tcp_p50_ms']:.2f} ms, "
+          f"p99 {f['rpc_tcp_p99_ms']:.2f}; HTTP/1.1 keep-alive p50 {f['rpc_http_p50_ms']:.2f} ms, "
+          f"p99 {f['rpc_http_p99_ms']:.2f}")
+    print(f"128 in flight: batched {f['batched_per_s']:,.0f} calls/s, one input per call {f['unbatched_per_s']:,.0f} "
+          f"(gain {f['batched_per_s'] / f['unbatched_per_s']:.1f}x)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

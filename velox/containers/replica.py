@@ -1,0 +1,92 @@
+"""One replica of a container: the model behind the RPC of ``velox.schemas.container``, registered by heartbeat.
+
+The replica answers the calls of each connection in order, one batch at a time: the edge
+batches and spreads its calls across replicas, so a replica has no queue of its own to tune.
+Its registration is re-sent every ``HEARTBEAT`` seconds; edges count a replica dead when they
+miss a few (or its connection fails), and ``stop`` removes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+
+import msgspec
+
+from velox.containers.model import BatchModel
+from velox.control import containers as registry
+from velox.schemas.container import FRAME, MAX_FRAME, Call, Replica, Reply, decode_call, frame
+from velox.settings import Settings
+
+log = logging.getLogger("velox.container")
+
+HEARTBEAT = 0.25
+
+
+class ReplicaServer:
+    def __init__(self, settings: Settings, model: BatchModel, name: str, version: str, replica: str,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings, self.model = settings, model
+        self.name, self.version, self.replica = name, version, replica
+        self.host, self.port = host, port
+        self.stopping = threading.Event()
+        self.calls = 0
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    async def _main(self) -> None:
+        server = await asyncio.start_server(self._serve, self.host, self.port)
+        port = server.sockets[0].getsockname()[1]
+        record = Replica(self.name, self.version, self.replica, f"{self.host}:{port}", os.getpid(), 0.0)
+        heartbeat = threading.Thread(target=self._heartbeat, args=(record,), name="velox-heartbeat", daemon=True)
+        heartbeat.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        log.info("container %s version %s replica %s: serving on %s:%d", self.name, self.version, self.replica,
+                 self.host, port)
+        async with server:
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.05)
+        heartbeat.join(5)
+        log.info("container %s replica %s stopped after %d calls", self.name, self.replica, self.calls)
+
+    def _heartbeat(self, record: Replica) -> None:
+        announcer = registry.Announcer(self.settings)
+        try:
+            while not self.stopping.is_set():
+                announcer.register(msgspec.structs.replace(record, heartbeat_at=time.time()))
+                self.stopping.wait(HEARTBEAT)
+        finally:
+            announcer.remove(record)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                (size,) = FRAME.unpack(await reader.readexactly(FRAME.size))
+                if size > MAX_FRAME:
+                    log.warning("a call of %d bytes is over the limit of %d: connection closed", size, MAX_FRAME)
+                    return
+                writer.write(frame(self.call(decode_call(await reader.readexactly(size)))))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the edge closed the connection
+        finally:
+            writer.close()
+
+    def call(self, call: Call) -> Reply:
+        """The model's outputs for a call, or the error that replaced them (the edge counts both)."""
+        self.calls += 1
+        try:
+            outputs = [float(x) for x in self.model(call.inputs)]
+        except Exception as exc:  # the model's own failure: the edge answers the app's default
+            return Reply(call.id, error=f"{type(exc).__name__}: {exc}")
+        return Reply(call.id, outputs)  # NaN and a wrong length included: the edge checks
