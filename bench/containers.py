@@ -9,7 +9,7 @@ one-row predict. In this process's event loop, as the edge calls it:
    (``velox.serving.containers``): latency at the same paced rate; the hop is the difference.
 3. Throughput with 128 requests in flight: batched (the batch size adapted, AIMD) against one
    input per call (the size held at 1).
-4. The RPC alone, one input per call at the same rate: ours (length-prefixed MessagePack on a
+4. The RPC alone, one input per call at ``RPC_RATE`` (each call alone on its connection): ours (length-prefixed MessagePack on a
    kept-open TCP connection) against HTTP/1.1 keep-alive to the same model (bench/http_replica.py,
    uvicorn and Starlette, the same MessagePack bodies): what chose the RPC.
 
@@ -47,6 +47,7 @@ from velox.settings import Settings
 
 SLO_S = 1.0
 NAME = "bench-gbm"
+RPC_RATE = 200.0  # calls a second: HTTP/1.1 answers one call at a time per connection, and falls behind faster
 
 
 async def paced(call, rate: float, seconds: float) -> np.ndarray:
@@ -125,12 +126,14 @@ async def measure(settings: Settings, seconds: float, http_port: int) -> dict[st
         progress(f"  in-process maximum {most:,.0f} calls/s; paced at half of it")
         local = await paced(in_process, most / 2, seconds)
         hop = await paced(through_container, most / 2, seconds)
+        progress("  128 in flight: batched, then one input per call")
         batched = await saturated(through_container, 128, seconds)
         for batcher in containers.batchers.values():
             batcher.limit = AdaptiveLimit(1, 1)
         single = await saturated(through_container, 128, seconds)
         address = registry.serving(containers.table.rows, NAME, time.time())[1][0].address  # type: ignore[index]
-        protocols = await rpc(address, http_port, most / 2, seconds)
+        progress(f"  the RPC alone at {RPC_RATE:.0f} calls/s: framed TCP, then HTTP/1.1")
+        protocols = await rpc(address, http_port, RPC_RATE, seconds)
     finally:
         containers.disconnect()
         containers.close()
@@ -144,7 +147,7 @@ async def measure(settings: Settings, seconds: float, http_port: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5, help="of each measurement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="velox-bench-containers-"))

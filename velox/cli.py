@@ -18,6 +18,7 @@ from velox import jars
 from velox.broker import LocalBroker, LocalCluster
 from velox.errors import ConfigError, VeloxError
 from velox.model.policies import KINDS
+from velox.schemas.container import INPUTS
 from velox.settings import Settings
 
 log = logging.getLogger("velox")
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         serving.add_argument("--name", required=True, help="the name apps link")
         serving.add_argument("--version", default="1", help="the model's version (default 1)")
         serving.add_argument("--host", default="127.0.0.1", help="the address the replicas listen on")
+        serving.add_argument("--input", dest="input_kind", choices=INPUTS, default=INPUTS[0], help="what the model reads of a request (user,item: "
+                                                               "the context is not sent, answers cached without it)")
         if action == "run":
             serving.add_argument("--replicas", type=int, default=1)
         else:
@@ -435,8 +438,6 @@ def run_app(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_container(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-
     import msgspec
 
     from velox.containers import model, supervisor
@@ -444,9 +445,11 @@ def run_container(settings: Settings, args: argparse.Namespace) -> int:
     from velox.control import containers
 
     if args.action == "run":
-        return supervisor.run(settings, args.target, args.name, args.version, args.replicas, args.host)
+        return supervisor.run(settings, args.target, args.name, args.version, args.replicas, args.host,
+                              args.input_kind)
     if args.action == "replica":
-        ReplicaServer(settings, model.load(args.target), args.name, args.version, args.replica, args.host).run()
+        ReplicaServer(settings, model.load(args.target), args.name, args.version, args.replica, args.host,
+                      input_kind=args.input_kind).run()
         return 0
     if args.action == "set-version":
         selected = containers.set_version(settings, args.name, args.version)

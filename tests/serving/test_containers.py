@@ -51,11 +51,12 @@ def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 class Container:
     """``velox container run`` as a child process, stopped at the end of the test."""
 
-    def __init__(self, settings: Settings, target: str, name: str, version: str = "1", replicas: int = 1) -> None:
+    def __init__(self, settings: Settings, target: str, name: str, version: str = "1", replicas: int = 1,
+                 input_kind: str = "user,item,context") -> None:
         self.settings, self.name, self.version, self.replicas = settings, name, version, replicas
         self.process: subprocess.Popen[bytes] = processes.spawn(
             settings, settings.data / f"container-{name}-{version}.log", "container", "run", target,
-            "--name", name, "--version", version, "--replicas", str(replicas))
+            "--name", name, "--version", version, "--replicas", str(replicas), "--input", input_kind)
 
     def live(self, edge: Edge) -> list[Replica]:
         return [r for r in registry.live(edge.containers.table.rows, time.time())
@@ -123,6 +124,17 @@ def test_a_container_answers_through_an_app_and_both_replicas_get_work(edge, run
         assert counted("velox_edge_container_calls_total", model="good", replica=replica) > 0
     listed = client.get("/v1/apps/ranked").json()
     assert listed["models"] == ["good"]
+
+
+def test_a_container_that_reads_no_context_gets_none_and_its_answers_are_cached_without_it(edge, running) -> None:
+    client = edge.client
+    start(running, edge, "good", "plain", input_kind="user,item")
+    app_with(client, "plain", "plain")
+    calls = counted("velox_edge_container_calls_total", model="plain", replica="0")
+    for bonus in (0.0, 1.0, 2.0):  # one question in three contexts: asked once, answered without the bonus
+        answer = predict(client, "plain", 5, 20, bonus=bonus)
+        assert (answer["default"], answer["score"]) == (False, pytest.approx(2.0))
+    assert counted("velox_edge_container_calls_total", model="plain", replica="0") == calls + 1
 
 
 def test_kill9_of_a_replica_under_load_fails_no_request(edge, running) -> None:

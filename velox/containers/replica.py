@@ -19,7 +19,7 @@ import msgspec
 
 from velox.containers.model import BatchModel
 from velox.control import containers as registry
-from velox.schemas.container import FRAME, MAX_FRAME, Call, Replica, Reply, decode_call, frame
+from velox.schemas.container import FRAME, INPUTS, MAX_FRAME, Call, Replica, Reply, decode_call, frame
 from velox.settings import Settings
 
 log = logging.getLogger("velox.container")
@@ -29,9 +29,9 @@ HEARTBEAT = 0.25
 
 class ReplicaServer:
     def __init__(self, settings: Settings, model: BatchModel, name: str, version: str, replica: str,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, input_kind: str = INPUTS[0]) -> None:
         self.settings, self.model = settings, model
-        self.name, self.version, self.replica = name, version, replica
+        self.name, self.version, self.replica, self.input_kind = name, version, replica, input_kind
         self.host, self.port = host, port
         self.stopping = threading.Event()
         self.calls = 0
@@ -45,7 +45,7 @@ class ReplicaServer:
     async def _main(self) -> None:
         server = await asyncio.start_server(self._serve, self.host, self.port)
         port = server.sockets[0].getsockname()[1]
-        record = Replica(self.name, self.version, self.replica, f"{self.host}:{port}", os.getpid(), 0.0)
+        record = Replica(self.name, self.version, self.replica, f"{self.host}:{port}", os.getpid(), 0.0, self.input_kind)
         heartbeat = threading.Thread(target=self._heartbeat, args=(record,), name="velox-heartbeat", daemon=True)
         heartbeat.start()
         loop = asyncio.get_running_loop()

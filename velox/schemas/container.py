@@ -43,6 +43,9 @@ class Reply(msgspec.Struct, array_like=True):
     error: str = ""
 
 
+INPUTS = ("user,item,context", "user,item")  # what a container's model reads of each request
+
+
 class Replica(msgspec.Struct, frozen=True, tag="replica"):
     name: str
     version: str
@@ -50,6 +53,7 @@ class Replica(msgspec.Struct, frozen=True, tag="replica"):
     address: str  # host:port of its RPC
     pid: int
     heartbeat_at: float  # time.time() of this record
+    input: str = INPUTS[0]  # "user,item": the context is not sent, and answers are cached without it
 
 
 class Selected(msgspec.Struct, frozen=True, tag="selected"):

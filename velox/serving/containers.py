@@ -168,7 +168,9 @@ class Containers:
         found = registry.serving(self.table.rows, model, time.time())
         if found is None:
             raise ContainerFailed(model, "no_replica", f"container {model!r} has no live replica")
-        version = found[0]
+        version, replicas = found
+        if replicas[0].input == "user,item" and request.context:  # not sent, and not part of the answer's identity
+            request = Input(request.user, request.item)
         key = (model, version, request.user, request.item, msgspec.json.encode(request.context))
         cached = self.cache.peek(key)
         if cached is not None:
