@@ -50,12 +50,18 @@ class Connection:
         self.broken = False
         self.failed_at = 0.0  # time.time() when it broke
         self._reading: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
 
     async def call(self, inputs: list[Input]) -> Reply:
         if self.writer is None:
-            host, port = self.address.rsplit(":", 1)
-            reader, self.writer = await asyncio.open_connection(host, int(port))
-            self._reading = asyncio.ensure_future(self._read(reader))
+            async with self._connecting:  # calls made while connecting wait for the one connection
+                if self.writer is None:
+                    host, port = self.address.rsplit(":", 1)
+                    reader, self.writer = await asyncio.open_connection(host, int(port))
+                    if self.broken:  # closed while connecting
+                        self.writer.close()
+                        raise ConnectionError(f"the connection to {self.address} was closed")
+                    self._reading = asyncio.ensure_future(self._read(reader))
         answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         call_id = next(self.ids)
         self.pending[call_id] = answer
