@@ -22,6 +22,12 @@ from velox.model.store import ModelStore
 from velox.settings import Settings
 
 SPARK_HOME = Path(pyspark.__file__).parent
+# An executor's sitecustomize: the installed velox (an editable install's finder, or a folder on
+# the path holding it) is out of reach, so only a shipped copy can be imported.
+HIDE_VELOX = """import os, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path[:] = [p for p in sys.path if p.endswith(".zip") or not os.path.exists(os.path.join(p, "velox", "__init__.py"))]
+"""
 
 
 def spark_daemon(main: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -64,9 +70,13 @@ def test_retrain_on_a_standalone_cluster_saves_what_local_mode_saves(
     topics.ensure(own)
     load_if_new(own, None)
     env = {**os.environ, **own.to_env()}
-    for master in (standalone, "local[2]"):
+    # The executors' Python cannot import the velox installed here: the job must ship it.
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text(HIDE_VELOX)
+    hidden = ["--conf", f"spark.executorEnv.PYTHONPATH={tmp_path / 'hide'}"]
+    for master, conf in ((standalone, hidden), ("local[2]", [])):
         done = subprocess.run([sys.executable, "-m", "velox.cli", "retrain", "--master", master, "--no-activate",
-                               "--reason", master], env=env, capture_output=True, text=True, timeout=600)
+                               "--reason", master, *conf], env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     store = ModelStore(own.model_store)
     on_cluster, local = store.list()  # oldest first: the cluster's ran first

@@ -9,8 +9,11 @@ reproduces this sum and the online rules keep moving the user's bias.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import velox
 from velox.model.batch_scores import predict_many
 from velox.model.store import filesystem
 from velox.model.version import ModelVersion
@@ -59,12 +63,34 @@ class _Side(NamedTuple):
     factors: np.ndarray
 
 
+def shipped_package() -> Path:
+    """The ``velox`` package as a zip for ``addPyFile``: executors on a cluster validate events with
+    its decoder, and need not have it installed (its dependencies, msgspec and numpy, they do).
+
+    Named by the content's digest, so a changed package is shipped anew and an unchanged one is
+    zipped once."""
+    package = Path(velox.__file__).parent
+    files = sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json", ".xml") and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
+    target = Path(tempfile.gettempdir()) / f"velox-package-{digest.hexdigest()[:16]}.zip"
+    if not target.exists():
+        partial = target.with_name(f"{target.name}.{os.getpid()}")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, path.relative_to(package.parent))
+        partial.replace(target)
+    return target
+
+
 def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None,
                   jars: Sequence[Path] = ()) -> SparkSession:
     """The retrain job's session; ``conf`` comes last so a cluster's settings override ours.
 
-    Workers run this interpreter: the model code they may need is installed in it. PySpark
-    takes the workers' Python only from PYSPARK_PYTHON, so that is set (unless already set).
+    In local mode the workers run this interpreter, where velox is installed. PySpark takes the
+    workers' Python only from PYSPARK_PYTHON, so that is set (unless already set). On a cluster
+    the job ships the package to the executors (``shipped_package``).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {
@@ -77,7 +103,10 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         **({"spark.jars": ",".join(str(jar) for jar in jars)} if jars else {}),
         **(conf or {}),
     }
-    return SparkSession.builder.master(master).appName("velox-retrain").config(map=settings).getOrCreate()
+    session = SparkSession.builder.master(master).appName("velox-retrain").config(map=settings).getOrCreate()
+    if not master.startswith("local"):
+        session.sparkContext.addPyFile(str(shipped_package()))
+    return session
 
 
 def fit(ratings: DataFrame, params: TrainParams, version_id: str, scratch: str) -> ModelVersion:
