@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from velox import jars
+from velox import jars, processes
 from velox.broker import LocalBroker, LocalCluster
 from velox.errors import ConfigError, VeloxError
 from velox.model.policies import KINDS
@@ -215,7 +215,6 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
-    from velox import processes
     from velox.control import topics, versions
 
     broker = LocalBroker(settings)
@@ -282,7 +281,6 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
     model store and training log where they are local folders elsewhere."""
     import shutil
 
-    from velox import processes
 
     places = [settings.data]
     for place in (settings.model_store, settings.training_log_path):
@@ -347,8 +345,7 @@ def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
             log.info("no version is active: training the first")
             warm("first version")
         watcher = controller.Controller(settings, triggers, warm)
-        signal.signal(signal.SIGTERM, lambda *_: setattr(watcher, "stopping", True))
-        signal.signal(signal.SIGINT, lambda *_: setattr(watcher, "stopping", True))
+        processes.on_stop(lambda: setattr(watcher, "stopping", True))
         log.info("watching %s: %s", settings.topic("observations"), triggers)
         watcher.run()
     finally:
@@ -471,13 +468,9 @@ def run_jars(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def terminate(*_: object) -> None:
-    raise SystemExit(0)
-
-
 def hang_up(*_: object) -> None:
     """A closed terminal stops a command the way SIGTERM does, through whichever handler is set now
-    (the server's, the worker's, or ``terminate``)."""
+    (the server's, the worker's, or ``processes.terminate``)."""
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -486,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)  # Spark's gateway says each connection it opens and closes
     # SIGTERM before a command installs its own handler (still importing Spark, say) is a clean
     # stop too: exit 0 through the finally blocks, not death by signal (-15).
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, processes.terminate)
     signal.signal(signal.SIGHUP, hang_up)
     args = build_parser().parse_args(argv)
     try:

@@ -10,10 +10,38 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from velox.settings import Settings
+
+_stop_asked = threading.Event()
+
+
+def terminate(*_: object) -> None:
+    """SIGTERM before a command installed its own handler (still importing Spark, say): a clean
+    stop, exit 0 through the finally blocks, not death by signal (-15); remembered for ``on_stop``."""
+    _stop_asked.set()
+    raise SystemExit(0)
+
+
+def on_stop(stop: Callable[[], object]) -> None:
+    """From now on SIGTERM and SIGINT call ``stop``; at once if one came already.
+
+    ``terminate``'s SystemExit can be lost: pyspark imports scipy inside ``except BaseException``,
+    so a SIGTERM during that import was swallowed and the command went on (seen in CI as soon as
+    scipy was installed)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())
+    if _stop_asked.is_set():
+        stop()
+
+
+def stop_asked() -> bool:
+    """Whether SIGTERM came before a handler of the command's own (see ``on_stop``)."""
+    return _stop_asked.is_set()
 
 
 def spawn(settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:

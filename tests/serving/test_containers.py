@@ -7,9 +7,11 @@ The models (tests/serving/container_models.py) score ``item / 10`` plus the requ
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -105,6 +107,14 @@ def predict(client: TestClient, app: str, user: int, item: int, bonus: float | N
         response = client.post(f"/v1/apps/{app}/predict", json={"user": user, "item": item, "context": {"bonus": bonus}})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def velox_cli(settings: Settings, *args: str) -> str:
+    """``velox ARGS`` with these settings; its output, once it succeeded."""
+    done = subprocess.run([sys.executable, "-m", "velox.cli", *args], env={**os.environ, **settings.to_env()},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 def counted(name: str, **labels: str) -> float:
@@ -209,7 +219,9 @@ def test_rolling_out_version_2_and_back_to_1_never_serves_the_other_versions_ans
     assert predict(client, "rolled", 1, 20)["score"] == pytest.approx(2.0)  # cached as version 1's answer
     start(running, edge, "second", "rolled", version="2")  # the highest live version serves
     assert predict(client, "rolled", 1, 20)["score"] == pytest.approx(102.0)
-    registry.set_version(settings, "rolled", "1")  # rollback
+    listed = velox_cli(settings, "container", "list")
+    assert {(c["name"], c["serving"]) for c in map(json.loads, listed.splitlines())} >= {("rolled", "2")}
+    velox_cli(settings, "container", "set-version", "rolled", "1")  # rollback
     deadline = time.monotonic() + 5
     while (answer := predict(client, "rolled", 1, 20))["version"] != "1":
         assert answer["score"] == pytest.approx(102.0)

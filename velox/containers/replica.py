@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from velox import processes
 from velox.containers.model import BatchModel
 from velox.control import containers as registry
 from velox.schemas.container import FRAME, INPUTS, MAX_FRAME, Call, Replica, Reply, decode_call, frame
@@ -51,6 +52,8 @@ class ReplicaServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        if processes.stop_asked():  # while the model was imported (see velox.processes.on_stop)
+            self.stop()
         log.info("container %s version %s replica %s: serving on %s:%d", self.name, self.version, self.replica,
                  self.host, port)
         async with server:

@@ -8,7 +8,6 @@ stops every replica cleanly: each removes its registration.
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import threading
 
@@ -24,8 +23,7 @@ RESTART_AFTER = 1.0  # seconds before a dead replica is started again
 def run(settings: Settings, target: str, name: str, version: str, replicas: int, host: str, input_kind: str) -> int:
     model.load(target)  # a bad target fails here, in one clear line, not in every replica's log
     stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    processes.on_stop(stopping.set)
 
     def start(replica: int) -> subprocess.Popen[bytes]:
         log_file = settings.data / "containers" / f"{name}-{version}-{replica}.log"

@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import time
 from itertools import islice
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from velox import kafka
+from velox import kafka, processes
 from velox.control import owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
 from velox.model.learner import Event, Learner, UpdateRule, make_rule
@@ -508,8 +507,7 @@ def run(settings: Settings) -> None:
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     version = worker.learner.version
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
+    processes.on_stop(worker.stop)
     if settings.worker_metrics_port:
         metrics.serve(settings.worker_metrics_port)
     log.info(
