@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         serving.add_argument("--name", required=True, help="the name apps link")
         serving.add_argument("--version", default="1", help="the model's version (default 1)")
         serving.add_argument("--host", default="127.0.0.1", help="the address the replicas listen on")
-        serving.add_argument("--input", dest="input_kind", choices=INPUTS, default=INPUTS[0], help="what the model reads of a request (user,item: "
-                                                               "the context is not sent, answers cached without it)")
+        serving.add_argument("--input", dest="input_kind", choices=INPUTS, default=INPUTS[0],
+                             help="what the model reads of a request (user,item: no context is sent, and "
+                                  "answers are cached without it)")
         if action == "run":
             serving.add_argument("--replicas", type=int, default=1)
         else:
@@ -452,10 +453,10 @@ def run_container(settings: Settings, args: argparse.Namespace) -> int:
         selected = containers.set_version(settings, args.name, args.version)
         log.info("container %s: edges route to version %s", selected.name, selected.version)
         return 0
-    rows = containers.current(settings)
-    for name in containers.names(rows, time.time()):
-        serving = containers.serving(rows, name, time.time())
-        replicas = [r for r in containers.live(rows, time.time()) if r.name == name]
+    rows, now = containers.current(settings), time.time()
+    for name in containers.names(rows, now):
+        serving = containers.serving(rows, name, now)
+        replicas = [r for r in containers.live(rows, now) if r.name == name]
         print(msgspec.json.encode({"name": name, "serving": serving[0] if serving else None,
                                    "replicas": [msgspec.to_builtins(r) for r in replicas]}).decode())
     return 0

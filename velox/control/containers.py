@@ -2,7 +2,7 @@
 
 Replicas register and heartbeat (``Announcer``); ``velox container set-version`` chooses the
 version edges route to (``set_version``, rollback included); edges follow the topic
-(``Registry``) and count a replica dead once its heartbeat is older than ``DEAD_AFTER``.
+(``follow``, ``serving``) and count a replica dead once its heartbeat is older than ``DEAD_AFTER``.
 """
 
 from __future__ import annotations

@@ -127,20 +127,19 @@ class Batcher:
     async def _send(self, batch: list[Request]) -> None:
         started = time.perf_counter()
         slo_s = min(r.slo_s for r in batch)
+        outputs: list[float] | list[ContainerFailed]
         try:
             outputs = await self.containers.call(self.model, self.version, [r.input for r in batch], slo_s)
+            BATCH_SIZE.observe(len(batch))
         except ContainerFailed as exc:
-            for request in batch:
-                if not request.answer.done():
-                    request.answer.set_exception(exc)
-            self.limit.observe(time.perf_counter() - started, slo_s)
-            return
-        BATCH_SIZE.observe(len(batch))
+            outputs = [exc] * len(batch)
         self.limit.observe(time.perf_counter() - started, slo_s)
         for request, output in zip(batch, outputs):
             if request.answer.done():
                 continue
-            if math.isfinite(output):
+            if isinstance(output, ContainerFailed):
+                request.answer.set_exception(output)
+            elif math.isfinite(output):
                 request.answer.set_result(output)
             else:
                 request.answer.set_exception(ContainerFailed(self.model, "nan", f"{self.model} answered {output}"))
@@ -155,12 +154,15 @@ class Containers:
         self.turn = itertools.count()
         self.batchers: dict[tuple[asyncio.AbstractEventLoop, str, str], Batcher] = {}
         self.cache = PredictionCache("container", settings.cache_entries)
-
-    def names(self) -> list[str]:
-        return registry.names(self.table.rows, time.time())
+        self.seen, self.registered = -1, frozenset[str]()
 
     def __contains__(self, model: str) -> bool:
-        return any(isinstance(r, Replica) and r.name == model for r in self.table.rows.values())
+        """Whether ``model`` is a container (live or not): asked on every app request, so the
+        names are derived again only when the topic changed."""
+        if self.seen != self.table.changes:
+            self.seen = self.table.changes
+            self.registered = frozenset(r.name for r in self.table.rows.values() if isinstance(r, Replica))
+        return model in self.registered
 
     async def score(self, model: str, request: Input, slo_s: float) -> tuple[str, float]:
         """The serving version of ``model`` and its score for ``request``, within ``slo_s``."""
