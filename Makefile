@@ -27,8 +27,8 @@ jars: install
 test: jars
 	$(PY) -m pytest
 
-up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample
-	$(VELOX) up $(if $(DATA),--ratings $(DATA))
+up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample; ENGINE=faust
+	$(VELOX) up $(if $(DATA),--ratings $(DATA)) $(if $(ENGINE),--engine $(ENGINE))
 
 bench: jars  # every benchmark, then bench/README.md from their results (about 30 minutes)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="apply the observations to each user's weights, exactly once")
     worker.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    worker.add_argument("--engine", choices=["kafka", "faust"], help="stream engine (VELOX_ENGINE)")
     worker.add_argument("--partitions", type=int, help="observations partitions (VELOX_PARTITIONS)")
     worker.add_argument("--metrics-port", dest="worker_metrics_port", type=int,
                         help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="the whole system in the foreground: broker, worker, first version, "
                                          "retrain controller, edge; Ctrl-C stops them")
     up.add_argument("--rule", choices=["sgd", "rls"], help="online update rule (VELOX_RULE)")
+    up.add_argument("--engine", choices=["kafka", "faust"], help="the worker's stream engine (VELOX_ENGINE)")
     up.add_argument("--ratings", type=Path, help="MovieLens file loaded into an empty system (default: pyspark's sample)")
     add_edge_flags(up)
     up.set_defaults(run=run_up)
@@ -198,10 +200,13 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from velox.streams import worker
+    if settings.engine == "faust":
+        from velox.streams import faust_app as engine
+    else:
+        from velox.streams import worker as engine  # type: ignore[no-redef]
 
     with one_blas_thread():
-        worker.run(settings)
+        engine.run(settings)
     return 0
 
 

@@ -54,6 +54,10 @@ class Settings:
         edge may write feedback for any user). Tokens never appear in a settings' repr.
     tls_cert, tls_key: the edge serves HTTPS with this certificate and private key (PEM files);
         the address it announces for forwarding is then https.
+    engine: the worker's stream engine: ``kafka``, our own librdkafka loop, or ``faust``, a Faust
+        app (``velox.streams.faust_app``) with the same guarantees (``VELOX_ENGINE``).
+    standby_replicas: copies of each table partition the faust engine keeps current on other
+        workers, from which one takes a partition over without replaying its whole changelog.
     worker_id: this worker's static group membership: a worker restarted with the same id takes
         its partitions back at once instead of waiting out a rebalance (``VELOX_WORKER_ID``).
     worker_metrics_port: the worker's Prometheus port (0: none).
@@ -95,6 +99,8 @@ class Settings:
     observe_token: str | None = dataclasses.field(default=None, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    engine: str = "kafka"
+    standby_replicas: int = 1
     worker_id: str = "worker-1"
     worker_metrics_port: int = 9464
     metrics_interval: float = 5.0
@@ -129,6 +135,10 @@ class Settings:
                               f"{self.replication} and {self.min_insync}")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
+        if self.engine not in ("kafka", "faust"):
+            raise ConfigError(f"engine must be 'kafka' or 'faust', got {self.engine!r}")
+        if self.standby_replicas < 0:
+            raise ConfigError(f"standby_replicas must be 0 or more, got {self.standby_replicas}")
         if self.rule not in ("sgd", "rls"):
             raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
         if self.evidence is not None and not self.evidence > 0:

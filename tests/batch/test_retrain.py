@@ -26,6 +26,7 @@ from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
+from velox.streams import engine
 from velox.streams import worker as worker_module
 
 PARAMS = TrainParams(rank=4, iterations=5)
@@ -178,7 +179,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live batches.
-    monkeypatch.setattr(worker_module, "SWAP_CHUNK", 4)
+    monkeypatch.setattr(engine, "SWAP_CHUNK", 4)
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)

@@ -33,9 +33,19 @@ from velox.errors import InvalidUserState
 FORMAT_VERSION = 2
 
 
+TABLE = "user-state"
+
+
+def table_dir(data: Path) -> Path:
+    """Where the worker keeps its tables' files (either engine's: Faust's ``tabledir``)."""
+    return data / "worker" / "tables"
+
+
 def table_path(data: Path, partition: int) -> Path:
-    """Where the worker keeps one partition's records: a RocksDB the edge may read as a secondary."""
-    return data / "worker" / "tables" / f"user-state-{partition}.db"
+    """Where the worker keeps one partition's records: a RocksDB the edge may read as a secondary.
+
+    Faust's layout (``{tabledir}/{table}-{partition}.db``), so both engines keep the same files."""
+    return table_dir(data) / f"{TABLE}-{partition}.db"
 
 _HEADER = struct.Struct("<BBHqqH")
 _SEEN = struct.Struct("<I")

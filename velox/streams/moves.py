@@ -23,11 +23,12 @@ import logging
 import time
 from collections import Counter
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from velox import kafka
 from velox.settings import Settings
 from velox.streams import metrics
+from velox.streams.engine import Arrival
 
 log = logging.getLogger("velox.worker")
 
@@ -54,24 +55,29 @@ class Mover:
         """Whether the open transaction has been open long enough to commit."""
         return self.opened is not None and time.monotonic() - self.opened >= MOVE_INTERVAL
 
-    def move(self, message: Message, key: bytes, home: int) -> None:
-        """Produce ``message`` to partition ``home`` inside the open transaction (opening one)."""
+    def move(self, arrival: Arrival, key: bytes, home: int) -> None:
+        """Produce ``arrival`` to partition ``home`` inside the open transaction (opening one)."""
         if self.opened is None:
             self.producer.begin_transaction()
             self.opened = time.monotonic()
-        origin = f"{message.partition()}:{message.offset()}".encode()
-        kafka.send(self.producer, self.source, key=key, value=message.value(), partition=home,
-                   headers=[*(message.headers() or []), (HEADER, origin)])
-        metrics.MOVED.labels(partition=str(message.partition())).inc()
-        self.unlogged[message.partition()] += 1
+        origin = f"{arrival.partition}:{arrival.offset}".encode()
+        kafka.send(self.producer, self.source, key=key, value=arrival.value, partition=home,
+                   headers=[*(arrival.headers or []), (HEADER, origin)])
+        metrics.MOVED.labels(partition=str(arrival.partition)).inc()
+        self.unlogged[arrival.partition] += 1
         self._log()
 
     def commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
         """Commit the moved events and the source ``offsets`` as one transaction."""
         assert self.opened is not None
         self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-        self.producer.commit_transaction(30)
-        self.opened = None
+        self.finish()
+
+    def finish(self) -> None:
+        """Commit the open transaction's moves (an engine that commits source offsets apart)."""
+        if self.opened is not None:
+            self.producer.commit_transaction(30)
+            self.opened = None
 
     def abort(self) -> None:
         """Drop the open transaction's moves (their sources will be read and moved again)."""

@@ -3,7 +3,8 @@
 Layout: ``velox.schemas.user_state.table_path``; keys are user ids as the message
 keys carry them, values are user-state records (``velox.schemas.user_state``). Beside the
 records each DB keeps, under a key no user id can take, the offset of the last changelog
-message it has seen, so recovery reads only the changelog after it.
+message it has seen, so recovery reads only the changelog after it. Key and format are Faust's
+(``faust.stores.rocksdb.Store.offset_key``): the Faust engine's recovery and ours read one another's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
-CHANGELOG_OFFSET_KEY = b"__velox__changelog_offset"
+CHANGELOG_OFFSET_KEY = b"__faust\0offset__"
 # Which model version the records are on; also sent to the changelog, so recovery restores it.
 VERSION_KEY = b"__velox__version"
 RESERVED = (CHANGELOG_OFFSET_KEY, VERSION_KEY)
@@ -42,6 +43,14 @@ class PartitionStore:
         access = AccessType.read_only(False) if read_only else AccessType.read_write()
         self.path = path
         self.db = Rdict(str(path), _options(), access_type=access)
+        self.owned = True
+
+    @classmethod
+    def wrapping(cls, db: Rdict, path: Path) -> PartitionStore:
+        """A store on a DB someone else opened (Faust's table) and closes."""
+        store = cls.__new__(cls)
+        store.path, store.db, store.owned = path, db, False
+        return store
 
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
@@ -92,4 +101,5 @@ class PartitionStore:
                 yield key, value
 
     def close(self) -> None:
-        self.db.close()
+        if self.owned:
+            self.db.close()

@@ -1,0 +1,222 @@
+"""``velox worker --engine faust``: the stream engine as a Faust app, its agent and its table.
+
+Faust does the group and its assignment, with standby replicas of the table on other workers
+(``VELOX_STANDBY_REPLICAS``); the table's RocksDB per partition, the same files as the other
+engine's (``velox.schemas.user_state.table_path``), recovered from the same ``user-state``
+changelog on start and when a partition moves, and kept current on the standbys; and the commits
+of source offsets. The shared engine (``velox.streams.engine``) does everything else, as for the
+other engine: decoding, dead letters, learning, records, prequential metrics, swaps, owners.
+
+The agent takes what has arrived as one batch (``take_events``) and the engine applies it with one
+multi-get and one write batch per partition, on the DBs Faust opened for the table, and sends the
+changelog records through its librdkafka producer. Setting ``table[key]`` instead costs an
+immediate put and one aiokafka send per event, and is refused inside ``take_events``
+(faust-streaming #497). Before Faust commits source offsets it calls its sensors'
+``on_commit_initiated``: there the engine flushes the changelog (``Engine.sync``), so a committed
+offset never runs ahead of the changelog. What this costs against Faust's own per-event ceiling:
+``bench/stream.py`` (figures in bench/README.md).
+
+Events found outside their user's home partition are moved there in a transaction committed with
+each of Faust's commits, but not atomically with the source offsets (Faust's consumer is not
+librdkafka's): a crash between the two moves them again. For moves exactly once, use the other
+engine or produce with the murmur2 partitioner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from confluent_kafka import TopicPartition
+from faust.types import EventT, StreamT, TP
+
+from velox import kafka, processes
+from velox.control import owners, topics
+from velox.errors import ConfigError
+from velox.model.learner import make_rule
+from velox.schemas.user_state import TABLE, table_dir, table_path
+from velox.settings import Settings
+from velox.streams import metrics
+from velox.streams.engine import Arrival, Engine, prepare
+from velox.streams.moves import Mover
+from velox.streams.store import PartitionStore
+
+log = logging.getLogger("velox.worker")
+
+BATCH = 2_000
+WITHIN = 0.005  # seconds the agent waits for more events before it applies those it has
+
+
+class FaustEngine(Engine):
+    """The shared engine on the partitions Faust assigns and the DBs it opens for ``table``."""
+
+    def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
+        super().__init__(settings, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
+        self.app, self.table = app, table
+        self.mover = Mover(settings, self.source)
+        self.offsets = kafka.consumer(settings, group=settings.app_id)  # reads the group's commits, never joins
+        self.last_metrics = 0.0
+
+    def position(self, partition: int) -> int:
+        if partition in self.positions:
+            return self.positions[partition]
+        tp = TopicPartition(self.source, partition)
+        committed = self.offsets.committed([tp], timeout=30)[0].offset
+        return committed if committed >= 0 else kafka.watermarks(self.offsets, tp)[0]
+
+    def move(self, arrival: Arrival, key: bytes, home: int) -> None:
+        self.mover.move(arrival, key, home)
+
+    def apply(self, arrivals: list[Arrival]) -> None:
+        self.open({arrival.partition for arrival in arrivals} - self.stores.keys())
+        super().apply(arrivals)
+
+    def open(self, partitions: set[int]) -> None:
+        """Take the recovered DBs of newly active partitions, and tell the edges."""
+        if not partitions:
+            return
+        for partition in sorted(partitions):
+            db = self.table.data._db_for_partition(partition)  # opened and recovered by Faust
+            self.opened(partition, PartitionStore.wrapping(db, table_path(self.settings.data, partition)))
+        self.announce()
+        log.info("ready: partitions %s assigned, recovered from the changelog by Faust; owning %s",
+                 sorted(partitions), sorted(self.stores))
+
+    def revoked(self, partitions: list[int]) -> None:
+        self._close([p for p in partitions if p in self.stores])
+        self.announce()
+        log.info("partitions %s revoked", sorted(partitions))
+
+    def tick(self) -> None:
+        """Between batches: take partitions that became active, follow versions, publish metrics."""
+        recovery = self.app.tables.recovery
+        if not self.app.rebalancing and not recovery.in_recovery and recovery.completed.is_set():
+            active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.source}
+            self.open(active - self.stores.keys())
+        self.producer.poll(0)
+        self.follow()
+        if time.monotonic() - self.last_metrics >= self.settings.metrics_interval:
+            self.last_metrics = 0.0
+            self.publish_errors()
+            for partition, position in self.positions.items():
+                high = self.app.consumer.highwater(TP(self.source, partition))
+                if high is not None:
+                    metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
+
+    def sync(self) -> None:
+        super().sync()
+        self.mover.finish()
+
+    def close(self) -> None:
+        self.sync()
+        self.stores.clear()  # Faust closes the DBs
+        owners.announce(self.settings, self.producer, [])
+        self.mover.close()
+        self.offsets.close()
+        self.follower.close()
+        self.producer.flush(10)
+
+
+class BeforeCommit(faust.Sensor):
+    """Faust calls it first in every commit of source offsets: the changelog is flushed then."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        if self.engine.started is not None:
+            self.engine.started.sync()
+        return super().on_commit_initiated(consumer)
+
+
+class Lazy:
+    """The engine, made when the worker first needs it (not when a module defines the app)."""
+
+    def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
+        self.settings, self.app, self.table = settings, app, table
+        self.started: FaustEngine | None = None
+
+    def get(self) -> FaustEngine:
+        if self.started is None:
+            self.started = FaustEngine(self.settings, self.app, self.table)
+            if self.settings.worker_metrics_port:
+                metrics.serve(self.settings.worker_metrics_port)
+            self.started.started(f"faust ({self.settings.standby_replicas} standby replicas)")
+        return self.started
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app of these settings: the ``observations`` agent and the ``user-state`` table.
+
+    Add agents of your own to it: they run beside ours in the same worker (see README)."""
+    if settings.kafka_config is not None:
+        raise ConfigError("the faust engine does not read VELOX_KAFKA_CONFIG (secured brokers): use --engine kafka")
+    (settings.data / "worker" / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        datadir=str(settings.data / "worker" / "faust"),
+        tabledir=str(table_dir(settings.data)),
+        store="rocksdb://",
+        topic_partitions=settings.partitions,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        # A static member, as the other engine's: a restarted worker takes its partitions back at once.
+        consumer_group_instance_id=settings.worker_id,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+        stream_buffer_maxsize=16_384,
+        web_enabled=False,
+    )
+    source = app.topic(settings.topic("observations"), key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    changelog = app.topic(topics.changelog(settings), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    table = app.Table(TABLE, key_type=bytes, value_type=bytes, partitions=settings.partitions, changelog_topic=changelog,
+                      options={"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20})
+    engine = Lazy(settings, app, table)
+    app.sensors.add(BeforeCommit(engine))
+
+    @app.agent(source, name="velox.observe")
+    async def observe(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            worker = engine.get()
+            worker.apply([arrival(event) for event in events])
+            worker.tick()
+
+    @app.timer(0.05, name="velox.tick")
+    async def tick() -> None:
+        engine.get().tick()
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
+        if engine.started is not None:
+            engine.started.revoked([tp.partition for tp in revoked if tp.topic == source.get_topic_name()])
+
+    @app.on_before_shutdown.connect
+    async def shutdown(sender: faust.App, **_: Any) -> None:
+        if engine.started is not None:
+            engine.started.close()
+            log.info("worker %s stopped", settings.worker_id)
+
+    return app
+
+
+def arrival(event: EventT) -> Arrival:
+    message = event.message
+    return Arrival(message.partition, message.offset, message.key, message.value,
+                   message.timestamp * 1000 if message.timestamp else None, message.headers or None)
+
+
+def run(settings: Settings) -> None:
+    """Run the Faust worker of these settings until SIGTERM or SIGINT (Faust's own handlers)."""
+    prepare(settings)
+    if processes.stop_asked():
+        return
+    app = create_app(settings)
+    faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
