@@ -63,11 +63,12 @@ def assert_matches(actual: dict[int, UserState], expected: dict[int, UserState])
         assert set(got.seen.tolist()) == set(want.seen.tolist()), f"user {user}: the items they rated"
 
 
-@pytest.fixture(scope="module")
-def running(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess]]:
+@pytest.fixture(scope="module", params=["kafka", "faust"])
+def running(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[tuple[Settings, WorkerProcess]]:
     own = settings.replace(
         data=tmp_path_factory.mktemp("retrain"), namespace=f"r{uuid.uuid4().hex[:8]}-", partitions=4, d=5,
-        items=60, worker_metrics_port=0, holdout=0.2,
+        items=60, worker_metrics_port=0, holdout=0.2, engine=request.param,
     )
     worker = WorkerProcess(own)
     worker.start()

@@ -87,7 +87,7 @@ class FaustEngine(Engine):
     def revoked(self, partitions: list[int]) -> None:
         self._close([p for p in partitions if p in self.stores])
         self.announce()
-        log.info("partitions %s revoked", sorted(partitions))
+        log.info("partitions %s revoked; owning %s", sorted(partitions), sorted(self.stores))
 
     def tick(self) -> None:
         """Between batches: take partitions that became active, follow versions, publish metrics."""
