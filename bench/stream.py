@@ -14,6 +14,9 @@ For each update rule (``--rules sgd,rls``):
 5. Recovery: a second worker on an empty data directory rebuilds the tables from the changelog.
 6. sgd only: Quix Streams doing the same per-event update on the same topic (bench/quix_worker.py,
    in a virtualenv of its own under the cache), exactly-once and at-least-once.
+7. First rule only, unless ``--engines kafka``: the Faust engine (`velox worker --engine faust`) on
+   a topic of the same events, and on it a do-nothing Faust agent (bench/faust_noop.py: Faust's own
+   per-event ceiling); its recovery of an empty data directory (start to every partition ready).
 
     python bench/stream.py [--events 1000000 --users 100000 --d 50] [--json bench/results/stream.json]
 
@@ -211,6 +214,44 @@ def recovery(settings: Settings) -> dict[str, float]:
         processes.stop(worker)
 
 
+def faust_recovery(settings: Settings) -> dict[str, float]:
+    """The Faust worker again on an empty data directory: seconds from its start to every partition ready.
+
+    The same member id: a new one would first wait out the stopped one's session (10 s)."""
+    empty = settings.replace(data=settings.data / "empty", worker_metrics_port=0)
+    log_file = empty.data / "worker.log"
+    started = time.perf_counter()
+    worker = processes.spawn(empty, log_file, "worker")
+    every = "owning [" + ", ".join(str(p) for p in range(settings.partitions)) + "]"
+    try:
+        while every not in (log_file.read_text() if log_file.exists() else ""):
+            if worker.poll() is not None:
+                raise SystemExit(f"recovering worker exited; see {log_file}")
+            time.sleep(0.1)
+        return {"seconds": time.perf_counter() - started}
+    finally:
+        processes.stop(worker)
+
+
+def faust_noop(settings: Settings, topic: str, events: int) -> float:
+    """Events per second of a do-nothing Faust agent over ``topic`` (bench/faust_noop.py)."""
+    log_file = settings.data / "faust-noop.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "wb") as log:
+        noop = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "faust_noop.py"), settings.bootstrap, topic,
+             f"bench-faust-noop-{uuid.uuid4().hex[:6]}", str(settings.data / "faust-noop"), str(events)],
+            stdout=subprocess.PIPE, stderr=log)
+    try:
+        assert noop.stdout is not None
+        for line in noop.stdout:  # Faust's banner first
+            if line.startswith(b"{"):
+                return float(json.loads(line)["events_per_s"])
+        raise SystemExit(f"the do-nothing Faust agent exited; see {log_file}")
+    finally:
+        processes.stop(noop)
+
+
 def quix(settings: Settings, topic: str, events: int, guarantee: str) -> float:
     """Events per second of bench/quix_worker.py (Quix Streams, the same update) on the same topic."""
     venv = settings.cache / "bench-quix-venv"
@@ -230,6 +271,27 @@ def quix(settings: Settings, topic: str, events: int, guarantee: str) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["events_per_s"])
 
 
+def faust_engine(settings: Settings, args: argparse.Namespace, kafka_rate: float) -> dict[str, object]:
+    """The Faust engine on the same events (a topic of its own: the group is named after the topics),
+    against a do-nothing Faust agent on that topic."""
+    own = settings.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", engine="faust", standby_replicas=0,
+                           data=settings.data.with_name(settings.data.name + "-faust"))
+    topics.ensure(own)
+    topic = own.topic("observations")
+    progress(f"{own.rule}: producing the events again for the Faust engine")
+    produce(own, topic, args.events, args.users, args.items)
+    progress(f"{own.rule}: do-nothing Faust agent (Faust's ceiling)")
+    ceiling = faust_noop(own, topic, args.events)
+    progress(f"  do-nothing Faust agent: {ceiling:,.0f} events/s")
+    progress(f"{own.rule}: velox worker --engine faust")
+    worker = run_worker(own, topic, args.events, args.latency_rate, 0, args.users, args.items)
+    rate = worker.pop("rate")
+    progress(f"{own.rule}: Faust engine recovery of an empty data directory")
+    return {"worker_events_per_s": round(rate), "faust_noop_events_per_s": round(ceiling),
+            "ratio_to_noop": round(rate / ceiling, 3), "ratio_to_kafka_engine": round(rate / kafka_rate, 3),
+            **{name: round(value, 2) for name, value in worker.items()}, "recovery": faust_recovery(own)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -241,6 +303,7 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--no-quix", action="store_true", help="skip Quix Streams (it needs a virtualenv of its own)")
+    parser.add_argument("--engines", default="kafka,faust", help="kafka: the Faust engine is skipped")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="velox-bench-stream-"))
@@ -271,6 +334,8 @@ def main() -> None:
                         progress(f"sgd: Quix Streams, {guarantee}")
                         figures[f"quix_{guarantee.replace('-', '_')}_events_per_s"] = round(
                             quix(settings, topic, args.events, guarantee))
+                if first and "faust" in args.engines.split(","):
+                    figures["faust"] = faust_engine(settings, args, figures["worker_events_per_s"])
                 rules[rule] = figures
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -285,6 +350,12 @@ def main() -> None:
         if "p99_ms" in figures:
             print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
                   f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+        if (faust := figures.get("faust")) is not None:
+            print(f"{rule}: Faust engine {faust['worker_events_per_s']:>7,} events/s, do-nothing Faust agent "
+                  f"{faust['faust_noop_events_per_s']:,} (ratio {faust['ratio_to_noop']:.2f}), kafka engine "
+                  f"{figures['worker_events_per_s']:,} (Faust / kafka {faust['ratio_to_kafka_engine']:.2f}); RSS "
+                  f"{faust['rss_start_mb']:.0f} -> {faust['rss_end_mb']:.0f} MB; empty directory to ready "
+                  f"{faust['recovery']['seconds']:.1f} s")
         for guarantee in ("exactly_once", "at_least_once"):
             if (quix_rate := figures.get(f"quix_{guarantee}_events_per_s")) is not None:
                 print(f"{rule}: Quix Streams {guarantee.replace('_', '-')} {quix_rate:,} events/s "

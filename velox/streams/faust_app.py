@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+import mode.loop
 from confluent_kafka import TopicPartition
 from faust.types import EventT, StreamT, TP
 
@@ -218,5 +219,6 @@ def run(settings: Settings) -> None:
     prepare(settings)
     if processes.stop_asked():
         return
+    mode.loop.use("uvloop")  # the Faust way: faust -A velox.streams.app worker --loop uvloop
     app = create_app(settings)
     faust.Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
