@@ -31,6 +31,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/broker_start.py --runs 3 --json bench/results/broker_start.json
     .venv/bin/python bench/stream.py --json bench/results/stream.json
     .venv/bin/python bench/swap.py --json bench/results/swap.json
+    .venv/bin/python bench/takeover.py --json bench/results/takeover.json
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/containers.py --json bench/results/containers.json
@@ -89,6 +90,8 @@ def rows() -> list[tuple[str, ...]]:
         found += stream_rows(stream)
     if swap := load("swap"):
         found += swap_rows(swap)
+    if takeover := load("takeover"):
+        found += takeover_rows(takeover)
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",
@@ -208,6 +211,37 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
             found.append((f"produce → state visible at {stream['latency_rate']:,.0f} events/s ({rule})",
                           f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", "", "", "p99 ≤ 50 ms",
                           verdict(r["p99_ms"] <= 50), date, "bench/stream.py"))
+        if faust := r.get("faust"):
+            found += faust_rows(faust, rule, d, rate, stream["users"], date)
+    return found
+
+
+def faust_rows(faust: dict[str, Any], rule: str, d: int, kafka_rate: int, users: int, date: str) -> list[tuple[str, ...]]:
+    """The Faust engine against Faust's own ceiling (issue 13's target) and against the kafka engine."""
+    rate = faust["worker_events_per_s"]
+    return [
+        (f"Faust engine throughput ({rule}, d={d})", f"{rate:,} events/s",
+         f"do-nothing Faust agent {faust['faust_noop_events_per_s']:,}/s", f"{faust['ratio_to_noop']:.2f}", "≥ 0.6",
+         verdict(faust["ratio_to_noop"] >= 0.6), date, "bench/stream.py"),
+        (f"Faust engine against the kafka engine ({rule})", f"{rate:,} events/s", f"kafka engine {kafka_rate:,}/s",
+         f"{faust['ratio_to_kafka_engine']:.2f}", "", "", date, "bench/stream.py"),
+        (f"Faust engine: empty data directory to every partition ready ({rule}, {users:,} users)",
+         f"{faust['recovery']['seconds']:.1f} s", "", "", "", "", date, "bench/stream.py"),
+    ]
+
+
+def takeover_rows(takeover: dict[str, Any]) -> list[tuple[str, ...]]:
+    """kill -9 of one of two Faust workers to the first answer from a moved partition, with and without standbys."""
+    without, with_standby = takeover["standbys"]["0"], takeover["standbys"]["1"]
+    found = []
+    for label, t in (("no standby", without), ("one standby replica", with_standby)):
+        found.append((f"Faust engine takeover, {takeover['users']:,} users, {takeover['events']:,} events ({label}): "
+                      "kill -9 to the first answer from a moved partition",
+                      f"{t['takeover_s']:.1f} s: rebalance {t['until_rebalance_s']:.1f} s, recovery {t['recovery_s']:.1f} s",
+                      "", "", "", "", when("takeover"), "bench/takeover.py"))
+    found.append(("Faust engine takeover's recovery, one standby against none", f"{with_standby['recovery_s']:.1f} s",
+                  f"{without['recovery_s']:.1f} s", f"{with_standby['recovery_s'] / max(without['recovery_s'], 1e-3):.2f}",
+                  "", "", when("takeover"), "bench/takeover.py"))
     return found
 
 

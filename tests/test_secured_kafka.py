@@ -16,8 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.streams.harness import produce, worker_states
 from velox import kafka
 from velox.broker import LocalBroker, free_bootstrap
+from velox.schemas import observation
+from velox.schemas.observation import Observation
 from velox.settings import Settings
 
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -96,3 +99,23 @@ def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, t
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()[-3000:]
     assert kafka.end_offsets(own, own.topic("observations")) and \
         sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
+
+
+def test_the_faust_engine_reads_its_credentials_from_the_same_file(secured: Settings, tmp_path: Path) -> None:
+    own = secured.replace(data=tmp_path, namespace=f"f{uuid.uuid4().hex[:8]}-", engine="faust")
+    worker = velox(own, "worker", log=tmp_path / "worker.log")
+    source = own.topic("observations")
+    try:
+        deadline = time.monotonic() + 90
+        while "ready: partitions" not in (tmp_path / "worker.log").read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+        produce(own, source, [(b"7", observation.encode(Observation(user=7, item=item, score=4.0, time=1.7e9)))
+                              for item in range(5)])
+        while kafka.lag(own, own.app_id, source) > 0:
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert worker_states(own)[7].count == 5

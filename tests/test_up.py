@@ -36,16 +36,18 @@ def call(url: str, body: dict[str, Any] | None = None) -> Any:
 
 
 # Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group;
-# `velox reset --yes` from another terminal stops it too, and deletes its data.
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP, "reset"], ids=["ctrl-c", "terminal-closed", "reset"])
+# `velox reset --yes` from another terminal stops it too, and deletes its data. One of them runs
+# the worker on the Faust engine.
+@pytest.mark.parametrize("stop,engine", [(signal.SIGINT, "kafka"), (signal.SIGHUP, "faust"), ("reset", "kafka")],
+                         ids=["ctrl-c", "terminal-closed-faust-engine", "reset"])
 def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_everything(
-    settings: Settings, tmp_path: Path, stop: signal.Signals | str
+    settings: Settings, tmp_path: Path, stop: signal.Signals | str, engine: str
 ) -> None:
     port = int(free_bootstrap().split(":")[1])
     own = settings.replace(data=tmp_path / "data", bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(port)],
+        up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(port), "--engine", engine],
                               env={**os.environ, **own.to_env()}, stdout=out, stderr=subprocess.STDOUT,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1/models/default"
@@ -85,6 +87,8 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
             up.kill()
             LocalBroker(own).stop()
     text = log.read_text()
+    if engine == "faust":
+        assert "on the faust" in (own.data / "logs" / "worker.log").read_text()
     assert "curl" in text and "worker stopped (exit 0)" in text and "controller stopped (exit 0)" in text
     assert "kafka stopped" in text and len(pids) == 2
     assert not re.search(r"^%\d\|", text, re.MULTILINE), "librdkafka's own lines on the console"

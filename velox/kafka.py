@@ -121,6 +121,29 @@ JAAS_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModul
                 "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule"}
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """``VELOX_KAFKA_CONFIG``'s security as Faust's ``broker_credentials`` (None: plaintext).
+
+    aiokafka under Faust takes an SSL context and a SASL mechanism, user and password; other
+    librdkafka properties have no counterpart there and are refused by name."""
+    import ssl
+
+    import faust
+
+    given = dict(properties(settings.kafka_config))
+    protocol = given.pop("security.protocol", "PLAINTEXT").upper()
+    mechanism = given.pop("sasl.mechanisms", None) or given.pop("sasl.mechanism", None) or "PLAIN"
+    user, password = given.pop("sasl.username", None), given.pop("sasl.password", None)
+    context = ssl.create_default_context(cafile=given.pop("ssl.ca.location", None)) if "SSL" in protocol else None
+    if given:
+        raise ConfigError(f"VELOX_KAFKA_CONFIG: the faust engine cannot pass {', '.join(sorted(given))} to its "
+                          "Kafka client (security.protocol, sasl.*, ssl.ca.location only); use --engine kafka")
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=user, password=password, mechanism=mechanism.upper(),
+                                     ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 def java_options(settings: Settings) -> dict[str, str]:
     """``VELOX_KAFKA_CONFIG``'s properties named as the Java client (Spark's Kafka source) knows them.
 

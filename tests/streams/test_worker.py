@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -15,6 +18,7 @@ import pytest
 from tests.streams.harness import (
     WorkerProcess, kill9_during, produce, read_all, reference_states, wait_until_committed, worker_states,
 )
+from velox import kafka, processes
 from velox.broker import free_bootstrap
 from velox.schemas import metrics as metrics_schema
 from velox.schemas import observation
@@ -176,3 +180,32 @@ def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog
     finally:
         fresh.stop()
     assert_same_states(worker_states(fresh.settings), reference)
+
+
+def test_the_faust_engine_runs_the_faust_way_and_takes_agents_of_ones_own(settings: Settings, tmp_path: Path) -> None:
+    own = worker_settings(settings, tmp_path, engine="faust")
+    (tmp_path / "mine.py").write_text(
+        "from velox.streams.app import app\n\n"
+        "@app.timer(0.2)\n"
+        "async def mine() -> None:\n"
+        "    print('my own agent ran', flush=True)\n"
+    )
+    log = tmp_path / "faust.log"
+    with open(log, "wb") as out:
+        faust = subprocess.Popen([sys.executable, "-m", "faust", "-A", "mine", "worker", "-l", "info"],
+                                 cwd=tmp_path, env={**os.environ, **own.to_env(), "PYTHONPATH": str(tmp_path)},
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        source = own.topic("observations")
+        deadline = time.monotonic() + 60
+        while "ready: partitions" not in (log.read_text() if log.exists() else ""):
+            assert faust.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        produce(own, source, [event(user, user % 7, 4.0) for user in range(40)])
+        while kafka.lag(own, own.app_id, source) > 0:
+            assert faust.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        processes.stop(faust)
+    assert "my own agent ran" in log.read_text()
+    assert_same_states(worker_states(own), reference_states(own, source))

@@ -1,10 +1,14 @@
-"""The Faust app of the ``VELOX_*`` settings: ``faust -A velox.streams.app worker -l info``.
+"""The Faust app of the ``VELOX_*`` settings: ``faust -A velox.streams.app worker -l info --loop uvloop``.
 
 To run agents of your own beside Velox's, import this ``app`` in your module, decorate them
-with ``@app.agent(...)`` and start ``faust -A yourmodule worker`` (README, "Engines").
+with ``@app.agent(...)`` and start ``faust -A yourmodule worker`` (README, "Two stream engines").
+Importing it makes the topics the worker needs, as ``velox worker`` does before it starts.
 """
 
 from velox.settings import Settings
+from velox.streams.engine import prepare
 from velox.streams.faust_app import create_app
 
-app = create_app(Settings.from_env())
+settings = Settings.from_env()
+prepare(settings)
+app = create_app(settings)

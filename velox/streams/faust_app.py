@@ -35,7 +35,6 @@ from faust.types import EventT, StreamT, TP
 
 from velox import kafka, processes
 from velox.control import owners, topics
-from velox.errors import ConfigError
 from velox.model.learner import make_rule
 from velox.schemas.user_state import TABLE, table_dir, table_path
 from velox.settings import Settings
@@ -153,12 +152,11 @@ def create_app(settings: Settings) -> faust.App:
     """The Faust app of these settings: the ``observations`` agent and the ``user-state`` table.
 
     Add agents of your own to it: they run beside ours in the same worker (see README)."""
-    if settings.kafka_config is not None:
-        raise ConfigError("the faust engine does not read VELOX_KAFKA_CONFIG (secured brokers): use --engine kafka")
     (settings.data / "worker" / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        broker_credentials=kafka.faust_credentials(settings),
         datadir=str(settings.data / "worker" / "faust"),
         tabledir=str(table_dir(settings.data)),
         store="rocksdb://",
