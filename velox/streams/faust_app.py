@@ -98,7 +98,7 @@ class FaustEngine(Engine):
         self.producer.poll(0)
         self.follow()
         if time.monotonic() - self.last_metrics >= self.settings.metrics_interval:
-            self.last_metrics = 0.0
+            self.last_metrics = time.monotonic()
             self.publish_errors()
             for partition, position in self.positions.items():
                 high = self.app.consumer.highwater(TP(self.source, partition))
@@ -122,7 +122,7 @@ class FaustEngine(Engine):
 class BeforeCommit(faust.Sensor):
     """Faust calls it first in every commit of source offsets: the changelog is flushed then."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Lazy) -> None:
         super().__init__()
         self.engine = engine
 
