@@ -46,7 +46,7 @@ from velox.streams.store import PartitionStore
 log = logging.getLogger("velox.worker")
 
 BATCH = 2_000
-WITHIN = 0.005  # seconds the agent waits for more events before it applies those it has
+WITHIN = 0.02  # seconds the agent waits for more events before it applies those it has
 
 
 class FaustEngine(Engine):
