@@ -35,7 +35,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from velox import kafka
 from velox.control import owners, topics, versions
@@ -70,7 +70,7 @@ class Arrival(NamedTuple):
 
 
 class Engine:
-    """The shared part of a worker; an engine supplies ``position``, ``move`` and the stores."""
+    """The shared part of a worker; an engine supplies ``reader``, ``move`` and the stores."""
 
     def __init__(self, settings: Settings, rule: UpdateRule) -> None:
         self.settings = settings
@@ -104,9 +104,18 @@ class Engine:
             self.settings.partitions, self.settings.worker_metrics_port or "off",
         )
 
+    @property
+    def reader(self) -> Consumer:
+        """A consumer of the engine's group that reads its committed offsets."""
+        raise NotImplementedError
+
     def position(self, partition: int) -> int:
         """The next source offset this worker will process in ``partition``."""
-        raise NotImplementedError
+        if partition in self.positions:
+            return self.positions[partition]
+        tp = TopicPartition(self.source, partition)
+        committed = self.reader.committed([tp], timeout=30)[0].offset
+        return committed if committed >= 0 else kafka.watermarks(self.reader, tp)[0]
 
     def move(self, arrival: Arrival, key: bytes, home: int) -> None:
         """Send an event that arrived outside its user's home partition to that partition."""

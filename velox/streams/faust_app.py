@@ -30,7 +30,7 @@ from typing import Any
 
 import faust
 import mode.loop
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer
 from faust.types import EventT, StreamT, TP
 
 from velox import kafka, processes
@@ -59,12 +59,9 @@ class FaustEngine(Engine):
         self.offsets = kafka.consumer(settings, group=settings.app_id)  # reads the group's commits, never joins
         self.last_metrics = 0.0
 
-    def position(self, partition: int) -> int:
-        if partition in self.positions:
-            return self.positions[partition]
-        tp = TopicPartition(self.source, partition)
-        committed = self.offsets.committed([tp], timeout=30)[0].offset
-        return committed if committed >= 0 else kafka.watermarks(self.offsets, tp)[0]
+    @property
+    def reader(self) -> Consumer:
+        return self.offsets
 
     def move(self, arrival: Arrival, key: bytes, home: int) -> None:
         self.mover.move(arrival, key, home)

@@ -184,13 +184,9 @@ class Worker(Engine):
             sorted(tp.partition for tp in partitions), recovered, time.monotonic() - started,
         )
 
-    def position(self, partition: int) -> int:
-        """The next source offset this worker will process in ``partition``."""
-        if partition in self.positions:
-            return self.positions[partition]
-        tp = TopicPartition(self.source, partition)
-        committed = self.consumer.committed([tp], timeout=30)[0].offset
-        return committed if committed >= 0 else kafka.watermarks(self.consumer, tp)[0]
+    @property
+    def reader(self) -> Consumer:
+        return self.consumer
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
