@@ -18,8 +18,9 @@ offset never runs ahead of the changelog. What this costs against Faust's own pe
 
 Events found outside their user's home partition are moved there in a transaction committed with
 each of Faust's commits, but not atomically with the source offsets (Faust's consumer is not
-librdkafka's): a crash between the two moves them again. For moves exactly once, use the other
-engine or produce with the murmur2 partitioner.
+librdkafka's), and Faust reads uncommitted messages outside its own exactly-once mode: after a
+crash a moved event can be applied twice (moved again, and its aborted copy read). For moves
+exactly once, use the other engine or produce with the murmur2 partitioner.
 """
 
 from __future__ import annotations
