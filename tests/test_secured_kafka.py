@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from tests.streams.harness import produce, worker_states
+from tests.streams.test_worker import event
 from velox import kafka
 from velox.broker import LocalBroker, free_bootstrap
-from velox.schemas import observation
-from velox.schemas.observation import Observation
 from velox.settings import Settings
 
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -110,8 +109,7 @@ def test_the_faust_engine_reads_its_credentials_from_the_same_file(secured: Sett
         while "ready: partitions" not in (tmp_path / "worker.log").read_text():
             assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.2)
-        produce(own, source, [(b"7", observation.encode(Observation(user=7, item=item, score=4.0, time=1.7e9)))
-                              for item in range(5)])
+        produce(own, source, [event(7, item, 4.0) for item in range(5)])
         while kafka.lag(own, own.app_id, source) > 0:
             assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.2)

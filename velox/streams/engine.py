@@ -6,7 +6,7 @@ is opened, how the group's offsets are committed and how state is recovered. Eve
 here, once: for what the engine hands over as one batch (``Engine.apply``),
 
 1. decode and validate each event; a bad one goes to ``observations-dlq`` with the reason and
-   source; one outside its user's home partition is moved there (``Engine.move``) and applied
+   source; one outside its user's home partition is moved there (``velox.streams.moves``) and applied
    when it comes back from there;
 2. load the batch's users, one multi-get per partition; an event at or below its user's last
    applied source offset is skipped (a replay after a crash), and a user whose events were all
@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -49,6 +50,7 @@ from velox.schemas.dead_letter import DeadLetter
 from velox.schemas.model_version import Activation
 from velox.settings import Settings
 from velox.streams import metrics
+from velox.streams.moves import Mover
 from velox.streams.store import PartitionStore
 from velox.streams.swap import Shadow, users_by_partition
 
@@ -70,7 +72,7 @@ class Arrival(NamedTuple):
 
 
 class Engine:
-    """The shared part of a worker; an engine supplies ``reader``, ``move`` and the stores."""
+    """The shared part of a worker; an engine supplies ``reader`` and the stores, and commits."""
 
     def __init__(self, settings: Settings, rule: UpdateRule) -> None:
         self.settings = settings
@@ -93,8 +95,9 @@ class Engine:
         self.swap_started = 0.0
         self.swap_replayed = 0
         self.producer = kafka.producer(settings, on_delivery=self._on_delivery)
+        self.mover = Mover(settings, self.source)
 
-    def started(self, engine: str) -> None:
+    def log_start(self, engine: str) -> None:
         version = self.learner.version
         log.info(
             "worker %s of group %s on the %s engine: version %s (d=%d, %d items), rule %s%s, %d partitions, "
@@ -116,11 +119,6 @@ class Engine:
         tp = TopicPartition(self.source, partition)
         committed = self.reader.committed([tp], timeout=30)[0].offset
         return committed if committed >= 0 else kafka.watermarks(self.reader, tp)[0]
-
-    def move(self, arrival: Arrival, key: bytes, home: int) -> None:
-        """Send an event that arrived outside its user's home partition to that partition."""
-        raise NotImplementedError
-
 
     def _use(self, activation: Activation | None) -> None:
         """Make ``activation``'s version (the initial one if None) the one new states are built on."""
@@ -153,7 +151,7 @@ class Engine:
                 key = seen.key
             home = partitioning.home(key, self.settings.partitions)
             if home != partition:
-                self.move(arrival, key, home)
+                self.mover.move(arrival, key, home)
                 continue
             local.setdefault(partition, []).append(Event(key, seen.user, seen.item, seen.score, offset))
             if timestamp is not None:
@@ -259,11 +257,16 @@ class Engine:
         """Tell the edges which partitions this worker answers for."""
         owners.announce(self.settings, self.producer, sorted(self.stores))
 
-    def publish_errors(self) -> None:
-        """Send the prequential error windows closed since the last call to ``model-metrics``."""
+    def publish_metrics(self, highwater: Callable[[int], int | None]) -> None:
+        """Send the prequential error windows closed since the last call to ``model-metrics``, and
+        set each partition's lag from its high watermark (as the engine's consumer knows it)."""
         topic = self.settings.topic("model-metrics")
         for window in self.errors.drain():
             self.producer.produce(topic, key=window.version.encode(), value=metrics_schema.encode(window))
+        for partition, position in self.positions.items():
+            high = highwater(partition)
+            if high is not None and high >= 0:
+                metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
 
     def _swap(self, activation: Activation) -> None:
         """Start building every owned partition on the announced version, beside the live states

@@ -41,7 +41,6 @@ from velox.schemas.user_state import TABLE, table_dir, table_path
 from velox.settings import Settings
 from velox.streams import metrics
 from velox.streams.engine import Arrival, Engine, prepare
-from velox.streams.moves import Mover
 from velox.streams.store import PartitionStore
 
 log = logging.getLogger("velox.worker")
@@ -56,16 +55,12 @@ class FaustEngine(Engine):
     def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
         super().__init__(settings, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
         self.app, self.table = app, table
-        self.mover = Mover(settings, self.source)
         self.offsets = kafka.consumer(settings, group=settings.app_id)  # reads the group's commits, never joins
         self.last_metrics = 0.0
 
     @property
     def reader(self) -> Consumer:
         return self.offsets
-
-    def move(self, arrival: Arrival, key: bytes, home: int) -> None:
-        self.mover.move(arrival, key, home)
 
     def apply(self, arrivals: list[Arrival]) -> None:
         self.open({arrival.partition for arrival in arrivals} - self.stores.keys())
@@ -77,7 +72,7 @@ class FaustEngine(Engine):
             return
         for partition in sorted(partitions):
             db = self.table.data._db_for_partition(partition)  # opened and recovered by Faust
-            self.opened(partition, PartitionStore.wrapping(db, table_path(self.settings.data, partition)))
+            self.opened(partition, PartitionStore(table_path(self.settings.data, partition), opened=db))
         self.announce()
         log.info("ready: partitions %s assigned, recovered from the changelog by Faust; owning %s",
                  sorted(partitions), sorted(self.stores))
@@ -97,11 +92,7 @@ class FaustEngine(Engine):
         self.follow()
         if time.monotonic() - self.last_metrics >= self.settings.metrics_interval:
             self.last_metrics = time.monotonic()
-            self.publish_errors()
-            for partition, position in self.positions.items():
-                high = self.app.consumer.highwater(TP(self.source, partition))
-                if high is not None:
-                    metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
+            self.publish_metrics(lambda p: self.app.consumer.highwater(TP(self.source, p)))
 
     def sync(self) -> None:
         super().sync()
@@ -120,13 +111,13 @@ class FaustEngine(Engine):
 class BeforeCommit(faust.Sensor):
     """Faust calls it first in every commit of source offsets: the changelog is flushed then."""
 
-    def __init__(self, engine: Lazy) -> None:
+    def __init__(self, lazy: Lazy) -> None:
         super().__init__()
-        self.engine = engine
+        self.lazy = lazy
 
     def on_commit_initiated(self, consumer: Any) -> Any:
-        if self.engine.started is not None:
-            self.engine.started.sync()
+        if self.lazy.engine is not None:
+            self.lazy.engine.sync()
         return super().on_commit_initiated(consumer)
 
 
@@ -135,15 +126,15 @@ class Lazy:
 
     def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
         self.settings, self.app, self.table = settings, app, table
-        self.started: FaustEngine | None = None
+        self.engine: FaustEngine | None = None
 
     def get(self) -> FaustEngine:
-        if self.started is None:
-            self.started = FaustEngine(self.settings, self.app, self.table)
+        if self.engine is None:
+            self.engine = FaustEngine(self.settings, self.app, self.table)
             if self.settings.worker_metrics_port:
                 metrics.serve(self.settings.worker_metrics_port)
-            self.started.started(f"faust ({self.settings.standby_replicas} standby replicas)")
-        return self.started
+            self.engine.log_start(f"faust ({self.settings.standby_replicas} standby replicas)")
+        return self.engine
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -176,29 +167,29 @@ def create_app(settings: Settings) -> faust.App:
                           key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     table = app.Table(TABLE, key_type=bytes, value_type=bytes, partitions=settings.partitions, changelog_topic=changelog,
                       options={"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20})
-    engine = Lazy(settings, app, table)
-    app.sensors.add(BeforeCommit(engine))
+    lazy = Lazy(settings, app, table)
+    app.sensors.add(BeforeCommit(lazy))
 
     @app.agent(source, name="velox.observe")
     async def observe(stream: StreamT[bytes]) -> None:
         async for events in stream.take_events(BATCH, within=WITHIN):
-            worker = engine.get()
+            worker = lazy.get()
             worker.apply([arrival(event) for event in events])
             worker.tick()
 
     @app.timer(0.05, name="velox.tick")
     async def tick() -> None:
-        engine.get().tick()
+        lazy.get().tick()
 
     @app.on_partitions_revoked.connect
     async def revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
-        if engine.started is not None:
-            engine.started.revoked([tp.partition for tp in revoked if tp.topic == source.get_topic_name()])
+        if lazy.engine is not None:
+            lazy.engine.revoked([tp.partition for tp in revoked if tp.topic == source.get_topic_name()])
 
     @app.on_before_shutdown.connect
     async def shutdown(sender: faust.App, **_: Any) -> None:
-        if engine.started is not None:
-            engine.started.close()
+        if lazy.engine is not None:
+            lazy.engine.close()
             log.info("worker %s stopped", settings.worker_id)
 
     return app

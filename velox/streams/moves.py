@@ -22,13 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from velox import kafka
 from velox.settings import Settings
 from velox.streams import metrics
-from velox.streams.engine import Arrival
+
+if TYPE_CHECKING:  # the engine imports this module
+    from velox.streams.engine import Arrival
 
 log = logging.getLogger("velox.worker")
 

@@ -38,19 +38,15 @@ def _options() -> Options:
 
 
 class PartitionStore:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, opened: Rdict | None = None) -> None:
+        """The DB at ``path``; or ``opened``, one someone else opened there (Faust's table) and closes."""
+        self.path, self.owned = path, opened is None
+        if opened is not None:
+            self.db = opened
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         access = AccessType.read_only(False) if read_only else AccessType.read_write()
-        self.path = path
         self.db = Rdict(str(path), _options(), access_type=access)
-        self.owned = True
-
-    @classmethod
-    def wrapping(cls, db: Rdict, path: Path) -> PartitionStore:
-        """A store on a DB someone else opened (Faust's table) and closes."""
-        store = cls.__new__(cls)
-        store.path, store.db, store.owned = path, db, False
-        return store
 
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)

@@ -32,7 +32,6 @@ from velox.schemas.user_state import table_path
 from velox.settings import Settings
 from velox.streams import metrics
 from velox.streams.engine import Arrival, Engine, prepare
-from velox.streams.moves import Mover
 from velox.streams.store import PartitionStore
 
 log = logging.getLogger("velox.worker")
@@ -46,7 +45,6 @@ class Worker(Engine):
         super().__init__(settings, rule)
         self.committed: dict[int, int] = {}
         self.stopping = False
-        self.mover = Mover(settings, self.source)
         self.consumer = self._join()
         self.fenced = False  # the consumer hit a fatal error: a new one takes its place
 
@@ -129,9 +127,6 @@ class Worker(Engine):
             arrivals.append(Arrival(message.partition(), message.offset(), message.key(), message.value(),
                                     timestamp if kind != 0 else None, message.headers()))  # 0: no timestamp
         self.apply(arrivals)
-
-    def move(self, arrival: Arrival, key: bytes, home: int) -> None:
-        self.mover.move(arrival, key, home)
 
     def _commit(self) -> None:
         # The consumer's position can be past the last message: a transaction's commit marker
@@ -221,11 +216,8 @@ class Worker(Engine):
             self.committed.pop(partition, None)
 
     def _publish_metrics(self) -> None:
-        self.publish_errors()
-        for partition, position in self.positions.items():
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.source, partition), cached=True)
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(high - position, 0))
+        self.publish_metrics(
+            lambda p: self.consumer.get_watermark_offsets(TopicPartition(self.source, p), cached=True)[1])
 
 
 def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
@@ -249,5 +241,5 @@ def run(settings: Settings) -> None:
     processes.on_stop(worker.stop)
     if settings.worker_metrics_port:
         metrics.serve(settings.worker_metrics_port)
-    worker.started("kafka")
+    worker.log_start("kafka")
     worker.run()
