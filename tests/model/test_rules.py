@@ -203,6 +203,21 @@ def test_a_batch_skips_what_was_applied_and_returns_untouched_states_as_they_wer
     assert new[b"2"].count == 1 and new[b"2"].offset == 11
 
 
+@pytest.mark.parametrize("name", ["sgd", "rls"])
+def test_events_delivered_again_within_one_batch_are_applied_once(name: str) -> None:
+    """A consumer may deliver events again in the batch that first brought them (Faust's does
+    after it seeks to the committed offsets): the batch equals its events taken once each."""
+    learner = Learner(random_version(20, 5, seed=3), make_rule(name, 0.1, 0.5))
+    once = [Event(b"1", 1, 4, 5.0, 7), Event(b"1", 1, 5, 3.0, 8), Event(b"2", 2, 5, 3.0, 9)]
+    want, _ = learner.observe_many({}, once)
+    got, predictions = learner.observe_many({}, once + once[:2] + [Event(b"1", 1, 6, 1.0, 10)])
+    assert predictions[3:5] == [None, None] and predictions[5] is not None
+    assert (got[b"1"].count, got[b"1"].offset, got[b"1"].seen.tolist()) == (3, 10, [4, 5, 6])
+    after, _ = learner.observe_many(want, [Event(b"1", 1, 6, 1.0, 10)])
+    np.testing.assert_array_equal(got[b"1"].w, after[b"1"].w)
+    np.testing.assert_array_equal(got[b"2"].w, want[b"2"].w)
+
+
 def test_make_rule_refuses_an_unknown_name() -> None:
     with pytest.raises(Exception, match="update rule 'adam' is unknown"):
         make_rule("adam", 0.1, 0.1)

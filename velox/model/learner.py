@@ -93,9 +93,9 @@ class Learner:
         """The new state of every key in ``events``, and per event the score predicted before learning.
 
         ``states`` holds each key's stored state (None or absent: none yet). An event at or below
-        its state's last applied source offset was applied already: its prediction is None and it
-        changes nothing (this is what makes replay exactly-once). A key's events must come in
-        offset order.
+        its key's last applied source offset (stored, or earlier in ``events``) was applied
+        already: its prediction is None and it changes nothing (this is what makes replay
+        exactly-once, also of events delivered twice in one batch).
 
         The keys are taken in passes of ``PASS_BYTES`` of state (all of a key's events in its
         pass): a pass's arrays stay in the CPU's cache, where a batch's RLS matrices at once
@@ -128,6 +128,7 @@ class Learner:
         rows, rounds, applied = [], [], []  # per event to apply: its row, its round, its index
         depth: list[int] = []
         moves: list[bool] = []
+        done: list[int] = []  # per row, the last offset applied so far
         for index, event in enumerate(events):
             row = keys.get(event.key)
             if row is None:
@@ -136,8 +137,10 @@ class Learner:
                 starts.append(self._current(states.get(event.key), event.user, priors[-1]))
                 depth.append(0)
                 moves.append(self._moves(event.user))
-            if event.offset <= starts[row].offset:
+                done.append(starts[-1].offset)
+            if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
+            done[row] = event.offset
             rows.append(row)
             rounds.append(depth[row])
             applied.append(index)

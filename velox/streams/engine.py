@@ -139,7 +139,8 @@ class Engine:
         stamps: list[float] = []  # Kafka timestamps (ms) of the events applied here
         for arrival in arrivals:
             partition, offset, key, value, timestamp, _ = arrival
-            self.positions[partition] = offset + 1
+            if offset >= self.positions.get(partition, 0):  # (not an event delivered again)
+                self.positions[partition] = offset + 1
             try:
                 seen = observation.from_message(key, value)
             except InvalidObservation as exc:
@@ -357,6 +358,7 @@ class Engine:
                 store.close()
             self.positions.pop(partition, None)
             self.delivered.pop(partition, None)
+        self.mover.forget(partitions)
 
 
 def prepare(settings: Settings) -> None:

@@ -16,11 +16,13 @@ immediate put and one aiokafka send per event, and is refused inside ``take_even
 offset never runs ahead of the changelog. What this costs against Faust's own per-event ceiling:
 ``bench/stream.py`` (figures in bench/README.md).
 
-Events found outside their user's home partition are moved there in a transaction committed with
-each of Faust's commits, but not atomically with the source offsets (Faust's consumer is not
-librdkafka's), and Faust reads uncommitted messages outside its own exactly-once mode: after a
-crash a moved event can be applied twice (moved again, and its aborted copy read). For moves
-exactly once, use the other engine or produce with the murmur2 partitioner.
+Events found outside their user's home partition are moved there exactly once, as by the other
+engine, but Faust's group offsets cannot join the move transaction (its consumer is aiokafka):
+each transaction carries the moves' own progress instead (``velox.streams.moves``), and is
+committed within ``MOVE_INTERVAL`` and before Faust commits source offsets past its moves.
+Faust's consumer reads committed messages only (``ReadCommitted``; Faust does that only in its
+``exactly_once`` mode, whose transactions do not cover the local RocksDB writes): a move
+transaction that a crash aborts is never applied.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import faust
 import mode.loop
 from confluent_kafka import Consumer
+from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import EventT, StreamT, TP
 
 from velox import kafka, processes
@@ -78,17 +81,21 @@ class FaustEngine(Engine):
                  sorted(partitions), sorted(self.stores))
 
     def revoked(self, partitions: list[int]) -> None:
+        self.sync()  # the next owner reads the moves' progress
         self._close([p for p in partitions if p in self.stores])
         self.announce()
         log.info("partitions %s revoked; owning %s", sorted(partitions), sorted(self.stores))
 
     def tick(self) -> None:
-        """Between batches: take partitions that became active, follow versions, publish metrics."""
+        """Between batches: take partitions that became active, commit moves (home partitions wait
+        at an open move transaction), follow versions, publish metrics."""
         recovery = self.app.tables.recovery
         if not self.app.rebalancing and not recovery.in_recovery and recovery.completed.is_set():
             active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.source}
             self.open(active - self.stores.keys())
         self.producer.poll(0)
+        if self.mover.due:
+            self.mover.finish()
         self.follow()
         if time.monotonic() - self.last_metrics >= self.settings.metrics_interval:
             self.last_metrics = time.monotonic()
@@ -106,6 +113,30 @@ class FaustEngine(Engine):
         self.offsets.close()
         self.follower.close()
         self.producer.flush(10)
+
+
+class ReadCommittedThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: faust_kafka.Transport) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # what aiokafka's consumer passes its fetcher at start
+        return consumer
+
+
+class ReadCommittedConsumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> ReadCommittedThread:
+        return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ReadCommitted(faust_kafka.Transport):
+    """Faust's Kafka transport, reading committed messages only (its own choice outside
+    ``exactly_once`` is to read uncommitted ones: moves that a crash aborted, too)."""
+
+    Consumer = ReadCommittedConsumer
+
+
+class App(faust.App):
+    def _new_transport(self) -> ReadCommitted:
+        return ReadCommitted(self.conf.broker_consumer, self)
 
 
 class BeforeCommit(faust.Sensor):
@@ -142,7 +173,7 @@ def create_app(settings: Settings) -> faust.App:
 
     Add agents of your own to it: they run beside ours in the same worker (see README)."""
     (settings.data / "worker" / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
         broker_credentials=kafka.faust_credentials(settings),

@@ -44,6 +44,10 @@ class BatchHistogram:
 
 APPLIED = Counter("velox_worker_events_applied", "Observations applied to a user's state.")
 DUPLICATES = Counter("velox_worker_duplicates_skipped", "Replayed observations skipped by their source offset.")
+MOVED_BEFORE = Counter(
+    "velox_worker_moves_skipped",
+    "Misplaced observations read again after a crash that a committed transaction had moved already.",
+)
 MOVED = Counter(
     "velox_worker_events_moved", "Observations that arrived outside their user's home partition and were moved there.",
     ["partition"],

@@ -15,6 +15,13 @@ replays, the edge's rewards) would need the same deduplication; with the transac
 Its price is paid only while events are moved: read-committed consumers of a home partition
 wait at an open transaction, so a transaction is committed within ``MOVE_INTERVAL``.
 Correctly partitioned events never touch this producer.
+
+An engine whose consumer is not librdkafka's (Faust's) cannot put its group's source offsets in
+the transaction. Each move transaction then carries the moves' own progress instead: per source
+partition, the offset below which every misplaced event has been moved, committed as the offsets
+of the group ``<namespace>velox-moves`` that no consumer ever joins. Whoever reads a partition
+again (after a crash, or as its next owner) moves only the misplaced events at or above it, so a
+home partition still holds exactly one committed copy of each.
 """
 
 from __future__ import annotations
@@ -49,6 +56,13 @@ class Mover:
                          "transaction.timeout.ms": 10_000}
         )
         self.producer.init_transactions(30)
+        # Commits the moves' progress in the transaction; never joins its group.
+        self.progress = kafka.consumer(settings, group=f"{settings.app_id}-moves")
+        # Per source partition, the offset below which every misplaced event has been moved, by a
+        # committed transaction or the open one (a consumer may deliver an event again: Faust's
+        # does after it seeks to the committed offsets once recovered).
+        self.moved_below: dict[int, int] = {}
+        self.sources: set[int] = set()  # the partitions the open transaction moved events from
         self.opened: float | None = None  # when the open transaction began
         self.unlogged: Counter[int] = Counter()  # moved per source partition since the last log line
         self.logged = time.monotonic() - LOG_INTERVAL
@@ -59,7 +73,13 @@ class Mover:
         return self.opened is not None and time.monotonic() - self.opened >= MOVE_INTERVAL
 
     def move(self, arrival: Arrival, key: bytes, home: int) -> None:
-        """Produce ``arrival`` to partition ``home`` inside the open transaction (opening one)."""
+        """Produce ``arrival`` to partition ``home`` inside the open transaction (opening one),
+        unless a committed transaction moved it already (it is read again after a crash)."""
+        if arrival.offset < self._moved_below(arrival.partition):
+            metrics.MOVED_BEFORE.inc()
+            return
+        self.moved_below[arrival.partition] = arrival.offset + 1
+        self.sources.add(arrival.partition)
         if self.opened is None:
             self.producer.begin_transaction()
             self.opened = time.monotonic()
@@ -74,19 +94,40 @@ class Mover:
         """Commit the moved events and the source ``offsets`` as one transaction."""
         assert self.opened is not None
         self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-        self.finish()
+        self._commit()
 
     def finish(self) -> None:
-        """Commit the open transaction's moves (an engine that commits source offsets apart)."""
-        if self.opened is not None:
-            self.producer.commit_transaction(30)
-            self.opened = None
+        """Commit the open transaction's moves with their progress: the way of an engine that
+        commits its source offsets apart."""
+        if self.opened is None:
+            return
+        progress = [TopicPartition(self.source, p, self.moved_below[p]) for p in sorted(self.sources)]
+        self.producer.send_offsets_to_transaction(progress, self.progress.consumer_group_metadata(), 30)
+        self._commit()
+
+    def _commit(self) -> None:
+        self.producer.commit_transaction(30)
+        self.sources.clear()
+        self.opened = None
 
     def abort(self) -> None:
         """Drop the open transaction's moves (their sources will be read and moved again)."""
         if self.opened is not None:
             self.producer.abort_transaction(30)
+            self.forget(list(self.sources))  # read from the broker again: as the last commit left it
+            self.sources.clear()
             self.opened = None
+
+    def forget(self, partitions: list[int]) -> None:
+        """Partitions this worker no longer reads: their progress is read again if they come back."""
+        for partition in partitions:
+            self.moved_below.pop(partition, None)
+
+    def _moved_below(self, partition: int) -> int:
+        if partition not in self.moved_below:
+            tp = TopicPartition(self.source, partition)
+            self.moved_below[partition] = self.progress.committed([tp], timeout=30)[0].offset
+        return self.moved_below[partition]
 
     def _log(self) -> None:
         now = time.monotonic()
@@ -104,3 +145,4 @@ class Mover:
     def close(self) -> None:
         self.abort()
         self.producer.flush(10)
+        self.progress.close()
