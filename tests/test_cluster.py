@@ -1,5 +1,7 @@
 """Three local brokers, each its own JVM (`velox kafka start --brokers 3`): Velox's topics get three
-replicas with two in sync, a topic with fewer is reported, and stop and status cover them all."""
+replicas with two in sync, a topic with fewer is reported, and stop and status cover them all.
+The module's cluster is secured (`--secure`): SASL_SSL for clients and between brokers, TLS with
+certificates both ways between the KRaft controllers, while the failure test runs on it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import json
 import logging
 import os
 import signal
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -36,9 +41,9 @@ from velox.settings import Settings
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, LocalCluster]]:
     own = settings.replace(data=tmp_path_factory.mktemp("cluster"), bootstrap=free_bootstrap(ports=6), partitions=8)
     brokers = LocalCluster(own, brokers=3)
-    brokers.start()
+    brokers.start(secure=True)
     try:
-        yield own.replace(bootstrap=brokers.bootstrap), brokers
+        yield own.replace(bootstrap=brokers.bootstrap, kafka_config=brokers.nodes[0].secrets.client_properties), brokers
     finally:
         brokers.stop()
 
@@ -56,6 +61,23 @@ def test_every_topic_velox_makes_has_three_replicas_and_needs_two_in_sync(cluste
     topics.ensure(own)
     for name in (own.topic("observations"), own.topic("observations-dlq"), topics.changelog(own)):
         assert replicas_and_insync(own, name) == ({3}, "2"), name
+
+
+def test_the_controllers_speak_tls_only_with_nodes_that_show_a_certificate_of_the_ca(cluster) -> None:
+    _, brokers = cluster
+    request = struct.pack(">hhih", 18, 0, 1, 1) + b"t"  # ApiVersions v0, correlation id 1, client "t"
+    request = struct.pack(">i", len(request)) + request
+    for node in brokers.nodes:
+        host, port = node.host, node.port + 1
+        context = ssl.create_default_context(cafile=str(node.secrets.ca))
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:  # the CA's certificate for the host
+                tls.sendall(request)
+                with pytest.raises(ssl.SSLError, match="BAD_CERTIFICATE"):  # none of ours
+                    tls.recv(64)
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(request)
+            assert raw.recv(64)[:1] == b"\x15"  # a TLS alert record, not a Kafka answer
 
 
 def test_a_topic_with_fewer_replicas_than_configured_is_reported_in_one_line(

@@ -150,7 +150,8 @@ class LocalBroker:
 
         self.home.mkdir(parents=True, exist_ok=True)
         controller = f"{self.host}:{self.port + 1}"
-        name = "SASL_SSL" if self.secrets.exists() else "PLAINTEXT"
+        secured = self.secrets.exists()
+        name = "SASL_SSL" if secured else "PLAINTEXT"
         voters = ",".join(f"{n}@{self.host}:{self.port + 2 * (n - self.node) + 1}" for n in range(1, self.nodes + 1))
         # Every internal topic has a replica per node, up to three, and needs two in sync from three.
         replicas, insync = str(min(3, self.nodes)), str(kafka.min_insync(self.nodes))
@@ -161,7 +162,7 @@ class LocalBroker:
             "listeners": f"{name}://{self.host}:{self.port},CONTROLLER://{controller}",
             "advertised.listeners": f"{name}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{name}:{name}",
+            "listener.security.protocol.map": f"CONTROLLER:{'SSL' if secured else 'PLAINTEXT'},{name}:{name}",
             "log.dirs": str(self.log_dirs),
             "num.partitions": "1",
             "offsets.topic.replication.factor": replicas,
@@ -173,7 +174,7 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": insync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
-            **(self.secrets.broker_config() if self.secrets.exists() else {}),
+            **(self.secrets.broker_config() if secured else {}),
         }
         self.config.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
         self.config.chmod(0o600)  # a secured broker's passwords are in it

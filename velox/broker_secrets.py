@@ -71,9 +71,13 @@ class BrokerSecrets:
             path.chmod(0o600)
 
     def broker_config(self) -> dict[str, str]:
-        """What server.properties adds for a SASL_SSL listener named SASL_SSL, also used between brokers."""
+        """What server.properties adds for a SASL_SSL listener named SASL_SSL, also used between
+        brokers, and for the KRaft controllers' listener: TLS both ways, each node showing the
+        certificate the CA signed (SCRAM cannot serve there: its users live in the metadata that
+        the controllers serve)."""
         words = self.passwords()
         return {
+            "listener.name.controller.ssl.client.auth": "required",
             "inter.broker.listener.name": "SASL_SSL",
             "sasl.enabled.mechanisms": MECHANISM,
             "sasl.mechanism.inter.broker.protocol": MECHANISM,

@@ -169,10 +169,16 @@ class Worker(Engine):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
         recovered = 0
-        for tp in partitions:
-            store = PartitionStore(table_path(self.settings.data, tp.partition))
-            recovered += recover(self.settings, self.changelog, tp.partition, store)
-            self.opened(tp.partition, store)
+        # One client asks every partition's watermarks: on a secured cluster each new client costs
+        # its TLS and SASL handshakes with the brokers it asks.
+        reader = kafka.consumer(self.settings, group=f"{self.settings.app_id}-recovery")
+        try:
+            for tp in partitions:
+                store = PartitionStore(table_path(self.settings.data, tp.partition))
+                recovered += recover(self.settings, reader, self.changelog, tp.partition, store)
+                self.opened(tp.partition, store)
+        finally:
+            reader.close()
         self.announce()
         log.info(
             "ready: partitions %s assigned, %d changelog records recovered in %.2f s",
@@ -220,13 +226,10 @@ class Worker(Engine):
             lambda p: self.consumer.get_watermark_offsets(TopicPartition(self.source, p), cached=True)[1])
 
 
-def recover(settings: Settings, topic: str, partition: int, store: PartitionStore) -> int:
-    """Apply the changelog after the store's remembered offset, up to its end now; return the count."""
-    reader = kafka.consumer(settings, group=f"{settings.app_id}-recovery")
-    try:
-        low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
-    finally:
-        reader.close()
+def recover(settings: Settings, reader: Consumer, topic: str, partition: int, store: PartitionStore) -> int:
+    """Apply the changelog after the store's remembered offset, up to its end now (asked of
+    ``reader``); return the count."""
+    low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
     applied = 0
     messages = kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
     while chunk := list(islice(messages, 10_000)):
