@@ -76,16 +76,20 @@ def running(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     worker.stop()
 
 
-def steady_load(settings: Settings, events: int, seed: int) -> threading.Thread:
+def steady_load(settings: Settings, events: int, seed: int, per_second: float | None = 800.0) -> threading.Thread:
+    """Produce ``events`` in batches of 500 at ``per_second`` (None: as fast as they go, for history
+    that is waited for), in a thread."""
     rng = random.Random(seed)
     load = [(e.key, observation.encode(e)) for e in (
         Observation(user=rng.randrange(120), item=rng.randrange(60), score=float(rng.randint(1, 5)), time=i)
         for i in range(events))]
 
     def send() -> None:
+        started = time.monotonic()
         for start in range(0, len(load), 500):
             produce(settings, settings.topic("observations"), load[start:start + 500])
-            time.sleep(0.1)
+            if per_second is not None:
+                time.sleep(max(0.0, started + (start + 500) / per_second - time.monotonic()))
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -96,7 +100,7 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
     running: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = running
-    before = steady_load(settings, 4_000, seed=1)
+    before = steady_load(settings, 4_000, seed=1, per_second=None)
     before.join()  # enough history to train on
     during = steady_load(settings, 8_000, seed=2)
     info = retrain(settings, PARAMS, master="local[2]", reason="test")
@@ -116,6 +120,7 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     running: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = running
+    worker.wait_ready()  # started by the test before: the rollback is a swap it logs
     older = versions.active(settings).version
     steady_load(settings, 2_000, seed=3).join()
     warm = WarmJob(settings, PARAMS, master="local[2]")  # the controller's way: one session kept
@@ -155,7 +160,8 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
 ) -> None:
     settings, worker = running
     worker.start()  # the rollback test left it stopped
-    steady_load(settings, 20_000, seed=6).join()
+    worker.wait_ready()  # it starts on the current version, then swaps
+    steady_load(settings, 20_000, seed=6, per_second=None).join()
     bare, start = save_bare(settings)  # the shadow replays the whole topic, for seconds
     during = steady_load(settings, 3_000, seed=7)
     versions.activate(settings, bare.id, reason="rebuild from the start")
@@ -188,7 +194,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        steady_load(own, 4_000, seed=8).join()
+        steady_load(own, 4_000, seed=8, per_second=None).join()
         bare, start = save_bare(own)
         during = steady_load(own, 6_000, seed=9)
         versions.activate(own, bare.id, reason="chunks")

@@ -8,8 +8,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
 from velox import kafka, processes
 from velox.model.learner import Learner, make_rule
@@ -43,6 +45,18 @@ class VeloxProcess:
 class WorkerProcess(VeloxProcess):
     command = "worker"
 
+    def start(self) -> None:
+        self.log_start = self.log.stat().st_size if self.log.exists() else 0  # the log is appended to
+        super().start()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the worker started last owns partitions (a Faust worker takes seconds to start)."""
+        deadline = time.monotonic() + timeout
+        while b"ready: partitions" not in self.log.read_bytes()[self.log_start:]:
+            self.assert_alive()
+            assert time.monotonic() < deadline, f"the worker was not ready in {timeout} s; see {self.log}"
+            time.sleep(0.1)
+
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -66,8 +80,16 @@ def kill9_during(worker: WorkerProcess, send: Callable[[], None], kills: int, rn
         producer.join()
 
 
+@lru_cache(maxsize=16)
+def _producer(bootstrap: str, kafka_config: Path | None) -> Producer:
+    """One producer per cluster and credentials for the session: a new idempotent producer's
+    first delivery waits half a second (librdkafka asks for its producer id on a 500 ms timer
+    when no connection is up yet), which every batch of a steady load paid."""
+    return kafka.producer(Settings(bootstrap=bootstrap, kafka_config=kafka_config))
+
+
 def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-    producer = kafka.producer(settings)
+    producer = _producer(settings.bootstrap, settings.kafka_config)
     failures: list[object] = []
     for key, value in messages:
         producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and failures.append(err))

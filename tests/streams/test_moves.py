@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from functools import lru_cache
 
 import pytest
 from confluent_kafka import Producer
@@ -26,9 +27,15 @@ from velox.control.versions import initial_version
 USERS = range(5001, 5301)
 
 
+@lru_cache(maxsize=4)
+def others_producer(bootstrap: str) -> Producer:
+    """A librdkafka client with its own defaults: CRC32 of the key (``consistent_random``); one per
+    broker (a new one's first delivery waits half a second: see the harness's producer)."""
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+
+
 def produce_as_others(settings: Settings, sends: list[tuple[Observation, str, int]]) -> None:
-    """Produce with a librdkafka client's own defaults: CRC32 of the key (``consistent_random``)."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "enable.idempotence": True})
+    producer = others_producer(settings.bootstrap)
     failures: list[object] = []
     for seen, how, partition in sends:
         value = observation.encode(seen)
@@ -60,10 +67,12 @@ def misplaced_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     worker = WorkerProcess(own)
     worker.start()
 
+    pause = 0.2 if request.param == "kafka" else 0.4  # the load lasts about as long as the kills below
+
     def steady() -> None:
         for start in range(0, len(sends), 100):
             produce_as_others(own, sends[start:start + 100])
-            time.sleep(0.15)
+            time.sleep(pause)
 
     try:
         # (a Faust worker takes about 3 s to start: see the worker tests)
