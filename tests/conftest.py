@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from tests.streams.harness import forget_producers
 from velox.broker import throwaway_broker
 from velox.kafka import create_topics
 from velox.settings import Settings
@@ -34,6 +35,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         return
     with throwaway_broker(env.replace(data=data)) as settings:
         yield settings
+        forget_producers()
 
 
 @pytest.fixture

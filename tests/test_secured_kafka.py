@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.streams.harness import produce, worker_states
+from tests.streams.harness import forget_producers, produce, worker_states
 from tests.streams.test_worker import event
 from velox import kafka
 from velox.broker import LocalBroker, free_bootstrap
@@ -35,6 +35,7 @@ def secured(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         yield broker.client_settings
     finally:
+        forget_producers()
         broker.stop()
 
 

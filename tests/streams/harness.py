@@ -80,16 +80,25 @@ def kill9_during(worker: WorkerProcess, send: Callable[[], None], kills: int, rn
         producer.join()
 
 
+def session_producer(settings: Settings, partitioner: str = "murmur2_random") -> Producer:
+    """One producer per cluster, credentials and partitioner for the session: a new idempotent
+    producer's first delivery waits half a second (librdkafka asks for its producer id on a 500 ms
+    timer when no connection is up yet), which every batch of a steady load paid."""
+    return _producer(settings.bootstrap, settings.kafka_config, partitioner)
+
+
 @lru_cache(maxsize=16)
-def _producer(bootstrap: str, kafka_config: Path | None) -> Producer:
-    """One producer per cluster and credentials for the session: a new idempotent producer's
-    first delivery waits half a second (librdkafka asks for its producer id on a 500 ms timer
-    when no connection is up yet), which every batch of a steady load paid."""
-    return kafka.producer(Settings(bootstrap=bootstrap, kafka_config=kafka_config))
+def _producer(bootstrap: str, kafka_config: Path | None, partitioner: str) -> Producer:
+    return kafka.producer(Settings(bootstrap=bootstrap, kafka_config=kafka_config), partitioner=partitioner)
+
+
+def forget_producers() -> None:
+    """Close the session's producers (before their broker stops: they would try to reconnect to it)."""
+    _producer.cache_clear()
 
 
 def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-    producer = _producer(settings.bootstrap, settings.kafka_config)
+    producer = session_producer(settings)
     failures: list[object] = []
     for key, value in messages:
         producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and failures.append(err))

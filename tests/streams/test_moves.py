@@ -7,13 +7,11 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from functools import lru_cache
 
 import pytest
-from confluent_kafka import Producer
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, kill9_during, read_all, reference_states, worker_states
+from tests.streams.harness import WorkerProcess, kill9_during, read_all, reference_states, session_producer, worker_states
 from tests.streams.test_worker import ENGINES, assert_same_states, worker_settings
 from velox.control import topics
 from velox.broker import free_bootstrap
@@ -27,15 +25,9 @@ from velox.control.versions import initial_version
 USERS = range(5001, 5301)
 
 
-@lru_cache(maxsize=4)
-def others_producer(bootstrap: str) -> Producer:
-    """A librdkafka client with its own defaults: CRC32 of the key (``consistent_random``); one per
-    broker (a new one's first delivery waits half a second: see the harness's producer)."""
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-
-
 def produce_as_others(settings: Settings, sends: list[tuple[Observation, str, int]]) -> None:
-    producer = others_producer(settings.bootstrap)
+    """Produce with librdkafka's default partitioner: CRC32 of the key (``consistent_random``)."""
+    producer = session_producer(settings, partitioner="consistent_random")
     failures: list[object] = []
     for seen, how, partition in sends:
         value = observation.encode(seen)
