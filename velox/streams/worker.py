@@ -169,16 +169,12 @@ class Worker(Engine):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
         recovered = 0
-        # One client asks every partition's watermarks: on a secured cluster each new client costs
-        # its TLS and SASL handshakes with the brokers it asks.
-        reader = kafka.consumer(self.settings, group=f"{self.settings.app_id}-recovery")
-        try:
-            for tp in partitions:
-                store = PartitionStore(table_path(self.settings.data, tp.partition))
-                recovered += recover(self.settings, reader, self.changelog, tp.partition, store)
-                self.opened(tp.partition, store)
-        finally:
-            reader.close()
+        # The group's consumer asks the watermarks (as ``position`` does for a rebuild): on a secured
+        # cluster a new client per partition cost its TLS and SASL handshakes, seconds in all.
+        for tp in partitions:
+            store = PartitionStore(table_path(self.settings.data, tp.partition))
+            recovered += recover(self.settings, consumer, self.changelog, tp.partition, store)
+            self.opened(tp.partition, store)
         self.announce()
         log.info(
             "ready: partitions %s assigned, %d changelog records recovered in %.2f s",
