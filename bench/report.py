@@ -227,6 +227,8 @@ def faust_rows(faust: dict[str, Any], rule: str, d: int, kafka_rate: int, users:
          f"{faust['ratio_to_kafka_engine']:.2f}", "", "", date, "bench/stream.py"),
         (f"Faust engine: empty data directory to every partition ready ({rule}, {users:,} users)",
          f"{faust['recovery']['seconds']:.1f} s", "", "", "", "", date, "bench/stream.py"),
+        *([(f"Faust engine: produce → state visible ({rule})", f"p50 {faust['p50_ms']:.1f} ms, p99 {faust['p99_ms']:.1f} ms",
+            "", "", "", "", date, "bench/stream.py")] if "p99_ms" in faust else []),
     ]
 
 

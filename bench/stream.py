@@ -16,7 +16,8 @@ For each update rule (``--rules sgd,rls``):
    in a virtualenv of its own under the cache), exactly-once and at-least-once.
 7. First rule only, unless ``--engines kafka``: the Faust engine (`velox worker --engine faust`) on
    a topic of the same events, and on it a do-nothing Faust agent (bench/faust_noop.py: Faust's own
-   per-event ceiling); its recovery of an empty data directory (start to every partition ready).
+   per-event ceiling); its latency as in 4; its recovery of an empty data directory (start to every
+   partition ready).
 
     python bench/stream.py [--events 1000000 --users 100000 --d 50] [--json bench/results/stream.json]
 
@@ -284,7 +285,7 @@ def faust_engine(settings: Settings, args: argparse.Namespace, kafka_rate: float
     ceiling = faust_noop(own, topic, args.events)
     progress(f"  do-nothing Faust agent: {ceiling:,.0f} events/s")
     progress(f"{own.rule}: velox worker --engine faust")
-    worker = run_worker(own, topic, args.events, args.latency_rate, 0, args.users, args.items)
+    worker = run_worker(own, topic, args.events, args.latency_rate, args.latency_seconds, args.users, args.items)
     rate = worker.pop("rate")
     progress(f"{own.rule}: Faust engine recovery of an empty data directory")
     return {"worker_events_per_s": round(rate), "faust_noop_events_per_s": round(ceiling),
@@ -356,6 +357,9 @@ def main() -> None:
                   f"{figures['worker_events_per_s']:,} (Faust / kafka {faust['ratio_to_kafka_engine']:.2f}); RSS "
                   f"{faust['rss_start_mb']:.0f} -> {faust['rss_end_mb']:.0f} MB; empty directory to ready "
                   f"{faust['recovery']['seconds']:.1f} s")
+            if "p99_ms" in faust:
+                print(f"{rule}: Faust engine produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
+                      f"p50 {faust['p50_ms']:.1f} ms, p99 {faust['p99_ms']:.1f} ms")
         for guarantee in ("exactly_once", "at_least_once"):
             if (quix_rate := figures.get(f"quix_{guarantee}_events_per_s")) is not None:
                 print(f"{rule}: Quix Streams {guarantee.replace('_', '-')} {quix_rate:,} events/s "

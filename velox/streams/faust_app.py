@@ -49,7 +49,12 @@ from velox.streams.store import PartitionStore
 log = logging.getLogger("velox.worker")
 
 BATCH = 2_000
-WITHIN = 0.02  # seconds the agent waits for more events before it applies those it has
+# Seconds the agent gathers events before it applies them. The agent gathers at Faust's own
+# per-event pace and applies with Faust's loop waiting, so the engine's rate is Faust's ceiling
+# times gather / (gather + apply); each batch also costs about 3 ms whatever its size. 50 ms
+# against 20: a tenth more throughput, for up to 30 ms more between produce and visible
+# (bench/stream.py measures both; figures in bench/README.md).
+WITHIN = 0.05
 
 
 class FaustEngine(Engine):
