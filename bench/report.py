@@ -259,6 +259,10 @@ def swap_rows(swap: dict[str, Any]) -> list[tuple[str, ...]]:
         found.append((f"{what}: produce → visible during it", f"p50 ≤ {s['p50_ms']:.0f} ms, p99 ≤ {s['p99_ms']:.0f} ms, "
                       f"longest ≤ {s['longest_ms']:.0f} ms (histogram buckets)", "", "", "p99 and longest ≤ 100 ms",
                       verdict(max(s["p99_ms"], s["longest_ms"]) <= 100), date, "bench/swap.py"))
+        if "ack_p99_ms" in s:
+            found.append((f"{what}: produce → the broker's acknowledgement during it",
+                          f"p99 {s['ack_p99_ms']:.0f} ms, longest {s['ack_longest_ms']:.0f} ms", "", "", "", "", date,
+                          "bench/swap.py"))
     return found
 
 

@@ -7,8 +7,17 @@
 3. Activate it. During the swap (activation to the worker's "swapped" line): the longest
    produce-to-visible time and its p99, from the worker's histogram (an event that arrived
    when a stall began waits at least the stall, so the longest is a bound on the longest gap);
-   the swap's time against the replay's own (replayed events / the batched rate).
+   the swap's time against the replay's own (replayed events / the batched rate); and the
+   producer's time from produce to the broker's acknowledgement, the part of the latency that
+   lies before the worker.
 4. Produce more, to reach ``--sizes``' next figure, and swap again.
+
+The first swap is a warm-up, not reported: a broker started for the run spends its first
+minutes compiling Kafka's hot paths, on the cores the worker and the producer share. Measured
+(250,000 since the training end): on a broker started 30 s before, the producer's acknowledgement
+took p99 24-80 ms and up to 171 ms during the swap, and produce-to-visible reached 150-300 ms; on
+a broker that had run a few minutes, p99 6-11 ms and at most 19 ms, and produce-to-visible at
+most 75-100 ms. A production broker is the warm one.
 
     python bench/swap.py [--sizes 250000,1000000] [--json bench/results/swap.json]
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import shutil
 import tempfile
@@ -29,13 +39,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from confluent_kafka import Message
 
 from stream import applied, broker_settings, produce, progress, scrape
-from velox import processes
+from velox import kafka, processes
 from velox.control import topics, versions
 from velox.broker import free_bootstrap
 from velox.model.store import ModelStore
+from velox.schemas import observation
 from velox.schemas.model_version import VersionInfo
+from velox.schemas.observation import Observation
 from velox.settings import Settings
 from velox.control.versions import initial_version
 
@@ -70,31 +83,60 @@ def bare_version(settings: Settings) -> str:
     return version.id
 
 
+class Steady(threading.Thread):
+    """Observations at ``rate`` per second from one producer, each one's time from produce to the
+    broker's acknowledgement kept: what the broker adds before the worker can see an event."""
+
+    def __init__(self, settings: Settings, rate: float) -> None:
+        super().__init__()
+        self.settings, self.rate = settings, rate
+        self.stop = threading.Event()
+        self.acks: list[tuple[float, float]] = []  # (acknowledged at, seconds since produced)
+
+    def run(self) -> None:
+        producer = kafka.producer(self.settings, on_delivery=self._acknowledged, **{"linger.ms": 1})
+        rng = random.Random(5)
+        started, sent = time.monotonic(), 0
+        while not self.stop.is_set():
+            seen = Observation(user=rng.randrange(USERS), item=rng.randrange(ITEMS), score=rng.randint(1, 5), time=sent)
+            producer.produce(self.settings.topic("observations"), key=seen.key, value=observation.encode(seen))
+            sent += 1
+            producer.poll(max(sent / self.rate - (time.monotonic() - started), 0))
+        producer.flush(30)
+
+    def _acknowledged(self, error: object, message: Message) -> None:
+        if error is None:
+            now = time.time()
+            self.acks.append((now, now - message.timestamp()[1] / 1000))
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """p99 and longest produce-to-acknowledged time (ms) of the events acknowledged in [start, end]."""
+        seconds = np.array([took for at, took in self.acks if start <= at <= end])
+        return {"ack_p99_ms": round(1000 * float(np.quantile(seconds, 0.99)), 1),
+                "ack_longest_ms": round(1000 * float(seconds.max()), 1)}
+
+
 def swap(settings: Settings, port: int, log_file: Path, rate: float, ceiling: float) -> dict[str, float]:
     version_id = bare_version(settings)
-    stop = threading.Event()
-
-    def steady() -> None:
-        while not stop.is_set():
-            produce(settings, settings.topic("observations"), int(rate), USERS, ITEMS, rate=rate)
-
-    producer = threading.Thread(target=steady)
-    producer.start()
+    steady = Steady(settings, rate)
+    steady.start()
     try:
         time.sleep(2)  # the steady stream is flowing
         before = visible(port)
+        started = time.time()
         versions.activate(settings, version_id, reason="bench")
         done = re.compile(rf"swapped to version {version_id} in ([\d.]+) s: .* (\d+) observations re-applied")
         while not (found := done.search(log_file.read_text())):
             time.sleep(0.05)
         after = visible(port)
+        ended = time.time()
     finally:
-        stop.set()
-        producer.join()
+        steady.stop.set()
+        steady.join()
     seconds, replayed = float(found.group(1)), int(found.group(2))
     replay_s = replayed / ceiling
     return {"replayed": replayed, "swap_s": seconds, "replay_alone_s": round(replay_s, 2),
-            "ratio": round(seconds / replay_s, 3), **window(before, after)}
+            "ratio": round(seconds / replay_s, 3), **window(before, after), **steady.between(started, ended)}
 
 
 def main() -> None:
@@ -128,6 +170,9 @@ def main() -> None:
                     ceiling = backlog / (time.perf_counter() - started)
                     produced = size
                     progress(f"  worker applied them at {ceiling:,.0f} events/s; swapping under {args.rate:,.0f} events/s")
+                    if not results:
+                        warmup = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
+                        progress(f"  warm-up swap (not reported): {warmup}")
                     figures = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
                     figures |= {"since_training_end": size, "batched_rate": round(ceiling)}
                     progress(f"  {figures}")
@@ -140,7 +185,8 @@ def main() -> None:
     for r in results:
         print(f"swap of {r['replayed']:,} observations: {r['swap_s']:.1f} s against {r['replay_alone_s']:.1f} s "
               f"for the replay alone (ratio {r['ratio']:.2f}); during it, produce-to-visible p99 {r['p99_ms']:.0f} ms, "
-              f"longest {r['longest_ms']:.0f} ms (histogram bucket)")
+              f"longest {r['longest_ms']:.0f} ms (histogram bucket); produce to the broker's acknowledgement p99 "
+              f"{r['ack_p99_ms']:.0f} ms, longest {r['ack_longest_ms']:.0f} ms")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rate": args.rate, "swaps": results}, indent=2) + "\n")

@@ -185,8 +185,10 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
 def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_the_version_of_their_record(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live batches.
+    # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live
+    # batches (a slice of a millisecond ends after one chunk).
     monkeypatch.setattr(engine, "SWAP_CHUNK", 4)
+    monkeypatch.setattr(engine, "SWAP_SLICE", 0.001)
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)

@@ -57,7 +57,7 @@ from velox.streams.swap import Shadow, users_by_partition
 log = logging.getLogger("velox.worker")
 
 SWAP_SLICE = 0.02  # seconds of a swap's replay between two live batches
-SWAP_CHUNK = 2_000  # a swap's records written between two live batches: a few milliseconds
+SWAP_CHUNK = 500  # a swap's records written at once: a few milliseconds, then the slice's deadline is checked
 
 
 class Arrival(NamedTuple):
@@ -287,15 +287,21 @@ class Engine:
                  activation.version.id, activation.reason or "no reason given", self.building)
 
     def _advance_swap(self) -> None:
-        """One slice of the swap: replay, or once caught up, write a chunk of the shadow's records."""
+        """One slice of the swap: replay, and once caught up, write chunks of the shadow's records
+        until the slice is over (no live events are applied in between: it stays caught up)."""
         if self.shadow is None:
             self.shadow = self._shadow(self.building[0])
         shadow = self.shadow
-        if not shadow.advance(self.position(shadow.partition), time.monotonic() + SWAP_SLICE):
+        deadline = time.monotonic() + SWAP_SLICE
+        if not shadow.advance(self.position(shadow.partition), deadline):
             return
-        self._write(shadow.partition, shadow.take(self.stores[shadow.partition], SWAP_CHUNK))
-        if shadow.done:
-            self._switched()
+        while True:
+            self._write(shadow.partition, shadow.take(self.stores[shadow.partition], SWAP_CHUNK))
+            if shadow.done:
+                self._switched()
+                return
+            if time.monotonic() >= deadline:
+                return
 
     def _switched(self) -> None:
         """The shadow's partition is on the new version; log the swap if it was the last."""
