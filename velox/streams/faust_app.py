@@ -49,11 +49,11 @@ from velox.streams.store import PartitionStore
 log = logging.getLogger("velox.worker")
 
 BATCH = 2_000
-# Seconds the agent gathers events before it applies them. The agent gathers at Faust's own
-# per-event pace and applies with Faust's loop waiting, so the engine's rate is Faust's ceiling
-# times gather / (gather + apply); each batch also costs about 3 ms whatever its size. 50 ms
-# against 20: a tenth more throughput, for up to 30 ms more between produce and visible
-# (bench/stream.py measures both; figures in bench/README.md).
+# Seconds the agent gathers events before it applies them. It gathers at Faust's own pace per
+# event and applies with Faust's loop waiting, so the engine's rate is Faust's ceiling times
+# gather / (gather + apply), and applying costs more per event in small batches (in Faust's
+# process a third more at 20 ms than at 100 ms). 50 ms against 20: about a tenth more
+# throughput, for about 25 ms more between produce and visible (bench/stream.py measures both).
 WITHIN = 0.05
 
 
