@@ -56,7 +56,7 @@ from velox.streams.swap import Shadow, users_by_partition
 
 log = logging.getLogger("velox.worker")
 
-SWAP_SLICE = 0.02  # seconds of a swap's replay between two live batches
+SWAP_SLICE = 0.02  # seconds of a swap's work (replay, then writing) between two live batches
 SWAP_CHUNK = 500  # a swap's records written at once: a few milliseconds, then the slice's deadline is checked
 
 
