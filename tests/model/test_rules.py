@@ -28,59 +28,81 @@ def random_stream(seed: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def step(rule, state: UserState, f: np.ndarray, target: float, prior: np.ndarray) -> UserState:
-    """One observation through the rule, as a one-row batch."""
+    """One observation through an SGD rule, as a one-row batch."""
     new = rule.update(Stats.of(state), f[None], np.array([target]), np.asarray(prior, np.float64)[None],
                       np.array([state.count]))
-    return UserState(state.version, new.w[0], state.count + 1, state.offset + 1,
-                     None if new.a_inv is None else new.a_inv[0], None if new.b is None else new.b[0])
+    return UserState(state.version, new.w[0], state.count + 1, state.offset + 1)
+
+
+def stream_learner(rule, features: np.ndarray, prior: np.ndarray, trained: int = 0) -> Learner:
+    """A learner whose version has item i's features ``features[i]`` (the last coordinate is the
+    bias one), no biases, and one user, 0, with ``prior`` trained on ``trained`` ratings."""
+    version = ModelVersion("stream", 0.0, np.arange(len(features), dtype=np.int64),
+                           features[:, :-1].astype(np.float32), np.zeros(len(features), np.float32),
+                           np.array([0]), np.asarray(prior, np.float32)[None], np.array([trained]))
+    return Learner(version, rule)
+
+
+def replay(learner: Learner, targets: np.ndarray, through_records: bool = False) -> list[UserState]:
+    """User 0's state after each observation of item i with target ``targets[i]``."""
+    state, states = None, []
+    for offset, target in enumerate(targets):
+        state, _ = learner.observe(state, 0, offset, float(target), offset)
+        if through_records:
+            state = user_state.decode(user_state.encode(state))
+        states.append(state)
+    return states
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_leaves_its_inputs_unchanged(rule) -> None:
-    prior = np.arange(4, dtype=np.float32)
-    state = rule.start("v", prior, 0)
-    before = user_state.encode(state)
-    step(rule, state, np.array([1.0, -1.0, 0.5, 1.0]), 1.5, prior)
-    assert user_state.encode(state) == before
-    assert prior.tolist() == [0, 1, 2, 3]
+    features, targets = random_stream(0, 12, 4)
+    learner = stream_learner(rule, features, np.arange(4))
+    before = replay(learner, targets[:7])[-1]
+    record = user_state.encode(before)
+    learner.observe(before, 0, 7, float(targets[7]), 7)
+    assert user_state.encode(before) == record
+    assert learner.version.prior(0).tolist() == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_is_deterministic_and_survives_a_record_round_trip(rule) -> None:
     features, targets = random_stream(1, 30, 6)
-    prior = np.zeros(6)
-    direct = rule.start("v", prior, 0)
-    via_bytes = rule.start("v", prior, 0)
-    for f, r in zip(features, targets):
-        direct = step(rule, direct, f, r, prior)
-        via_bytes = user_state.decode(user_state.encode(step(rule, via_bytes, f, r, prior)))
+    learner = stream_learner(rule, features, np.zeros(6))
+    direct, via_bytes = replay(learner, targets)[-1], replay(learner, targets, through_records=True)[-1]
     assert np.allclose(direct.w, via_bytes.w, atol=1e-5)
     assert via_bytes.count == 30 and via_bytes.offset == 29
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
 def test_update_moves_prediction_towards_the_target(rule) -> None:
-    prior = np.zeros(3)
-    state = rule.start("v", prior, 0)
-    f = np.array([0.5, -0.2, 1.0])
-    after = step(rule, state, f, 4.0, prior)
-    assert abs(4.0 - after.w @ f) < abs(4.0 - state.w @ f)
+    features = np.array([[0.5, -0.2, 1.0]])
+    learner = stream_learner(rule, features, np.zeros(3))
+    after, prediction = learner.observe(None, 0, 0, 4.0, 0)
+    assert prediction is not None and abs(4.0 - after.w @ features[0]) < abs(4.0 - prediction)
+
+
+def ridge(learner: Learner, targets: np.ndarray, strength: float) -> np.ndarray:
+    """The closed-form ridge solution centred on user 0's prior over items 0.. of ``targets``."""
+    f, prior = learner.version.features_many(range(len(targets)))[0], learner.version.prior(0)
+    return np.linalg.solve(f.T @ f + strength * np.eye(f.shape[1]), f.T @ targets + strength * prior)
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("l2", [0.1, 1.0, 10.0])
-def test_rls_equals_closed_form_ridge_centred_on_the_prior(seed: int, l2: float) -> None:
+def test_rls_equals_closed_form_ridge_centred_on_the_prior_in_either_form(seed: int, l2: float) -> None:
+    """Before d observations A⁻¹ is given by the observations (Woodbury), from then on kept
+    (Sherman–Morrison): the closed form in both."""
     d, n = 11, 200
     features, targets = random_stream(seed, n, d)
-    prior = np.random.default_rng(seed + 100).normal(size=d)
-    rule = RLS(l2=l2)
-    state = rule.start("v", prior, 0)
-    for offset, (f, r) in enumerate(zip(features, targets)):
-        state = step(rule, state, f, r, prior)
-        if offset in (0, 5, n - 1):
-            seen_f, seen_r = features[: offset + 1], targets[: offset + 1]
-            expected = np.linalg.solve(seen_f.T @ seen_f + l2 * np.eye(d), seen_f.T @ seen_r + l2 * prior)
-            np.testing.assert_allclose(state.w, expected, atol=1e-4)
+    learner = stream_learner(RLS(l2=l2), features, np.random.default_rng(seed + 100).normal(size=d))
+    states = replay(learner, targets)
+    for offset in (0, 5, d - 1, d, n - 1):
+        state = states[offset]
+        np.testing.assert_allclose(state.w, ridge(learner, targets[: offset + 1], l2), atol=1e-4)
+        assert (state.a_inv is None) == (offset < d), "a state resumes in the matrix form at d observations"
+        if state.observed is not None:
+            assert state.observed.tolist() == list(range(offset + 1))
 
 
 @pytest.mark.parametrize("trained", [0, 40, 400])
@@ -88,14 +110,11 @@ def test_rls_prior_strength_grows_with_the_training_evidence(trained: int) -> No
     """λ_u = λ (1 + n/n₀): the closed form with that prior, for a user trained on n ratings."""
     d, l2, evidence = 6, 2.0, 20.0
     features, targets = random_stream(7, 30, d)
-    prior = np.random.default_rng(8).normal(size=d)
-    rule = RLS(l2=l2, evidence=evidence)
-    state = rule.start("v", prior, trained)
-    for f, r in zip(features, targets):
-        state = step(rule, state, f, r, prior)
+    learner = stream_learner(RLS(l2=l2, evidence=evidence), features, np.random.default_rng(8).normal(size=d), trained)
+    states = replay(learner, targets)
     strength = l2 * (1 + trained / evidence)
-    expected = np.linalg.solve(features.T @ features + strength * np.eye(d), features.T @ targets + strength * prior)
-    np.testing.assert_allclose(state.w, expected, atol=1e-4)
+    for offset in (3, 29):
+        np.testing.assert_allclose(states[offset].w, ridge(learner, targets[: offset + 1], strength), atol=1e-4)
 
 
 def test_sgd_step_shrinks_with_the_evidence_behind_the_user() -> None:
@@ -172,8 +191,18 @@ def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed:
         got = batched[key]
         assert (got.count, got.offset, got.seen.tolist()) == (want.count, want.offset, want.seen.tolist())
         np.testing.assert_allclose(got.w, want.w, atol=1e-6)
-        if want.a_inv is not None:
-            np.testing.assert_allclose(got.a_inv, want.a_inv, atol=1e-9)
+        if want.b is not None:  # RLS: the same statistics, though a batch may change form later
+            np.testing.assert_allclose(got.b, want.b, atol=1e-9)
+            np.testing.assert_allclose(inverse(learner, got), inverse(learner, want), atol=1e-9)
+
+
+def inverse(learner: Learner, state: UserState) -> np.ndarray:
+    """RLS's A⁻¹ of ``state`` in either form."""
+    if state.a_inv is not None:
+        return state.a_inv
+    assert state.observed is not None
+    f = learner.version.features_many(state.observed.tolist())[0]
+    return np.linalg.inv(state.strength * np.eye(learner.version.d) + f.T @ f)
 
 
 def test_keep_known_holds_the_version_users_at_their_vectors_and_still_predicts() -> None:

@@ -10,7 +10,7 @@ event is the sequential case (``observe``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple, Protocol
@@ -32,6 +32,8 @@ class UpdateRule(Protocol):
     name: str
 
     def start(self, version: str, prior: np.ndarray, trained: int) -> UserState: ...
+
+    def resume(self, state: UserState, features: Callable[[Sequence[int]], np.ndarray]) -> UserState: ...
 
     def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray,
                evidence: np.ndarray) -> Stats: ...
@@ -80,12 +82,13 @@ class Learner:
         f, bias = self.version.features_many([item])
         base = self.version.global_mean + float(bias[0])
         prediction = base + float(state.w @ f[0])
-        new = Stats.of(state)
-        if self._moves(user):
+        new = Stats.of(state, features=self._features, room=1)
+        moves = self._moves(user)
+        if moves:
             new = self.rule.update(new, f, np.array([score - base]), prior[None].astype(np.float64),
                                    np.array([state.count]))
         seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
-        return new.state(0, state, 1, offset, seen), prediction
+        return new.state(0, state, 1, offset, seen, [item] if moves else ()), prediction
 
     def observe_many(
         self, states: Mapping[bytes, UserState | None], events: Sequence[Event]
@@ -98,16 +101,22 @@ class Learner:
         exactly-once, also of events delivered twice in one batch).
 
         The keys are taken in passes of ``PASS_BYTES`` of state (all of a key's events in its
-        pass): a pass's arrays stay in the CPU's cache, where a batch's RLS matrices at once
-        (40 MB for 2,000 users at d=50) were allocated, faulted in and copied at memory speed.
+        pass, and one form of state in a pass): a pass's arrays stay in the CPU's cache, where a
+        batch's RLS matrices at once (40 MB for 2,000 users at d=50) were allocated, faulted in
+        and copied at memory speed.
         """
-        passes = _passes(events, max(1, PASS_BYTES // self._state_bytes))
+        starts: dict[bytes, tuple[UserState, np.ndarray]] = {}  # key → its state on this version, its prior
+        for event in events:
+            if event.key not in starts:
+                prior = self.version.prior(event.user)
+                starts[event.key] = self._current(states.get(event.key), event.user, prior), prior
+        passes = _passes(events, max(1, PASS_BYTES // self._state_bytes), lambda key: starts[key][0].a_inv is None)
         if len(passes) == 1:
-            return self._observe(states, events)
+            return self._observe(states, starts, events)
         result: dict[bytes, UserState] = {}
         predictions: list[float | None] = [None] * len(events)
         for indices in passes:
-            new, predicted = self._observe(states, [events[i] for i in indices])
+            new, predicted = self._observe(states, starts, [events[i] for i in indices])
             result.update(new)
             for index, prediction in zip(indices, predicted):
                 predictions[index] = prediction
@@ -115,12 +124,17 @@ class Learner:
 
     @cached_property
     def _state_bytes(self) -> int:
-        """The bytes of one user's arrays under this rule (RLS: d² of them)."""
+        """The bytes of one user's arrays under this rule (RLS: d² of them, A⁻¹ or up to d
+        observations' features)."""
         start = self.rule.start(self.version.id, np.zeros(self.version.d, np.float32), 0)
-        return sum(a.nbytes for a in (start.w, start.a_inv, start.b) if a is not None)
+        return start.w.nbytes + (0 if start.b is None else start.b.nbytes + 8 * self.version.d ** 2)
+
+    def _features(self, items: Sequence[int]) -> np.ndarray:
+        return self.version.features_many(items)[0]
 
     def _observe(
-        self, states: Mapping[bytes, UserState | None], events: Sequence[Event]
+        self, states: Mapping[bytes, UserState | None], current: Mapping[bytes, tuple[UserState, np.ndarray]],
+        events: Sequence[Event],
     ) -> tuple[dict[bytes, UserState], list[float | None]]:
         keys: dict[bytes, int] = {}  # key → row
         starts: list[UserState] = []
@@ -133,8 +147,9 @@ class Learner:
             row = keys.get(event.key)
             if row is None:
                 row = keys[event.key] = len(starts)
-                priors.append(self.version.prior(event.user))
-                starts.append(self._current(states.get(event.key), event.user, priors[-1]))
+                start, prior = current[event.key]
+                starts.append(start)
+                priors.append(prior)
                 depth.append(0)
                 moves.append(self._moves(event.user))
                 done.append(starts[-1].offset)
@@ -149,7 +164,7 @@ class Learner:
         if not applied:
             return {key: states[key] for key in keys}, predictions  # type: ignore[misc]
 
-        stats = Stats.of(*starts)
+        stats = Stats.of(*starts, features=self._features, room=max(depth))
         prior = np.stack(priors).astype(np.float64)
         f, bias = self.version.features_many([events[i].item for i in applied])
         base = self.version.global_mean + bias
@@ -180,31 +195,38 @@ class Learner:
                 result[key] = states[key]  # type: ignore[assignment]
                 continue
             seen = remember(start.seen, items[row]) if self.keeps_seen else start.seen
-            result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen)
+            result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen,
+                                      items[row] if moves[row] else ())
         return result, predictions
 
     def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
-        """The user's state on this version: started from the prior if new, or if built on another
-        (counting the user's training observations, as a swap does)."""
+        """The user's state on this version, in the form the rule updates next: started from the
+        prior if new, or if built on another (counting the user's training observations, as a
+        swap does)."""
         if state is None or state.version != self.version.id:
             start = self.rule.start(self.version.id, prior, self.version.training_count(user))
             return start if state is None else replace(start, offset=state.offset, seen=state.seen)
-        return state
+        return self.rule.resume(state, self._features)
 
     def _moves(self, user: int) -> bool:
         return not (self.keep_known and self.version.knows_user(user))
 
 
-def _passes(events: Sequence[Event], users: int) -> list[list[int]]:
-    """The indices of ``events`` in passes of at most ``users`` keys each, every key's events in one pass, in order."""
+def _passes(events: Sequence[Event], users: int, kind: Callable[[bytes], Hashable]) -> list[list[int]]:
+    """The indices of ``events`` in passes of at most ``users`` keys each, all of one ``kind``,
+    every key's events in one pass, in order."""
     pass_of: dict[bytes, int] = {}
+    filling: dict[Hashable, tuple[int, int]] = {}  # kind → its pass being filled, keys in it
     passes: list[list[int]] = []
     for index, event in enumerate(events):
         at = pass_of.get(event.key)
         if at is None:
-            at = pass_of[event.key] = len(pass_of) // users
-            if at == len(passes):
+            at, taken = filling.get(kind(event.key), (-1, users))
+            if taken == users:
+                at, taken = len(passes), 0
                 passes.append([])
+            filling[kind(event.key)] = at, taken + 1
+            pass_of[event.key] = at
         passes[at].append(index)
     return passes
 

@@ -28,6 +28,7 @@ Parameters: ``learning_rate`` (η), ``l2`` (λ) and ``evidence`` (n₀).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,9 @@ class SGD:
 
     def start(self, version: str, prior: np.ndarray, trained: int) -> UserState:
         return UserState(version, np.array(prior, dtype=np.float32), count=trained)
+
+    def resume(self, state: UserState, features: Callable[[Sequence[int]], np.ndarray]) -> UserState:
+        return state
 
     def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray,
                evidence: np.ndarray) -> Stats:

@@ -6,6 +6,7 @@ distinct users, so a rule updates all of a round's users in one vectorized step.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -14,34 +15,55 @@ from velox.schemas.user_state import UserState
 
 
 class Stats(NamedTuple):
-    """Row i is one user: ``w`` scores items; ``a_inv`` and ``b`` are RLS's statistics (None for SGD)."""
+    """Row i is one user: ``w`` scores items; the rest are RLS's statistics (None for SGD): ``b``,
+    and either ``a_inv`` or the observations that give it (``strength``, ``past``, ``length``)."""
 
     w: np.ndarray  # float32[n, d]
     a_inv: np.ndarray | None = None  # float64[n, d, d]
     b: np.ndarray | None = None  # float64[n, d]
+    strength: np.ndarray | None = None  # float64[n]: the prior's strength s
+    past: np.ndarray | None = None  # float64[n, room, d]: the observations' features, then zero rows
+    length: np.ndarray | None = None  # int[n]: how many rows of ``past`` are observations
 
     @classmethod
-    def of(cls, *states: UserState) -> Stats:
-        """The states' weights as rows, copied."""
-        if states[0].a_inv is None:
-            return cls(np.stack([s.w for s in states]))
-        return cls(np.stack([s.w for s in states]), np.stack([s.a_inv for s in states]),
-                   np.stack([s.b for s in states]))
+    def of(cls, *states: UserState, features: Callable[[Sequence[int]], np.ndarray] | None = None,
+           room: int = 0) -> Stats:
+        """The states' statistics as rows, copied (all in one form). States given by their
+        observations need the version's ``features`` of items, and ``room`` for that many more."""
+        w = np.stack([s.w for s in states])
+        if states[0].b is None:
+            return cls(w)
+        b = np.stack([s.b for s in states])
+        if states[0].a_inv is not None:
+            return cls(w, np.stack([s.a_inv for s in states]), b)
+        assert features is not None, "states given by their observations need the version's features"
+        length = np.array([len(s.observed) for s in states])
+        past = np.zeros((len(states), int(length.max()) + room, w.shape[1]))
+        if length.any():
+            rows = np.repeat(np.arange(len(states)), length)
+            slots = np.arange(len(rows)) - np.repeat(np.cumsum(length) - length, length)
+            past[rows, slots] = features(np.concatenate([s.observed for s in states]).tolist())
+        return cls(w, None, b, np.array([s.strength for s in states]), past, length)
 
-    def state(self, row: int, start: UserState, applied: int, offset: int, seen: np.ndarray) -> UserState:
-        """Row ``row`` as the state that ``start`` became after ``applied`` more observations (a
-        view: ``put`` must not write that row again)."""
-        return UserState(start.version, self.w[row], start.count + applied, offset,
-                         None if self.a_inv is None else self.a_inv[row],
-                         None if self.b is None else self.b[row], seen)
+    def state(self, row: int, start: UserState, applied: int, offset: int, seen: np.ndarray,
+              observed: Sequence[int] = ()) -> UserState:
+        """Row ``row`` as the state that ``start`` became after ``applied`` more observations, of
+        which the rule learned from ``observed`` (a view: ``put`` must not write that row again)."""
+        count = start.count + applied
+        if self.b is None:
+            return UserState(start.version, self.w[row], count, offset, seen=seen)
+        if self.a_inv is not None:
+            return UserState(start.version, self.w[row], count, offset, self.a_inv[row], self.b[row], seen)
+        assert self.strength is not None and start.observed is not None
+        items = np.concatenate([start.observed, np.asarray(observed, np.int64)]) if len(observed) else start.observed
+        return UserState(start.version, self.w[row], count, offset, None, self.b[row], seen, items,
+                         float(self.strength[row]))
 
     def take(self, rows: np.ndarray) -> Stats:
-        return Stats(self.w[rows], None if self.a_inv is None else self.a_inv[rows],
-                     None if self.b is None else self.b[rows])
+        return Stats(*(None if field is None else field[rows] for field in self))
 
     def put(self, rows: np.ndarray, new: Stats) -> None:
         """Write ``new``'s rows at ``rows`` (distinct) in place."""
-        self.w[rows] = new.w
-        if self.a_inv is not None and new.a_inv is not None and self.b is not None and new.b is not None:
-            self.a_inv[rows] = new.a_inv
-            self.b[rows] = new.b
+        for mine, theirs in zip(self, new):
+            if mine is not None and theirs is not None:
+                mine[rows] = theirs

@@ -2,18 +2,22 @@
 
 Binary, little-endian, never pickle::
 
-    u8  format version (2)         u8  flags (bit 0: has the RLS matrix and vector;
-                                              bit 1: the matrix is its upper triangle)
+    u8  format version (2)         u8  flags (bit 0: has the RLS statistics; bit 1: A⁻¹ is its
+                                              upper triangle; bit 2: A⁻¹ is given by observations)
     u16 d                          i64 observation count
     i64 last applied source offset (-1 before the first)
     u16 length of the model version id, then the id in UTF-8
     u32 number of seen items
-    f32[d] w                       (RLS only) f64[d(d+1)/2] A⁻¹'s upper triangle, row by row
-                                   (f64[d*d], all of it, without bit 1), f64[d] b
+    f32[d] w
+    (RLS, bit 2)   f64 s, f64[d] b, u32 m, i64[m] the items observed on this version, oldest first
+    (RLS, bit 1)   f64[d(d+1)/2] A⁻¹'s upper triangle, row by row, f64[d] b
+    (RLS, neither) f64[d*d] A⁻¹, f64[d] b
     i64[seen] the items the user rated, oldest first (for top-k's ``exclude_seen``)
 
-A⁻¹ is symmetric: its upper triangle is all of it, in half the bytes that every RLS update
-writes to RocksDB and to the changelog.
+RLS needs A⁻¹ = (s I + Σ fᵢ fᵢᵀ)⁻¹ (``velox.model.rls``). While the user has fewer observations
+on the version than dimensions, their items are the exact and smaller form of it: the version's
+features of those items give A again, so an update writes one item id instead of d(d+1)/2
+float64. After that the matrix is kept, as its upper triangle (it is symmetric).
 
 The source offset is written in the same put as the weights: that is what makes replaying an
 observation a no-op (exactly once).
@@ -48,11 +52,13 @@ def table_path(data: Path, partition: int) -> Path:
     return table_dir(data) / f"{TABLE}-{partition}.db"
 
 _HEADER = struct.Struct("<BBHqqH")
-_SEEN = struct.Struct("<I")
+_U32 = struct.Struct("<I")
 _NO_ITEMS = np.zeros(0, np.int64)
 _NO_ITEMS.flags.writeable = False
 _HAS_RLS = 1
 _TRIANGLE = 2
+_OBSERVED = 4
+_STRENGTH = struct.Struct("<d")
 
 
 @lru_cache(maxsize=8)
@@ -68,7 +74,8 @@ def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class UserState:
-    """``w`` scores items; ``a_inv`` and ``b`` are the RLS sufficient statistics (None for SGD)."""
+    """``w`` scores items; ``b`` and either ``a_inv`` or ``observed`` with ``strength`` are the RLS
+    sufficient statistics (all None for SGD)."""
 
     version: str
     w: np.ndarray
@@ -77,6 +84,8 @@ class UserState:
     a_inv: np.ndarray | None = None
     b: np.ndarray | None = None
     seen: np.ndarray = field(default_factory=lambda: _NO_ITEMS)
+    observed: np.ndarray | None = None  # RLS before d observations on the version: their items
+    strength: float = 0.0  # with ``observed``: the prior's strength s
 
 
 def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
@@ -85,23 +94,28 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
     what the user saw)."""
     seen = state.seen.astype("<i8", copy=False).tobytes() if seen_of is None else _raw_seen(seen_of)
     version = state.version.encode()
-    flags = _HAS_RLS | _TRIANGLE if state.a_inv is not None else 0
+    flags = 0 if state.b is None else _HAS_RLS | (_OBSERVED if state.observed is not None else _TRIANGLE)
     parts = [
         _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
         version,
-        _SEEN.pack(len(seen) // 8),
+        _U32.pack(len(seen) // 8),
         state.w.astype("<f4", copy=False).tobytes(),
     ]
-    if state.a_inv is not None and state.b is not None:
-        upper = np.take(state.a_inv, _upper(state.w.shape[0])[0])
-        parts += [upper.astype("<f8", copy=False).tobytes(), state.b.astype("<f8", copy=False).tobytes()]
+    if state.b is not None:
+        b = state.b.astype("<f8", copy=False).tobytes()
+        if state.observed is not None:
+            parts += [_STRENGTH.pack(state.strength), b, _U32.pack(len(state.observed)),
+                      state.observed.astype("<i8", copy=False).tobytes()]
+        else:
+            assert state.a_inv is not None, "an RLS state has A⁻¹ or its observations"
+            parts += [np.take(state.a_inv, _upper(state.w.shape[0])[0]).astype("<f8", copy=False).tobytes(), b]
     parts.append(seen)
     return b"".join(parts)
 
 
 def _raw_seen(data: bytes) -> bytes:
     """The seen items of a record as they are stored: its last bytes."""
-    (n_seen,) = _SEEN.unpack_from(data, _HEADER.size + _HEADER.unpack_from(data)[-1])
+    (n_seen,) = _U32.unpack_from(data, _HEADER.size + _HEADER.unpack_from(data)[-1])
     return data[len(data) - 8 * n_seen:] if n_seen else b""
 
 
@@ -112,12 +126,20 @@ def decode(data: bytes) -> UserState:
     _, flags, d, count, offset, length = _HEADER.unpack_from(data)
     position = _HEADER.size + length
     version = data[_HEADER.size:position].decode()
-    if len(data) < position + _SEEN.size:
+    if len(data) < position + _U32.size:
         raise InvalidUserState(f"user-state record is {len(data)} bytes, too short for its header")
-    (n_seen,) = _SEEN.unpack_from(data, position)
-    position += _SEEN.size
-    cells = d * (d + 1) // 2 if flags & _TRIANGLE else d * d
-    rls = (8 * cells + 8 * d) if flags & _HAS_RLS else 0
+    (n_seen,) = _U32.unpack_from(data, position)
+    position += _U32.size
+    observed = 0
+    if flags & _OBSERVED:
+        at = position + 4 * d + _STRENGTH.size + 8 * d
+        if len(data) < at + _U32.size:
+            raise InvalidUserState(f"user-state record is {len(data)} bytes, too short for d={d}")
+        (observed,) = _U32.unpack_from(data, at)
+        rls = _STRENGTH.size + 8 * d + _U32.size + 8 * observed
+    else:
+        cells = d * (d + 1) // 2 if flags & _TRIANGLE else d * d
+        rls = (8 * cells + 8 * d) if flags & _HAS_RLS else 0
     expected = position + 4 * d + rls + 8 * n_seen
     if len(data) != expected:
         raise InvalidUserState(f"user-state record is {len(data)} bytes, expected {expected} for d={d}")
@@ -126,6 +148,11 @@ def decode(data: bytes) -> UserState:
     if not flags & _HAS_RLS:
         return UserState(version, w, count, offset, seen=seen)
     position += 4 * d
+    if flags & _OBSERVED:
+        (strength,) = _STRENGTH.unpack_from(data, position)
+        b = np.frombuffer(data, "<f8", d, position + _STRENGTH.size)
+        items = np.frombuffer(data, "<i8", observed, position + _STRENGTH.size + 8 * d + _U32.size)
+        return UserState(version, w, count, offset, None, b, seen, items, strength)
     stored = np.frombuffer(data, "<f8", cells, position)
     if flags & _TRIANGLE:
         a_inv = np.take(stored, _upper(d)[1]).reshape(d, d)
