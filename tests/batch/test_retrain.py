@@ -51,7 +51,7 @@ def reference_on(settings: Settings, version: ModelVersion, training_end: dict[i
         if message.offset() >= training_end.get(message.partition(), 0):
             states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
                                                    message.offset())
-    return {user: replace(state, seen=np.array(rated.get(user, []), np.int64)) for user, state in states.items()}
+    return {user: state._replace(seen=np.array(rated.get(user, []), np.int64)) for user, state in states.items()}
 
 
 def assert_matches(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:

@@ -1,5 +1,4 @@
 import struct
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ def test_sgd_record_round_trip() -> None:
 
 def test_seen_items_round_trip_after_the_rls_statistics() -> None:
     start = RLS(l2=1.0).start("v-3", np.ones(3, dtype=np.float32), 0)
-    state = replace(start, count=2, offset=9, seen=np.array([2**40, 7], np.int64), observed=np.array([7, 3]))
+    state = start._replace(count=2, offset=9, seen=np.array([2**40, 7], np.int64), observed=np.array([7, 3]))
     decoded = user_state.decode(user_state.encode(state))
     assert decoded.seen.tolist() == [2**40, 7] and decoded.observed is not None
     assert decoded.observed.tolist() == [7, 3] and decoded.strength == 1.0
@@ -32,7 +31,7 @@ def test_seen_items_round_trip_after_the_rls_statistics() -> None:
 def test_a_record_can_take_the_seen_items_of_another_record_of_the_user(seen: list[int]) -> None:
     old = UserState("v-1", np.zeros(2, np.float32), 4, 10, seen=np.array(seen, np.int64))
     start = RLS(l2=1.0).start("v-2", np.ones(3, dtype=np.float32), 0)
-    new = replace(start, count=1, offset=11, seen=np.array([9], np.int64), observed=np.array([9]))
+    new = start._replace(count=1, offset=11, seen=np.array([9], np.int64), observed=np.array([9]))
     decoded = user_state.decode(user_state.encode(new, user_state.encode(old)))
     assert (decoded.version, decoded.count, decoded.offset, decoded.seen.tolist()) == ("v-2", 1, 11, seen)
     assert decoded.observed is not None and decoded.observed.tolist() == [9]
@@ -60,7 +59,7 @@ def test_rls_record_at_d50_carries_the_symmetric_matrix_as_its_upper_triangle_ex
 def test_rls_record_at_d50_before_d_observations_carries_their_items_not_the_matrix() -> None:
     """What an RLS update writes while A⁻¹ is given by the observations: w, b, s and one more item."""
     start = RLS(l2=3.0).start("v", np.ones(50, dtype=np.float32), 40)
-    state = replace(start, observed=np.arange(10, dtype=np.int64) * 7)
+    state = start._replace(observed=np.arange(10, dtype=np.int64) * 7)
     record = user_state.encode(state)
     assert len(record) == 22 + 4 + 1 + 200 + 8 + 8 * 50 + 4 + 8 * 10
     decoded = user_state.decode(record)

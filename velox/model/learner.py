@@ -11,7 +11,7 @@ event is the sequential case (``observe``).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple, Protocol
 
@@ -110,9 +110,11 @@ class Learner:
             if event.key not in starts:
                 prior = self.version.prior(event.user)
                 starts[event.key] = self._current(states.get(event.key), event.user, prior), prior
-        passes = _passes(events, max(1, PASS_BYTES // self._state_bytes), lambda key: starts[key][0].a_inv is None)
-        if len(passes) == 1:
+        users = max(1, PASS_BYTES // self._state_bytes)
+        forms = {start.a_inv is None for start, _ in starts.values()}
+        if len(starts) <= users and len(forms) == 1:
             return self._observe(states, starts, events)
+        passes = _passes(events, users, lambda key: starts[key][0].a_inv is None)
         result: dict[bytes, UserState] = {}
         predictions: list[float | None] = [None] * len(events)
         for indices in passes:
@@ -205,7 +207,7 @@ class Learner:
         swap does)."""
         if state is None or state.version != self.version.id:
             start = self.rule.start(self.version.id, prior, self.version.training_count(user))
-            return start if state is None else replace(start, offset=state.offset, seen=state.seen)
+            return start if state is None else start._replace(offset=state.offset, seen=state.seen)
         return self.rule.resume(state, self._features)
 
     def _moves(self, user: int) -> bool:
@@ -237,6 +239,12 @@ def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
     >>> remember(np.array([3, 5]), [5]).tolist(), remember(np.array([3, 5]), [8, 3, 9]).tolist()
     ([3, 5], [3, 5, 8, 9])
     """
+    if len(items) == 1 and len(seen) <= 64:  # the usual case, in a third of the time of the general one
+        if items[0] in seen.tolist():
+            return seen
+        grown = np.empty(len(seen) + 1, np.int64)
+        grown[:-1], grown[-1] = seen, items[0]
+        return grown
     # A set of a short list is cheaper than a numpy scan per item; a long list is scanned.
     known = set(seen.tolist()) if len(seen) <= 64 else None
     new = [item for item in dict.fromkeys(items)

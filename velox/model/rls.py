@@ -40,7 +40,7 @@ at a time or many at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class RLS:
             return state
         f = features(state.observed.tolist())
         a_inv = np.linalg.inv(state.strength * np.eye(f.shape[1]) + f.T @ f)
-        return replace(state, a_inv=(a_inv + a_inv.T) / 2, observed=None, strength=0.0)
+        return state._replace(a_inv=(a_inv + a_inv.T) / 2, observed=None, strength=0.0)
 
     def update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray,
                evidence: np.ndarray) -> Stats:
