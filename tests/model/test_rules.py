@@ -170,7 +170,7 @@ def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed:
     rng = np.random.default_rng(seed)
     learner = Learner(trained_version(seed), make_rule(name, 0.05, 0.5, evidence), keep_known=keep_known)
     if pass_users is not None:  # a batch's users split over several passes, each user's events in one
-        monkeypatch.setattr(learner_module, "PASS_BYTES", pass_users * learner._state_bytes)
+        monkeypatch.setattr(learner_module, "PASS_BYTES", pass_users * learner._matrix_bytes)
     # Few users, so a batch holds several events of most of them; some items the version lacks.
     events = [Event(str(u).encode(), int(u), int(i), float(s), offset) for offset, (u, i, s) in enumerate(zip(
         rng.integers(0, 12, 400), rng.integers(0, 70, 400), rng.uniform(1, 5, 400)))]

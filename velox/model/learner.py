@@ -10,7 +10,7 @@ event is the sequential case (``observe``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple, Protocol
@@ -100,21 +100,20 @@ class Learner:
         already: its prediction is None and it changes nothing (this is what makes replay
         exactly-once, also of events delivered twice in one batch).
 
-        The keys are taken in passes of ``PASS_BYTES`` of state (all of a key's events in its
-        pass, and one form of state in a pass): a pass's arrays stay in the CPU's cache, where a
-        batch's RLS matrices at once (40 MB for 2,000 users at d=50) were allocated, faulted in
-        and copied at memory speed.
+        Users whose state holds RLS's matrix are taken apart, in passes of ``PASS_BYTES`` of
+        state (all of a key's events in its pass): a pass's arrays stay in the CPU's cache, where
+        a batch's matrices at once (40 MB for 2,000 users at d=50) were allocated, faulted in and
+        copied at memory speed. The others (small states) are one pass.
         """
         starts: dict[bytes, tuple[UserState, np.ndarray]] = {}  # key → its state on this version, its prior
         for event in events:
             if event.key not in starts:
                 prior = self.version.prior(event.user)
                 starts[event.key] = self._current(states.get(event.key), event.user, prior), prior
-        users = max(1, PASS_BYTES // self._state_bytes)
-        forms = {start.a_inv is None for start, _ in starts.values()}
-        if len(starts) <= users and len(forms) == 1:
+        dense = {key for key, (start, _) in starts.items() if start.a_inv is not None}
+        if not dense:
             return self._observe(states, starts, events)
-        passes = _passes(events, users, lambda key: starts[key][0].a_inv is None)
+        passes = _passes(events, dense, max(1, PASS_BYTES // self._matrix_bytes))
         result: dict[bytes, UserState] = {}
         predictions: list[float | None] = [None] * len(events)
         for indices in passes:
@@ -125,11 +124,9 @@ class Learner:
         return result, predictions
 
     @cached_property
-    def _state_bytes(self) -> int:
-        """The bytes of one user's arrays under this rule (RLS: d² of them, A⁻¹ or up to d
-        observations' features)."""
-        start = self.rule.start(self.version.id, np.zeros(self.version.d, np.float32), 0)
-        return start.w.nbytes + (0 if start.b is None else start.b.nbytes + 8 * self.version.d ** 2)
+    def _matrix_bytes(self) -> int:
+        """The bytes of one user's arrays when the state holds RLS's matrix."""
+        return 8 * self.version.d ** 2 + 12 * self.version.d
 
     def _features(self, items: Sequence[int]) -> np.ndarray:
         return self.version.features_many(items)[0]
@@ -214,23 +211,24 @@ class Learner:
         return not (self.keep_known and self.version.knows_user(user))
 
 
-def _passes(events: Sequence[Event], users: int, kind: Callable[[bytes], Hashable]) -> list[list[int]]:
-    """The indices of ``events`` in passes of at most ``users`` keys each, all of one ``kind``,
-    every key's events in one pass, in order."""
+def _passes(events: Sequence[Event], apart: Set[bytes], users: int) -> list[list[int]]:
+    """The indices of ``events``: the keys ``apart`` in passes of at most ``users`` keys each,
+    the others in one pass; every key's events in one pass, in order."""
     pass_of: dict[bytes, int] = {}
-    filling: dict[Hashable, tuple[int, int]] = {}  # kind → its pass being filled, keys in it
-    passes: list[list[int]] = []
+    passes: list[list[int]] = [[]]  # the first: the keys not apart
+    taken = users  # keys in the last pass of keys apart
     for index, event in enumerate(events):
         at = pass_of.get(event.key)
         if at is None:
-            at, taken = filling.get(kind(event.key), (-1, users))
-            if taken == users:
-                at, taken = len(passes), 0
-                passes.append([])
-            filling[kind(event.key)] = at, taken + 1
+            at = 0
+            if event.key in apart:
+                if taken == users:
+                    passes.append([])
+                    taken = 0
+                at, taken = len(passes) - 1, taken + 1
             pass_of[event.key] = at
         passes[at].append(index)
-    return passes
+    return [indices for indices in passes if indices]
 
 
 def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:

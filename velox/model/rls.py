@@ -96,9 +96,9 @@ class RLS:
         past[rows, stats.length] = f
         length = stats.length + 1
         w = np.empty_like(b)
-        # Users padded to a power of two of observations (zero rows change nothing): a few
+        # Users padded to a multiple of four observations (zero rows change nothing): a few
         # vectorized solves, none much larger than its users need.
-        room = np.minimum(np.maximum(8, 2 ** np.ceil(np.log2(length))).astype(int), past.shape[1])
+        room = np.minimum(-(-length // 4) * 4, past.shape[1])
         for size in np.unique(room):
             at = np.flatnonzero(room == size)
             some = past[at, :size]

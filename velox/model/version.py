@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -63,13 +64,18 @@ class ModelVersion:
     def features_many(self, items: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """f(item) for each item as rows of float64, and each item's bias; an unknown item has
         zeros but the bias coordinate, and a zero bias."""
-        rows = np.fromiter((self._item_row.get(item, -1) for item in items), np.int64, len(items))
-        known = rows >= 0
-        f = np.zeros((len(items), self.d))
+        rows = np.fromiter(map(self._item_row.get, items, repeat(-1)), np.int64, len(items))
+        unknown = rows < 0
+        if unknown.all():
+            return np.tile(np.eye(self.d)[-1], (len(items), 1)), np.zeros(len(items))
+        # Taken whole (an unknown item's row -1 is the last, then cleared): masks cost more.
+        f = np.empty((len(items), self.d))
+        f[:, :-1] = self.item_factors[rows]
         f[:, -1] = 1.0
-        f[known, :-1] = self.item_factors[rows[known]]
-        bias = np.zeros(len(items))
-        bias[known] = self.item_bias[rows[known]]
+        bias = self.item_bias[rows].astype(np.float64)
+        if unknown.any():
+            f[unknown, :-1] = 0.0
+            bias[unknown] = 0.0
         return f, bias
 
     def prior(self, user: int) -> np.ndarray:
