@@ -45,10 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from velox.model.stats import Stats
-from velox.schemas.user_state import UserState
-
-_NONE = np.zeros(0, np.int64)
-_NONE.flags.writeable = False
+from velox.schemas.user_state import NO_ITEMS, UserState
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class RLS:
     def start(self, version: str, prior: np.ndarray, trained: int) -> UserState:
         strength = self.l2 * (1.0 + trained / self.evidence)
         return UserState(version, np.array(prior, dtype=np.float32), count=trained,
-                         b=strength * prior.astype(np.float64), observed=_NONE, strength=strength)
+                         b=strength * prior.astype(np.float64), observed=NO_ITEMS, strength=strength)
 
     def resume(self, state: UserState, features: Callable[[Sequence[int]], np.ndarray]) -> UserState:
         """``state`` in the form its next update takes: A⁻¹ itself once the user has d observations."""

@@ -53,8 +53,8 @@ def table_path(data: Path, partition: int) -> Path:
 
 _HEADER = struct.Struct("<BBHqqH")
 _U32 = struct.Struct("<I")
-_NO_ITEMS = np.zeros(0, np.int64)
-_NO_ITEMS.flags.writeable = False
+NO_ITEMS = np.zeros(0, np.int64)  # read-only: no seen items, no observations yet
+NO_ITEMS.flags.writeable = False
 _HAS_RLS = 1
 _TRIANGLE = 2
 _OBSERVED = 4
@@ -83,7 +83,7 @@ class UserState(NamedTuple):
     offset: int = -1
     a_inv: np.ndarray | None = None
     b: np.ndarray | None = None
-    seen: np.ndarray = _NO_ITEMS
+    seen: np.ndarray = NO_ITEMS
     observed: np.ndarray | None = None  # RLS before d observations on the version: their items
     strength: float = 0.0  # with ``observed``: the prior's strength s
 
