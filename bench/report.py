@@ -284,7 +284,8 @@ def robustness() -> str:
     def cell(row: dict[str, Any], rule: str) -> str:
         recovered, rmse, chosen = row["recovery"][rule], row["rmse"], row["chosen"][rule]
         known = f"known {rmse['b-' + rule]['known']:.4f} vs (a) {rmse['a']['known']:.4f}"
-        setting = ("rate {learning_rate:g}, " if rule == "sgd" else "") + "l2 {l2:g}, n₀ {evidence:g}"
+        setting = ("rate {learning_rate:g}, " if rule == "sgd" else "") + "l2 {l2:g}, n₀ {evidence:g}" + (
+            ", β {forgetting:g}" if rule == "rls" else "")
         kept = ", known kept" if chosen["keep_known"] else ""
         worse = "" if row["worse_known"][rule] is None else f", {row['worse_known'][rule]:.0%} of known users worse"
         best = f"; best setting judged on the test {row['ceiling'][rule]:.1%}" if row.get("ceiling") else ""
@@ -297,7 +298,7 @@ def robustness() -> str:
     return (f"\n## Accuracy across data sets, shares and seeds\n\nbench/accuracy.py, {when('accuracy-robustness')}. "
             f"Targets per row and rule: known users' test RMSE not above (a)'s; on ml-100k, at least "
             f"{table['target']:.0%} of the (a)−(c) gap recovered. n₀ = inf: the step does not shrink with the "
-            "evidence behind a user.\n\n" + "\n".join(lines) + "\n")
+            "evidence behind a user; β: rls's forgetting factor (1: nothing forgotten).\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
 
 def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> float:
     """Events per second of the bare loop, from its first message to its last."""
-    rule = make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence)
+    rule = settings.update_rule()
     learner = Learner(initial_version(settings), rule)
     consumer = kafka.consumer(settings, group=f"bench-minimal-{uuid.uuid4().hex[:6]}")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])

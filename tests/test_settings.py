@@ -48,3 +48,10 @@ def test_settings_switches_read_words_and_refuse_others() -> None:
     assert Settings.from_env({"VELOX_BATCHING": "1"}).batching is True
     with pytest.raises(ConfigError, match="VELOX_BATCHING='maybe' is not true or false"):
         Settings.from_env({"VELOX_BATCHING": "maybe"})
+
+
+def test_settings_name_the_update_rule_with_its_parameters() -> None:
+    rule = Settings.from_env({"VELOX_RULE": "rls", "VELOX_L2": "5", "VELOX_FORGETTING": "0.99"}).update_rule()
+    assert (rule.name, rule.l2, rule.forgetting) == ("rls", 5.0, 0.99)
+    with pytest.raises(ConfigError, match="forgetting must be between 0.9 .* and 1 .*got 1.5"):
+        Settings.from_env({"VELOX_FORGETTING": "1.5"})

@@ -67,12 +67,13 @@ STREAM_SHARE = 0.7  # of each user's later ratings: streamed, the rest tested; o
 RULES = ("sgd", "rls")
 GROUPS = ("overall", "known", "new")
 EVIDENCE = (math.inf, 100.0, 30.0, 10.0)  # n₀ of velox.model.sgd and velox.model.rls; ∞: no scaling
-# (learning rate, l2, evidence) tried per rule; rls has no learning rate.
-GRID: dict[str, tuple[tuple[float, float, float], ...]] = {
-    "sgd": tuple((rate, l2, n) for rate in (0.02, 0.05, 0.1, 0.2, 0.5) for l2 in (0.0, 0.1) for n in EVIDENCE),
-    "rls": tuple((0.0, l2, n) for l2 in (2.0, 5.0, 10.0, 20.0) for n in EVIDENCE),
+# (learning rate, l2, evidence, forgetting) tried per rule; rls has no learning rate, sgd no forgetting.
+GRID: dict[str, tuple[tuple[float, float, float, float], ...]] = {
+    "sgd": tuple((rate, l2, n, 1.0) for rate in (0.02, 0.05, 0.1, 0.2, 0.5) for l2 in (0.0, 0.1) for n in EVIDENCE),
+    "rls": tuple((0.0, l2, n, beta) for l2 in (5.0, 10.0, 20.0) for n in EVIDENCE[:2] for beta in (1.0, 0.995, 0.99)),
 }
 CURVE_CHUNKS = 20
+REPLAY_BATCH = 1000  # events per observe_many, as a worker's batches: one batch of everything is slower
 WORKER_TIMEOUT = 600.0
 
 
@@ -120,6 +121,7 @@ class Trial:
     learning_rate: float
     l2: float
     evidence: float
+    forgetting: float
     keep_known: bool
     verify_rmse: float | None
     known_verify_rmse: float | None
@@ -134,10 +136,15 @@ class Trial:
 
 def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -> Replay:
     """The stream through ``Learner.observe_many`` in this process: exactly what the worker does."""
-    learner = Learner(version, make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence),
+    learner = Learner(version, make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence, trial.forgetting),
                       keep_known=trial.keep_known)
-    states, predicted = learner.observe_many(
-        {}, [Event(seen.key, seen.user, seen.item, seen.score, offset) for offset, seen in enumerate(stream)])
+    events = [Event(seen.key, seen.user, seen.item, seen.score, offset) for offset, seen in enumerate(stream)]
+    states: dict[bytes, user_state.UserState] = {}
+    predicted: list[float | None] = []
+    for start in range(0, len(events), REPLAY_BATCH):
+        new, batch = learner.observe_many(states, events[start:start + REPLAY_BATCH])
+        states.update(new)
+        predicted += batch
     scores = np.array([seen.score for seen in stream])
     return Replay({int(key): state.w for key, state in states.items()}, scores - np.array(predicted, float))
 
@@ -155,14 +162,15 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> t
     known = known_mask(version, verify)
     static_known = rmse((observed(verify) - predict_many(version, *pairs(verify)))[known])
 
-    def trial(learning_rate: float, l2: float, evidence: float, keep_known: bool) -> Trial:
-        setting = Trial(rule, learning_rate, l2, evidence, keep_known, None, None, static_known, None)
+    def trial(learning_rate: float, l2: float, evidence: float, forgetting: float, keep_known: bool) -> Trial:
+        setting = Trial(rule, learning_rate, l2, evidence, forgetting, keep_known, None, None, static_known, None)
         replayed = replay(version, setting, tune)
         errors = online_errors(version, replayed.vectors, verify)
         done = replace(setting, verify_rmse=rmse(errors), known_verify_rmse=rmse(errors[known]),
                        prequential_rmse=rmse(replayed.errors))
-        log.info("%s rate %g l2 %g evidence %g%s: verify RMSE %s (known users %s, version alone %s)", rule,
-                 learning_rate, l2, evidence, ", known users kept" if keep_known else "", _fmt(done.verify_rmse),
+        log.info("%s rate %g l2 %g evidence %g forgetting %g%s: verify RMSE %s (known users %s, version alone %s)",
+                 rule, learning_rate, l2, evidence, forgetting, ", known users kept" if keep_known else "",
+                 _fmt(done.verify_rmse),
                  _fmt(done.known_verify_rmse), _fmt(static_known))
         return done
 
@@ -272,7 +280,8 @@ class Result:
                          f"(best setting judged on the test: {_percent(self.ceiling[rule])})")
         for rule, trial in self.chosen.items():
             kept = "; known users keep the version's vector" if trial.keep_known else ""
-            lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}{kept} "
+            forgetting = f", forgetting {trial.forgetting:g}" if rule == "rls" else ""
+            lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}{forgetting}{kept} "
                          f"(verify RMSE {_fmt(trial.verify_rmse)}); known users worse than (a): "
                          f"{_percent(self.worse_known[rule])}")
         return "\n".join(lines)
@@ -307,9 +316,10 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
             chosen[rule], tried = choose(first, rule, parts.stream)
             trials += tried
             pick = chosen[rule]
-            log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, known users %s", rule,
-                     pick.learning_rate, pick.l2, pick.evidence, "kept" if pick.keep_known else "learn")
+            log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, forgetting %g, known users %s", rule,
+                     pick.learning_rate, pick.l2, pick.evidence, pick.forgetting, "kept" if pick.keep_known else "learn")
             states[rule] = online(run.replace(learning_rate=pick.learning_rate, l2=pick.l2, evidence=pick.evidence,
+                                              forgetting=pick.forgetting,
                                               keep_known=pick.keep_known), first_info, parts.stream)
         full_info = job("evaluate: full retrain, everything before the test set")
     finally:
@@ -377,8 +387,8 @@ def _start_group_at(run: Settings, offsets: Mapping[int, int]) -> None:
 def _worker(run: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """``velox worker`` as a child process with these settings, stopped (SIGTERM) on the way out."""
     worker = processes.spawn(run, run.data / "worker.log", "worker")
-    log.info("worker (%s, rate %g, l2 %g, evidence %g%s) started, pid %d, log %s", run.rule, run.learning_rate, run.l2,
-             run.evidence, ", known users kept" if run.keep_known else "", worker.pid, run.data / "worker.log")
+    log.info("worker (%s%s) started, pid %d, log %s", run.update_rule(), ", known users kept" if run.keep_known else "",
+             worker.pid, run.data / "worker.log")
     try:
         yield worker
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from velox.errors import ConfigError
+from velox.model.learner import UpdateRule, make_rule
 
 
 def _home() -> Path:
@@ -36,11 +37,13 @@ class Settings:
         share one broker (``VELOX_NAMESPACE``).
     partitions: partitions of the ``observations`` topic (``VELOX_PARTITIONS``).
     kafka_heap: the local broker's JVM heap (``VELOX_KAFKA_HEAP``).
-    rule, learning_rate, l2, evidence: the online update rule, ``sgd`` or ``rls``, and its
-        parameters; unset means the rule's own default. ``evidence`` (n₀) is how many
+    rule, learning_rate, l2, evidence, forgetting: the online update rule, ``sgd`` or ``rls``,
+        and its parameters; unset means the rule's own default. ``evidence`` (n₀) is how many
         ratings behind a user halve their sgd step or double their rls prior's strength (``inf``:
-        the same for every user); see ``velox.model.sgd`` and ``velox.model.rls``. The defaults
-        (and sgd as the rule) are what bench/accuracy.py's robustness table supports.
+        the same for every user); ``forgetting`` (β, rls only) is what each new observation
+        multiplies the weight of those before it by (1: none forgotten); see ``velox.model.sgd``
+        and ``velox.model.rls``. The defaults (and sgd as the rule) are what bench/accuracy.py's
+        robustness table supports.
     keep_known: users the active version was trained on keep its vector; only the others learn
         online (what ``velox evaluate`` chooses when no step kept those users as good).
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
@@ -86,6 +89,7 @@ class Settings:
     learning_rate: float | None = None
     l2: float | None = None
     evidence: float | None = None
+    forgetting: float | None = None
     keep_known: bool = False
     d: int = 50
     items: int = 10_000
@@ -143,6 +147,9 @@ class Settings:
             raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
         if self.evidence is not None and not self.evidence > 0:
             raise ConfigError(f"evidence must be positive (inf: no scaling), got {self.evidence}")
+        if self.forgetting is not None and not 0.9 <= self.forgetting <= 1:
+            raise ConfigError(f"forgetting must be between 0.9 (about the last ten observations count) and 1 "
+                              f"(none forgotten), got {self.forgetting}")
         if not 0 <= self.epsilon <= 1:
             raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
         if self.slo_ms <= 0:
@@ -151,6 +158,10 @@ class Settings:
             raise ConfigError("TLS needs both a certificate and its key (VELOX_TLS_CERT and VELOX_TLS_KEY)")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
+
+    def update_rule(self) -> UpdateRule:
+        """The online update rule these settings name, with their parameters."""
+        return make_rule(self.rule, self.learning_rate, self.l2, self.evidence, self.forgetting)
 
     @property
     def broker_address(self) -> tuple[str, int]:

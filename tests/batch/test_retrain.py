@@ -18,7 +18,7 @@ from velox import kafka
 from velox.control import topics, versions
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Learner
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas import observation
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.so
 def reference_on(settings: Settings, version: ModelVersion, training_end: dict[int, int]) -> dict[int, UserState]:
     """Each trained user from their vector and training count, then every observation after the training end;
     the items each rated, before the training end too."""
-    learner = Learner(version, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
+    learner = Learner(version, settings.update_rule())
     states = {
         int(user): learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
         for row, user in enumerate(version.user_ids)
@@ -192,7 +192,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)
-    worker = worker_module.Worker(own, make_rule(own.rule, own.learning_rate, own.l2, own.evidence))
+    worker = worker_module.Worker(own, own.update_rule())
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

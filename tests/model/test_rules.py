@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from velox.model import learner as learner_module
+from velox.model import rls as rls_module
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
@@ -82,27 +83,63 @@ def test_update_moves_prediction_towards_the_target(rule) -> None:
     assert prediction is not None and abs(4.0 - after.w @ features[0]) < abs(4.0 - prediction)
 
 
-def ridge(learner: Learner, targets: np.ndarray, strength: float) -> np.ndarray:
-    """The closed-form ridge solution centred on user 0's prior over items 0.. of ``targets``."""
+def ridge(learner: Learner, targets: np.ndarray, strength: float, forgetting: float = 1.0) -> np.ndarray:
+    """The closed-form ridge solution centred on user 0's prior over items 0.. of ``targets``, the
+    prior and each observation weighted by ``forgetting`` to the power of the observations after it."""
     f, prior = learner.version.features_many(range(len(targets)))[0], learner.version.prior(0)
-    return np.linalg.solve(f.T @ f + strength * np.eye(f.shape[1]), f.T @ targets + strength * prior)
+    m = len(targets)
+    weights, fade = forgetting ** np.arange(m - 1, -1, -1), forgetting ** m
+    return np.linalg.solve((f * weights[:, None]).T @ f + fade * strength * np.eye(f.shape[1]),
+                           f.T @ (weights * targets) + fade * strength * prior)
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("l2", [0.1, 1.0, 10.0])
-def test_rls_equals_closed_form_ridge_centred_on_the_prior_in_either_form(seed: int, l2: float) -> None:
+@pytest.mark.parametrize("forgetting", [1.0, 0.97])
+def test_rls_equals_closed_form_ridge_centred_on_the_prior_in_either_form(seed: int, l2: float,
+                                                                          forgetting: float) -> None:
     """Before d observations A⁻¹ is given by the observations (Woodbury), from then on kept
-    (Sherman–Morrison): the closed form in both."""
+    (Sherman–Morrison): the closed form in both, with or without forgetting."""
     d, n = 11, 200
     features, targets = random_stream(seed, n, d)
-    learner = stream_learner(RLS(l2=l2), features, np.random.default_rng(seed + 100).normal(size=d))
+    learner = stream_learner(RLS(l2=l2, forgetting=forgetting), features,
+                             np.random.default_rng(seed + 100).normal(size=d))
     states = replay(learner, targets)
     for offset in (0, 5, d - 1, d, n - 1):
         state = states[offset]
-        np.testing.assert_allclose(state.w, ridge(learner, targets[: offset + 1], l2), atol=1e-4)
+        np.testing.assert_allclose(state.w, ridge(learner, targets[: offset + 1], l2, forgetting), atol=1e-4)
         assert (state.a_inv is None) == (offset < d), "a state resumes in the matrix form at d observations"
         if state.observed is not None:
             assert state.observed.tolist() == list(range(offset + 1))
+
+
+def test_rls_forgetting_weighs_recent_observations_more() -> None:
+    """A user who rated one way and then the other ends nearer the second with β < 1."""
+    d = 4
+    features, _ = random_stream(3, 120, d)
+    truth = np.random.default_rng(4).normal(size=(2, d))
+    targets = np.concatenate([features[:60] @ truth[0], features[60:] @ truth[1]])
+    distance = {}
+    for forgetting in (1.0, 0.95):
+        learner = stream_learner(RLS(l2=1.0, evidence=np.inf, forgetting=forgetting), features, np.zeros(d))
+        distance[forgetting] = float(np.linalg.norm(replay(learner, targets)[-1].w - truth[1]))
+    assert distance[0.95] < distance[1.0] / 5
+
+
+def test_rls_forgetting_pauses_where_no_observation_reaches() -> None:
+    """Items the version does not know move only the bias: the factors' precision would fade
+    forever (A⁻¹ growing as β⁻ᵐ, then inf and nan). It stops at the windup bound instead, and the
+    factors stay at the prior."""
+    features, _ = random_stream(5, 2, 3)
+    prior = np.array([0.5, -1.0, 0.2])
+    learner = stream_learner(RLS(l2=1.0, evidence=np.inf, forgetting=0.9), features, prior)
+    state = None
+    for offset in range(10_000):  # item 7: unknown to the version
+        state, _ = learner.observe(state, 0, 7, 3.0, offset)
+    assert state is not None and state.a_inv is not None and np.isfinite(state.a_inv).all()
+    assert np.trace(state.a_inv) <= 2 * rls_module.WINDUP * 3 / 1.0
+    np.testing.assert_allclose(state.w[:-1], prior[:-1], atol=1e-5)
+    assert abs(state.w[-1] - 3.0) < 1e-3
 
 
 @pytest.mark.parametrize("trained", [0, 40, 400])
@@ -110,7 +147,8 @@ def test_rls_prior_strength_grows_with_the_training_evidence(trained: int) -> No
     """λ_u = λ (1 + n/n₀): the closed form with that prior, for a user trained on n ratings."""
     d, l2, evidence = 6, 2.0, 20.0
     features, targets = random_stream(7, 30, d)
-    learner = stream_learner(RLS(l2=l2, evidence=evidence), features, np.random.default_rng(8).normal(size=d), trained)
+    learner = stream_learner(RLS(l2=l2, evidence=evidence, forgetting=1.0), features,
+                             np.random.default_rng(8).normal(size=d), trained)
     states = replay(learner, targets)
     strength = l2 * (1 + trained / evidence)
     for offset in (3, 29):
@@ -198,11 +236,8 @@ def test_a_batch_with_repeated_users_equals_one_event_at_a_time(name: str, seed:
 
 def inverse(learner: Learner, state: UserState) -> np.ndarray:
     """RLS's A⁻¹ of ``state`` in either form."""
-    if state.a_inv is not None:
-        return state.a_inv
-    assert state.observed is not None
-    f = learner.version.features_many(state.observed.tolist())[0]
-    return np.linalg.inv(state.strength * np.eye(learner.version.d) + f.T @ f)
+    assert isinstance(learner.rule, RLS)
+    return learner.rule.inverse(state, lambda items: learner.version.features_many(items)[0])
 
 
 def test_keep_known_holds_the_version_users_at_their_vectors_and_still_predicts() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from confluent_kafka import Message, Producer, TopicPartition
 
 from velox import kafka, processes
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Learner
 from velox.schemas import observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -138,7 +138,7 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
 
 def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
     """The user states of replaying ``topic`` sequentially in this process, as the events count."""
-    rule = make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence)
+    rule = settings.update_rule()
     learner = Learner(initial_version(settings), rule)
     states: dict[int, UserState] = {}
     for message in read_all(settings, topic):

@@ -39,7 +39,6 @@ from faust.types import EventT, StreamT, TP
 
 from velox import kafka, processes
 from velox.control import owners, topics
-from velox.model.learner import make_rule
 from velox.schemas.user_state import TABLE, table_dir, table_path
 from velox.settings import Settings
 from velox.streams import metrics
@@ -61,7 +60,7 @@ class FaustEngine(Engine):
     """The shared engine on the partitions Faust assigns and the DBs it opens for ``table``."""
 
     def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
-        super().__init__(settings, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
+        super().__init__(settings, settings.update_rule())
         self.app, self.table = app, table
         self.offsets = kafka.consumer(settings, group=settings.app_id)  # reads the group's commits, never joins
         self.last_metrics = 0.0

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from velox import kafka, processes
 from velox.control import owners
-from velox.model.learner import UpdateRule, make_rule
+from velox.model.learner import UpdateRule
 from velox.schemas.user_state import table_path
 from velox.settings import Settings
 from velox.streams import metrics
@@ -236,7 +236,7 @@ def recover(settings: Settings, reader: Consumer, topic: str, partition: int, st
 
 def run(settings: Settings) -> None:
     prepare(settings)
-    worker = Worker(settings, make_rule(settings.rule, settings.learning_rate, settings.l2, settings.evidence))
+    worker = Worker(settings, settings.update_rule())
     processes.on_stop(worker.stop)
     if settings.worker_metrics_port:
         metrics.serve(settings.worker_metrics_port)
