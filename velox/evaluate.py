@@ -281,7 +281,8 @@ class Result:
         for rule, trial in self.chosen.items():
             kept = "; known users keep the version's vector" if trial.keep_known else ""
             forgetting = f", forgetting {trial.forgetting:g}" if rule == "rls" else ""
-            lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}{forgetting}{kept} "
+            lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}"
+                         f"{forgetting}{kept} "
                          f"(verify RMSE {_fmt(trial.verify_rmse)}); known users worse than (a): "
                          f"{_percent(self.worse_known[rule])}")
         return "\n".join(lines)
@@ -316,8 +317,9 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
             chosen[rule], tried = choose(first, rule, parts.stream)
             trials += tried
             pick = chosen[rule]
-            log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, forgetting %g, known users %s", rule,
-                     pick.learning_rate, pick.l2, pick.evidence, pick.forgetting, "kept" if pick.keep_known else "learn")
+            log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, forgetting %g, known users %s",
+                     rule, pick.learning_rate, pick.l2, pick.evidence, pick.forgetting,
+                     "kept" if pick.keep_known else "learn")
             states[rule] = online(run.replace(learning_rate=pick.learning_rate, l2=pick.l2, evidence=pick.evidence,
                                               forgetting=pick.forgetting,
                                               keep_known=pick.keep_known), first_info, parts.stream)

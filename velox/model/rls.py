@@ -4,7 +4,8 @@ After observations (fᵢ, rᵢ), i = 1..m, the weights are the closed-form ridge
 on the prior w₀ (Velox, Eq. 2, with a prior), each observation and the prior weighted by the
 forgetting factor β to the power of the observations that came after it:
 
-    w = A⁻¹ b,    A = βᵐ s I + Σ βᵐ⁻ⁱ fᵢ fᵢᵀ,    b = βᵐ s w₀ + Σ βᵐ⁻ⁱ rᵢ fᵢ,    s = λ (1 + n_u / n₀)
+    w = A⁻¹ b,    A = βᵐ s I + Σ βᵐ⁻ⁱ fᵢ fᵢᵀ,    b = βᵐ s w₀ + Σ βᵐ⁻ⁱ rᵢ fᵢ,
+    s = λ (1 + n_u / n₀)
 
 r is the observed score minus the global mean and the item's bias. The prior's strength s grows
 with n_u, the user's ratings in the version's training set: Spark's ALS (ALS-WR, Zhou et al.,
@@ -135,7 +136,8 @@ class RLS:
             gram = np.matmul(some, some.transpose(0, 2, 1))
             gram[:, np.arange(size), np.arange(size)] += s[at, None]
             x = np.linalg.solve(gram, np.matmul(some, b[at, :, None]))
-            w[at] = (b[at] - np.matmul(some.transpose(0, 2, 1), x)[:, :, 0]) / (s[at] * self.forgetting ** length[at])[:, None]
+            fade = self.forgetting ** length[at]
+            w[at] = (b[at] - np.matmul(some.transpose(0, 2, 1), x)[:, :, 0]) / (s[at] * fade)[:, None]
         return Stats(w.astype(np.float32), None, b, s, past, length)
 
     def _matrix(self, past: np.ndarray, length: np.ndarray, s: np.ndarray) -> np.ndarray:
