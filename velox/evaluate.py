@@ -170,8 +170,7 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> t
                        prequential_rmse=rmse(replayed.errors))
         log.info("%s rate %g l2 %g evidence %g forgetting %g%s: verify RMSE %s (known users %s, version alone %s)",
                  rule, learning_rate, l2, evidence, forgetting, ", known users kept" if keep_known else "",
-                 _fmt(done.verify_rmse),
-                 _fmt(done.known_verify_rmse), _fmt(static_known))
+                 _fmt(done.verify_rmse), _fmt(done.known_verify_rmse), _fmt(static_known))
         return done
 
     trials = [trial(*setting, False) for setting in GRID[rule]]

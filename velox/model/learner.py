@@ -42,7 +42,7 @@ class UpdateRule(Protocol):
 def make_rule(name: str, learning_rate: float | None = None, l2: float | None = None,
               evidence: float | None = None, forgetting: float | None = None) -> UpdateRule:
     """The rule called ``name``; a parameter left None keeps the rule's own default (rls has no
-    rate, sgd no forgetting factor: its constant step forgets already)."""
+    rate, sgd no forgetting factor: a step that never reaches zero forgets already)."""
     given = {key: value for key, value in (("l2", l2), ("evidence", evidence)) if value is not None}
     if name == "sgd":
         return SGD(**given) if learning_rate is None else SGD(learning_rate=learning_rate, **given)
