@@ -39,7 +39,8 @@ def test_settings_zero_partitions_is_refused() -> None:
 
 
 def test_settings_survive_a_trip_through_the_environment() -> None:
-    settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, namespace="x-", initial_version=None, batching=False)
+    settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, forgetting=0.99, namespace="x-", initial_version=None,
+                        batching=False)
     assert Settings.from_env(settings.to_env()) == settings
 
 
