@@ -192,7 +192,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)
-    worker = worker_module.Worker(own, own.update_rule())
+    worker = worker_module.Worker(own)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

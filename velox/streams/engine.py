@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from velox import kafka
 from velox.control import owners, topics, versions
 from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
-from velox.model.learner import Event, Learner, UpdateRule
+from velox.model.learner import Event, Learner
 from velox.model.prequential import PrequentialErrors
 from velox.model.store import ModelStore
 from velox.schemas import metrics as metrics_schema
@@ -74,9 +74,9 @@ class Arrival(NamedTuple):
 class Engine:
     """The shared part of a worker; an engine supplies ``reader`` and the stores, and commits."""
 
-    def __init__(self, settings: Settings, rule: UpdateRule) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.rule = rule
+        self.rule = settings.update_rule()
         self.follower = versions.Follower(settings)
         self._use(self.follower.latest())
         self.source = settings.topic("observations")

@@ -60,7 +60,7 @@ class FaustEngine(Engine):
     """The shared engine on the partitions Faust assigns and the DBs it opens for ``table``."""
 
     def __init__(self, settings: Settings, app: faust.App, table: faust.Table) -> None:
-        super().__init__(settings, settings.update_rule())
+        super().__init__(settings)
         self.app, self.table = app, table
         self.offsets = kafka.consumer(settings, group=settings.app_id)  # reads the group's commits, never joins
         self.last_metrics = 0.0

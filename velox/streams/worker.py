@@ -27,7 +27,6 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from velox import kafka, processes
 from velox.control import owners
-from velox.model.learner import UpdateRule
 from velox.schemas.user_state import table_path
 from velox.settings import Settings
 from velox.streams import metrics
@@ -41,8 +40,8 @@ BATCH = 2_000
 
 
 class Worker(Engine):
-    def __init__(self, settings: Settings, rule: UpdateRule) -> None:
-        super().__init__(settings, rule)
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.committed: dict[int, int] = {}
         self.stopping = False
         self.consumer = self._join()
@@ -236,7 +235,7 @@ def recover(settings: Settings, reader: Consumer, topic: str, partition: int, st
 
 def run(settings: Settings) -> None:
     prepare(settings)
-    worker = Worker(settings, settings.update_rule())
+    worker = Worker(settings)
     processes.on_stop(worker.stop)
     if settings.worker_metrics_port:
         metrics.serve(settings.worker_metrics_port)
