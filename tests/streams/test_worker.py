@@ -14,18 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from confluent_kafka import Message
 
 from tests.streams.harness import (
     WorkerProcess, kill9_during, produce, read_all, reference_states, wait_until_committed, worker_states,
 )
 from velox import kafka, processes
 from velox.broker import free_bootstrap
+from velox.control import topics
 from velox.schemas import metrics as metrics_schema
 from velox.schemas import observation
 from velox.schemas.dead_letter import DeadLetter
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
+from velox.streams.worker import Worker
 
 
 def worker_settings(settings: Settings, data: Path, **changes: object) -> Settings:
@@ -212,3 +215,20 @@ def test_the_faust_engine_runs_the_faust_way_and_takes_agents_of_ones_own(settin
         processes.stop(faust)
     assert "my own agent ran" in log.read_text()
     assert_same_states(worker_states(own), reference_states(own, source))
+
+
+def test_a_changelog_record_acknowledged_without_an_offset_keeps_the_last_known_mark(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """librdkafka reports a retry the broker had already written (DUPLICATE_SEQUENCE_NUMBER) as
+    delivered with no offset: the worker keeps the last offset it knows instead of failing on it."""
+    own = worker_settings(settings, tmp_path)
+    topics.ensure(own)
+    worker = Worker(own)
+    try:
+        changelog = topics.changelog(own)
+        worker._on_delivery(None, Message(topic=changelog, partition=1, offset=41))
+        worker._on_delivery(None, Message(topic=changelog, partition=1))
+        assert worker.delivered == {1: 41} and not worker.failures
+    finally:
+        worker.consumer.close()

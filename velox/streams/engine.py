@@ -223,7 +223,9 @@ class Engine:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self.failures.append(error)
-        elif message.topic() == self.changelog:
+        elif message.topic() == self.changelog and message.offset() is not None:
+            # No offset: a retry the broker had already written (DUPLICATE_SEQUENCE_NUMBER). The mark
+            # stays lower, so a recovery reads a few records more, never fewer.
             partition = message.partition()
             self.delivered[partition] = max(self.delivered.get(partition, -1), message.offset())
 
