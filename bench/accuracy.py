@@ -60,7 +60,7 @@ def verdicts(result: Result, movielens: bool) -> dict[str, dict[str, bool]]:
 def row(result: Result, movielens: bool) -> dict[str, object]:
     return {"data": result.data, "first_fraction": result.first_fraction, "seed": result.seed,
             "rmse": result.rmse, "recovery": result.recovery, "worse_known": result.worse_known,
-            "ceiling": result.ceiling,
+            "ceiling": result.ceiling, "new_on_retrained_items": result.new_on_retrained_items,
             "chosen": {rule: asdict(trial) for rule, trial in result.chosen.items()},
             "counts": result.counts, "seconds": result.seconds, "checks": verdicts(result, movielens)}
 

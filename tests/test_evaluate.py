@@ -143,8 +143,33 @@ def test_the_chosen_parameters_are_among_the_trials_and_the_stream_curves_cover_
     assert all(len(points) == evaluate.CURVE_CHUNKS for points in result.stream_rmse.values())
     assert "recovered by rls" in result.table() and "known users worse than (a)" in result.table()
     assert all(0 <= share <= 1 for share in result.worse_known.values()), result.worse_known
+    assert "new users on (c)'s items" in result.table()
+    assert set(result.new_on_retrained_items) == {"sgd", "rls"} and None not in result.new_on_retrained_items.values()
 
 
 def test_the_first_version_share_must_be_a_fraction(settings: Settings) -> None:
     with pytest.raises(evaluate.VeloxError, match="between 0 and 1, got 1.5"):
         evaluate.evaluate(settings, ratings(users=4, per_user=4, seed=1), "tiny", first_fraction=1.5)
+
+
+def test_on_the_retrained_items_the_rule_starts_new_users_from_the_known_users_mean_and_learns_better() -> None:
+    """The first version's items are wrong and it knows half the users; the retrain's items are the truth."""
+    truth = planted(users=30, items=40, d=4, seed=2)
+    wrong = planted(users=30, items=40, d=4, seed=3)
+    first = replace(truth, item_factors=wrong.item_factors, item_bias=wrong.item_bias, user_ids=truth.user_ids[:15],
+                    user_vectors=truth.user_vectors[:15], user_counts=truth.user_counts[:15])
+    stream, test = evaluate.each_users_first(list(observations(truth, 900, noise=0.3, seed=5)), 0.7)
+    parts = Split(first=[], stream=stream, test=test)
+    new_stream = [r for r in stream if r.user >= 15]
+    new_test = [r for r in test if r.user >= 15]
+    for rule in evaluate.RULES:
+        trial, _ = choose(first, rule, stream)
+        on_first = evaluate.online_errors(first, evaluate.replay(first, trial, new_stream).vectors, new_test)
+        on_truth = evaluate.on_retrained_items(first, truth, trial, parts)
+        assert len(on_truth) == len(new_test) > 0
+        assert evaluate.rmse(on_truth) < 0.8 * evaluate.rmse(on_first), rule
+        # Its start is the mean of the known users' vectors, not the retrain's own vector of a new user.
+        fresh = evaluate.on_retrained_items(first, truth, trial, Split(first=[], stream=[], test=new_test))
+        mean = truth.user_vectors[:15].mean(axis=0)
+        expected = np.array([r.score for r in new_test]) - np.array([truth.score(mean, r.item) for r in new_test])
+        np.testing.assert_allclose(fresh, expected, atol=1e-5)
