@@ -290,7 +290,7 @@ def robustness() -> str:
         worse = "" if row["worse_known"][rule] is None else f", {row['worse_known'][rule]:.0%} of known users worse"
         best = f"; best setting judged on the test {row['ceiling'][rule]:.1%}" if row.get("ceiling") else ""
         items = row.get("new_on_retrained_items", {}).get(rule)
-        best += "" if items is None else f"; new users on (c)'s items {items:.1%}"
+        best += "" if items is None else f"; new users {recovered['new']:.1%}, on (c)'s items {items:.1%}"
         return (f"{recovered['overall']:.1%}{best}; {known}{worse} ({setting.format(**chosen)}{kept}) "
                 f"{verdict(all(row['checks'][rule].values()))}")
 
@@ -300,9 +300,9 @@ def robustness() -> str:
     return (f"\n## Accuracy across data sets, shares and seeds\n\nbench/accuracy.py, {when('accuracy-robustness')}. "
             f"Targets per row and rule: known users' test RMSE not above (a)'s; on ml-100k, at least "
             f"{table['target']:.0%} of the (a)−(c) gap recovered. n₀ = inf: the step does not shrink with the "
-            "evidence behind a user; β: rls's forgetting factor (1: nothing forgotten); new users on (c)'s items: "
-            "the new users' share of their gap when the chosen setting learns on the full retrain's item features "
-            "instead of the first version's (what is left to the items, which only a retrain changes).\n\n" + "\n".join(lines) + "\n")
+            "evidence behind a user; β: rls's forgetting factor (1: nothing forgotten); new users: their share of their own gap, "
+            "and on (c)'s items when the chosen setting learns on the full retrain's item features instead of the "
+            "first version's (the difference is the items' part, which only a retrain changes).\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:
