@@ -110,10 +110,12 @@ async def accept(edge: Edge, body: bytes) -> Response:
     return JSONResponse({"status": "accepted", "partition": delivered[0], "offset": delivered[1]}, status_code=202)
 
 
-async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int] | None:
-    """Produce and wait for the broker's acknowledgement; None if it did not come in time."""
+async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int | None] | None:
+    """Produce and wait for the broker's acknowledgement: (partition, offset), None if it did not come
+    in time. The offset is None for a retry the broker had already written (librdkafka knows it was
+    taken, not where), so a 202 may say ``"offset": null``."""
     loop = asyncio.get_running_loop()
-    acked: asyncio.Future[tuple[int, int] | None] = loop.create_future()
+    acked: asyncio.Future[tuple[int, int | None] | None] = loop.create_future()
 
     def on_delivery(error: object, message: Any) -> None:
         result = None if error is not None else (message.partition(), message.offset())
