@@ -290,8 +290,8 @@ def robustness() -> str:
         worse = "" if row["worse_known"][rule] is None else f", {row['worse_known'][rule]:.0%} of known users worse"
         best = f"; best setting judged on the test {row['ceiling'][rule]:.1%}" if row.get("ceiling") else ""
         items = row.get("new_on_retrained_items", {}).get(rule)
-        best += "" if items is None else f"; new users {recovered['new']:.1%}, on (c)'s items {items:.1%}"
-        return (f"{recovered['overall']:.1%}{best}; {known}{worse} ({setting.format(**chosen)}{kept}) "
+        new = "" if items is None else f"; new users {recovered['new']:.1%}, on (c)'s items {items:.1%}"
+        return (f"{recovered['overall']:.1%}{best}{new}; {known}{worse} ({setting.format(**chosen)}{kept}) "
                 f"{verdict(all(row['checks'][rule].values()))}")
 
     lines = ["| data | first share | seed | sgd: gap recovered; known users' RMSE | rls: the same |", "|---|---|---|---|---|"]

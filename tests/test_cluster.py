@@ -200,14 +200,14 @@ def test_killing_the_busiest_broker_then_the_active_controller_loses_and_doubles
     assert {status for status, _, _ in observes} <= {202, 503}
     assert all(retry for status, _, retry in observes if status == 503)
     messages = read_all(own, topic)
-    written = {observation.decode(m.value()).time: (m.partition(), m.offset()) for m in messages}
+    times = [observation.decode(m.value()).time for m in messages]
+    assert len(times) == len(set(times)), "an event was written twice"
+    written = {at: (m.partition(), m.offset()) for at, m in zip(times, messages)}
     # A retry of an event the broker had already written comes back DUPLICATE_SEQUENCE_NUMBER, which librdkafka
     # reports as delivered with no offset: such an event must be in the log all the same.
     missing = [(partition, offset, at) for partition, offset, at in acked
                if at not in written or written[at][0] != partition or offset not in (None, written[at][1])]
     assert not missing, missing[:3]
-    times = [observation.decode(m.value()).time for m in messages]
-    assert len(times) == len(set(times)), "an event was written twice"
     assert {at for status, at, _ in observes if status == 202} <= set(times)
     # A 503 is an outcome the edge could not learn in time: the cluster may have taken it after all.
     taken = {at for _, at, _ in observes} & set(times)
