@@ -108,7 +108,7 @@ def end_to_end(data_dir: Path, params: TrainParams, warmups: int = 2, repeats: i
 
             warm, bare, bare_job_blocks = [], [], []
             try:
-                # The JIT keeps speeding ALS up over the first runs (fit 4.6, 3.9, 3.1, 2.8 s): rounds
+                # The JIT keeps speeding ALS up over the first runs (each fit faster than the last): rounds
                 # before ``warmups`` are not counted, for either side.
                 for round_ in range(warmups + repeats):
                     timings = (timed_swap(lambda: from_scratch("bench"), log_path)[0], bare_als_seconds(data_dir, params),

@@ -212,8 +212,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     """Our matrix products are small (a 10,000 × 49 top-k at most): a second BLAS thread only
-    spins against the broker and the other processes for the two cores. Measured under load:
-    the top-k product's p99 is 8 ms with OpenBLAS's default threads, 80 µs with one."""
+    spins against the broker and the other processes for the two cores, and under load the
+    top-k product then waits behind it (bench/serve.py measures top-k's p99)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, "blas")

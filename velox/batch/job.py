@@ -65,7 +65,7 @@ def retrain(
 
 class WarmJob:
     """Retrains in one long-lived Spark session, for the controller: JVM start-up and JIT warm-up
-    are paid once, not at every run (measured on ml-100k: 28 s for a first run, 13 s after)."""
+    are paid once, not at every run (bench/retrain.py times a cold run against a warm one)."""
 
     def __init__(self, settings: Settings, params: TrainParams, master: str = "local[*]",
                  spark_conf: Mapping[str, str] | None = None) -> None:
@@ -133,9 +133,9 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
                        params: TrainParams, version_id: str) -> tuple[ModelVersion, dict[int, int], Ratings]:
     """The version, its training end offsets, and the held-out ratings to validate it on.
 
-    A log of up to ``DRIVER_ROWS`` rows is read once into the driver and split there: in a local
-    session each Spark job costs a few hundred milliseconds, and splitting in Spark took four
-    (ml-100k, warm session: 1.5 s of a 5.9 s retrain). A larger log is split in Spark.
+    A log of up to ``DRIVER_ROWS`` rows is read once into the driver and split there: each Spark
+    job has a fixed cost that a local session pays in full, and splitting in Spark took four of
+    them (bench/retrain.py times the warm retrain they were part of). A larger log is split in Spark.
     """
     table = log_dir.table(DRIVER_ROWS)
     if table is None:
@@ -178,13 +178,13 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[
         .option("endingOffsets", json.dumps({topic: {str(p): o for p, o in end.items()}}))
         .option("kafka.isolation.level", "read_committed")
         .options(**{f"kafka.{key}": value for key, value in kafka.java_options(settings).items()})
-        # A fetch at a range's end waited the default 500 ms for data that will not come: with a
-        # task per partition, 1.7 s of a 100k-row read on 2 cores; 10 ms brought it to 0.6 s.
+        # A fetch at a range's end waits for data that will not come, by default 500 ms, once
+        # per task: most of a short read's time (bench/retrain.py's warm runs read all of ml-100k).
         .option("kafka.fetch.max.wait.ms", "10")
         .load()
     )
     # A task per core, not per Kafka partition: each task starts a consumer and feeds a Python
-    # worker (ml-100k, 4 partitions on 2 cores: 1.3 s -> 1.0 s).
+    # worker, a fixed cost that more tasks than cores pay in turn.
     return (raw.select("key", "value", "partition", "offset").coalesce(spark.sparkContext.defaultParallelism)
             .mapInArrow(valid_rows(settings.partitions), ROWS))
 

@@ -151,9 +151,9 @@ def _cached(frame: DataFrame) -> Iterator[DataFrame]:
 def fit_arrays(spark: SparkSession, ratings: Ratings, params: TrainParams, version_id: str,
                scratch: str) -> ModelVersion:
     """A version trained on ratings already on the driver: the biases from numpy, ALS in Spark on
-    what they leave. Milliseconds of numpy against a dozen small Spark jobs (u1.base on 2 cores:
-    the whole fit 4.3 s -> 2.9 s). ``scratch``: a folder (path or URI) the executors can read,
-    where what ALS reads is staged."""
+    what they leave. The biases are a few numpy passes here, where Spark needed a dozen small
+    jobs, each with a job's fixed cost (bench/retrain.py times the fit). ``scratch``: a folder
+    (path or URI) the executors can read, where what ALS reads is staged."""
     users, items, scores = ratings
     mean = float(scores.mean())
     (user_ids, user_keys), (item_ids, item_keys) = (np.unique(ids, return_inverse=True) for ids in (users, items))
@@ -255,7 +255,7 @@ def _keyed(biases: DataFrame, key: str, ids_fit: bool) -> DataFrame:
 
 def als_blocks(spark: SparkSession) -> int:
     """A block per core, up to Spark's default: each ALS stage runs a task per block, and 10 tasks
-    queued on 2 cores cost more than they share (ml-100k on 2 cores: ALS.fit 4.5 s -> 2.6 s)."""
+    queued on 2 cores cost more than they share (bench/retrain.py times ALS.fit both ways)."""
     return min(spark.sparkContext.defaultParallelism, ALS_BLOCKS)
 
 

@@ -35,7 +35,7 @@ def ensure_topic(settings: Settings) -> None:
 
 
 def announcer(settings: Settings) -> Producer:
-    """A producer for activations, the topic ensured; a long-lived caller keeps one (a new one costs 0.5 s)."""
+    """A producer for activations, the topic ensured; a long-lived caller keeps one (a new one connects and checks the topic again)."""
     ensure_topic(settings)
     return kafka.producer(settings)
 

@@ -259,8 +259,8 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
     """The top-k answer, its items with scores as encoded JSON: from the cache unless exploring
     (ε-greedy answers are drawn afresh); batched with concurrent requests when over the whole catalog.
 
-    Encoded, because the garbage collector never walks bytes: 100,000 cached lists of dicts made
-    each full collection a 90 ms pause (measured), the top-k p99 at half load.
+    Encoded, because the garbage collector never walks bytes: a full cache of lists of dicts made
+    each full collection a pause long enough to be top-k's p99 at half load (bench/serve.py).
     """
     exclude = weights.seen if query.exclude_seen and len(weights.seen) else None
     explore = edge.settings.epsilon > 0

@@ -1,15 +1,13 @@
 """The worker's user states, read from this machine's disk: RocksDB secondary instances.
 
 The edge runs beside the worker, in its own process: its own GIL and core, so a busy worker
-does not delay answers nor a burst of requests the worker's updates. Measured with
-bench/serve.py on 2 cores: while the worker writes 2,000 records a second, the edge answers 0.84
-as many predicts as without writes (the catching up below); inside the worker's process the same
-2,000 events would take 13% of the one GIL (the worker applies at most 15,900 a second, 63 µs
-each) and each of its batches would hold answers back. Each partition DB the worker holds is
-opened as a secondary: a read-only view that catches up with the worker's writes (WAL included)
-on demand, 1 to 2 ms each.
+does not delay answers nor a burst of requests the worker's updates. The price is the catching
+up below, which bench/serve.py measures (predicts while the worker writes, against predicts
+alone); inside the worker's process, the requests would share its GIL with the events, and each
+of its batches would hold answers back. Each partition DB the worker holds is opened as a
+secondary: a read-only view that catches up with the worker's writes (WAL included) on demand.
 A read catches its partition up at most every ``freshness`` seconds (default 50 ms; with 8
-partitions a 10 ms bound spent most of a core on catching up, measured with bench/serve.py),
+partitions, a bound a fifth of that spent most of a core on catching up in bench/serve.py),
 and only if the primary wrote something since: the DB folder's mtime and its newest WAL's size
 (two ``stat`` calls) say so.
 """

@@ -380,7 +380,7 @@ def prepare(settings: Settings) -> None:
             f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
         )
     # Each event allocates short-lived objects and makes no cycles, while a swap holds a
-    # partition's states in memory: with the default thresholds a full collection ran every
-    # 0.3 s and took up to 60 ms (bench/swap.py), a stall of the stream each time.
+    # partition's states in memory: with the default thresholds, full collections walked
+    # them again and again during a swap, each a stall of the stream (bench/swap.py).
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)

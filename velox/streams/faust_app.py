@@ -50,9 +50,8 @@ log = logging.getLogger("velox.worker")
 BATCH = 2_000
 # Seconds the agent gathers events before it applies them. It gathers at Faust's own pace per
 # event and applies with Faust's loop waiting, so the engine's rate is Faust's ceiling times
-# gather / (gather + apply), and applying costs more per event in small batches (in Faust's
-# process a third more at 20 ms than at 100 ms). 50 ms against 20: about a tenth more
-# throughput, for about 25 ms more between produce and visible (bench/stream.py measures both).
+# gather / (gather + apply), and applying costs more per event in small batches. A longer
+# gather buys throughput with time between produce and visible (bench/stream.py measures both).
 WITHIN = 0.05
 
 
