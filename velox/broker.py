@@ -1,9 +1,10 @@
-"""A real single-node Apache Kafka broker in KRaft mode, run from the official jars.
+"""Real Apache Kafka brokers in KRaft mode, run from the official jars: one, or a local cluster.
 
-Everything about it lives under ``<data>/kafka``: ``server.properties``, the log directory
-``data/``, the broker's own log ``server.log`` and its pid in ``broker.pid``. Start is
-idempotent, readiness is the broker answering metadata (not a fixed sleep), and stop waits
-until the JVM is gone.
+A single broker keeps everything under ``<data>/kafka``: ``server.properties``, the log
+directory ``data/``, the broker's own log ``server.log`` and its pid in ``broker.pid``; node n of
+a cluster (``LocalCluster``) the same under ``<data>/kafka/node-<n>``, with the cluster's size
+in ``<data>/kafka/nodes``. Start is idempotent, readiness is the broker answering metadata (not a
+fixed sleep), and stop waits until the JVM is gone.
 """
 
 from __future__ import annotations

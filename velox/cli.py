@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, help="jar cache directory (VELOX_CACHE)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    kafka = commands.add_parser("kafka", help="run the local single-node Kafka broker")
+    kafka = commands.add_parser("kafka", help="the local Kafka broker, or a local cluster of them")
     kafka.add_argument("action", choices=["start", "stop", "status", "run"],
                        help="start: in the background; run: in the foreground, logging to stdout (a container); "
                             "status: exit 0 once it listens")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--per-user", action="store_true", help="one policy state per user")
     register.add_argument("--sticky-s", type=float, default=0.0, help="a user keeps their model this long")
     for action in ("link", "unlink"):
-        change = app_actions.add_parser(action, help=f"{action} a model: the system's model or popularity")
+        change = app_actions.add_parser(action, help=f"{action} a model: the system's model, popularity, or a model container")
         change.add_argument("name")
         change.add_argument("model")
     app_actions.add_parser("list", help="the registered apps")

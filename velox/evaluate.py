@@ -240,7 +240,7 @@ class Result:
     online updates; ``c`` a full retrain on everything before the test set. ``stream_rmse`` is the
     prequential RMSE along the stream in equal chunks (for ``a``: the static error on the same
     events); ``worker_vs_replay`` the largest difference between a weight the worker holds and the
-    same weight replayed in-process (the worker applies ``Learner.observe``, so it should be ~0);
+    same weight replayed in-process (both apply ``Learner.observe_many``, so it should be ~0);
     ``worse_known`` per rule, the share of the test's known users whose own RMSE is above (a)'s;
     ``ceiling`` per rule, the best overall recovery any setting of the grid reaches on the test set
     itself: no choice the system could make, but the bound on what choosing on the stream can find;
@@ -354,24 +354,24 @@ def _runs(settings: Settings, seed: int) -> dict[str, Settings]:
 
 
 def _activate_beside(run: Settings, info: VersionInfo, first: Sequence[Observation]) -> None:
-    """Announce the first version in another rule's namespace, whose topic holds the same earliest half.
+    """Announce the first version in another rule's namespace, whose topic holds the same earliest share.
 
-    The version's training end must be where the earliest half ends in this topic too: each
+    The version's training end must be where the earliest share ends in this topic too: each
     partition's count of those events (offsets start at 0 in a new topic).
     """
     counts = Counter(partitioning.home(seen.key, run.partitions) for seen in first)
     ends = {p: counts[p] for p in range(run.partitions)}
     if ends != info.training_end:
-        raise VeloxError(f"the first version's training end {info.training_end} is not where the earliest half "
+        raise VeloxError(f"the first version's training end {info.training_end} is not where the earliest share "
                          f"ends in {run.topic('observations')} ({ends})")
-    versions.activate(run, info.id, reason="evaluate: first version, earliest half")
+    versions.activate(run, info.id, reason="evaluate: first version, earliest share")
 
 
 def online(run: Settings, first: VersionInfo, stream: Sequence[Observation]) -> dict[int, user_state.UserState]:
     """A worker on the first version applies the stream from Kafka; its user states once it has committed all.
 
     The worker's group starts at the first version's training end, as a worker that had kept up
-    with the earliest half would: the swap to the first version then replays nothing.
+    with the earliest share would: the swap to the first version then replays nothing.
     """
     _start_group_at(run, first.training_end)
     with _worker(run) as worker:

@@ -1,6 +1,7 @@
-"""``velox load``: produce a MovieLens ratings file to ``observations``, with progress.
+"""``velox load``: produce ratings to ``observations``, with progress: a MovieLens file, read here, or a
+synthetic stream (``velox.model.synthetic``).
 
-Formats, recognised by their separator: ``u.data`` (tab), ``ratings.dat`` and the sample inside
+MovieLens formats, recognised by their separator: ``u.data`` (tab), ``ratings.dat`` and the sample inside
 pyspark (``::``), ``ratings.csv`` (comma, with a header). All are user, item, rating, timestamp.
 """
 

@@ -1,6 +1,6 @@
 """The one settings object: read once from ``VELOX_*`` variables, overridden by flags, passed down.
 
-Nothing else in the project reads ``os.environ``.
+Nothing else in the project reads a ``VELOX_*`` variable: children get theirs from ``to_env()``.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""The split model: score(u, x) = w_u · f(x; θ). All model math lives in this package."""
+"""The split model: score(u, x) = w_u · f(x; θ). Its scoring, online update rules and selection
+policies live in this package; fitting a version on Spark is the batch retrain's (``velox.batch.train``)."""

@@ -1,1 +1,2 @@
-"""Wire formats: one module per format, each with its JSON Schema file beside it."""
+"""Wire formats: one module per format. The one that other people's producers write, the observation,
+has its JSON Schema file beside its module (``observation.schema.json``)."""

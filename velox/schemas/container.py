@@ -3,7 +3,7 @@
 The compacted ``containers`` topic holds, keyed ``<name>/<version>/<replica>``, each live replica's
 ``Replica`` record (re-sent as its heartbeat; a tombstone when it stops), and keyed ``<name>``
 the ``Selected`` version the edges route to (``velox container set-version``; without one, the
-highest version registered).
+highest version with a live replica).
 
 The RPC is length-prefixed MessagePack over a TCP connection that stays open: a 4-byte
 big-endian length, then a ``Call`` (a batch of inputs); the replica answers each call with a

@@ -14,7 +14,7 @@ Binary, little-endian, never pickle::
     (RLS, neither) f64[d*d] A⁻¹, f64[d] b
     i64[seen] the items the user rated, oldest first (for top-k's ``exclude_seen``)
 
-RLS needs A⁻¹ = (s I + Σ fᵢ fᵢᵀ)⁻¹ (``velox.model.rls``). While the user has fewer observations
+RLS needs A⁻¹ = (βᵐ s I + Σ βᵐ⁻ⁱ fᵢ fᵢᵀ)⁻¹ (``velox.model.rls``). While the user has fewer observations
 on the version than dimensions, their items are the exact and smaller form of it: the version's
 features of those items give A again, so an update writes one item id instead of d(d+1)/2
 float64. After that the matrix is kept, as its upper triangle (it is symmetric).

@@ -3,7 +3,8 @@
 ``GET /v1/apps/{app}/predict`` and ``/top_k`` are answered at the edge of the user's owner,
 like a model's; the app's policy picks the model (``velox.serving.selection``), the answer says
 which one answered, with the decision id and its propensity. When no model is linked, or no
-answer can come within the app's latency objective, the answer is the app's default output.
+answer can come within the app's latency objective, a predict answers the app's default output
+and a top-k the most popular items.
 A model container (``velox.serving.containers``) answers predict, asked by ``GET`` or by ``POST``
 with the request's context features; its failures answer the default, marked with the cause.
 """

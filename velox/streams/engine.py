@@ -131,9 +131,9 @@ class Engine:
         self.version_users = users_by_partition(self.learner, self.settings.partitions)
 
     def apply(self, arrivals: list[Arrival]) -> None:
-        """Apply what the engine consumed together: dead letters and moves first, then each
-        partition's events as one batch of the learner (one multi-get, rounds of vectorized
-        updates, one write batch, one changelog record per user)."""
+        """Apply what the engine consumed together: dead letters and moves first, then the events
+        as one batch of the learner (per partition one multi-get and one write batch; rounds of
+        vectorized updates; one changelog record per user)."""
         started = time.perf_counter()
         local: dict[int, list[Event]] = {}
         stamps: list[float] = []  # Kafka timestamps (ms) of the events applied here

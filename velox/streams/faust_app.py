@@ -2,7 +2,7 @@
 
 Faust does the group and its assignment, with standby replicas of the table on other workers
 (``VELOX_STANDBY_REPLICAS``); the table's RocksDB per partition, the same files as the other
-engine's (``velox.schemas.user_state.table_path``), recovered from the same ``user-state``
+engine's (``velox.schemas.user_state.table_path``), recovered from the same user-state
 changelog on start and when a partition moves, and kept current on the standbys; and the commits
 of source offsets. The shared engine (``velox.streams.engine``) does everything else, as for the
 other engine: decoding, dead letters, learning, records, prequential metrics, swaps, owners.

@@ -3,7 +3,7 @@
 The consumer group ``<namespace>velox`` shares the partitions of ``observations`` among the
 workers; partitions are by user, so one worker owns a user and applies their events in order.
 For each assigned partition the worker opens its RocksDB and first catches up from the
-``user-state`` changelog topic (a worker on an empty disk recovers everything from it). Then
+user-state changelog topic (a worker on an empty disk recovers everything from it). Then
 what each ``consume`` returns is one batch of ``Engine.apply``.
 
 A commit (every ``COMMIT_INTERVAL`` seconds, on revoke and on stop) has three steps:
