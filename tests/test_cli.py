@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,8 +15,9 @@ import pytest
 
 from velox import kafka
 from velox.control import topics
-from velox.broker import LocalBroker, free_bootstrap
-from velox.cli import build_parser, load_if_new
+from tests.test_broker import is_running
+from velox.broker import LocalBroker, LocalCluster, free_bootstrap
+from velox.cli import build_parser, load_if_new, local_kafka
 from velox.load import PYSPARK_SAMPLE
 from velox.settings import Settings
 
@@ -69,6 +71,30 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
         assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 0  # `velox up` loads the sample
     finally:
         broker.stop()
+
+
+def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_deleting(tmp_path: Path) -> None:
+    """After `velox kafka start --brokers 2`, `velox up` uses those brokers (it neither starts a
+    broker of its own on a node's port nor stops theirs), and `velox reset` stops both JVMs, not
+    only a single broker's, before it deletes their files."""
+    own = Settings.from_env().replace(data=tmp_path / "velox", bootstrap=free_bootstrap(ports=4), partitions=2)
+    cluster = LocalCluster(own, brokers=2)
+    cluster.start()
+    pids = [status.pid for status in cluster.status()]
+    own = own.replace(bootstrap=cluster.bootstrap)
+    try:
+        assert len(pids) == 2 and all(pid is not None and is_running(pid) for pid in pids)
+        brokers, ours = local_kafka(own)
+        assert not ours and [status.pid for status in brokers.status()] == pids
+        done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env={**os.environ, **own.to_env()},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert not any(is_running(pid) for pid in pids), done.stderr
+        assert not own.data.exists()
+    finally:
+        for pid in pids:
+            if pid is not None and is_running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:

@@ -223,9 +223,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
     from velox.control import topics, versions
 
-    broker = LocalBroker(settings)
-    ours = not broker.status().running
-    log.info("%s", broker.start().describe())
+    brokers, ours = local_kafka(settings)
     topics.ensure(settings)
     logs = settings.data / "logs"
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -254,8 +252,19 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         for name, process in reversed(children):
             log.info("%s stopped (exit %s)", name, processes.stop(process))
         if ours:
-            log.info("%s", broker.stop().describe())
+            for status in brokers.stop():
+                log.info("%s", status.describe())
         processes.up_pid_file(settings).unlink(missing_ok=True)
+
+
+def local_kafka(settings: Settings) -> tuple[LocalCluster, bool]:
+    """The local broker, or the cluster ``velox kafka start --brokers N`` made, started unless it
+    runs; and whether this started it (then its starter stops it too)."""
+    brokers = LocalCluster(settings)
+    ours = not any(status.running for status in brokers.status())
+    for status in brokers.start():
+        log.info("%s", status.describe())
+    return brokers, ours
 
 
 def load_if_new(settings: Settings, ratings: Path | None) -> None:
@@ -307,9 +316,10 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
         log.info("stopping velox up (pid %d)", pid)
         if not processes.stop_pid(pid):
             raise VeloxError(f"velox up (pid {pid}) did not stop within 90 s; nothing removed")
-    broker = LocalBroker(settings)
-    if broker.status().running:
-        log.info("%s", broker.stop().describe())
+    brokers = LocalCluster(settings)  # every node of a local cluster: their files are about to go
+    if any(status.running for status in brokers.status()):
+        for status in brokers.stop():
+            log.info("%s", status.describe())
     for place, size in megabytes.items():
         shutil.rmtree(place)
         log.info("removed %s (%.1f MB)", place, size)
