@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from velox.broker import LocalBroker, free_bootstrap
+from velox import kafka
+from velox.broker import LocalBroker, free_bootstrap, throwaway_broker
 from velox.errors import BrokerError
 from velox.settings import Settings
 
@@ -106,3 +107,14 @@ def test_kafka_run_becomes_the_broker_in_the_foreground_logging_to_stdout(settin
     output = stdout.read_text()
     assert process.returncode in (0, 143), output[-2000:]
     assert "Kafka Server started" in output
+
+
+def test_a_throwaway_broker_is_plain_text_whatever_credentials_the_settings_carry(settings: Settings, tmp_path: Path) -> None:
+    """`velox evaluate` runs on one while VELOX_KAFKA_CONFIG names a secured broker's credentials
+    (as `velox kafka start --secure` says to export): its clients must not bring them along."""
+    secured = tmp_path / "client.properties"
+    secured.write_text("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=velox\n"
+                       "sasl.password=secret\n")
+    with throwaway_broker(settings.replace(data=tmp_path / "private", kafka_config=secured)) as private:
+        assert private.kafka_config is None
+        assert kafka.end_offsets(private, "nothing-here") == {}

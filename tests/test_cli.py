@@ -107,3 +107,32 @@ def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:
         assert done.returncode == 0, done.stderr
     assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
     assert "nothing loaded" in done.stderr and "1501 observations" in done.stderr
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["load", "movielens", "{tmp}/missing.csv"], "no ratings file at {tmp}/missing.csv"),
+    (["up", "--ratings", "{tmp}/missing.csv"], "no ratings file at {tmp}/missing.csv"),
+    (["evaluate", "--json", "{tmp}/no/result.json"], "--json {tmp}/no/result.json: there is no folder {tmp}/no"),
+    (["load", "synthetic", "{tmp}/no/items.npz"], "the item features' file {tmp}/no/items.npz: there is no folder"),
+    (["retrain", "--conf", "spark.driver.memory"], "--conf 'spark.driver.memory': a Spark setting is KEY=VALUE"),
+    (["retrain", "--every", "600"], "--every is for the controller: add --watch"),
+    (["kafka", "start", "--brokers", "0"], "--brokers 0: start takes a cluster's size, 1 or more"),
+    (["kafka", "run", "--brokers", "3"], "--brokers 3: start takes a cluster's size"),
+    (["reset"], "nothing removed"),  # from a script: no answer on standard input
+], ids=["load-missing", "up-missing", "evaluate-json", "synthetic-out", "conf", "every-without-watch",
+        "zero-brokers", "run-brokers", "reset-no-stdin"])
+def test_a_wrong_argument_is_one_line_before_anything_starts(tmp_path: Path, command: list[str], said: str) -> None:
+    """No traceback, nothing started: the broker's address is closed and no broker's folder appears."""
+    own = Settings.from_env().replace(data=tmp_path / "velox", bootstrap=free_bootstrap())
+    own.data.mkdir()
+    (own.data / "something").write_text("kept")
+    try:
+        done = subprocess.run([sys.executable, "-m", "velox.cli", *(part.format(tmp=tmp_path) for part in command)],
+                              env={**os.environ, **own.to_env()}, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        if (own.data / "kafka").exists():  # a broker the command should not have started
+            LocalCluster(own).stop()
+    assert done.returncode == 1, done.stderr
+    assert said.format(tmp=tmp_path) in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (own.data / "kafka").exists() and (own.data / "something").exists()

@@ -56,3 +56,16 @@ def test_settings_name_the_update_rule_with_its_parameters() -> None:
     assert (rule.name, rule.l2, rule.forgetting) == ("rls", 5.0, 0.99)
     with pytest.raises(ConfigError, match="forgetting must be between 0.9 .* and 1 .*got 1.5"):
         Settings.from_env({"VELOX_FORGETTING": "1.5"})
+
+
+def test_a_flags_home_folder_is_the_one_a_child_reads_back() -> None:
+    settings = Settings.from_env({}, data=Path("~/velox-data"))  # `--data=~/velox-data`: the shell leaves ~ alone
+    assert settings.data == Path.home() / "velox-data"
+    assert Settings.from_env(settings.to_env()).data == settings.data
+
+
+def test_a_tls_file_that_is_not_there_is_refused_at_start(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("a key")
+    with pytest.raises(ConfigError, match=f"tls_cert: no file at {tmp_path / 'cert.pem'}"):
+        Settings.from_env({"VELOX_TLS_CERT": str(tmp_path / "cert.pem"), "VELOX_TLS_KEY": str(key)})

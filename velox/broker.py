@@ -315,8 +315,9 @@ class LocalCluster:
 
 @contextmanager
 def throwaway_broker(settings: Settings) -> Iterator[Settings]:
-    """A broker on free ports with its data under ``settings.data``, for tests and benchmarks."""
-    settings = settings.replace(bootstrap=free_bootstrap())
+    """A plain broker on free ports with its data under ``settings.data``, for tests, benchmarks and
+    ``velox evaluate``; its clients leave out any credentials the settings name (they are another broker's)."""
+    settings = settings.replace(bootstrap=free_bootstrap(), kafka_config=None)
     broker = LocalBroker(settings)
     broker.start()
     try:

@@ -176,6 +176,9 @@ def add_edge_flags(command: argparse.ArgumentParser) -> None:
 
 
 def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    if args.brokers is not None and (args.action != "start" or args.brokers < 1):
+        raise ConfigError(f"--brokers {args.brokers}: start takes a cluster's size, 1 or more "
+                          "(stop and status find its brokers themselves)")
     if args.action == "run":
         LocalBroker(settings).run(secure=args.secure)
     cluster = LocalCluster(settings, args.brokers if args.action == "start" else None)
@@ -221,8 +224,10 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
+    from velox import load
     from velox.control import topics, versions
 
+    ratings = None if args.ratings is None else load.ratings_file(args.ratings)
     brokers, ours = local_kafka(settings)
     topics.ensure(settings)
     logs = settings.data / "logs"
@@ -230,7 +235,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     processes.up_pid_file(settings).write_text(str(os.getpid()))
     try:
         children.append(("worker", processes.spawn(settings, logs / "worker.log", "worker")))
-        load_if_new(settings, args.ratings)
+        load_if_new(settings, ratings)
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
             first = processes.spawn(settings, logs / "retrain.log", "retrain", "--reason", "first version")
@@ -309,7 +314,7 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
         log.info("nothing to remove: no data at %s", settings.data)
         return 0
     listing = ", ".join(f"{place} ({size:.1f} MB)" for place, size in megabytes.items())
-    if not args.yes and input(f"delete {listing} for good? [y/N] ").strip().lower() not in ("y", "yes"):
+    if not args.yes and answer(f"delete {listing} for good? [y/N] ") not in ("y", "yes"):
         log.info("nothing removed")
         return 1
     if (pid := processes.running_up(settings)) is not None:
@@ -324,6 +329,16 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
         shutil.rmtree(place)
         log.info("removed %s (%.1f MB)", place, size)
     return 0
+
+
+def answer(question: str) -> str:
+    """The user's answer, lower case; none when nobody can answer (standard input closed: a script)."""
+    try:
+        return input(question).strip().lower()
+    except EOFError:
+        print(file=sys.stderr)
+        log.info("no answer on standard input (--yes answers yes)")
+        return ""
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -346,16 +361,21 @@ def run_retrain(settings: Settings, args: argparse.Namespace) -> int:
     from velox.batch import controller, job
     from velox.batch.train import TrainParams
 
+    if bad := [pair for pair in args.conf if "=" not in pair]:
+        raise ConfigError(f"--conf {bad[0]!r}: a Spark setting is KEY=VALUE")
     conf = dict(pair.split("=", 1) for pair in args.conf)
     params = TrainParams(**{name: value for name in ("rank", "reg", "iterations")
                             if (value := getattr(args, name)) is not None})
+    watch_only = [flag for flag in ("every", "after", "drift", "first") if getattr(args, flag) not in (None, False)]
+    if watch_only and not args.watch:
+        raise ConfigError(f"--{watch_only[0]} is for the controller: add --watch")
     if not args.watch:
         job.retrain(settings, params, args.master, conf, activate=args.activate, reason=args.reason)
         return 0
     triggers = controller.Triggers(args.every, args.after, args.drift, args.window, args.debounce)
     if triggers.every is None and triggers.after is None and triggers.drift is None:
         raise ConfigError("--watch needs at least one of --every, --after, --drift")
-    warm = job.WarmJob(settings, params, args.master, conf)
+    warm = job.WarmJob(settings, params, args.master, conf, args.activate)
     try:
         if args.first and versions.active(settings) is None:
             log.info("no version is active: training the first")
@@ -392,21 +412,23 @@ def run_load(settings: Settings, args: argparse.Namespace) -> int:
     from velox.control import topics
     from velox.model import synthetic
 
-    topics.ensure(settings)
     if args.kind == "synthetic":
+        out = None if args.path is None else output_file("the item features' file", args.path)
+        topics.ensure(settings)
         truth = synthetic.planted(args.users, settings.items, settings.d, seed=settings.seed)
-        if args.path is not None:
-            args.path.write_bytes(synthetic.items_only(truth).to_npz())
-            log.info("planted item features written to %s (use it as VELOX_INITIAL_VERSION)", args.path)
+        if out is not None:
+            out.write_bytes(synthetic.items_only(truth).to_npz())
+            log.info("planted item features written to %s (use it as VELOX_INITIAL_VERSION)", out)
         load.produce(settings, synthetic.observations(truth, args.events, args.noise, seed=settings.seed,
                                                       changed=args.changed), total=args.events)
         log.info("loaded %d synthetic observations of %s (noise %.2f, %.0f%% of users change taste halfway)",
                  args.events, truth.id, args.noise, 100 * args.changed)
         return 0
+    path = load.ratings_file(args.path or load.PYSPARK_SAMPLE)  # a wrong path is said before the broker is asked
+    topics.ensure(settings)
     if args.if_empty and (held := held_observations(settings)):
         log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
         return 0
-    path = args.path or load.PYSPARK_SAMPLE
     events = load.read_movielens(path)
     if args.order == "time":
         events.sort(key=lambda event: event.time)
@@ -422,13 +444,21 @@ def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from velox import evaluate, load
 
     path = args.path or load.PYSPARK_SAMPLE
+    ratings = load.read_movielens(path)
+    out = None if args.json is None else output_file("--json", args.json)
     with evaluate.isolated(settings) as private:
-        result = evaluate.evaluate(private, load.read_movielens(path), str(path), settings.seed, args.first_fraction,
-                                   master=args.master)
+        result = evaluate.evaluate(private, ratings, str(path), settings.seed, args.first_fraction, master=args.master)
     print(result.table())
-    if args.json:
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if out is not None:
+        out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return 0
+
+
+def output_file(what: str, path: Path) -> Path:
+    """``path``, if its folder exists: said before a command's work, not after it."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what} {path}: there is no folder {path.parent}")
+    return path
 
 
 def run_app(settings: Settings, args: argparse.Namespace) -> int:

@@ -24,18 +24,43 @@ from velox.settings import Settings
 PYSPARK_SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
 
 
+RATINGS_FILES = ("u.data", "ratings.dat", "ratings.csv")  # MovieLens 100K, 1M and 10M, the later releases
+
+
+def ratings_file(path: Path) -> Path:
+    """``path``, or the ratings file inside the MovieLens folder ``path``: checked before anything
+    starts, so that a wrong path is one line, not a traceback after a broker came up."""
+    if path.is_dir():
+        inside = [path / name for name in RATINGS_FILES if (path / name).is_file()]
+        if not inside:
+            raise VeloxError(f"{path} is a folder without a MovieLens ratings file ({', '.join(RATINGS_FILES)})")
+        return inside[0]
+    if not path.is_file():
+        raise VeloxError(f"no ratings file at {path}")
+    return path
+
+
 def read_movielens(path: Path) -> list[Observation]:
-    """Every rating in the file, in file order."""
-    lines = path.read_text(encoding="latin-1").splitlines()
-    separator = "\t" if "\t" in lines[0] else "::" if "::" in lines[0] else ","
-    if not lines[0].split(separator)[0].strip().isdigit():
+    """Every rating in the file (or the MovieLens folder), in file order."""
+    path = ratings_file(path)
+    lines = [(number, line) for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1)
+             if line.strip()]
+    if not lines:
+        raise VeloxError(f"{path} holds no ratings")
+    first = lines[0][1]
+    separator = "\t" if "\t" in first else "::" if "::" in first else ","
+    if not first.split(separator)[0].strip().isdigit():
         lines = lines[1:]  # ratings.csv starts with a header
-    return [_rating(line, separator) for line in lines if line.strip()]
+    return [_rating(path, number, line, separator) for number, line in lines]
 
 
-def _rating(line: str, separator: str) -> Observation:
-    user, item, score, timestamp = line.strip().split(separator)[:4]
-    return Observation(user=int(user), item=int(item), score=float(score), time=float(timestamp))
+def _rating(path: Path, number: int, line: str, separator: str) -> Observation:
+    try:
+        user, item, score, timestamp = line.strip().split(separator)[:4]
+        return Observation(user=int(user), item=int(item), score=float(score), time=float(timestamp))
+    except ValueError:
+        raise VeloxError(f"{path}, line {number}: expected user, item, rating and timestamp separated by "
+                         f"{separator!r}, got {line.strip()[:80]!r}") from None
 
 
 def produce(settings: Settings, events: Iterable[Observation], total: int, out: TextIO = sys.stderr) -> None:

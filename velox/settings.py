@@ -125,7 +125,10 @@ class Settings:
             env_name = f"VELOX_{field.name.upper()}"
             if env_name in environ:
                 values[field.name] = _convert(field, env_name, environ[env_name])
-        values.update({key: value for key, value in overrides.items() if value is not None})
+        # A flag's path gets the same ~ as a variable's: the shell leaves ``--data=~/x`` alone, and a
+        # child reading it back from VELOX_DATA would expand it to another folder than ours.
+        values.update({key: value.expanduser() if isinstance(value, Path) else value
+                       for key, value in overrides.items() if value is not None})
         settings = cls(**values)
         settings.validate()
         return settings
@@ -156,6 +159,9 @@ class Settings:
             raise ConfigError(f"slo_ms must be positive, got {self.slo_ms}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both a certificate and its key (VELOX_TLS_CERT and VELOX_TLS_KEY)")
+        for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
+            if path is not None and not path.is_file():  # said at start, not when the edge binds its port
+                raise ConfigError(f"{name}: no file at {path}")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 

@@ -123,12 +123,16 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     worker.wait_ready()  # started by the test before: the rollback is a swap it logs
     older = versions.active(settings).version
     steady_load(settings, 2_000, seed=3).join()
-    warm = WarmJob(settings, PARAMS, master="local[2]")  # the controller's way: one session kept
+    warm = WarmJob(settings, PARAMS, master="local[2]", activate=False)  # the controller's way: one session kept
     try:
+        saved = warm("saved for a person to activate")  # `velox retrain --watch --no-activate`
+        assert versions.active(settings).version.id == older.id
+        assert saved.id in {info.id for info in ModelStore(settings.model_store).list()}
+        warm.activate = True
         newer = warm("newer")
     finally:
         warm.close()
-    assert newer.id != older.id
+    assert newer.id != older.id and versions.active(settings).version.id == newer.id
     steady_load(settings, 1_000, seed=4).join()
     versions.activate(settings, older.id, reason="rollback")
     steady_load(settings, 1_000, seed=5).join()

@@ -68,8 +68,9 @@ class WarmJob:
     are paid once, not at every run (bench/retrain.py times a cold run against a warm one)."""
 
     def __init__(self, settings: Settings, params: TrainParams, master: str = "local[*]",
-                 spark_conf: Mapping[str, str] | None = None) -> None:
+                 spark_conf: Mapping[str, str] | None = None, activate: bool = True) -> None:
         self.settings, self.params, self.master, self.spark_conf = settings, params, master, spark_conf
+        self.activate = activate  # False: each version is saved for a person to activate (``velox model activate``)
         self.spark: SparkSession | None = None
         self.producer: Producer | None = None  # versions.announcer, kept
 
@@ -78,7 +79,7 @@ class WarmJob:
             if self.spark is None:
                 self.spark = spark_session(self.master, self.spark_conf, jars.fetch(jars.SPARK_KAFKA, self.settings.cache))
                 self.producer = versions.announcer(self.settings)
-            return _retrain(self.spark, self.settings, self.params, True, reason, self.producer)
+            return _retrain(self.spark, self.settings, self.params, self.activate, reason, self.producer)
 
     def close(self) -> None:
         if self.spark is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from velox.errors import ConfigError
@@ -20,6 +22,10 @@ def load(target: str) -> BatchModel:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"a container's model is 'module:attribute', got {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # The user's module is beside them, as with ``python -m``: the ``velox`` script's path has its
+        # own folder first instead (uvicorn's --app-dir does the same).
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
