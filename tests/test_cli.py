@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from velox import kafka
+from velox import kafka, processes
 from velox.control import topics
 from tests.test_broker import is_running
 from velox.broker import LocalBroker, LocalCluster, free_bootstrap
-from velox.cli import build_parser, load_if_new, local_kafka
+from velox.cli import build_parser, load_if_new, local_brokers
 from velox.load import PYSPARK_SAMPLE
 from velox.settings import Settings
 
@@ -84,8 +84,11 @@ def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_dele
     own = own.replace(bootstrap=cluster.bootstrap)
     try:
         assert len(pids) == 2 and all(pid is not None and is_running(pid) for pid in pids)
-        brokers, ours = local_kafka(own)
+        brokers, ours = local_brokers(own)
         assert not ours and [status.pid for status in brokers.status()] == pids
+        run = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "run"], env={**os.environ, **own.to_env()},
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and f"a broker already runs on {own.data} (pid {pids[0]})" in run.stderr, run.stderr
         done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env={**os.environ, **own.to_env()},
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -95,6 +98,22 @@ def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_dele
         for pid in pids:
             if pid is not None and is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_second_up_on_the_same_data_is_refused_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    own = Settings.from_env().replace(data=tmp_path / "velox", bootstrap=free_bootstrap())
+    own.data.mkdir()
+    # A process that shows in /proc as `velox up` does, for the first.
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "velox.cli", "up"])
+    try:
+        processes.up_pid_file(own).write_text(str(first.pid))
+        done = subprocess.run([sys.executable, "-m", "velox.cli", "up"], env={**os.environ, **own.to_env()},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and f"velox up already runs on {own.data} (pid {first.pid})" in done.stderr, done.stderr
+        assert processes.up_pid_file(own).read_text() == str(first.pid) and not (own.data / "kafka").exists()
+    finally:
+        first.kill()
+        first.wait()
 
 
 def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:

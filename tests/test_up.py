@@ -36,10 +36,11 @@ def call(url: str, body: dict[str, Any] | None = None) -> Any:
 
 
 # Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group;
-# `velox reset --yes` from another terminal stops it too, and deletes its data. One of them runs
-# the worker on the Faust engine.
-@pytest.mark.parametrize("stop,engine", [(signal.SIGINT, "kafka"), (signal.SIGHUP, "faust"), ("reset", "kafka")],
-                         ids=["ctrl-c", "terminal-closed-faust-engine", "reset"])
+# `velox reset --yes` from another terminal stops it too, and deletes its data; a worker that dies
+# stops the rest, and up fails naming it. One of them runs the worker on the Faust engine.
+@pytest.mark.parametrize("stop,engine", [(signal.SIGINT, "kafka"), (signal.SIGHUP, "faust"), ("reset", "kafka"),
+                                         ("worker-killed", "kafka")],
+                         ids=["ctrl-c", "terminal-closed-faust-engine", "reset", "worker-killed"])
 def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_everything(
     settings: Settings, tmp_path: Path, stop: signal.Signals | str, engine: str
 ) -> None:
@@ -79,9 +80,11 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
                                    env={**os.environ, **own.to_env()}, capture_output=True, text=True, timeout=180)
             assert reset.returncode == 0 and f"stopping velox up (pid {up.pid})" in reset.stderr, reset.stderr
             assert not own.data.exists()
+        elif stop == "worker-killed":
+            os.kill(pids[0], signal.SIGKILL)
         else:
             os.killpg(up.pid, stop)
-        assert up.wait(90) == 0, log.read_text()
+        assert up.wait(90) == (1 if stop == "worker-killed" else 0), log.read_text()
     finally:
         if up.poll() is None:
             up.kill()
@@ -89,7 +92,10 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
     text = log.read_text()
     if engine == "faust":
         assert "on the faust" in (own.data / "logs" / "worker.log").read_text()
-    assert "curl" in text and "worker stopped (exit 0)" in text and "controller stopped (exit 0)" in text
+    worker_exit = -signal.SIGKILL if stop == "worker-killed" else 0
+    assert "curl" in text and f"worker stopped (exit {worker_exit})" in text and "controller stopped (exit 0)" in text
+    if stop == "worker-killed":
+        assert f"the worker exited with {worker_exit}, so everything stopped; see {own.data / 'logs' / 'worker.log'}" in text
     assert "kafka stopped" in text and len(pids) == 2
     assert not re.search(r"^%\d\|", text, re.MULTILINE), "librdkafka's own lines on the console"
     assert not any(is_running(pid) for pid in [*pids, broker_pid])

@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -179,9 +178,12 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     if args.brokers is not None and (args.action != "start" or args.brokers < 1):
         raise ConfigError(f"--brokers {args.brokers}: start takes a cluster's size, 1 or more "
                           "(stop and status find its brokers themselves)")
-    if args.action == "run":
-        LocalBroker(settings).run(secure=args.secure)
     cluster = LocalCluster(settings, args.brokers if args.action == "start" else None)
+    if args.action == "run":
+        if running := [status for status in cluster.status() if status.running]:
+            raise ConfigError(f"a broker already runs on {settings.data} (pid {running[0].pid}): "
+                              "`velox kafka stop` first, or leave it to run")
+        LocalBroker(settings).run(secure=args.secure)
     if args.action == "start":
         started = time.monotonic()
         statuses = cluster.start(secure=args.secure)
@@ -223,18 +225,26 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground."""
+    """Broker; worker; data and a first version if the system is new; controller; the edge in the foreground.
+
+    A worker or controller that exits on its own stops the rest, and ``up`` says which and where its log is."""
     from velox import load
     from velox.control import topics, versions
 
     ratings = None if args.ratings is None else load.ratings_file(args.ratings)
-    brokers, ours = local_kafka(settings)
-    topics.ensure(settings)
+    if (pid := processes.running_up(settings)) is not None:
+        raise VeloxError(f"velox up already runs on {settings.data} (pid {pid}): stop it first (Ctrl-C in its "
+                         "terminal, or `velox reset` to start over)")
+    brokers, ours = local_brokers(settings)
     logs = settings.data / "logs"
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    watch = processes.Watch()
+    settings.data.mkdir(parents=True, exist_ok=True)
     processes.up_pid_file(settings).write_text(str(os.getpid()))
-    try:
-        children.append(("worker", processes.spawn(settings, logs / "worker.log", "worker")))
+    try:  # from the broker's start on: a Ctrl-C at any step stops what was started
+        for status in brokers.start():
+            log.info("%s", status.describe())
+        topics.ensure(settings)
+        worker = watch.add("worker", processes.spawn(settings, logs / "worker.log", "worker"), logs / "worker.log")
         load_if_new(settings, ratings)
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
@@ -245,31 +255,33 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
                 processes.stop(first)
             if failed:
                 raise VeloxError(f"the first retrain failed; see {logs / 'retrain.log'}")
-        children.append(("controller", processes.spawn(settings, logs / "controller.log", "retrain", "--watch",
-                                                      "--every", "3600", "--drift", "0.1", "--window", "300")))
+        controller = watch.add("controller", processes.spawn(
+            settings, logs / "controller.log", "retrain", "--watch", "--every", "3600", "--drift", "0.1", "--window",
+            "300"), logs / "controller.log")
         base = f"{settings.edge_url}/v1/models/{settings.model}"
         log.info("running: broker %s, worker pid %d, controller pid %d; logs in %s; edge on %s; try:\n"
                  "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
                  "  curl -X POST -H 'Content-Type: application/json' -d '{\"user\": 1, \"item\": 2, \"score\": 5}' %s/observe",
-                 settings.bootstrap, children[0][1].pid, children[1][1].pid, logs, settings.edge_url, base, base, base)
+                 settings.bootstrap, worker.pid, controller.pid, logs, settings.edge_url, base, base, base)
         return run_serve(settings, args)
     finally:
-        for name, process in reversed(children):
+        watch.stop()
+        for name, process, _ in reversed(watch.children):
             log.info("%s stopped (exit %s)", name, processes.stop(process))
         if ours:
             for status in brokers.stop():
                 log.info("%s", status.describe())
         processes.up_pid_file(settings).unlink(missing_ok=True)
+        if watch.died is not None:  # replaces the clean stop's exit: up failed, and says why
+            name, code, log_file = watch.died
+            raise VeloxError(f"the {name} exited with {code}, so everything stopped; see {log_file}")
 
 
-def local_kafka(settings: Settings) -> tuple[LocalCluster, bool]:
-    """The local broker, or the cluster ``velox kafka start --brokers N`` made, started unless it
-    runs; and whether this started it (then its starter stops it too)."""
+def local_brokers(settings: Settings) -> tuple[LocalCluster, bool]:
+    """The local broker, or the cluster ``velox kafka start --brokers N`` made; and whether none of
+    it runs yet (then whoever starts it stops it too)."""
     brokers = LocalCluster(settings)
-    ours = not any(status.running for status in brokers.status())
-    for status in brokers.start():
-        log.info("%s", status.describe())
-    return brokers, ours
+    return brokers, not any(status.running for status in brokers.status())
 
 
 def load_if_new(settings: Settings, ratings: Path | None) -> None:

@@ -68,6 +68,36 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
     return process.returncode
 
 
+class Watch:
+    """Children a command needs while it runs (``velox up``'s worker and controller): the first to
+    exit on its own stops the command, by a SIGTERM to itself through whichever handler is set
+    (the server's, or ``terminate``), and is kept in ``died`` for the command to name."""
+
+    POLL = 0.5  # seconds between looks
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self.died: tuple[str, int, Path] | None = None
+        self.stopping = threading.Event()
+        threading.Thread(target=self._run, name="velox-children", daemon=True).start()
+
+    def add(self, name: str, process: subprocess.Popen[bytes], log_file: Path) -> subprocess.Popen[bytes]:
+        self.children.append((name, process, log_file))
+        return process
+
+    def stop(self) -> None:
+        """From now on an exit is the command's own doing: not a failure."""
+        self.stopping.set()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.POLL):
+            for name, process, log_file in list(self.children):
+                if (code := process.poll()) is not None and not self.stopping.is_set():
+                    self.died = (name, code, log_file)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+
 def up_pid_file(settings: Settings) -> Path:
     """Where a running ``velox up`` leaves its pid, so that ``velox reset`` can stop it."""
     return settings.data / "up.pid"
