@@ -106,6 +106,21 @@ def test_an_app_without_models_answers_its_default_output_and_bad_admin_calls_ar
     assert client.post("/v1/apps/ghost/models/default", headers=ADMIN).status_code == 404
 
 
+@pytest.mark.parametrize(("fields", "said"), [
+    ({"policy": "ab", "weights": [0.9, -0.1]}, "weights must be 0 or more, at least one above 0, got [0.9, -0.1]"),
+    ({"policy": "ab", "weights": [0, 0]}, "weights must be 0 or more"),
+    ({"policy": "epsilon", "epsilon": -0.1}, "epsilon must be between 0 and 1, got -0.1"),
+    ({"policy": "exp3", "gamma": 0}, "gamma must be above 0 and at most 1, got 0"),
+    ({"sticky_s": -5}, "sticky_s must be 0 or more, got -5"),
+])
+def test_an_app_whose_policy_could_not_draw_is_refused_at_registration(edge, fields: dict, said: str) -> None:
+    """Accepted, such an app would fail every predict at the policy's draw."""
+    client, _, _ = edge
+    refused = client.put("/v1/apps/odd", json={"default_output": 3.0, **fields}, headers=ADMIN)
+    assert refused.status_code == 400 and said in refused.json()["detail"], refused.text
+    assert client.get("/v1/apps/odd/predict", params={"user": 1, "item": 1}).status_code == 404  # nothing registered
+
+
 def test_velox_app_commands_register_and_link_and_every_decision_is_logged_with_its_propensity(edge) -> None:
     client, own, _ = edge
     env = {**os.environ, **own.to_env()}

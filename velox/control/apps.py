@@ -67,6 +67,15 @@ def register(settings: Settings, app: App) -> App:
         raise ConfigError(f"policy {app.policy!r} is unknown; use one of {', '.join(KINDS)}")
     if app.slo_ms <= 0:
         raise ConfigError(f"slo_ms must be positive, got {app.slo_ms}")
+    # Checked here, not at the first request: a policy drawing from these would fail every predict.
+    if any(not weight >= 0 for weight in app.weights) or (app.weights and not sum(app.weights) > 0):
+        raise ConfigError(f"weights must be 0 or more, at least one above 0, got {app.weights}")
+    if not 0 <= app.epsilon <= 1:
+        raise ConfigError(f"epsilon must be between 0 and 1, got {app.epsilon}")
+    if not 0 < app.gamma <= 1:
+        raise ConfigError(f"gamma must be above 0 and at most 1, got {app.gamma}")
+    if not app.sticky_s >= 0:
+        raise ConfigError(f"sticky_s must be 0 or more, got {app.sticky_s}")
     _check_models(settings, app.models)
     known = current(settings).get(app.name)
     if known is not None and not app.models:
