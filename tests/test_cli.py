@@ -57,6 +57,10 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
         load_if_new(own, PYSPARK_SAMPLE)
         assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
         env = {**os.environ, **own.to_env()}
+        grown = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "start", "--brokers", "3"], env=env,
+                               capture_output=True, text=True, timeout=120)  # it would orphan the running broker
+        assert grown.returncode == 1 and "holds a Kafka of 1 broker, not 3" in grown.stderr, grown.stderr
+        assert broker.status().running and not (own.data / "kafka" / "nodes").exists()
         refused = subprocess.run([sys.executable, "-m", "velox.cli", "reset"], env=env, input="n\n",
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 1 and own.data.exists() and broker.status().running
@@ -89,6 +93,10 @@ def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_dele
         run = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "run"], env={**os.environ, **own.to_env()},
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and f"a broker already runs on {own.data} (pid {pids[0]})" in run.stderr, run.stderr
+        resized = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "start", "--brokers", "1"],
+                                 env={**os.environ, **own.to_env()}, capture_output=True, text=True, timeout=120)
+        assert resized.returncode == 1 and f"{own.data} holds a Kafka of 2 brokers, not 1" in resized.stderr, resized.stderr
+        assert [status.pid for status in LocalCluster(own).status()] == pids
         done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env={**os.environ, **own.to_env()},
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

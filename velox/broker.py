@@ -23,7 +23,7 @@ from pathlib import Path
 
 from velox import jars
 from velox.broker_secrets import BrokerSecrets
-from velox.errors import BrokerError
+from velox.errors import BrokerError, ConfigError
 from velox.processes import is_zombie, wait_exit
 from velox.settings import Settings
 
@@ -277,8 +277,15 @@ class LocalCluster:
     Each node is broker and KRaft controller; a majority of them must run for any to serve."""
 
     def __init__(self, settings: Settings, brokers: int | None = None) -> None:
-        self.count_file = settings.data / "kafka" / "nodes"
-        count = brokers or (int(self.count_file.read_text()) if self.count_file.exists() else 1)
+        root = settings.data / "kafka"
+        self.count_file = root / "nodes"
+        held = int(self.count_file.read_text()) if self.count_file.exists() else \
+            1 if (root / "server.properties").exists() else None
+        if brokers is not None and held is not None and brokers != held:
+            # Another size would leave the running brokers unfound and their topics behind.
+            raise ConfigError(f"{settings.data} holds a Kafka of {held} broker{'s' if held > 1 else ''}, not {brokers}: "
+                              "start it as it is (`velox kafka start`), or start over (`velox reset`)")
+        count = brokers or held or 1
         self.nodes = [LocalBroker(settings, node, count) for node in range(1, count + 1)]
 
     @property
