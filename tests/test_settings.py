@@ -58,10 +58,12 @@ def test_settings_name_the_update_rule_with_its_parameters() -> None:
         Settings.from_env({"VELOX_FORGETTING": "1.5"})
 
 
-def test_a_flags_home_folder_is_the_one_a_child_reads_back() -> None:
+def test_a_folder_has_one_spelling_whether_a_flag_or_a_variable_gave_it() -> None:
     settings = Settings.from_env({}, data=Path("~/velox-data"))  # `--data=~/velox-data`: the shell leaves ~ alone
     assert settings.data == Path.home() / "velox-data"
     assert Settings.from_env(settings.to_env()).data == settings.data
+    relative = Settings.from_env({"VELOX_DATA": "here"}, cache=Path("there"))
+    assert (relative.data, relative.cache) == (Path.cwd() / "here", Path.cwd() / "there")
 
 
 def test_a_tls_file_that_is_not_there_is_refused_at_start(tmp_path: Path) -> None:

@@ -125,9 +125,7 @@ class Settings:
             env_name = f"VELOX_{field.name.upper()}"
             if env_name in environ:
                 values[field.name] = _convert(field, env_name, environ[env_name])
-        # A flag's path gets the same ~ as a variable's: the shell leaves ``--data=~/x`` alone, and a
-        # child reading it back from VELOX_DATA would expand it to another folder than ours.
-        values.update({key: value.expanduser() if isinstance(value, Path) else value
+        values.update({key: _absolute(value) if isinstance(value, Path) else value
                        for key, value in overrides.items() if value is not None})
         settings = cls(**values)
         settings.validate()
@@ -210,12 +208,19 @@ class Settings:
         return settings
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` with ``~`` expanded, from the working folder: one spelling per folder. The shell leaves
+    ``--data=~/x`` alone, a child reading VELOX_DATA back would expand it elsewhere, and a broker is
+    found by its configuration's path (``d`` and ``$PWD/d`` were two brokers to ``kafka stop``)."""
+    return path.expanduser().absolute()
+
+
 def _convert(field: dataclasses.Field[Any], env_name: str, raw: str) -> Any:
     kind, _, optional = str(field.type).partition(" | ")
     if optional and raw == "":
         return None
     if kind == "Path":
-        return Path(raw).expanduser()
+        return _absolute(Path(raw))
     if kind == "bool":
         if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ConfigError(f"{env_name}={raw!r} is not true or false")
