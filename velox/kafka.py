@@ -252,6 +252,20 @@ def watermarks(reader: Consumer, tp: TopicPartition, timeout: float = 60) -> tup
             time.sleep(0.2)
 
 
+def committed(reader: Consumer, partitions: list[TopicPartition], timeout: float = 60) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while its coordinator moves (NOT_COORDINATOR and
+    the like: a broker died, or a new group's coordinator is loading). A worker asks inside its
+    rebalance callbacks, where an error would end the worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reader.committed(partitions, timeout=min(10.0, max(deadline - time.monotonic(), 1.0)))
+        except KafkaException as exc:
+            if not moving(exc.args[0]) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
     """One message (waiting up to ``wait`` seconds for it), then whatever has arrived with it.
 
@@ -293,17 +307,8 @@ def lag(settings: Settings, group: str, topic: str) -> int:
     reader = consumer(settings, group=group)
     try:
         partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                committed = reader.committed(partitions, timeout=30)
-                break
-            except KafkaException:  # NOT_COORDINATOR and the like while a new group's coordinator loads
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
         ends = [watermarks(reader, tp)[1] for tp in partitions]
-        return sum(end - max(tp.offset, 0) for tp, end in zip(committed, ends))
+        return sum(end - max(tp.offset, 0) for tp, end in zip(committed(reader, partitions), ends))
     finally:
         reader.close()
 

@@ -117,7 +117,7 @@ class Engine:
         if partition in self.positions:
             return self.positions[partition]
         tp = TopicPartition(self.source, partition)
-        committed = self.reader.committed([tp], timeout=30)[0].offset
+        committed = kafka.committed(self.reader, [tp])[0].offset
         return committed if committed >= 0 else kafka.watermarks(self.reader, tp)[0]
 
     def _use(self, activation: Activation | None) -> None:

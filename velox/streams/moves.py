@@ -126,7 +126,7 @@ class Mover:
     def _moved_below(self, partition: int) -> int:
         if partition not in self.moved_below:
             tp = TopicPartition(self.source, partition)
-            self.moved_below[partition] = self.progress.committed([tp], timeout=30)[0].offset
+            self.moved_below[partition] = kafka.committed(self.progress, [tp])[0].offset
         return self.moved_below[partition]
 
     def _log(self) -> None:
