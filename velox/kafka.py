@@ -237,32 +237,36 @@ def fenced(error: KafkaError) -> bool:
 
 def watermarks(reader: Consumer, tp: TopicPartition, timeout: float = 60) -> tuple[int, int]:
     """``get_watermark_offsets``, asked again while the partition's leader is moving (a broker died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return reader.get_watermark_offsets(tp, timeout=min(5.0, max(deadline - time.monotonic(), 1.0)))
-        except KafkaException as exc:
-            if not moving(exc.args[0]) or time.monotonic() >= deadline:
-                raise
-            if exc.args[0].code() == KafkaError._UNKNOWN_PARTITION:  # its metadata predates the partition
-                try:
-                    reader.list_topics(tp.topic, timeout=5)
-                except KafkaException:
-                    pass
-            time.sleep(0.2)
+
+    def refresh(error: KafkaError) -> None:
+        if error.code() == KafkaError._UNKNOWN_PARTITION:  # its metadata predates the partition
+            try:
+                reader.list_topics(tp.topic, timeout=5)
+            except KafkaException:
+                pass
+
+    return while_moving(lambda wait: reader.get_watermark_offsets(tp, timeout=wait), timeout, refresh)
 
 
 def committed(reader: Consumer, partitions: list[TopicPartition], timeout: float = 60) -> list[TopicPartition]:
     """The group's committed offsets, asked again while its coordinator moves (NOT_COORDINATOR and
     the like: a broker died, or a new group's coordinator is loading). A worker asks inside its
     rebalance callbacks, where an error would end the worker."""
+    return while_moving(lambda wait: reader.committed(partitions, timeout=wait), timeout)
+
+
+def while_moving(ask: Callable[[float], T], timeout: float,
+                 between: Callable[[KafkaError], None] = lambda error: None) -> T:
+    """``ask(wait)`` until it answers, again after each error that passes once the cluster has moved
+    what a dead broker held (``between`` sees the error first), for up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return reader.committed(partitions, timeout=min(10.0, max(deadline - time.monotonic(), 1.0)))
+            return ask(min(5.0, max(deadline - time.monotonic(), 1.0)))
         except KafkaException as exc:
             if not moving(exc.args[0]) or time.monotonic() >= deadline:
                 raise
+            between(exc.args[0])
             time.sleep(0.2)
 
 
