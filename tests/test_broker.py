@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,10 +18,12 @@ from velox.errors import BrokerError
 from velox.settings import Settings
 
 
-def velox(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+def velox(*args: str, settings: Settings, answer: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`velox ARGS` with ``settings`` as its VELOX_* variables; ``answer`` on its standard input, else
+    none at all (as from a script)."""
     return subprocess.run(
-        [sys.executable, "-m", "velox.cli", "--bootstrap", settings.bootstrap, "--data", str(settings.data), *args],
-        capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "velox.cli", *args], env={**os.environ, **settings.to_env()}, input=answer,
+        stdin=None if answer is not None else subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
     )
 
 

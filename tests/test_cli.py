@@ -15,7 +15,7 @@ import pytest
 
 from velox import kafka, processes
 from velox.control import topics
-from tests.test_broker import is_running
+from tests.test_broker import is_running, velox
 from velox.broker import LocalBroker, LocalCluster, free_bootstrap
 from velox.cli import build_parser, load_if_new, local_brokers
 from velox.load import PYSPARK_SAMPLE
@@ -56,16 +56,12 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
         topics.ensure(own)
         load_if_new(own, PYSPARK_SAMPLE)
         assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
-        env = {**os.environ, **own.to_env()}
-        grown = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "start", "--brokers", "3"], env=env,
-                               capture_output=True, text=True, timeout=120)  # it would orphan the running broker
+        grown = velox("kafka", "start", "--brokers", "3", settings=own)  # it would orphan the running broker
         assert grown.returncode == 1 and "holds a Kafka of 1 broker, not 3" in grown.stderr, grown.stderr
         assert broker.status().running and not (own.data / "kafka" / "nodes").exists()
-        refused = subprocess.run([sys.executable, "-m", "velox.cli", "reset"], env=env, input="n\n",
-                                 capture_output=True, text=True, timeout=120)
+        refused = velox("reset", settings=own, answer="n\n")
         assert refused.returncode == 1 and own.data.exists() and broker.status().running
-        done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = velox("reset", "--yes", settings=own)
         assert done.returncode == 0, done.stderr
         assert not broker.status().running
         assert not own.data.exists()
@@ -90,15 +86,12 @@ def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_dele
         assert len(pids) == 2 and all(pid is not None and is_running(pid) for pid in pids)
         brokers, ours = local_brokers(own)
         assert not ours and [status.pid for status in brokers.status()] == pids
-        run = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "run"], env={**os.environ, **own.to_env()},
-                             capture_output=True, text=True, timeout=120)
+        run = velox("kafka", "run", settings=own)
         assert run.returncode == 1 and f"a broker already runs on {own.data} (pid {pids[0]})" in run.stderr, run.stderr
-        resized = subprocess.run([sys.executable, "-m", "velox.cli", "kafka", "start", "--brokers", "1"],
-                                 env={**os.environ, **own.to_env()}, capture_output=True, text=True, timeout=120)
+        resized = velox("kafka", "start", "--brokers", "1", settings=own)
         assert resized.returncode == 1 and f"{own.data} holds a Kafka of 2 brokers, not 1" in resized.stderr, resized.stderr
         assert [status.pid for status in LocalCluster(own).status()] == pids
-        done = subprocess.run([sys.executable, "-m", "velox.cli", "reset", "--yes"], env={**os.environ, **own.to_env()},
-                              capture_output=True, text=True, timeout=120)
+        done = velox("reset", "--yes", settings=own)
         assert done.returncode == 0, done.stderr
         assert not any(is_running(pid) for pid in pids), done.stderr
         assert not own.data.exists()
@@ -115,8 +108,7 @@ def test_a_second_up_on_the_same_data_is_refused_and_leaves_the_first_alone(tmp_
     first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "velox.cli", "up"])
     try:
         processes.up_pid_file(own).write_text(str(first.pid))
-        done = subprocess.run([sys.executable, "-m", "velox.cli", "up"], env={**os.environ, **own.to_env()},
-                              capture_output=True, text=True, timeout=120)
+        done = velox("up", settings=own)
         assert done.returncode == 1 and f"velox up already runs on {own.data} (pid {first.pid})" in done.stderr, done.stderr
         assert processes.up_pid_file(own).read_text() == str(first.pid) and not (own.data / "kafka").exists()
     finally:
@@ -154,9 +146,7 @@ def test_a_wrong_argument_is_one_line_before_anything_starts(tmp_path: Path, com
     own.data.mkdir()
     (own.data / "something").write_text("kept")
     try:
-        done = subprocess.run([sys.executable, "-m", "velox.cli", *(part.format(tmp=tmp_path) for part in command)],
-                              env={**os.environ, **own.to_env()}, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=120)
+        done = velox(*(part.format(tmp=tmp_path) for part in command), settings=own)
     finally:
         if (own.data / "kafka").exists():  # a broker the command should not have started
             LocalCluster(own).stop()

@@ -277,10 +277,9 @@ class LocalCluster:
     Each node is broker and KRaft controller; a majority of them must run for any to serve."""
 
     def __init__(self, settings: Settings, brokers: int | None = None) -> None:
-        root = settings.data / "kafka"
-        self.count_file = root / "nodes"
+        self.count_file = settings.data / "kafka" / "nodes"
         held = int(self.count_file.read_text()) if self.count_file.exists() else \
-            1 if (root / "server.properties").exists() else None
+            1 if LocalBroker(settings).config.exists() else None
         if brokers is not None and held is not None and brokers != held:
             # Another size would leave the running brokers unfound and their topics behind.
             raise ConfigError(f"{settings.data} holds a Kafka of {held} broker{'s' if held > 1 else ''}, not {brokers}: "
@@ -318,6 +317,10 @@ class LocalCluster:
 
     def status(self) -> list[BrokerStatus]:
         return [node.status() for node in self.nodes]
+
+    def running(self) -> list[BrokerStatus]:
+        """The nodes that run now."""
+        return [status for status in self.status() if status.running]
 
 
 @contextmanager

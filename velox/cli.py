@@ -180,7 +180,7 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
                           "(stop and status find its brokers themselves)")
     cluster = LocalCluster(settings, args.brokers if args.action == "start" else None)
     if args.action == "run":
-        if running := [status for status in cluster.status() if status.running]:
+        if running := cluster.running():
             raise ConfigError(f"a broker already runs on {settings.data} (pid {running[0].pid}): "
                               "`velox kafka stop` first, or leave it to run")
         LocalBroker(settings).run(secure=args.secure)
@@ -244,7 +244,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         for status in brokers.start():
             log.info("%s", status.describe())
         topics.ensure(settings)
-        worker = watch.add("worker", processes.spawn(settings, logs / "worker.log", "worker"), logs / "worker.log")
+        worker = watch.spawn("worker", settings, logs / "worker.log", "worker")
         load_if_new(settings, ratings)
         if versions.active(settings) is None:
             log.info("training the first version with Spark (log %s)", logs / "retrain.log")
@@ -255,9 +255,8 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
                 processes.stop(first)
             if failed:
                 raise VeloxError(f"the first retrain failed; see {logs / 'retrain.log'}")
-        controller = watch.add("controller", processes.spawn(
-            settings, logs / "controller.log", "retrain", "--watch", "--every", "3600", "--drift", "0.1", "--window",
-            "300"), logs / "controller.log")
+        controller = watch.spawn("controller", settings, logs / "controller.log", "retrain", "--watch", "--every",
+                                 "3600", "--drift", "0.1", "--window", "300")
         base = f"{settings.edge_url}/v1/models/{settings.model}"
         log.info("running: broker %s, worker pid %d, controller pid %d; logs in %s; edge on %s; try:\n"
                  "  curl '%s/predict?user=1&item=2'\n  curl '%s/top_k?user=1&k=10'\n"
@@ -281,7 +280,7 @@ def local_brokers(settings: Settings) -> tuple[LocalCluster, bool]:
     """The local broker, or the cluster ``velox kafka start --brokers N`` made; and whether none of
     it runs yet (then whoever starts it stops it too)."""
     brokers = LocalCluster(settings)
-    return brokers, not any(status.running for status in brokers.status())
+    return brokers, not brokers.running()
 
 
 def load_if_new(settings: Settings, ratings: Path | None) -> None:
@@ -334,7 +333,7 @@ def run_reset(settings: Settings, args: argparse.Namespace) -> int:
         if not processes.stop_pid(pid):
             raise VeloxError(f"velox up (pid {pid}) did not stop within 90 s; nothing removed")
     brokers = LocalCluster(settings)  # every node of a local cluster: their files are about to go
-    if any(status.running for status in brokers.status()):
+    if brokers.running():
         for status in brokers.stop():
             log.info("%s", status.describe())
     for place, size in megabytes.items():

@@ -81,7 +81,9 @@ class Watch:
         self.stopping = threading.Event()
         threading.Thread(target=self._run, name="velox-children", daemon=True).start()
 
-    def add(self, name: str, process: subprocess.Popen[bytes], log_file: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:
+        """``spawn``, watched."""
+        process = spawn(settings, log_file, *command)
         self.children.append((name, process, log_file))
         return process
 
