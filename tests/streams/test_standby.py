@@ -75,7 +75,13 @@ def test_a_killed_faust_worker_is_replaced_by_the_other_from_its_standby_copies(
             second.assert_alive()
             assert time.monotonic() < deadline, f"the second worker did not apply every event; see {second.log}"
             time.sleep(0.5)
-        assert set(owned(second)) == set(range(base.partitions))
+        # The group can rebalance again after the takeover (the log says "owning []" between a
+        # revoke and the next assignment), so ownership is waited for, not read once.
+        deadline = time.monotonic() + 60
+        while set(owned(second)) != set(range(base.partitions)):
+            second.assert_alive()
+            assert time.monotonic() < deadline, f"the second worker does not own every partition; see {second.log}"
+            time.sleep(0.5)
     finally:
         first.stop()
         second.stop()
