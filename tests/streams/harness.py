@@ -116,6 +116,19 @@ def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, 
         time.sleep(0.5)
 
 
+def wait_until_applied(settings: Settings, count: int, worker: WorkerProcess, timeout: float = 180.0) -> None:
+    """Until the worker's states hold ``count`` observations in all, read beside it.
+
+    Not its group's commits: after a restart or a rebalance Faust's commits can stall at a gap in
+    its acked offsets for tens of seconds (faust-streaming #596); the states do not wait for them."""
+    deadline = time.monotonic() + timeout
+    while sum(state.count for state in worker_states(settings).values()) < count:
+        worker.assert_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker did not apply {count} observations in {timeout} s; see {worker.log}")
+        time.sleep(0.5)
+
+
 def read_all(settings: Settings, topic: str) -> list[Message]:
     """Every message of ``topic`` now, in partition then offset order."""
     ends = kafka.end_offsets(settings, topic)
@@ -150,7 +163,7 @@ def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
 
 
 def worker_states(settings: Settings) -> dict[int, UserState]:
-    """The records in the stopped worker's RocksDB files, one DB per table partition."""
+    """The records in a worker's RocksDB files, one DB per table partition (read-only: beside a running worker too)."""
     states: dict[int, UserState] = {}
     for partition in range(settings.partitions):
         path = table_path(settings.data, partition)

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.streams.harness import WorkerProcess, produce, reference_states, worker_states
+from tests.streams.harness import WorkerProcess, produce, reference_states, wait_until_applied, worker_states
 from tests.streams.test_worker import assert_same_states, event, worker_settings
 from velox import kafka
 from velox.control import topics
@@ -67,14 +67,7 @@ def test_a_killed_faust_worker_is_replaced_by_the_other_from_its_standby_copies(
             time.sleep(0.2)
         first.kill9()
         producer.join()
-        # Every event applied, read beside the running worker. (Not its group's commits: after a
-        # rebalance Faust's commits can stall at a gap in its acked offsets for tens of seconds,
-        # faust-streaming #596; the states do not wait for them.)
-        deadline = time.monotonic() + 180
-        while sum(state.count for state in worker_states(second.settings).values()) < len(load):
-            second.assert_alive()
-            assert time.monotonic() < deadline, f"the second worker did not apply every event; see {second.log}"
-            time.sleep(0.5)
+        wait_until_applied(second.settings, len(load), second)
         # The group can rebalance again after the takeover (the log says "owning []" between a
         # revoke and the next assignment), so ownership is waited for, not read once.
         deadline = time.monotonic() + 60
