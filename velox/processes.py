@@ -12,7 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from velox.settings import Settings
@@ -37,6 +38,29 @@ def on_stop(stop: Callable[[], object]) -> None:
         signal.signal(sig, lambda *_: stop())
     if _stop_asked.is_set():
         stop()
+
+
+@contextmanager
+def stop_deferred() -> Iterator[None]:
+    """SIGTERM and SIGINT wait for the block to end, then reach whichever handler is set.
+
+    For starting Spark: pyspark launches its JVM and waits for the JVM to write where it listens,
+    in a temporary folder removed on the way out. Stopped in that wait, the JVM's main thread
+    fails to write there and ends, and py4j's listening thread keeps the JVM alive for good; once
+    started, the JVM exits when we do. Outside the main thread (where signals cannot be caught)
+    it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda sig, _: came.append(sig)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for sig in came[:1]:
+            os.kill(os.getpid(), sig)
 
 
 def stop_asked() -> bool:

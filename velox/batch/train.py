@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import velox
+from velox import processes
 from velox.model.batch_scores import predict_many
 from velox.model.store import filesystem
 from velox.model.version import ModelVersion
@@ -103,7 +104,8 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         **({"spark.jars": ",".join(str(jar) for jar in jars)} if jars else {}),
         **(conf or {}),
     }
-    session = SparkSession.builder.master(master).appName("velox-retrain").config(map=settings).getOrCreate()
+    with processes.stop_deferred():  # a stop while the JVM starts would leave it running (see there)
+        session = SparkSession.builder.master(master).appName("velox-retrain").config(map=settings).getOrCreate()
     if not master.startswith("local"):
         session.sparkContext.addPyFile(str(shipped_package()))
     return session
