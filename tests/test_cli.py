@@ -86,11 +86,21 @@ def test_up_joins_a_running_local_cluster_and_reset_stops_every_node_before_dele
         assert len(pids) == 2 and all(pid is not None and is_running(pid) for pid in pids)
         brokers, ours = local_brokers(own)
         assert not ours and [status.pid for status in brokers.status()] == pids
-        run = velox("kafka", "run", settings=own)
-        assert run.returncode == 1 and f"a broker already runs on {own.data} (pid {pids[0]})" in run.stderr, run.stderr
-        resized = velox("kafka", "start", "--brokers", "1", settings=own)
-        assert resized.returncode == 1 and f"{own.data} holds a Kafka of 2 brokers, not 1" in resized.stderr, resized.stderr
+        for refused in (("kafka", "run"), ("kafka", "start", "--brokers", "1")):  # one broker beside the cluster's
+            done = velox(*refused, settings=own)
+            assert done.returncode == 1 and f"{own.data} holds a Kafka of 2 brokers, not 1" in done.stderr, done.stderr
         assert [status.pid for status in LocalCluster(own).status()] == pids
+        # A node that died and cannot start again (its storage names another node) fails the start,
+        # and the node that ran keeps running.
+        os.kill(pids[1], signal.SIGKILL)
+        meta = cluster.nodes[1].log_dirs / "meta.properties"
+        kept = meta.read_text()
+        meta.write_text(kept.replace("node.id=2", "node.id=7"))
+        done = velox("kafka", "start", settings=own)
+        assert done.returncode == 1 and "the broker exited during start" in done.stderr, done.stderr
+        assert is_running(pids[0]) and LocalCluster(own).nodes[0].status().pid == pids[0]
+        meta.write_text(kept)
+        pids[1] = cluster.start()[1].pid
         done = velox("reset", "--yes", settings=own)
         assert done.returncode == 0, done.stderr
         assert not any(is_running(pid) for pid in pids), done.stderr

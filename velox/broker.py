@@ -299,21 +299,21 @@ class LocalCluster:
             self.nodes[0]._secure()
         self.count_file.parent.mkdir(parents=True, exist_ok=True)
         self.count_file.write_text(str(len(self.nodes)))
+        launched: list[LocalBroker] = []  # on failure these stop; nodes that ran already keep running
         try:
             for node in self.nodes:  # all launched before any is waited for: the quorum needs a majority
                 if node._live_pid() is None:
                     node._launch()
+                    launched.append(node)
             for node in self.nodes:
                 node._wait_ready(timeout)
         except BrokerError:
-            self.stop()
+            _stop(launched, timeout)
             raise
         return self.status()
 
     def stop(self, timeout: float = 30.0) -> list[BrokerStatus]:
-        """Every node at once: one by one, the last would wait on a quorum already gone."""
-        pids = [node._terminate() for node in self.nodes]
-        return [node._reap(pid, timeout) for node, pid in zip(self.nodes, pids)]
+        return _stop(self.nodes, timeout)
 
     def status(self) -> list[BrokerStatus]:
         return [node.status() for node in self.nodes]
@@ -321,6 +321,12 @@ class LocalCluster:
     def running(self) -> list[BrokerStatus]:
         """The nodes that run now."""
         return [status for status in self.status() if status.running]
+
+
+def _stop(nodes: list[LocalBroker], timeout: float) -> list[BrokerStatus]:
+    """Every node at once: one by one, the last would wait on a quorum already gone."""
+    pids = [node._terminate() for node in nodes]
+    return [node._reap(pid, timeout) for node, pid in zip(nodes, pids)]
 
 
 @contextmanager

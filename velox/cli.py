@@ -178,7 +178,8 @@ def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     if args.brokers is not None and (args.action != "start" or args.brokers < 1):
         raise ConfigError(f"--brokers {args.brokers}: start takes a cluster's size, 1 or more "
                           "(stop and status find its brokers themselves)")
-    cluster = LocalCluster(settings, args.brokers if args.action == "start" else None)
+    # ``run`` is one broker: on a cluster's folder it would start beside the cluster's nodes.
+    cluster = LocalCluster(settings, {"start": args.brokers, "run": 1}.get(args.action))
     if args.action == "run":
         if running := cluster.running():
             raise ConfigError(f"a broker already runs on {settings.data} (pid {running[0].pid}): "
