@@ -47,6 +47,9 @@ def test_kafka_cli_start_is_idempotent_status_reports_and_stop_leaves_no_process
         again = velox("kafka", "start", settings=own)
         assert again.returncode == 0, again.stderr
         assert LocalBroker(own).status().pid == pid
+        foreground = velox("kafka", "run", settings=own)  # would overwrite the running broker's pid file
+        assert foreground.returncode == 1 and f"a broker already runs on {tmp_path} (pid {pid})" in foreground.stderr
+        assert LocalBroker(own).status().pid == pid
 
         status = velox("kafka", "status", settings=own)
         assert status.returncode == 0
