@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,22 @@ from velox.broker import LocalBroker, free_bootstrap
 from velox.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")  # py4j's sockets in the Spark child
+
+
+@contextmanager
+def velox_up(own: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`velox up` on these settings, its output in ``log``, in a session of its own as in a terminal;
+    stopped the clean way (which stops what it started) if the test fails while it runs."""
+    with open(log, "wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", *args], env={**os.environ, **own.to_env()},
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield up
+    finally:
+        if up.poll() is None:
+            up.terminate()
+            up.wait(90)
+            LocalBroker(own).stop()
 
 
 def call(url: str, body: dict[str, Any] | None = None) -> Any:
@@ -46,12 +64,8 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
     port = int(free_bootstrap().split(":")[1])
     own = settings.replace(data=tmp_path / "data", bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(port), "--engine", engine],
-                              env={**os.environ, **own.to_env()}, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1/models/default"
-    try:
+    with velox_up(own, log, "--port", str(port), "--engine", engine) as up:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert up.poll() is None, log.read_text()
@@ -82,11 +96,6 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
         else:
             os.killpg(up.pid, stop)
         assert up.wait(90) == 0, log.read_text()
-    finally:
-        if up.poll() is None:  # a failed assertion: up's own clean stop ends what it started
-            up.terminate()
-            up.wait(90)
-            LocalBroker(own).stop()
     text = log.read_text()
     if engine == "faust":
         assert "on the faust" in (own.data / "logs" / "worker.log").read_text()
@@ -125,11 +134,7 @@ def test_a_worker_that_dies_while_the_first_version_trains_stops_up_and_everythi
 ) -> None:
     own = settings.replace(data=tmp_path / "data", bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "velox.cli", "up", "--port", str(int(free_bootstrap().split(":")[1]))],
-                              env={**os.environ, **own.to_env()}, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    try:
+    with velox_up(own, log, "--port", str(int(free_bootstrap().split(":")[1]))) as up:
         deadline = time.monotonic() + 120
         while not any(b"java" in command_line(pid) and b"spark" in command_line(pid) for pid in descendants(up.pid)):
             assert up.poll() is None and time.monotonic() < deadline, log.read_text()  # the first retrain's JVM
@@ -138,11 +143,6 @@ def test_a_worker_that_dies_while_the_first_version_trains_stops_up_and_everythi
         worker = next(pid for pid in started if command_line(pid).endswith(b"velox.cli\0worker\0"))
         os.kill(worker, signal.SIGKILL)
         assert up.wait(90) == 1, log.read_text()
-    finally:
-        if up.poll() is None:  # a failed assertion: up's own clean stop ends what it started
-            up.terminate()
-            up.wait(90)
-            LocalBroker(own).stop()
     text = log.read_text()
     assert f"the worker exited with -9, so everything stopped; see {own.data / 'logs' / 'worker.log'}" in text
     assert "worker stopped (exit -9)" in text and "kafka stopped" in text and "running:" not in text
