@@ -58,7 +58,7 @@ def five_fold(data_dir: Path, params: TrainParams) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="velox-bench-retrain-") as scratch:
         for k in FOLDS:
             started = time.perf_counter()
-            version = fit(read(spark, data_dir / f"u{k}.base"), params, f"ml-100k-u{k}", scratch)
+            version = fit(read(spark, data_dir / f"u{k}.base"), params, f"ml-100k-u{k}", scratch, Settings().driver_rows)
             seconds = time.perf_counter() - started
             errors.append(rmse(version, read(spark, data_dir / f"u{k}.test")))
             print(f"fold {k}: RMSE {errors[-1]:.4f}, fit {seconds:.1f} s", flush=True)

@@ -76,8 +76,9 @@ def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_brok
 
 
 def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, tmp_path: Path) -> None:
-    """Load, the first retrain through Spark's Kafka source, the worker, the edge, observe."""
-    own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-")
+    """Load, the first retrain through Spark's Kafka source (every step in Spark), the worker, the edge, observe."""
+    own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-",
+                          driver_rows=0)
     up = velox(own, "up", log=tmp_path / "up.log")
     model = f"{own.edge_url}/v1/models/default"
     try:

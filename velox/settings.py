@@ -52,6 +52,9 @@ class Settings:
     models, training_log: the model store root and the Parquet training log, paths or URIs
         (default ``<data>/models`` and ``<data>/training-log``).
     holdout: the most recent share of each partition's rows kept out of training to validate.
+    driver_rows: up to this many ratings, a retrain reads them from Kafka, splits and fits them
+        on its driver (24 bytes a rating in its memory), where a Spark job's fixed cost would be
+        most of the work; beyond, every step runs in Spark, so no rating needs to fit the driver.
     admin_token: the bearer token the edge's admin calls require (none set: admin calls refused).
     observe_token: the bearer token the edge's observe requires (none set: whoever reaches the
         edge may write feedback for any user). Tokens never appear in a settings' repr.
@@ -99,6 +102,7 @@ class Settings:
     models: str | None = None
     training_log: str | None = None
     holdout: float = 0.1
+    driver_rows: int = 2_000_000
     admin_token: str | None = dataclasses.field(default=None, repr=False)
     observe_token: str | None = dataclasses.field(default=None, repr=False)
     tls_cert: Path | None = None
@@ -160,6 +164,8 @@ class Settings:
         for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
             if path is not None and not path.is_file():  # said at start, not when the edge binds its port
                 raise ConfigError(f"{name}: no file at {path}")
+        if self.driver_rows < 0:
+            raise ConfigError(f"driver_rows must be 0 (every step in Spark) or more, got {self.driver_rows}")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 

@@ -1,10 +1,11 @@
 """Training on Spark: the version beats the global mean, scores in bulk as ``ModelVersion.score``
 does, and keeps ids that do not fit ALS's int32; the retrain job splits a log the same way on the
-driver as in Spark."""
+driver as in Spark, and reads the same rows from Kafka on the driver as with Spark's Kafka source."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,14 @@ import pyspark
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from velox.batch import job, train
+from velox import jars, kafka
+from velox.batch import job
 from velox.batch.rows import ROW_SCHEMA
 from velox.batch.train import Ratings, TrainParams, fit, fit_arrays, rmse, spark_session
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
+from velox.schemas import partitioning
+from velox.schemas.observation import Observation, encode
 from velox.settings import Settings
 
 SAMPLE = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
@@ -31,7 +35,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:
-    session = spark_session("local[2]")
+    session = spark_session("local[2]", jars=jars.fetch(jars.SPARK_KAFKA, Settings.from_env().cache))
     yield session
     session.stop()
 
@@ -45,7 +49,7 @@ def sample() -> Ratings:
 
 @pytest.fixture(scope="module")
 def version(spark: SparkSession, sample: Ratings, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
-    return fit(frame(spark, sample), PARAMS, "sample", str(tmp_path_factory.mktemp("scratch")))
+    return fit(frame(spark, sample), PARAMS, "sample", str(tmp_path_factory.mktemp("scratch")), Settings().driver_rows)
 
 
 def frame(spark: SparkSession, ratings: Ratings) -> DataFrame:
@@ -78,18 +82,16 @@ def test_predict_many_scores_each_user_from_the_prior(version: ModelVersion) -> 
     np.testing.assert_allclose(predict_many(version, users, items), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("driver_rows", [train.DRIVER_ROWS, 0], ids=["biases-on-the-driver", "all-in-spark"])
+@pytest.mark.parametrize("driver_rows", [Settings().driver_rows, 0], ids=["biases-on-the-driver", "all-in-spark"])
 def test_ids_beyond_int32_give_the_same_model_on_either_path(
-        spark: SparkSession, version: ModelVersion, sample: Ratings, driver_rows: int,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(train, "DRIVER_ROWS", driver_rows)
+        spark: SparkSession, version: ModelVersion, sample: Ratings, driver_rows: int, tmp_path: Path) -> None:
     users, items, scores = sample
     # The sample's ids run from 0 without gaps, so the shifted ids' dense indices are the
     # original ids: ALS gets the same input, and only a wrong mapping back could change a score.
     assert np.array_equal(np.unique(users), np.arange(users.max() + 1))
     assert np.array_equal(np.unique(items), np.arange(items.max() + 1))
     shift = 2**40
-    shifted = fit(frame(spark, (users + shift, items + shift, scores)), PARAMS, "shifted", str(tmp_path))
+    shifted = fit(frame(spark, (users + shift, items + shift, scores)), PARAMS, "shifted", str(tmp_path), driver_rows)
     np.testing.assert_array_equal(shifted.user_ids, version.user_ids + shift)
     np.testing.assert_array_equal(shifted.item_ids, version.item_ids + shift)
     np.testing.assert_allclose(predict_many(shifted, users + shift, items + shift),
@@ -97,7 +99,7 @@ def test_ids_beyond_int32_give_the_same_model_on_either_path(
 
 
 def test_the_job_splits_and_holds_out_the_same_rows_on_the_driver_as_in_spark(
-        spark: SparkSession, sample: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        spark: SparkSession, sample: Ratings, tmp_path: Path) -> None:
     users, items, scores = sample
     partition = (users % 3).astype(np.int32)
     offset = np.zeros(len(users), np.int64)
@@ -110,9 +112,9 @@ def test_the_job_splits_and_holds_out_the_same_rows_on_the_driver_as_in_spark(
     settings = Settings(data=tmp_path, training_log=str(log), holdout=0.2)
     end = {p: int(offset[partition == p].max()) + 1 for p in range(3)} | {3: 0}  # an empty partition too
     found = {}
-    for driver_rows in (train.DRIVER_ROWS, 0):
-        monkeypatch.setattr(job, "DRIVER_ROWS", driver_rows)
-        found[driver_rows] = job.train_and_hold_out(spark, settings, job.LogFolder(str(log)), end, PARAMS, "v")
+    for driver_rows in (settings.driver_rows, 0):
+        found[driver_rows] = job.train_and_hold_out(spark, settings.replace(driver_rows=driver_rows),
+                                                    job.LogFolder(str(log)), end, PARAMS, "v")
     (on_driver, driver_end, driver_held), (in_spark, spark_end, spark_held) = found.values()
     assert driver_end == spark_end and driver_end[3] == 0 and all(driver_end[p] < end[p] for p in range(3))
     held = offset >= np.array([driver_end[p] for p in range(3)])[partition]
@@ -134,3 +136,51 @@ def test_the_driver_path_stages_what_als_reads_for_the_executors_instead_of_ship
     users, items, _ = sample
     np.testing.assert_allclose(predict_many(staged, users, items), predict_many(version, users, items), atol=1e-5)
     assert not list((tmp_path / "scratch").iterdir())  # the staged file is gone with the fit
+
+
+def test_the_driver_reads_the_same_log_rows_from_kafka_as_sparks_kafka_source(spark: SparkSession, settings: Settings) -> None:
+    """Counted events only (valid, in their home partition, not in an aborted transaction), from
+    each partition's start on; one partition holds nothing."""
+    own = settings.replace(namespace=f"log{uuid.uuid4().hex[:8]}-", partitions=4)
+    topic = own.topic("observations")
+    kafka.create_topics(own, {topic: 4})
+    users = [u for u in range(200) if partitioning.home(str(u).encode(), 4) != 3][:40]  # partition 3 stays empty
+    counted, sent = [], []
+
+    def send(producer: object, user: int, item: int, counts: bool, wrong: bool = False, value: bytes | None = None,
+             key: bytes | None = b"") -> None:
+        home = partitioning.home(str(user).encode(), 4)
+        kafka.send(producer, topic, key=str(user).encode() if key == b"" else key, partition=(home + 1) % 3 if wrong else home,
+                   value=value or encode(Observation(user=user, item=item, score=item % 5 + 0.5, time=1.7e9 + item)))
+        sent.append(1)
+        if counts:
+            counted.append((user, item, item % 5 + 0.5))
+
+    plain = kafka.producer(own)
+    for n, user in enumerate(users):
+        send(plain, user, n, counts=True)
+        send(plain, user, 100 + n, counts=False, wrong=True)  # outside its home: counts as the copy a worker moves
+        send(plain, user, 200 + n, counts=True, key=None)  # no key: the user in the value
+    send(plain, users[0], 300, counts=False, value=b"{not json")
+    send(plain, users[1], 301, counts=False, key=str(users[2]).encode())  # a key naming another user
+    assert plain.flush(30) == 0
+    moving = kafka.producer(own, **{"transactional.id": f"{own.app_id}-test-mover"})
+    moving.init_transactions(30)
+    for items, commit in ((range(400, 420), True), (range(500, 520), False), (range(600, 610), True)):
+        moving.begin_transaction()
+        for item in items:
+            send(moving, users[item % len(users)], item, counts=commit)
+        assert moving.flush(30) == 0  # written before the end: an abort would drop what is still queued
+        moving.commit_transaction(30) if commit else moving.abort_transaction(30)
+    end = kafka.end_offsets(own, topic)
+    assert end[3] == 0 and sum(end.values()) > len(sent)  # the transactions' markers take offsets too
+
+    def rows(table: pa.Table) -> list[tuple]:
+        return sorted(zip(*(table[name].to_pylist() for name in ("partition", "offset", "user", "item", "score"))))
+
+    on_driver = rows(job.read_on_driver(own, topic, {}, end, chunk=7))
+    assert on_driver == rows(job.read_kafka(spark, own, topic, {}, end).toArrow())
+    assert sorted(row[2:] for row in on_driver) == sorted(counted)
+    later = {p: offset // 2 for p, offset in end.items()}  # a range that starts where a run stopped
+    assert rows(job.read_on_driver(own, topic, later, end)) == rows(job.read_kafka(spark, own, topic, later, end).toArrow())
+    assert [row for row in on_driver if row[1] >= later[row[0]]] == rows(job.read_on_driver(own, topic, later, end))

@@ -1,13 +1,14 @@
 """``velox retrain``: the Spark job that turns the logged feedback into a new model version.
 
 1. Snapshot the end offsets of ``observations``; the start is where the last run stopped.
-2. Read that offset range with Spark's Kafka source and validate each event with the same
-   decoder the worker uses (bad events were dead-lettered by the worker; here they are skipped).
+2. Read that offset range and validate each event with the same decoder the worker uses (bad
+   events were dead-lettered by the worker; here they are skipped). Up to ``driver_rows`` offsets
+   (``Settings.driver_rows``) the driver reads them itself, else Spark's Kafka source does.
 3. Append the rows to the Parquet training log (one folder per offset range, so a repeated run
    replaces its rows), then remember the end offsets beside it.
 4. Split each partition at the offset that leaves its most recent ``holdout`` share out;
    those offsets are the version's training end: the worker re-applies everything after them.
-   Up to ``DRIVER_ROWS`` rows the log is read into the driver and split there, else in Spark.
+   Up to ``driver_rows`` rows the log is read into the driver and split there, else in Spark.
 5. Fit (velox.batch.train) on the rows before the split, validate on the rows after.
 6. Save the version to the model store; announce it on ``model-versions`` (unless told not to).
 
@@ -18,6 +19,7 @@ the data directory refuses a second.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ from dataclasses import asdict
 import numpy as np
 import pyarrow as pa
 from confluent_kafka import Producer
-from pyarrow import dataset
+from pyarrow import dataset, parquet
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -43,11 +45,14 @@ from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
 from velox.batch.rows import ROW_SCHEMA, ROWS, valid_rows
 from velox.batch.train import (
-    DRIVER_ROWS, Ratings, TrainParams, collect_ratings, fit, fit_arrays, rmse, spark_session,
+    Ratings, TrainParams, collect_ratings, fit, fit_arrays, rmse, spark_session,
 )
 
 log = logging.getLogger("velox.retrain")
 
+# What Spark's Kafka source gives ``valid_rows``, for records the driver reads.
+KAFKA_RECORDS = pa.schema([("key", pa.binary()), ("value", pa.binary()), ("partition", pa.int32()),
+                           ("offset", pa.int64())])
 CONSUMED = "_velox_consumed.json"  # Spark skips files starting with "_" when it reads the log
 
 
@@ -126,7 +131,11 @@ def append(spark: SparkSession, settings: Settings, log_dir: LogFolder, topic: s
     if all(offset <= start.get(p, 0) for p, offset in end.items()):
         return 0
     folder = "from=" + "-".join(f"{p}.{start.get(p, 0)}" for p in sorted(end))
-    read_kafka(spark, settings, topic, start, end).write.mode("overwrite").parquet(f"{settings.training_log_path}/{folder}")
+    if sum(offset - start.get(p, 0) for p, offset in end.items()) <= settings.driver_rows:
+        log_dir.write(folder, read_on_driver(settings, topic, start, end))
+    else:
+        read_kafka(spark, settings, topic, start, end).write.mode("overwrite").parquet(
+            f"{settings.training_log_path}/{folder}")
     return log_dir.rows(folder).count_rows()  # from the footers just written: no second pass over Kafka
 
 
@@ -134,16 +143,17 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
                        params: TrainParams, version_id: str) -> tuple[ModelVersion, dict[int, int], Ratings]:
     """The version, its training end offsets, and the held-out ratings to validate it on.
 
-    A log of up to ``DRIVER_ROWS`` rows is read once into the driver and split there: each Spark
+    A log of up to ``settings.driver_rows`` rows is read once into the driver and split there: each Spark
     job has a fixed cost that a local session pays in full, and splitting in Spark took four of
     them (bench/retrain.py times the warm retrain they were part of). A larger log is split in Spark.
     """
-    table = log_dir.table(DRIVER_ROWS)
+    table = log_dir.table(settings.driver_rows)
     if table is None:
         rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
         training_end = split_offsets(rows, end, settings.holdout)
         train, holdout = split(spark, rows, training_end)
-        return (fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch), training_end,
+        return (fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch, settings.driver_rows),
+                training_end,
                 collect_ratings(holdout))
     partition, offset = table["partition"].to_numpy(), table["offset"].to_numpy()
     training_end = cut_offsets(partition, offset, end, settings.holdout)
@@ -188,6 +198,25 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[
     # worker, a fixed cost that more tasks than cores pay in turn.
     return (raw.select("key", "value", "partition", "offset").coalesce(spark.sparkContext.defaultParallelism)
             .mapInArrow(valid_rows(settings.partitions), ROWS))
+
+
+def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: dict[int, int],
+                   chunk: int = 50_000) -> pa.Table:
+    """``read_kafka``'s rows, read by the driver: a Spark job (a consumer and a Python worker per
+    task) costs more than the reading itself up to millions of small records (bench/retrain.py
+    times the warm retrain this is part of)."""
+    rows = valid_rows(settings.partitions)
+
+    def records() -> Iterator[pa.RecordBatch]:
+        for partition, last in end.items():
+            messages = kafka.read_range(settings, topic, partition, start.get(partition, 0), last)
+            while taken := list(itertools.islice(messages, chunk)):
+                yield pa.RecordBatch.from_pydict(
+                    {"key": [m.key() for m in taken], "value": [m.value() for m in taken],
+                     "partition": [partition] * len(taken), "offset": [m.offset() for m in taken]},
+                    schema=KAFKA_RECORDS)
+
+    return pa.Table.from_batches(list(rows(records())), schema=ROW_SCHEMA)
 
 
 def split_offsets(rows: DataFrame, end: dict[int, int], holdout: float) -> dict[int, int]:
@@ -235,6 +264,12 @@ class LogFolder:
         """The whole log, if it holds at most ``most`` rows."""
         rows = self.rows()
         return rows.to_table() if rows.count_rows() <= most else None
+
+    def write(self, folder: str, rows: pa.Table) -> None:
+        """``rows`` as the log's ``folder``, replacing what a run that failed after writing it left."""
+        self.fs.delete_dir_contents(f"{self.path}/{folder}", missing_dir_ok=True)
+        self.fs.create_dir(f"{self.path}/{folder}", recursive=True)
+        parquet.write_table(rows, f"{self.path}/{folder}/part-00000.parquet", filesystem=self.fs)
 
     def remember(self, end: dict[int, int]) -> None:
         self.fs.create_dir(self.path, recursive=True)

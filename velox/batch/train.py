@@ -35,7 +35,6 @@ from velox.model.version import ModelVersion
 
 BIAS_PASSES = 2  # alternating passes of b_i then b_u
 ALS_BLOCKS = 10  # Spark's default number of blocks per side, sized for a cluster
-DRIVER_ROWS = 2_000_000  # up to this many ratings (24 bytes each), the biases are computed on the driver
 INT32_MAX = 2**31 - 1
 
 Ratings = tuple[np.ndarray, np.ndarray, np.ndarray]  # users, items, scores
@@ -111,16 +110,16 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
     return session
 
 
-def fit(ratings: DataFrame, params: TrainParams, version_id: str, scratch: str) -> ModelVersion:
+def fit(ratings: DataFrame, params: TrainParams, version_id: str, scratch: str, driver_rows: int) -> ModelVersion:
     """A version trained on ``ratings`` (columns user, item, score).
 
-    Up to ``DRIVER_ROWS`` ratings, the biases are computed on the driver (``fit_arrays``, which
-    stages what ALS reads in ``scratch``). Beyond, in Spark, so that the ratings never need to
-    fit in the driver.
+    Up to ``driver_rows`` ratings (``Settings.driver_rows``), the biases are computed on the driver
+    (``fit_arrays``, which stages what ALS reads in ``scratch``). Beyond, in Spark, so that the
+    ratings never need to fit in the driver.
     """
     with _cached(ratings.select(F.col("user").cast("long"), F.col("item").cast("long"),
                                 F.col("score").cast("double"))) as ratings:
-        if ratings.count() <= DRIVER_ROWS:
+        if ratings.count() <= driver_rows:
             return fit_arrays(ratings.sparkSession, collect_ratings(ratings), params, version_id, scratch)
         return _version(version_id, *_fit_on_spark(ratings, params))
 
