@@ -217,3 +217,25 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     assert {state.version for state in states.values()} == {bare.id}
     assert sum(state.count for state in states.values()) == 10_000
     assert_matches(states, reference_on(own, bare, start))
+
+
+def test_a_worker_behind_a_new_versions_training_end_counts_nothing_twice_and_keeps_every_item_rated(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """The version comes first (a worker that was down, or slower than the job): the worker writes
+    each user at the training end, then gets the events up to it, counted by the version already;
+    their items are still the user's rated ones."""
+    own = settings.replace(data=tmp_path, namespace=f"b{uuid.uuid4().hex[:8]}-", partitions=2, d=5, items=60,
+                           worker_metrics_port=0, holdout=0.2)
+    topics.ensure(own)
+    steady_load(own, 3_000, seed=8, per_second=None).join()
+    info = retrain(own, PARAMS, master="local[2]", reason="before any worker")
+    worker = WorkerProcess(own)
+    worker.start()
+    try:
+        wait_until_committed(own, own.topic("observations"), worker)
+    finally:
+        worker.stop()
+    states = worker_states(own)
+    assert sum(state.count for state in states.values()) == 3_000
+    assert_matches(states, reference_on(own, ModelStore(own.model_store).load(info.id), info.training_end))

@@ -260,11 +260,32 @@ def test_a_user_starts_counting_their_training_observations() -> None:
 
 def test_a_batch_skips_what_was_applied_and_returns_untouched_states_as_they_were() -> None:
     learner = Learner(random_version(20, 5, seed=3), SGD())
-    state, _ = learner.observe(None, user=1, item=4, score=5.0, offset=10)
+    state, _ = learner.observe(None, user=1, item=3, score=2.0, offset=9)
+    state, _ = learner.observe(state, user=1, item=4, score=5.0, offset=10)
     new, predictions = learner.observe_many(
-        {b"1": state}, [Event(b"1", 1, 4, 5.0, 9), Event(b"1", 1, 5, 3.0, 10), Event(b"2", 2, 5, 3.0, 11)])
+        {b"1": state}, [Event(b"1", 1, 3, 2.0, 9), Event(b"1", 1, 4, 5.0, 10), Event(b"2", 2, 5, 3.0, 11)])
     assert new[b"1"] is state and predictions[:2] == [None, None] and predictions[2] is not None
     assert new[b"2"].count == 1 and new[b"2"].offset == 11
+
+
+def test_events_below_the_offset_a_swap_wrote_are_not_applied_but_their_items_are_seen() -> None:
+    """A swap writes a user at the version's training end; a worker behind it gets the events up
+    to there later: counted by the version already, still items the user rated (top-k's
+    exclude_seen), on either path."""
+    learner = Learner(random_version(20, 5, seed=3), SGD())
+    written = learner.rule.start(learner.version.id, np.ones(5), 12)._replace(offset=99, seen=np.array([7], np.int64))
+    late = [Event(b"1", 1, 4, 5.0, 40), Event(b"1", 1, 7, 3.0, 41), Event(b"1", 1, 5, 1.0, 42)]
+    new, predictions = learner.observe_many({b"1": written}, late)
+    one = written
+    for event in late:
+        one, prediction = learner.observe(one, event.user, event.item, event.score, event.offset)
+        assert prediction is None
+    for state in (new[b"1"], one):
+        assert state.seen.tolist() == [7, 4, 5] and (state.count, state.offset) == (written.count, 99)
+        np.testing.assert_array_equal(state.w, written.w)
+    assert predictions == [None, None, None]
+    after, _ = learner.observe_many(new, [*late, Event(b"1", 1, 6, 2.0, 100)])
+    assert after[b"1"].seen.tolist() == [7, 4, 5, 6] and after[b"1"].count == written.count + 1
 
 
 @pytest.mark.parametrize("name", ["sgd", "rls"])

@@ -77,7 +77,8 @@ class Learner:
         time pay half as much per event, and the tests hold the two paths equal.
         """
         if state is not None and offset <= state.offset:
-            return state, None
+            seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
+            return (state if seen is state.seen else state._replace(seen=seen)), None
         prior = self.version.prior(user)
         state = self._current(state, user, prior)
         f, bias = self.version.features_many([item])
@@ -98,8 +99,11 @@ class Learner:
 
         ``states`` holds each key's stored state (None or absent: none yet). An event at or below
         its key's last applied source offset (stored, or earlier in ``events``) was applied
-        already: its prediction is None and it changes nothing (this is what makes replay
-        exactly-once, also of events delivered twice in one batch).
+        already: its prediction is None and it changes nothing but the seen items (this is what
+        makes replay exactly-once, also of events delivered twice in one batch). Its item is
+        remembered: a swap writes a user on a version whose training end is past the live
+        position, and the events up to that end come later, counted by the version already,
+        still items the user rated.
 
         Users whose state holds RLS's matrix are taken apart, in passes of ``PASS_BYTES`` of
         state (all of a key's events in its pass): a pass's arrays stay in the CPU's cache, where
@@ -143,6 +147,7 @@ class Learner:
         depth: list[int] = []
         moves: list[bool] = []
         done: list[int] = []  # per row, the last offset applied so far
+        rated: list[list[int]] = []  # per row, the items of its events, applied or not, in order
         for index, event in enumerate(events):
             row = keys.get(event.key)
             if row is None:
@@ -153,6 +158,8 @@ class Learner:
                 depth.append(0)
                 moves.append(self._moves(event.user))
                 done.append(starts[-1].offset)
+                rated.append([])
+            rated[row].append(event.item)
             if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
             done[row] = event.offset
@@ -162,7 +169,8 @@ class Learner:
             depth[row] += 1
         predictions: list[float | None] = [None] * len(events)
         if not applied:
-            return {key: states[key] for key in keys}, predictions  # type: ignore[misc]
+            unchanged = {key: self._seen(states[key], rated[row]) for key, row in keys.items()}  # type: ignore[arg-type]
+            return unchanged, predictions
 
         stats = Stats.of(*starts, features=self._features, room=max(depth))
         prior = np.stack(priors).astype(np.float64)
@@ -192,12 +200,17 @@ class Learner:
         for key, row in keys.items():
             start = starts[row]
             if row not in last:  # every event of the key was applied already
-                result[key] = states[key]  # type: ignore[assignment]
+                result[key] = self._seen(states[key], rated[row])  # type: ignore[arg-type]
                 continue
-            seen = remember(start.seen, items[row]) if self.keeps_seen else start.seen
+            seen = remember(start.seen, rated[row]) if self.keeps_seen else start.seen
             result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen,
                                       items[row] if moves[row] else ())
         return result, predictions
+
+    def _seen(self, state: UserState, items: list[int]) -> UserState:
+        """``state`` with ``items`` among its seen ones (itself if none is new, or seen is not kept)."""
+        seen = remember(state.seen, items) if self.keeps_seen else state.seen
+        return state if seen is state.seen else state._replace(seen=seen)
 
     def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
         """The user's state on this version, in the form the rule updates next: started from the

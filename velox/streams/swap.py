@@ -15,7 +15,9 @@ the edge answers each user from one version, old or new, and always from some st
 write on, a user's live events are applied on the new version (the worker asks ``written``);
 the others' still on the old one, and the shadow applies them too, so the state written later
 is current. A record takes the seen items of the stored one, which has seen every event the
-replay applies and those before the training end, so the replay keeps none.
+replay applies and those before the training end the worker has reached, so the replay keeps
+none; a worker behind the training end gets the rest later, and the learner remembers the items
+of those events, which the version has counted already.
 
 The version marker is written with the last chunk. Until then a crash leaves the old marker, and
 the worker builds the whole partition again when it restarts (a user written already is simply
