@@ -110,10 +110,13 @@ def test_unknown_items_move_the_user_bias_and_are_counted(worker: WorkerProcess)
     source = settings.topic("observations")
     produce(settings, source, [event(9, 10_000 + i, 5.0) for i in range(3)])
     wait_until_committed(settings, source, worker)
-    metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").read().decode()
+    deadline = time.monotonic() + 30  # the lag gauge is set every metrics interval, not at each event
+    while 'velox_worker_consumer_lag{partition="' not in (metrics_text := urllib.request.urlopen(
+            f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").read().decode()):
+        assert time.monotonic() < deadline, metrics_text
+        time.sleep(0.2)
     assert "velox_worker_unknown_items_total 3.0" in metrics_text
     assert "velox_worker_events_applied_total 3.0" in metrics_text
-    assert 'velox_worker_consumer_lag{partition="' in metrics_text
     worker.stop()
     state = worker_states(settings)[9]
     assert state.count == 3
