@@ -43,16 +43,13 @@ from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
-from velox.batch.rows import ROW_SCHEMA, ROWS, valid_rows
+from velox.batch.rows import ROW_SCHEMA, ROWS, counted_rows, valid_rows
 from velox.batch.train import (
     Ratings, TrainParams, collect_ratings, fit, fit_arrays, rmse, spark_session,
 )
 
 log = logging.getLogger("velox.retrain")
 
-# What Spark's Kafka source gives ``valid_rows``, for records the driver reads.
-KAFKA_RECORDS = pa.schema([("key", pa.binary()), ("value", pa.binary()), ("partition", pa.int32()),
-                           ("offset", pa.int64())])
 CONSUMED = "_velox_consumed.json"  # Spark skips files starting with "_" when it reads the log
 
 
@@ -152,9 +149,8 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
         rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
         training_end = split_offsets(rows, end, settings.holdout)
         train, holdout = split(spark, rows, training_end)
-        return (fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch, settings.driver_rows),
-                training_end,
-                collect_ratings(holdout))
+        trained = fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch, settings.driver_rows)
+        return trained, training_end, collect_ratings(holdout)
     partition, offset = table["partition"].to_numpy(), table["offset"].to_numpy()
     training_end = cut_offsets(partition, offset, end, settings.holdout)
     cuts = np.zeros(max(training_end) + 1, np.int64)  # by partition (the log's are all in ``end``)
@@ -205,18 +201,13 @@ def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: d
     """``read_kafka``'s rows, read by the driver: a Spark job (a consumer and a Python worker per
     task) costs more than the reading itself up to millions of small records (bench/retrain.py
     times the warm retrain this is part of)."""
-    rows = valid_rows(settings.partitions)
-
-    def records() -> Iterator[pa.RecordBatch]:
-        for partition, last in end.items():
-            messages = kafka.read_range(settings, topic, partition, start.get(partition, 0), last)
-            while taken := list(itertools.islice(messages, chunk)):
-                yield pa.RecordBatch.from_pydict(
-                    {"key": [m.key() for m in taken], "value": [m.value() for m in taken],
-                     "partition": [partition] * len(taken), "offset": [m.offset() for m in taken]},
-                    schema=KAFKA_RECORDS)
-
-    return pa.Table.from_batches(list(rows(records())), schema=ROW_SCHEMA)
+    batches = []
+    for partition, last in end.items():
+        messages = kafka.read_range(settings, topic, partition, start.get(partition, 0), last)
+        while taken := list(itertools.islice(messages, chunk)):  # a chunk of rows in Python lists at a time
+            batches.append(counted_rows(((m.key(), m.value(), partition, m.offset()) for m in taken),
+                                        settings.partitions))
+    return pa.Table.from_batches(batches, schema=ROW_SCHEMA)
 
 
 def split_offsets(rows: DataFrame, end: dict[int, int], holdout: float) -> dict[int, int]:

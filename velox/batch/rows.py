@@ -6,7 +6,7 @@ the whole job would make each of them import pyspark.ml and the model store for 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -23,15 +23,16 @@ def valid_rows(partitions: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            yield _rows(batch, partitions)
+            yield counted_rows(zip(*(batch.column(n).to_pylist() for n in ("key", "value", "partition", "offset"))),
+                               partitions)
 
     return rows
 
 
-def _rows(batch: pa.RecordBatch, partitions: int) -> pa.RecordBatch:
+def counted_rows(records: Iterable[tuple[bytes | None, bytes | None, int, int]], partitions: int) -> pa.RecordBatch:
+    """The rows of the (key, value, partition, offset) records that count: ``valid_rows`` of one batch."""
     columns: dict[str, list] = {name: [] for name in ("user", "item", "score", "time", "partition", "offset")}
-    for key, value, partition, offset in zip(*(batch.column(n).to_pylist() for n in
-                                                ("key", "value", "partition", "offset"))):
+    for key, value, partition, offset in records:
         seen = observation.counted(key, value, partition, partitions)
         if seen is not None:
             for name, item in zip(columns, (seen.user, seen.item, seen.score, seen.time, partition, offset)):

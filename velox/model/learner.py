@@ -77,8 +77,7 @@ class Learner:
         time pay half as much per event, and the tests hold the two paths equal.
         """
         if state is not None and offset <= state.offset:
-            seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
-            return (state if seen is state.seen else state._replace(seen=seen)), None
+            return self._seen(state, [item]), None
         prior = self.version.prior(user)
         state = self._current(state, user, prior)
         f, bias = self.version.features_many([item])
@@ -169,8 +168,8 @@ class Learner:
             depth[row] += 1
         predictions: list[float | None] = [None] * len(events)
         if not applied:
-            unchanged = {key: self._seen(states[key], rated[row]) for key, row in keys.items()}  # type: ignore[arg-type]
-            return unchanged, predictions
+            return {key: self._seen(states[key], rated[row])  # type: ignore[arg-type]
+                    for key, row in keys.items()}, predictions
 
         stats = Stats.of(*starts, features=self._features, room=max(depth))
         prior = np.stack(priors).astype(np.float64)
