@@ -34,6 +34,8 @@ class VeloxProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, \
+            f"velox {self.command} (pid {self.process.pid}) is running: a second one would be left behind"
         self.process = processes.spawn(self.settings, self.log, self.command)
 
     def stop(self) -> None:
