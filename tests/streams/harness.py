@@ -121,8 +121,8 @@ def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, 
 def wait_until_applied(settings: Settings, count: int, worker: WorkerProcess, timeout: float = 180.0) -> None:
     """Until the worker's states hold ``count`` observations in all, read beside it.
 
-    Not its group's commits: after a restart or a rebalance Faust's commits can stall at a gap in
-    its acked offsets for tens of seconds (faust-streaming #596); the states do not wait for them."""
+    Not its group's commits, which follow the states by up to a commit interval: what a takeover
+    must get right is what the states hold."""
     deadline = time.monotonic() + timeout
     while sum(state.count for state in worker_states(settings).values()) < count:
         worker.assert_alive()

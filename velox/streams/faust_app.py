@@ -129,6 +129,31 @@ class ReadCommittedConsumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> ReadCommittedThread:
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's offset to commit, after merging the gaps up to the highest acked offset, as a set.
+
+        Faust commits one past the first run of consecutive offsets among those acked and those
+        it never received (gaps: transaction markers, aborted moves), merging the gaps into its
+        list of acked offsets as it goes. Two things go wrong there. After a restart it records
+        as a gap a range it has delivered and acked already (it resumes the fetch before it
+        seeks back to the committed offset), and the merge repeats those offsets: with offsets
+        twice in the list, each run it finds is one or two long, and the commits crept behind
+        the applied events for tens of seconds to minutes after a kill -9. And a gap ends with
+        the message that revealed it, merged whole: that message counted as done before the
+        agent applied it, so a commit then and a crash would lose it. Here a gap is merged only
+        up to the highest acked offset (the agent acks in order), without repeats; Faust then
+        finds the run it means, committed at once.
+        """
+        acked, gaps = self._acked[tp], self._gap[tp]
+        top = max(acked) + 1 if acked else 0
+        if gaps.overlaps_range(0, top):
+            done = set(acked)
+            for gap in gaps.overlap(0, top):
+                done.update(range(gap.begin, min(gap.end, top)))
+            gaps.chop(0, top)
+            acked[:] = sorted(done)
+        return super()._new_offset(tp)
+
 
 class ReadCommitted(faust_kafka.Transport):
     """Faust's Kafka transport, reading committed messages only (its own choice outside
