@@ -163,3 +163,16 @@ def test_a_wrong_argument_is_one_line_before_anything_starts(tmp_path: Path, com
     assert done.returncode == 1, done.stderr
     assert said.format(tmp=tmp_path) in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (own.data / "kafka").exists() and (own.data / "something").exists()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["worker", "--engine", "faust"], ["load", "movielens"]])
+def test_a_partition_count_other_than_the_topics_is_refused_naming_both(settings: Settings, command: list[str]) -> None:
+    """An edge with another count would read a known user's state from another partition."""
+    made = settings.replace(namespace=f"p{uuid.uuid4().hex[:8]}-", partitions=2, worker_metrics_port=0,
+                            edge_port=int(free_bootstrap().rsplit(":", 1)[1]))
+    topics.ensure(made)
+    done = velox(*command, settings=made.replace(partitions=4))
+    assert done.returncode == 1, done.stderr
+    assert (f"topic {made.topic('observations')} has 2 partitions but VELOX_PARTITIONS is 4" in done.stderr
+            and "Traceback" not in done.stderr), done.stderr
+    assert sum(kafka.end_offsets(made, made.topic("observations")).values()) == 0  # nothing loaded

@@ -330,12 +330,14 @@ def _quoted(value: str) -> str:
 
 def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping[str, str] | None = None) -> None:
     """Create each topic with its partition count and replicas; a topic that exists already is left
-    as it is, with one warning if it has fewer replicas than configured."""
+    as it is (its partition count too: the caller checks it if it matters), with one warning if it
+    has fewer replicas than configured."""
     admin = admin_client(settings)
     brokers = len(metadata(settings, admin).brokers)
     replicas = min(settings.replication, brokers)
     insync = settings.min_insync or min_insync(replicas)
     wanted, deadline = dict(topics), time.monotonic() + 60
+    existed: set[str] = set()
     while wanted:  # asked again while a broker's death moves the controller or a leader
         futures = admin.create_topics(
             [NewTopic(name, num_partitions=count, replication_factor=replicas,
@@ -351,6 +353,7 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
                     if not moving(exc.args[0]) or time.monotonic() > deadline:
                         raise
                     continue  # asked again
+                existed.add(name)
             del wanted[name]
         if wanted:
             time.sleep(0.5)
@@ -358,8 +361,8 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = metadata(settings, admin, timeout=10).topics
-        if all(name in found and found[name].error is None and len(found[name].partitions) == count
-               for name, count in topics.items()):
+        if all(name in found and found[name].error is None
+               and (name in existed or len(found[name].partitions) == count) for name, count in topics.items()):
             _warn_underreplicated(settings, {name: found[name] for name in topics}, replicas)
             return
         time.sleep(0.05)

@@ -7,6 +7,7 @@ worker's table changelog has as many, compacted; ``owners`` says who holds which
 from __future__ import annotations
 
 from velox import kafka
+from velox.errors import ConfigError
 from velox.control import owners
 from velox.settings import Settings
 
@@ -17,10 +18,21 @@ def changelog(settings: Settings) -> str:
 
 
 def ensure(settings: Settings) -> None:
+    """Create the topics that are missing; refuse an ``observations`` topic of another partition count.
+
+    Every worker and edge finds a user's partition from ``VELOX_PARTITIONS`` (murmur2 of the key):
+    with a count other than the topic's, an edge reads another partition's states and answers for
+    a known user as for a stranger, and a worker's changelog no longer mirrors its partitions.
+    """
+    observations = settings.topic("observations")
     kafka.create_topics(settings, {
-        settings.topic("observations"): settings.partitions,
+        observations: settings.partitions,
         settings.topic("observations-dlq"): settings.partitions,
         settings.topic("model-metrics"): 1,
     })
+    partitions = kafka.partition_count(settings, observations)
+    if partitions != settings.partitions:
+        raise ConfigError(f"topic {observations} has {partitions} partitions but VELOX_PARTITIONS is "
+                          f"{settings.partitions}: set VELOX_PARTITIONS={partitions} for every worker and edge")
     kafka.create_topics(settings, {changelog(settings): settings.partitions}, {"cleanup.policy": "compact"})
     owners.ensure_topic(settings)

@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from velox import kafka
 from velox.control import owners, topics, versions
-from velox.errors import ChangelogFailed, ConfigError, InvalidObservation
+from velox.errors import ChangelogFailed, InvalidObservation
 from velox.model.learner import Event, Learner
 from velox.model.prequential import PrequentialErrors
 from velox.model.store import ModelStore
@@ -372,13 +372,7 @@ class Engine:
 def prepare(settings: Settings) -> None:
     """What a worker of either engine checks and sets before it starts."""
     settings.data.mkdir(parents=True, exist_ok=True)
-    topics.ensure(settings)
-    partitions = kafka.partition_count(settings, settings.topic("observations"))
-    if partitions != settings.partitions:
-        raise ConfigError(
-            f"topic {settings.topic('observations')} has {partitions} partitions but VELOX_PARTITIONS is "
-            f"{settings.partitions}; the changelog and the edge's routing must agree with the topic"
-        )
+    topics.ensure(settings)  # and that the topic has VELOX_PARTITIONS partitions
     # Each event allocates short-lived objects and makes no cycles, while a swap holds a
     # partition's states in memory: with the default thresholds, full collections walked
     # them again and again during a swap, each a stall of the stream (bench/swap.py).
