@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/stream.py --json bench/results/stream.json
     .venv/bin/python bench/swap.py --json bench/results/swap.json
     .venv/bin/python bench/takeover.py --json bench/results/takeover.json
+    .venv/bin/python bench/restart.py --json bench/results/restart.json
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/containers.py --json bench/results/containers.json
@@ -92,6 +94,8 @@ def rows() -> list[tuple[str, ...]]:
         found += swap_rows(swap)
     if takeover := load("takeover"):
         found += takeover_rows(takeover)
+    if restart := load("restart"):
+        found += restart_rows(restart)
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",
@@ -248,6 +252,16 @@ def takeover_rows(takeover: dict[str, Any]) -> list[tuple[str, ...]]:
                   f"{without['recovery_s']:.1f} s", f"{with_standby['recovery_s'] / max(without['recovery_s'], 1e-3):.2f}",
                   "", "", when("takeover"), "bench/takeover.py"))
     return found
+
+
+def restart_rows(restart: dict[str, Any]) -> list[tuple[str, ...]]:
+    """kill -9 and restart of a worker under load, to its group's commits at the topic's end, per engine."""
+    medians = {engine: statistics.median(seconds) for engine, seconds in restart["seconds"].items()}
+    kafka, faust = restart["seconds"]["kafka"], restart["seconds"]["faust"]
+    return [(f"Faust engine: kill -9 and restart under {restart['rate']:,.0f} events/s, to every event committed "
+             f"({len(faust)} restarts)", f"median {medians['faust']:.1f} s, longest {max(faust):.1f} s",
+             f"kafka engine: median {medians['kafka']:.1f} s, longest {max(kafka):.1f} s",
+             f"{medians['faust'] / medians['kafka']:.2f}", "", "", when("restart"), "bench/restart.py")]
 
 
 def swap_rows(swap: dict[str, Any]) -> list[tuple[str, ...]]:
