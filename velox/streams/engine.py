@@ -33,6 +33,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
@@ -378,3 +379,15 @@ def prepare(settings: Settings) -> None:
     # them again and again during a swap, each a stall of the stream (bench/swap.py).
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+def recover(settings: Settings, reader: Consumer, topic: str, partition: int, store: PartitionStore) -> int:
+    """Apply the changelog after the store's remembered offset, up to its end now (asked of
+    ``reader``); return the count."""
+    low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
+    applied = 0
+    messages = kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
+    while chunk := list(islice(messages, 10_000)):
+        store.apply_changelog(((m.key(), m.value()) for m in chunk), chunk[-1].offset())
+        applied += len(chunk)
+    return applied

@@ -3,8 +3,8 @@
 Faust does the group and its assignment, with standby replicas of the table on other workers
 (``VELOX_STANDBY_REPLICAS``); the table's RocksDB per partition, the same files as the other
 engine's (``velox.schemas.user_state.table_path``), recovered from the same user-state
-changelog on start and when a partition moves, and kept current on the standbys; and the commits
-of source offsets. The shared engine (``velox.streams.engine``) does everything else, as for the
+changelog on start and when a partition moves (by the other engine's reader first: ``Table``),
+and kept current on the standbys; and the commits of source offsets. The shared engine (``velox.streams.engine``) does everything else, as for the
 other engine: decoding, dead letters, learning, records, prequential metrics, swaps, owners.
 
 The agent takes what has arrived as one batch (``take_events``) and the engine applies it with one
@@ -42,7 +42,7 @@ from velox.control import owners, topics
 from velox.schemas.user_state import TABLE, table_dir, table_path
 from velox.settings import Settings
 from velox.streams import metrics
-from velox.streams.engine import Arrival, Engine, prepare
+from velox.streams.engine import Arrival, Engine, prepare, recover
 from velox.streams.store import PartitionStore
 
 log = logging.getLogger("velox.worker")
@@ -80,7 +80,7 @@ class FaustEngine(Engine):
             db = self.table.data._db_for_partition(partition)  # opened and recovered by Faust
             self.opened(partition, PartitionStore(table_path(self.settings.data, partition), opened=db))
         self.announce()
-        log.info("ready: partitions %s assigned, recovered from the changelog by Faust; owning %s",
+        log.info("ready: partitions %s assigned, recovered from the changelog; owning %s",
                  sorted(partitions), sorted(self.stores))
 
     def revoked(self, partitions: list[int]) -> None:
@@ -167,6 +167,39 @@ class App(faust.App):
         return ReadCommitted(self.conf.broker_consumer, self)
 
 
+class Table(faust.Table):
+    """Faust's table, whose partitions this worker becomes active for are first brought up to the
+    changelog's end by the other engine's reader (``engine.recover``: librdkafka, a chunk of
+    records per write batch), before Faust's recovery reads from the offset the DB remembers:
+    Faust's own reads a record at a time (bench/stream.py times an empty data directory). It
+    runs where Faust has just opened the partitions' DBs and before its recovery asks their
+    offsets; the loop waits meanwhile, as it does for Faust's own recovery."""
+
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topic = self.changelog_topic.get_topic_name()
+        standbys = self.app.assignor.assigned_standbys()
+        active = sorted(tp.partition for tp in newly_assigned if tp.topic == topic and tp not in standbys)
+        if not active:
+            return
+        started = time.monotonic()
+        reader = kafka.consumer(self.settings, group=f"{self.settings.app_id}-recovery")  # asks watermarks, never joins
+        try:
+            recovered = sum(recover(self.settings, reader, topic, partition,
+                                    PartitionStore(table_path(self.settings.data, partition),
+                                                   opened=self.data._db_for_partition(partition)))
+                            for partition in active)
+        finally:
+            reader.close()
+        log.info("partitions %s: %d changelog records recovered in %.2f s before Faust's recovery",
+                 active, recovered, time.monotonic() - started)
+
+
 class BeforeCommit(faust.Sensor):
     """Faust calls it first in every commit of source offsets: the changelog is flushed then."""
 
@@ -224,8 +257,9 @@ def create_app(settings: Settings) -> faust.App:
                        key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     changelog = app.topic(topics.changelog(settings), key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
-    table = app.Table(TABLE, key_type=bytes, value_type=bytes, partitions=settings.partitions, changelog_topic=changelog,
-                      options={"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20})
+    table = app.tables.add(Table(settings, app, name=TABLE, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
+                                 partitions=settings.partitions, changelog_topic=changelog,
+                                 options={"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20}))
     lazy = Lazy(settings, app, table)
     app.sensors.add(BeforeCommit(lazy))
 

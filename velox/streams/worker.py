@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from itertools import islice
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -30,7 +29,7 @@ from velox.control import owners
 from velox.schemas.user_state import table_path
 from velox.settings import Settings
 from velox.streams import metrics
-from velox.streams.engine import Arrival, Engine, prepare
+from velox.streams.engine import Arrival, Engine, prepare, recover
 from velox.streams.store import PartitionStore
 
 log = logging.getLogger("velox.worker")
@@ -219,18 +218,6 @@ class Worker(Engine):
     def _publish_metrics(self) -> None:
         self.publish_metrics(
             lambda p: self.consumer.get_watermark_offsets(TopicPartition(self.source, p), cached=True)[1])
-
-
-def recover(settings: Settings, reader: Consumer, topic: str, partition: int, store: PartitionStore) -> int:
-    """Apply the changelog after the store's remembered offset, up to its end now (asked of
-    ``reader``); return the count."""
-    low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
-    applied = 0
-    messages = kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
-    while chunk := list(islice(messages, 10_000)):
-        store.apply_changelog(((m.key(), m.value()) for m in chunk), chunk[-1].offset())
-        applied += len(chunk)
-    return applied
 
 
 def run(settings: Settings) -> None:
