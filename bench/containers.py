@@ -24,10 +24,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -150,24 +148,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5, help="of each measurement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="velox-bench-containers-"))
-    try:
-        with broker_settings(work) as base:
-            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-")
-            # The replica imports bench/container_model.py as this process does.
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
-                                                                     os.environ.get("PYTHONPATH")]))
-            container = processes.spawn(settings, work / "container.log", "container", "run",
-                                        "container_model:model", "--name", NAME, "--replicas", "1")
-            http_port = int(free_bootstrap().split(":")[1])
-            http = subprocess.Popen([sys.executable, str(Path(__file__).parent / "http_replica.py"), str(http_port)])
-            try:
-                figures = asyncio.run(measure(settings, args.seconds, http_port))
-            finally:
-                processes.stop(container)
-                processes.stop(http)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with broker_settings("containers") as base:
+        settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-")
+        # The replica imports bench/container_model.py as this process does.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
+                                                                 os.environ.get("PYTHONPATH")]))
+        container = processes.spawn(settings, base.data / "container.log", "container", "run",
+                                    "container_model:model", "--name", NAME, "--replicas", "1")
+        http_port = int(free_bootstrap().split(":")[1])
+        http = subprocess.Popen([sys.executable, str(Path(__file__).parent / "http_replica.py"), str(http_port)])
+        try:
+            figures = asyncio.run(measure(settings, args.seconds, http_port))
+        finally:
+            processes.stop(container)
+            processes.stop(http)
     f = figures
     print(f"at {f['rate']:,.0f} calls/s (half the in-process maximum {f['in_process_max_per_s']:,.0f}): in-process "
           f"p50 {f['in_process_p50_ms']:.2f} ms, p99 {f['in_process_p99_ms']:.2f}; through a container p50 "

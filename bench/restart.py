@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -89,15 +87,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="velox-bench-restart-"))
     results = {}
-    try:
-        with broker_settings(work) as base:
-            base = base.replace(partitions=args.partitions)
-            for engine in ("kafka", "faust"):
-                results[engine] = run(base, engine, args.history, args.restarts, args.load, args.rate, args.users)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with broker_settings("restart") as base:
+        base = base.replace(partitions=args.partitions)
+        for engine in ("kafka", "faust"):
+            results[engine] = run(base, engine, args.history, args.restarts, args.load, args.rate, args.users)
     for engine, seconds in results.items():
         print(f"{engine}: kill -9 and restart under load, to every event committed: median "
               f"{statistics.median(seconds):.1f} s, longest {max(seconds):.1f} s ({len(seconds)} restarts)")

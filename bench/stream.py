@@ -60,13 +60,19 @@ def progress(message: str) -> None:
 
 
 @contextmanager
-def broker_settings(work: Path) -> Iterator[Settings]:
-    settings = Settings.from_env(data=work)
-    if "VELOX_BOOTSTRAP" in os.environ:
-        yield settings
-        return
-    with throwaway_broker(settings) as settings:
-        yield settings
+def broker_settings(name: str) -> Iterator[Settings]:
+    """Settings on a scratch folder of the benchmark ``name`` (removed after), on the broker at
+    VELOX_BOOTSTRAP if set, else on a throwaway one."""
+    work = Path(tempfile.mkdtemp(prefix=f"velox-bench-{name}-"))
+    try:
+        settings = Settings.from_env(data=work)
+        if "VELOX_BOOTSTRAP" in os.environ:
+            yield settings
+        else:
+            with throwaway_broker(settings) as settings:
+                yield settings
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None) -> None:
@@ -307,39 +313,35 @@ def main() -> None:
     parser.add_argument("--engines", default="kafka,faust", help="kafka: the Faust engine is skipped")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="velox-bench-stream-"))
     rules: dict[str, dict[str, float]] = {}
-    try:
-        with broker_settings(work) as base:
-            for rule in args.rules.split(","):
-                settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
-                                        d=args.d, items=args.items, rule=rule, data=work / rule)
-                topics.ensure(settings)
-                topic = settings.topic("observations")
-                progress(f"{rule}: producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
-                produce(settings, topic, args.events, args.users, args.items)
-                progress(f"{rule}: minimal loop (ceiling)")
-                ceiling = minimal_loop(settings, topic, args.events, settings.data)
-                progress(f"  minimal loop: {ceiling:,.0f} events/s")
-                progress(f"{rule}: velox worker")
-                first = rule == args.rules.split(",")[0]
-                worker = run_worker(settings, topic, args.events, args.latency_rate,
-                                    args.latency_seconds if first else 0, args.users, args.items)
-                figures = {"worker_events_per_s": round(worker.pop("rate")), "minimal_loop_events_per_s": round(ceiling)}
-                figures["ratio"] = round(figures["worker_events_per_s"] / ceiling, 3)
-                figures |= {name: round(value, 2) for name, value in worker.items()}
-                progress(f"{rule}: recovery of an empty data directory")
-                figures["recovery"] = recovery(settings)
-                if rule == "sgd" and not args.no_quix:
-                    for guarantee in ("exactly-once", "at-least-once"):
-                        progress(f"sgd: Quix Streams, {guarantee}")
-                        figures[f"quix_{guarantee.replace('-', '_')}_events_per_s"] = round(
-                            quix(settings, topic, args.events, guarantee))
-                if first and "faust" in args.engines.split(","):
-                    figures["faust"] = faust_engine(settings, args, figures["worker_events_per_s"])
-                rules[rule] = figures
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with broker_settings("stream") as base:
+        for rule in args.rules.split(","):
+            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
+                                    d=args.d, items=args.items, rule=rule, data=base.data / rule)
+            topics.ensure(settings)
+            topic = settings.topic("observations")
+            progress(f"{rule}: producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
+            produce(settings, topic, args.events, args.users, args.items)
+            progress(f"{rule}: minimal loop (ceiling)")
+            ceiling = minimal_loop(settings, topic, args.events, settings.data)
+            progress(f"  minimal loop: {ceiling:,.0f} events/s")
+            progress(f"{rule}: velox worker")
+            first = rule == args.rules.split(",")[0]
+            worker = run_worker(settings, topic, args.events, args.latency_rate,
+                                args.latency_seconds if first else 0, args.users, args.items)
+            figures = {"worker_events_per_s": round(worker.pop("rate")), "minimal_loop_events_per_s": round(ceiling)}
+            figures["ratio"] = round(figures["worker_events_per_s"] / ceiling, 3)
+            figures |= {name: round(value, 2) for name, value in worker.items()}
+            progress(f"{rule}: recovery of an empty data directory")
+            figures["recovery"] = recovery(settings)
+            if rule == "sgd" and not args.no_quix:
+                for guarantee in ("exactly-once", "at-least-once"):
+                    progress(f"sgd: Quix Streams, {guarantee}")
+                    figures[f"quix_{guarantee.replace('-', '_')}_events_per_s"] = round(
+                        quix(settings, topic, args.events, guarantee))
+            if first and "faust" in args.engines.split(","):
+                figures["faust"] = faust_engine(settings, args, figures["worker_events_per_s"])
+            rules[rule] = figures
     result = {"events": args.events, "users": args.users, "items": args.items, "d": args.d,
               "partitions": args.partitions, "latency_rate": args.latency_rate, "rules": rules}
     for rule, figures in rules.items():

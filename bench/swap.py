@@ -28,8 +28,6 @@ import argparse
 import json
 import random
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -144,44 +142,40 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="velox-bench-swap-"))
     results = []
     warmup: dict[str, float] | None = None
-    try:
-        with broker_settings(work) as base:
-            settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=8, d=50, items=ITEMS,
-                                    worker_metrics_port=int(free_bootstrap().split(":")[1]))
-            topics.ensure(settings)
-            log_file = settings.data / "worker.log"
-            worker = processes.spawn(settings, log_file, "worker")
-            try:
-                produced = 0
-                for size in sizes:
-                    backlog = size - produced
-                    progress(f"producing {backlog:,} events (so that {size:,} came after the training end)")
-                    before = applied(settings.worker_metrics_port)
-                    produce(settings, settings.topic("observations"), backlog, USERS, ITEMS)
-                    started = time.perf_counter()
-                    while applied(settings.worker_metrics_port) < before + backlog:
-                        if worker.poll() is not None:
-                            raise SystemExit(f"worker exited; see {log_file}")
-                        time.sleep(0.2)
-                    ceiling = backlog / (time.perf_counter() - started)
-                    produced = size
-                    progress(f"  worker applied them at {ceiling:,.0f} events/s; swapping under {args.rate:,.0f} events/s")
-                    if warmup is None:
-                        warmup = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
-                        warmup |= {"since_training_end": size, "batched_rate": round(ceiling)}
-                        progress(f"  warm-up swap (not judged): {warmup}")
-                    figures = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
-                    figures |= {"since_training_end": size, "batched_rate": round(ceiling)}
-                    progress(f"  {figures}")
-                    results.append(figures)
-                    produced = figures["replayed"]  # what the topic holds now, near enough
-            finally:
-                processes.stop(worker)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with broker_settings("swap") as base:
+        settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=8, d=50, items=ITEMS,
+                                worker_metrics_port=int(free_bootstrap().split(":")[1]))
+        topics.ensure(settings)
+        log_file = settings.data / "worker.log"
+        worker = processes.spawn(settings, log_file, "worker")
+        try:
+            produced = 0
+            for size in sizes:
+                backlog = size - produced
+                progress(f"producing {backlog:,} events (so that {size:,} came after the training end)")
+                before = applied(settings.worker_metrics_port)
+                produce(settings, settings.topic("observations"), backlog, USERS, ITEMS)
+                started = time.perf_counter()
+                while applied(settings.worker_metrics_port) < before + backlog:
+                    if worker.poll() is not None:
+                        raise SystemExit(f"worker exited; see {log_file}")
+                    time.sleep(0.2)
+                ceiling = backlog / (time.perf_counter() - started)
+                produced = size
+                progress(f"  worker applied them at {ceiling:,.0f} events/s; swapping under {args.rate:,.0f} events/s")
+                if warmup is None:
+                    warmup = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
+                    warmup |= {"since_training_end": size, "batched_rate": round(ceiling)}
+                    progress(f"  warm-up swap (not judged): {warmup}")
+                figures = swap(settings, settings.worker_metrics_port, log_file, args.rate, ceiling)
+                figures |= {"since_training_end": size, "batched_rate": round(ceiling)}
+                progress(f"  {figures}")
+                results.append(figures)
+                produced = figures["replayed"]  # what the topic holds now, near enough
+        finally:
+            processes.stop(worker)
     for r in results:
         print(f"swap of {r['replayed']:,} observations: {r['swap_s']:.1f} s against {r['replay_alone_s']:.1f} s "
               f"for the replay alone (ratio {r['ratio']:.2f}); during it, produce-to-visible p99 {r['p99_ms']:.0f} ms, "

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import signal
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -121,15 +119,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="velox-bench-takeover-"))
     results = {}
-    try:
-        with broker_settings(work) as base:
-            base = base.replace(partitions=args.partitions, items=args.items)
-            for standbys in (0, 1):
-                results[standbys] = run(base, standbys, args.events, args.users, args.items)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with broker_settings("takeover") as base:
+        base = base.replace(partitions=args.partitions, items=args.items)
+        for standbys in (0, 1):
+            results[standbys] = run(base, standbys, args.events, args.users, args.items)
     for standbys, figures in results.items():
         print(f"standbys {standbys}: kill -9 to the first prediction served from a moved partition "
               f"{figures['takeover_s']:.2f} s: the group's rebalance after {figures['until_rebalance_s']:.2f} s, "
