@@ -89,6 +89,16 @@ def live(running: tuple[Settings, WorkerProcess]) -> tuple[Settings, WorkerProce
     return running
 
 
+def wait_swapped(worker: WorkerProcess, version: str, after: int, timeout: float = 60.0) -> None:
+    """Until the worker's log says, past byte ``after``, that it swapped to ``version``: its commits
+    can reach the topic's end while the swap still builds beside the live states."""
+    deadline = time.monotonic() + timeout
+    while f"swapped to version {version}".encode() not in worker.log.read_bytes()[after:]:
+        worker.assert_alive()
+        assert time.monotonic() < deadline, f"the worker did not swap to {version} in {timeout} s; see {worker.log}"
+        time.sleep(0.1)
+
+
 def produced(settings: Settings) -> int:
     """The events in the topic: every test's so far (none is invalid or outside its home partition)."""
     return sum(kafka.end_offsets(settings, settings.topic("observations")).values())
@@ -121,8 +131,10 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
     before = steady_load(settings, 4_000, seed=1, per_second=None)
     before.join()  # enough history to train on
     during = steady_load(settings, 8_000, seed=2)
+    mark = worker.log.stat().st_size
     info = retrain(settings, PARAMS, master="local[2]", reason="test")
     during.join()
+    wait_swapped(worker, info.id, mark)
     wait_until_committed(settings, settings.topic("observations"), worker)
     worker.stop()
 
@@ -153,8 +165,10 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
         warm.close()
     assert newer.id != older.id and versions.active(settings).version.id == newer.id
     steady_load(settings, 1_000, seed=4).join()
+    mark = worker.log.stat().st_size
     versions.activate(settings, older.id, reason="rollback")
     steady_load(settings, 1_000, seed=5).join()
+    wait_swapped(worker, older.id, mark)
     wait_until_committed(settings, settings.topic("observations"), worker)
     worker.stop()
 

@@ -168,24 +168,26 @@ class App(faust.App):
 
 
 class Table(faust.Table):
-    """Faust's table, whose partitions this worker becomes active for are first brought up to the
-    changelog's end by the other engine's reader (``engine.recover``: librdkafka, a chunk of
+    """Faust's table, whose partitions that become active on this worker are first brought up to
+    the changelog's end by the other engine's reader (``engine.recover``: librdkafka, a chunk of
     records per write batch), before Faust's recovery reads from the offset the DB remembers:
-    Faust's own reads a record at a time (bench/stream.py times an empty data directory). It
-    runs where Faust has just opened the partitions' DBs and before its recovery asks their
-    offsets; the loop waits meanwhile, as it does for Faust's own recovery."""
+    Faust's own reads a record at a time (bench/stream.py times an empty data directory). A
+    standby copy that becomes active is read from where it is (nothing, if it kept up). It runs
+    where Faust has just opened the partitions' DBs and before its recovery asks their offsets;
+    the loop waits meanwhile, as it does for Faust's own recovery."""
 
     def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
+        self.active: set[int] = set()
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topic = self.changelog_topic.get_topic_name()
-        standbys = self.app.assignor.assigned_standbys()
-        active = sorted(tp.partition for tp in newly_assigned if tp.topic == topic and tp not in standbys)
-        if not active:
+        active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+        became, self.active = sorted(active - self.active), active
+        if not became:
             return
         started = time.monotonic()
         reader = kafka.consumer(self.settings, group=f"{self.settings.app_id}-recovery")  # asks watermarks, never joins
@@ -193,11 +195,11 @@ class Table(faust.Table):
             recovered = sum(recover(self.settings, reader, topic, partition,
                                     PartitionStore(table_path(self.settings.data, partition),
                                                    opened=self.data._db_for_partition(partition)))
-                            for partition in active)
+                            for partition in became)
         finally:
             reader.close()
         log.info("partitions %s: %d changelog records recovered in %.2f s before Faust's recovery",
-                 active, recovered, time.monotonic() - started)
+                 became, recovered, time.monotonic() - started)
 
 
 class BeforeCommit(faust.Sensor):
