@@ -4,8 +4,9 @@ Faust does the group and its assignment, with standby replicas of the table on o
 (``VELOX_STANDBY_REPLICAS``); the table's RocksDB per partition, the same files as the other
 engine's (``velox.schemas.user_state.table_path``), recovered from the same user-state
 changelog on start and when a partition moves (by the other engine's reader first: ``Table``),
-and kept current on the standbys; and the commits of source offsets. The shared engine (``velox.streams.engine``) does everything else, as for the
-other engine: decoding, dead letters, learning, records, prequential metrics, swaps, owners.
+and kept current on the standbys; and the commits of source offsets. The shared engine
+(``velox.streams.engine``) does everything else, as for the other engine: decoding, dead
+letters, learning, records, prequential metrics, swaps, owners.
 
 The agent takes what has arrived as one batch (``take_events``) and the engine applies it with one
 multi-get and one write batch per partition, on the DBs Faust opened for the table, and sends the
@@ -77,7 +78,7 @@ class FaustEngine(Engine):
         if not partitions:
             return
         for partition in sorted(partitions):
-            db = self.table.data._db_for_partition(partition)  # opened and recovered by Faust
+            db = self.table.data._db_for_partition(partition)  # opened by Faust, recovered (Table)
             self.opened(partition, PartitionStore(table_path(self.settings.data, partition), opened=db))
         self.announce()
         log.info("ready: partitions %s assigned, recovered from the changelog; owning %s",
