@@ -280,8 +280,10 @@ def arrived(reader: Consumer, most: int, wait: float) -> list[Message]:
     return messages + reader.consume(most - 1, timeout=0) if messages else messages
 
 
-def read_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> Iterator[Message]:
-    """Messages of one partition with offsets in [start, end), in order."""
+def read_range(settings: Settings, topic: str, partition: int, start: int, end: int,
+               most: int = 10_000) -> Iterator[list[Message]]:
+    """Messages of one partition with offsets in [start, end), in order, as they arrive: lists of
+    up to ``most`` (what its readers write at once)."""
     if start >= end:
         return
     reader = consumer(settings, group=f"{settings.app_id}-replay")
@@ -289,9 +291,8 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     try:
         reader.assign([TopicPartition(topic, partition, start)])
         while reader.position([tp])[0].offset < end:
-            for message in arrived(reader, 10_000, 1.0):
-                if message.error() is None and message.offset() < end:
-                    yield message
+            if batch := [m for m in arrived(reader, most, 1.0) if m.error() is None and m.offset() < end]:
+                yield batch
     finally:
         reader.close()
 

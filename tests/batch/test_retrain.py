@@ -89,16 +89,6 @@ def live(running: tuple[Settings, WorkerProcess]) -> tuple[Settings, WorkerProce
     return running
 
 
-def wait_swapped(worker: WorkerProcess, version: str, after: int, timeout: float = 60.0) -> None:
-    """Until the worker's log says, past byte ``after``, that it swapped to ``version``: its commits
-    can reach the topic's end while the swap still builds beside the live states."""
-    deadline = time.monotonic() + timeout
-    while f"swapped to version {version}".encode() not in worker.log.read_bytes()[after:]:
-        worker.assert_alive()
-        assert time.monotonic() < deadline, f"the worker did not swap to {version} in {timeout} s; see {worker.log}"
-        time.sleep(0.1)
-
-
 def produced(settings: Settings) -> int:
     """The events in the topic: every test's so far (none is invalid or outside its home partition)."""
     return sum(kafka.end_offsets(settings, settings.topic("observations")).values())
@@ -134,7 +124,7 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
     mark = worker.log.stat().st_size
     info = retrain(settings, PARAMS, master="local[2]", reason="test")
     during.join()
-    wait_swapped(worker, info.id, mark)
+    worker.wait_logged(f"swapped to version {info.id}", after=mark)  # its commits can reach the end mid-swap
     wait_until_committed(settings, settings.topic("observations"), worker)
     worker.stop()
 
@@ -168,7 +158,7 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     mark = worker.log.stat().st_size
     versions.activate(settings, older.id, reason="rollback")
     steady_load(settings, 1_000, seed=5).join()
-    wait_swapped(worker, older.id, mark)
+    worker.wait_logged(f"swapped to version {older.id}", after=mark)  # its commits can reach the end mid-swap
     wait_until_committed(settings, settings.topic("observations"), worker)
     worker.stop()
 
@@ -201,10 +191,7 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
     bare, start = save_bare(settings)  # the shadow replays the whole topic, for seconds
     during = steady_load(settings, 3_000, seed=7)
     versions.activate(settings, bare.id, reason="rebuild from the start")
-    deadline = time.monotonic() + 60
-    while f"swapping to version {bare.id}" not in Path(worker.log).read_text():
-        assert time.monotonic() < deadline, "the worker never started the swap"
-        time.sleep(0.002)
+    worker.wait_logged(f"swapping to version {bare.id}", every=0.002)
     worker.kill9()
     assert f"swapped to version {bare.id}" not in Path(worker.log).read_text(), "killed too late: after the swap"
     worker.start()

@@ -53,11 +53,15 @@ class WorkerProcess(VeloxProcess):
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the worker started last owns partitions (a Faust worker takes seconds to start)."""
+        self.wait_logged("ready: partitions", timeout=timeout)
+
+    def wait_logged(self, words: str, after: int | None = None, timeout: float = 60.0, every: float = 0.1) -> None:
+        """Until the log has ``words`` past byte ``after`` (default: where the worker started last)."""
         deadline = time.monotonic() + timeout
-        while b"ready: partitions" not in self.log.read_bytes()[self.log_start:]:
+        while words.encode() not in self.log.read_bytes()[self.log_start if after is None else after:]:
             self.assert_alive()
-            assert time.monotonic() < deadline, f"the worker was not ready in {timeout} s; see {self.log}"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, f"the worker did not log {words!r} in {timeout} s; see {self.log}"
+            time.sleep(every)
 
     def kill9(self) -> None:
         assert self.process is not None

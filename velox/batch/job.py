@@ -19,7 +19,6 @@ the data directory refuses a second.
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import logging
 import math
@@ -197,16 +196,13 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[
 
 
 def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: dict[int, int],
-                   chunk: int = 50_000) -> pa.Table:
+                   chunk: int = 10_000) -> pa.Table:
     """``read_kafka``'s rows, read by the driver: a Spark job (a consumer and a Python worker per
     task) costs more than the reading itself up to millions of small records (bench/retrain.py
-    times the warm retrain this is part of)."""
-    batches = []
-    for partition, last in end.items():
-        messages = kafka.read_range(settings, topic, partition, start.get(partition, 0), last)
-        while taken := list(itertools.islice(messages, chunk)):  # a chunk of rows in Python lists at a time
-            batches.append(counted_rows(((m.key(), m.value(), partition, m.offset()) for m in taken),
-                                        settings.partitions))
+    times the warm retrain this is part of). Up to ``chunk`` rows at a time in Python lists."""
+    batches = [counted_rows(((m.key(), m.value(), partition, m.offset()) for m in messages), settings.partitions)
+               for partition, last in end.items()
+               for messages in kafka.read_range(settings, topic, partition, start.get(partition, 0), last, chunk)]
     return pa.Table.from_batches(batches, schema=ROW_SCHEMA)
 
 

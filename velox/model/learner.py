@@ -88,7 +88,7 @@ class Learner:
         if moves:
             new = self.rule.update(new, f, np.array([score - base]), prior[None].astype(np.float64),
                                    np.array([state.count]))
-        seen = remember(state.seen, [item]) if self.keeps_seen else state.seen
+        seen = self._remembered(state.seen, [item])
         return new.state(0, state, 1, offset, seen, [item] if moves else ()), prediction
 
     def observe_many(
@@ -201,15 +201,18 @@ class Learner:
             if row not in last:  # every event of the key was applied already
                 result[key] = self._seen(states[key], rated[row])  # type: ignore[arg-type]
                 continue
-            seen = remember(start.seen, rated[row]) if self.keeps_seen else start.seen
+            seen = self._remembered(start.seen, rated[row])
             result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen,
                                       items[row] if moves[row] else ())
         return result, predictions
 
     def _seen(self, state: UserState, items: list[int]) -> UserState:
         """``state`` with ``items`` among its seen ones (itself if none is new, or seen is not kept)."""
-        seen = remember(state.seen, items) if self.keeps_seen else state.seen
+        seen = self._remembered(state.seen, items)
         return state if seen is state.seen else state._replace(seen=seen)
+
+    def _remembered(self, seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
+        return remember(seen, items) if self.keeps_seen else seen
 
     def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
         """The user's state on this version, in the form the rule updates next: started from the

@@ -33,7 +33,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
@@ -386,8 +385,7 @@ def recover(settings: Settings, reader: Consumer, topic: str, partition: int, st
     ``reader``); return the count."""
     low, high = kafka.watermarks(reader, TopicPartition(topic, partition))
     applied = 0
-    messages = kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high)
-    while chunk := list(islice(messages, 10_000)):
-        store.apply_changelog(((m.key(), m.value()) for m in chunk), chunk[-1].offset())
-        applied += len(chunk)
+    for batch in kafka.read_range(settings, topic, partition, max(store.changelog_offset + 1, low), high):
+        store.apply_changelog(((m.key(), m.value()) for m in batch), batch[-1].offset())
+        applied += len(batch)
     return applied
