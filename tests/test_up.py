@@ -154,8 +154,10 @@ def test_a_worker_that_dies_while_the_first_version_trains_stops_up_and_everythi
 
 def test_a_command_stopped_while_it_is_still_starting_exits_cleanly(settings: Settings, tmp_path: Path) -> None:
     own = settings.replace(data=tmp_path, namespace="early-")
-    controller = subprocess.Popen([sys.executable, "-m", "velox.cli", "retrain", "--watch", "--every", "3600"],
-                                  env={**os.environ, **own.to_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    said = tmp_path / "retrain.log"
+    with open(said, "wb") as out:
+        controller = subprocess.Popen([sys.executable, "-m", "velox.cli", "retrain", "--watch", "--every", "3600"],
+                                      env={**os.environ, **own.to_env()}, stdout=subprocess.DEVNULL, stderr=out)
     time.sleep(0.5)  # importing, not yet watching
     controller.send_signal(signal.SIGTERM)
-    assert controller.wait(60) == 0
+    assert controller.wait(60) == 0, said.read_text()[-3000:]  # what it said, if it failed once in a while
