@@ -118,6 +118,7 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
     live: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = live
+    worker.wait_ready()  # on the version before: the new one comes as a swap (a Faust worker takes seconds to start)
     before = steady_load(settings, 4_000, seed=1, per_second=None)
     before.join()  # enough history to train on
     during = steady_load(settings, 8_000, seed=2)
