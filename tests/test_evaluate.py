@@ -18,6 +18,7 @@ from velox import evaluate
 from velox.batch.train import TrainParams
 from velox.evaluate import Result, Split, choose, recovered, split
 from velox.load import PYSPARK_SAMPLE, read_movielens
+from velox.model.store import ModelStore
 from velox.model.synthetic import observations, planted
 from velox.schemas.observation import Observation
 from velox.settings import Settings
@@ -104,9 +105,13 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def result(settings: Settings, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Result:
-    own = settings.replace(data=tmp_path_factory.mktemp("evaluate-run"), namespace=f"e{uuid.uuid4().hex[:8]}-",
-                           partitions=2)
+def result_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("evaluate-run")
+
+
+@pytest.fixture(scope="module")
+def result(settings: Settings, sample: Path, result_data: Path) -> Result:
+    own = settings.replace(data=result_data, namespace=f"e{uuid.uuid4().hex[:8]}-", partitions=2)
     return evaluate.evaluate(own, read_movielens(sample), str(sample), seed=7,
                              params=TrainParams(rank=8, iterations=5, seed=7), master="local[2]")
 
@@ -143,8 +148,22 @@ def test_the_chosen_parameters_are_among_the_trials_and_the_stream_curves_cover_
     assert all(len(points) == evaluate.CURVE_CHUNKS for points in result.stream_rmse.values())
     assert "recovered by rls" in result.table() and "known users worse than (a)" in result.table()
     assert all(0 <= share <= 1 for share in result.worse_known.values()), result.worse_known
-    assert "new users on (c)'s items" in result.table()
+    assert "new users on (c)'s items" in result.table() and "without item corrections" in result.table()
     assert set(result.new_on_retrained_items) == {"sgd", "rls"} and None not in result.new_on_retrained_items.values()
+
+
+def test_the_item_corrections_are_what_the_edges_reader_took_from_the_topic_exactly_the_stream(
+        result: Result, sample: Path, result_data: Path) -> None:
+    """The reader's estimated shrinkage is a function of every residual sum: one event missed or read
+    twice would move it. Served, the corrections are part of (b), which the users' updates alone
+    (``users_only``) are not."""
+    parts = split(read_movielens(sample), seed=7)
+    [models] = result_data.glob("evaluate-*/models")
+    first = ModelStore(str(models)).load(result.versions["first"])
+    expected = evaluate.item_corrections(first, parts.stream).shrinkage()
+    for rule in evaluate.RULES:
+        assert result.item_shrinkage[rule] == pytest.approx(expected, rel=1e-9)
+        assert result.users_only[rule] is not None and result.users_only[rule] != result.recovery[rule]["overall"]
 
 
 def test_the_first_version_share_must_be_a_fraction(settings: Settings) -> None:

@@ -8,18 +8,20 @@
 3. Of each user's later ratings, the first 70% are the stream, the last 30% the test set.
 4. Per update rule (``sgd``, ``rls``), the setting is chosen on the stream alone, the way the
    test will judge it: of each user's streamed ratings the first 70% are replayed (in-process,
-   with ``Learner``), and the states they leave score the rest. The setting that scores them
-   best wins among those that keep the first version's users at least as good as the version
+   with ``Learner``), and the states they leave score the rest, with the item corrections those
+   70% give (``velox.model.corrections``), as the edge would serve them. The setting that scores
+   them best wins among those that keep the first version's users at least as good as the version
    alone on the same ratings; if none does, those users keep the version's vector
    (``keep_known``) and the best setting for the others wins. The test set is never looked at.
 5. Per rule, a worker (``velox worker``, a child process) starts where a worker that had seen
    the earliest share would be, on the first version; the stream is produced to Kafka and the
-   worker applies it; its RocksDB states score the test set.
+   worker applies it; its RocksDB states score the test set, with the item corrections the
+   edge's reader (``velox.serving.corrections``) takes from the same topic.
 6. A full retrain (the same Spark job) on everything before the test set.
 
 Test RMSE of (a) the first version's static scores, (b) the worker's online states, (c) the full
 retrain; the share of the (a)−(c) gap that (b) recovers, overall, for users the first version
-knew and for new users; the share of known users whose own test RMSE (b) made worse; and the new
+knew and for new users, and overall without the item corrections (the users' updates alone); the share of known users whose own test RMSE (b) made worse; and the new
 users' share when the chosen setting learns on (c)'s item features (what is left to the items). Each
 rule runs in its own namespace (topics, worker group) and data folder: the rls namespace gets
 the same earliest share in the same order, so the first version's training-end offsets hold
@@ -51,6 +53,7 @@ from velox.broker import throwaway_broker
 from velox.errors import VeloxError
 from velox.load import produce
 from velox.model.batch_scores import predict_many
+from velox.model.corrections import ItemCorrections
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
@@ -58,6 +61,7 @@ from velox.schemas import partitioning, user_state
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import table_path
+from velox.serving.corrections import Corrections
 from velox.settings import Settings
 from velox.streams.store import PartitionStore
 
@@ -150,9 +154,11 @@ def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -
     return Replay({int(key): state.w for key, state in states.items()}, scores - np.array(predicted, float))
 
 
-def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> tuple[Trial, list[Trial]]:
-    """The setting whose states best score each user's last 30% of the stream, having learned the first 70%,
-    among those that keep the version's users no worse than the version alone there.
+def choose(version: ModelVersion, rule: str, stream: Sequence[Observation],
+           shrinkage: float | None = None) -> tuple[Trial, list[Trial]]:
+    """The setting whose states best score each user's last 30% of the stream, having learned the first 70%
+    (served with the item corrections of those 70%, at ``shrinkage``), among those that keep the
+    version's users no worse than the version alone there.
 
     This is the test's own question asked of the stream: the prequential error (predict the next
     rating, then learn it) rewards a step that chases the last few ratings, which the test, scored
@@ -162,11 +168,12 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> t
     tune, verify = each_users_first(stream, STREAM_SHARE)
     known = known_mask(version, verify)
     static_known = rmse((observed(verify) - predict_many(version, *pairs(verify)))[known])
+    corrections = item_corrections(version, tune).values(pairs(verify)[1], shrinkage)
 
     def trial(learning_rate: float, l2: float, evidence: float, forgetting: float, keep_known: bool) -> Trial:
         setting = Trial(rule, learning_rate, l2, evidence, forgetting, keep_known, None, None, static_known, None)
         replayed = replay(version, setting, tune)
-        errors = online_errors(version, replayed.vectors, verify)
+        errors = online_errors(version, replayed.vectors, verify) - corrections
         done = replace(setting, verify_rmse=rmse(errors), known_verify_rmse=rmse(errors[known]),
                        prequential_rmse=rmse(replayed.errors))
         log.info("%s rate %g l2 %g evidence %g forgetting %g%s: verify RMSE %s (known users %s, version alone %s)",
@@ -181,6 +188,13 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation]) -> t
         safe = [trial(*setting, True) for setting in GRID[rule]]
         trials += safe
     return min(safe, key=lambda t: math.inf if t.verify_rmse is None else t.verify_rmse), trials
+
+
+def item_corrections(version: ModelVersion, ratings: Sequence[Observation]) -> ItemCorrections:
+    """The item corrections ``ratings`` give against ``version`` (what the edge serves after them)."""
+    seen = ItemCorrections(version)
+    seen.add(*pairs(ratings), observed(ratings))
+    return seen
 
 
 def no_worse(online: float | None, static: float | None) -> bool:
@@ -242,8 +256,10 @@ class Result:
     events); ``worker_vs_replay`` the largest difference between a weight the worker holds and the
     same weight replayed in-process (both apply ``Learner.observe_many``, so it should be ~0);
     ``worse_known`` per rule, the share of the test's known users whose own RMSE is above (a)'s;
+    ``users_only`` per rule, the overall recovery of the worker's states without the item
+    corrections; ``item_shrinkage`` the corrections' k (estimated unless set; ∞: none);
     ``ceiling`` per rule, the best overall recovery any setting of the grid reaches on the test set
-    itself: no choice the system could make, but the bound on what choosing on the stream can find;
+    itself (with the same corrections): no choice the system could make, but the bound on what choosing on the stream can find;
     ``new_on_retrained_items`` per rule, the new users' recovery when the chosen setting learns on
     (c)'s item features instead of (a)'s (``on_retrained_items``): what is left to the items.
     """
@@ -255,6 +271,8 @@ class Result:
     rmse: dict[str, dict[str, float | None]]
     recovery: dict[str, dict[str, float | None]]
     worse_known: dict[str, float | None]
+    users_only: dict[str, float | None]
+    item_shrinkage: dict[str, float]
     ceiling: dict[str, float | None]
     new_on_retrained_items: dict[str, float | None]
     chosen: dict[str, Trial]
@@ -280,14 +298,16 @@ class Result:
         for rule in self.chosen:
             shares = "".join(f"{_percent(self.recovery[rule][g]):>10}" for g in GROUPS)
             lines.append(f"{f'gap (a)-(c) recovered by {rule}':<34}{shares}   "
-                         f"(best setting judged on the test: {_percent(self.ceiling[rule])}; "
+                         f"(without item corrections: {_percent(self.users_only[rule])}; "
+                         f"best setting judged on the test: {_percent(self.ceiling[rule])}; "
                          f"new users on (c)'s items: {_percent(self.new_on_retrained_items[rule])})")
         for rule, trial in self.chosen.items():
             kept = "; known users keep the version's vector" if trial.keep_known else ""
             forgetting = f", forgetting {trial.forgetting:g}" if rule == "rls" else ""
             lines.append(f"{rule}: rate {trial.learning_rate:g}, l2 {trial.l2:g}, evidence {trial.evidence:g}"
                          f"{forgetting}{kept} "
-                         f"(verify RMSE {_fmt(trial.verify_rmse)}); known users worse than (a): "
+                         f"(verify RMSE {_fmt(trial.verify_rmse)}); item corrections' shrinkage "
+                         f"{self.item_shrinkage[rule]:.1f}; known users worse than (a): "
                          f"{_percent(self.worse_known[rule])}")
         return "\n".join(lines)
 
@@ -317,8 +337,9 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
         chosen: dict[str, Trial] = {}
         trials: list[Trial] = []
         states: dict[str, dict[int, user_state.UserState]] = {}
+        served: dict[str, Corrections] = {}
         for rule, run in runs.items():
-            chosen[rule], tried = choose(first, rule, parts.stream)
+            chosen[rule], tried = choose(first, rule, parts.stream, run.item_shrinkage)
             trials += tried
             pick = chosen[rule]
             log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, forgetting %g, known users %s",
@@ -327,11 +348,12 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
             states[rule] = online(run.replace(learning_rate=pick.learning_rate, l2=pick.l2, evidence=pick.evidence,
                                               forgetting=pick.forgetting,
                                               keep_known=pick.keep_known), first_info, parts.stream)
+            served[rule] = served_corrections(run, first, first_info)
         full_info = job("evaluate: full retrain, everything before the test set")
     finally:
         job.close()
     full = store.load(full_info.id)
-    result = _result(data, seed, first_fraction, parts, first, full, full_info, chosen, trials, states, params)
+    result = _result(data, seed, first_fraction, parts, first, full, full_info, chosen, trials, states, served, params)
     return replace(result, seconds=time.monotonic() - started)
 
 
@@ -378,6 +400,14 @@ def online(run: Settings, first: VersionInfo, stream: Sequence[Observation]) -> 
         produce(run, stream, total=len(stream))
         _wait_caught_up(run, worker)
     return _worker_states(run)
+
+
+def served_corrections(run: Settings, first: ModelVersion, info: VersionInfo) -> Corrections:
+    """The item corrections an edge of this run serves with the first version once the stream is in
+    the topic: the edge's own reader, read to the topic's end."""
+    corrections = Corrections(run, first, info.training_end)
+    corrections.close()
+    return corrections
 
 
 def _start_group_at(run: Settings, offsets: Mapping[int, int]) -> None:
@@ -436,11 +466,12 @@ def worse_share(static: np.ndarray, online: np.ndarray, users: np.ndarray) -> fl
     return float(np.mean(squares[1] > squares[0]))
 
 
-def best_recovery(first: ModelVersion, trials: Sequence[Trial], parts: Split, static: float | None,
-                  full: float | None) -> float | None:
-    """The best overall recovery among ``trials``, each replayed on the whole stream and judged on the test set."""
-    shares = [recovered(static, rmse(online_errors(first, replay(first, t, parts.stream).vectors, parts.test)), full)
-              for t in trials]
+def best_recovery(first: ModelVersion, trials: Sequence[Trial], parts: Split, corrections: np.ndarray,
+                  static: float | None, full: float | None) -> float | None:
+    """The best overall recovery among ``trials``, each replayed on the whole stream and judged on the
+    test set, served with ``corrections`` (one per test rating)."""
+    shares = [recovered(static, rmse(online_errors(first, replay(first, t, parts.stream).vectors, parts.test)
+                                     - corrections), full) for t in trials]
     return max((share for share in shares if share is not None), default=None)
 
 
@@ -463,15 +494,18 @@ def on_retrained_items(first: ModelVersion, full: ModelVersion, trial: Trial, pa
 
 def _result(data: str, seed: int, first_fraction: float, parts: Split, first: ModelVersion, full: ModelVersion,
             full_info: VersionInfo, chosen: Mapping[str, Trial], trials: list[Trial],
-            states: Mapping[str, Mapping[int, user_state.UserState]], params: TrainParams) -> Result:
+            states: Mapping[str, Mapping[int, user_state.UserState]], served: Mapping[str, Corrections],
+            params: TrainParams) -> Result:
     known = known_mask(first, parts.test)
     truth, test_pairs = observed(parts.test), pairs(parts.test)
     errors = {"a": truth - predict_many(first, *test_pairs), "c": truth - predict_many(full, *test_pairs)}
     static_stream = observed(parts.stream) - predict_many(first, *pairs(parts.stream))
-    curves, gaps, applied = {"a": curve(static_stream)}, {}, {}
+    curves, gaps, applied, users_only, corrections = {"a": curve(static_stream)}, {}, {}, {}, {}
     for rule, trial in chosen.items():
         worker = {user: state.w for user, state in states[rule].items()}
-        errors[f"b-{rule}"] = online_errors(first, worker, parts.test)
+        users_only[rule] = online_errors(first, worker, parts.test)
+        corrections[rule] = predict_many(served[rule].served.version, *test_pairs) - predict_many(first, *test_pairs)
+        errors[f"b-{rule}"] = users_only[rule] - corrections[rule]
         replayed = replay(first, trial, parts.stream)
         curves[f"b-{rule}"] = curve(replayed.errors)
         gaps[rule] = max((float(np.max(np.abs(worker[u] - w))) for u, w in replayed.vectors.items()), default=0.0)
@@ -479,7 +513,7 @@ def _result(data: str, seed: int, first_fraction: float, parts: Split, first: Mo
     rmses = {system: by_group(e, known) for system, e in errors.items()}
     users = test_pairs[0][known]
     ceiling = {rule: best_recovery(first, [t for t in trials if t.rule == rule and not t.keep_known], parts,
-                                   rmses["a"]["overall"], rmses["c"]["overall"]) for rule in chosen}
+                                   corrections[rule], rmses["a"]["overall"], rmses["c"]["overall"]) for rule in chosen}
     retrained = {rule: recovered(rmses["a"]["new"], rmse(on_retrained_items(first, full, trial, parts)), rmses["c"]["new"])
                  for rule, trial in chosen.items()}
     return Result(
@@ -491,6 +525,9 @@ def _result(data: str, seed: int, first_fraction: float, parts: Split, first: Mo
         recovery={rule: {g: recovered(rmses["a"][g], rmses[f"b-{rule}"][g], rmses["c"][g]) for g in GROUPS}
                   for rule in chosen},
         worse_known={rule: worse_share(errors["a"][known], errors[f"b-{rule}"][known], users) for rule in chosen},
+        users_only={rule: recovered(rmses["a"]["overall"], rmse(users_only[rule]), rmses["c"]["overall"])
+                    for rule in chosen},
+        item_shrinkage={rule: served[rule].shrinkage_served() for rule in chosen},
         ceiling=ceiling, new_on_retrained_items=retrained,
         chosen=dict(chosen), trials=trials, stream_rmse=curves, worker_vs_replay=gaps,
         versions={"first": first.id, "full": full.id}, train_params=asdict(params),

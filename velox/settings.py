@@ -46,6 +46,10 @@ class Settings:
         robustness table supports.
     keep_known: users the active version was trained on keep its vector; only the others learn
         online (what ``velox evaluate`` chooses when no step kept those users as good).
+    item_shrinkage: k of the item corrections the edge adds to the active version's item biases:
+        each item's mean residual since the version's training end, shrunk as if k more ratings
+        had none; unset, k is estimated from those residuals (what bench/accuracy.py's robustness
+        table supports); ``inf``: no corrections. See ``velox.model.corrections``.
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
         version exists; ``initial_version`` is a version file (``.npz``) to use instead.
     model: the name this system's model is announced under on ``model-versions``.
@@ -94,6 +98,7 @@ class Settings:
     evidence: float | None = None
     forgetting: float | None = None
     keep_known: bool = False
+    item_shrinkage: float | None = None
     d: int = 50
     items: int = 10_000
     seed: int = 0
@@ -152,6 +157,9 @@ class Settings:
             raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
         if self.evidence is not None and not self.evidence > 0:
             raise ConfigError(f"evidence must be positive (inf: no scaling), got {self.evidence}")
+        if self.item_shrinkage is not None and not self.item_shrinkage > 0:
+            raise ConfigError(f"item_shrinkage must be positive (inf: no item corrections; unset: estimated), "
+                              f"got {self.item_shrinkage}")
         if self.forgetting is not None and not 0.9 <= self.forgetting <= 1:
             raise ConfigError(f"forgetting must be between 0.9 (about the last ten observations count) and 1 "
                               f"(none forgotten), got {self.forgetting}")

@@ -180,7 +180,7 @@ class Weights(NamedTuple):
     w: np.ndarray
     known: bool
     seen: np.ndarray  # items the user rated (most recent 1,000)
-    identity: tuple[object, ...]  # changes whenever w does: the prediction cache's key
+    identity: tuple[object, ...]  # changes whenever w or the item corrections do: the prediction cache's key
 
 
 Answer = Callable[[Weights], Awaitable[dict[str, Any]]]
@@ -192,13 +192,15 @@ def local_weights(edge: Edge, partition: int, user: int) -> Weights:
     if stored is None:
         return default_weights(edge, user)
     state = user_state.decode(stored)
-    return Weights(edge.models.version_of(state.version), state.w, True, state.seen, (state.version, user, state.offset))
+    version, generation = edge.models.serving(state.version)
+    return Weights(version, state.w, True, state.seen, (state.version, generation, user, state.offset))
 
 
 def default_weights(edge: Edge, user: int) -> Weights:
     """The active version's own answer for the user: their trained vector, or the mean user."""
-    version = edge.models.active
-    return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64), (version.id, user))
+    version, generation = edge.models.serving(None)
+    return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64),
+                   (version.id, generation, user))
 
 
 async def answer(edge: Edge, request: Request, route: str, path: str, user: int, body: Answer,

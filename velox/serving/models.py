@@ -2,7 +2,11 @@
 
 A record carries the id of the version its weights belong to, and a prediction always uses
 that version's θ, so during a swap (some users rebuilt, others not yet) no answer mixes θ of
-one version with w of another. Versions are loaded from the model store once and kept.
+one version with w of another. Versions are loaded from the model store once and kept. The
+active version is served with its item corrections (``velox.serving.corrections``); a newly
+announced one becomes active once its corrections have read the log to its end, so the switch
+never serves a version without them. A version a record is still on during a swap is served
+as trained.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import time
 from velox.control import versions
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
+from velox.schemas.model_version import Activation
+from velox.serving.corrections import Corrections, Served
 from velox.settings import Settings
 
 
@@ -22,32 +28,46 @@ class Models:
         self.follower = versions.Follower(settings)
         activation = self.follower.latest()
         self.store = ModelStore(activation.store if activation else settings.model_store)
-        self.active = self._load(activation.version.id) if activation else versions.initial_version(settings)
-        self.loaded: dict[str, ModelVersion] = {self.active.id: self.active}
+        trained = self._load(activation.version.id) if activation else versions.initial_version(settings)
+        self.loaded: dict[str, ModelVersion] = {trained.id: trained}
+        self.corrections = self._corrections(trained, activation)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="velox-versions", daemon=True)
         self._thread.start()
 
-    def version_of(self, record_version: str | None) -> ModelVersion:
-        """The version a user's record is on (the active one for users without a record)."""
-        if record_version is None or record_version == self.active.id:
-            return self.active
+    @property
+    def active(self) -> ModelVersion:
+        return self.corrections.served.version
+
+    def serving(self, record_version: str | None) -> Served:
+        """The version a user's record is on (the active one for users without a record), as served."""
+        served = self.corrections.served
+        if record_version is None or record_version == served.version.id:
+            return served
         if record_version not in self.loaded:
             self.loaded[record_version] = self._load(record_version)
-        return self.loaded[record_version]
+        return Served(self.loaded[record_version], 0)
 
     def _load(self, version_id: str) -> ModelVersion:
         return self.store.load(version_id)
+
+    def _corrections(self, trained: ModelVersion, activation: Activation | None) -> Corrections:
+        return Corrections(self.settings, trained, activation.version.training_end if activation else {}).start()
 
     def _follow(self) -> None:
         while not self._stop.is_set():
             activation = self.follower.poll()
             if activation is not None and activation.version.id != self.active.id:
                 self.store = ModelStore(activation.store)
-                self.active = self.version_of(activation.version.id)
+                if activation.version.id not in self.loaded:
+                    self.loaded[activation.version.id] = self._load(activation.version.id)
+                before, self.corrections = self.corrections, self._corrections(
+                    self.loaded[activation.version.id], activation)
+                before.close()
             time.sleep(0.1)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.corrections.close()
         self.follower.close()

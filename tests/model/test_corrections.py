@@ -1,0 +1,62 @@
+"""Item corrections: Koren's shrunk item bias on a version's residuals, and its empirical-Bayes shrinkage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from velox.model.batch_scores import predict_many
+from velox.model.corrections import ItemCorrections
+from velox.model.synthetic import planted
+from velox.model.top_k import top_k
+
+
+def test_each_correction_is_the_items_residual_sum_over_its_count_plus_k() -> None:
+    version = planted(users=20, items=10, d=3, seed=1)
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 25, 200), rng.integers(0, 12, 200)  # some users and items it does not know
+    scores = rng.normal(3.5, 1.0, 200)
+    seen = ItemCorrections(version)
+    for part in np.array_split(np.arange(200), 7):  # in batches, as a reader takes them
+        seen.add(users[part], items[part], scores[part])
+    residuals = scores - predict_many(version, users, items)
+    for item in range(12):
+        mine = residuals[items == item]
+        assert math.isclose(seen.values(np.array([item]), 4.0)[0], mine.sum() / (len(mine) + 4.0), abs_tol=1e-9)
+    assert seen.values(np.array([99]), 4.0)[0] == 0.0
+    assert not seen.values(np.arange(12), math.inf).any()
+
+
+def test_the_estimated_shrinkage_is_the_noise_over_the_spread_of_the_items_effects() -> None:
+    """Planted: each item's residuals are its effect (variance τ² = 0.25) plus noise (σ² = 1), so k = 4."""
+    version = planted(users=1, items=1, d=2, seed=0)
+    rng = np.random.default_rng(3)
+    effects = rng.normal(0.0, 0.5, 2000)
+    items = np.repeat(np.arange(2000), 30)
+    users = np.full(len(items), 10**6)  # unknown to the version: the mean user, as every reader scores them
+    scores = predict_many(version, users, items) + effects[items] + rng.normal(0.0, 1.0, len(items))
+    seen = ItemCorrections(version)
+    seen.add(users, items, scores)
+    assert 3.6 < seen.shrinkage() < 4.4
+    # No effect, only noise: nothing to correct.
+    flat = ItemCorrections(version)
+    flat.add(users, items, predict_many(version, users, items) + rng.normal(0.0, 1.0, len(items)))
+    assert math.isinf(flat.shrinkage()) or flat.shrinkage() > 100
+    assert flat.corrected(math.inf) is version
+
+
+def test_the_corrected_version_scores_with_the_corrections_and_ranks_items_only_the_log_has_seen() -> None:
+    version = planted(users=5, items=4, d=3, seed=2)
+    seen = ItemCorrections(version)
+    users = np.array([0, 1, 2, 0, 1])
+    items = np.array([1, 1, 1, 40, 40])  # item 40: not in the version
+    seen.add(users, items, predict_many(version, users, items) + np.array([1.0, 1.0, 1.0, 3.0, 3.0]))
+    corrected = seen.corrected(1.0)
+    assert corrected.id == version.id and corrected.knows_item(40)
+    w = version.prior(3)
+    assert math.isclose(corrected.score(w, 1), version.score(w, 1) + 3.0 / 4.0, abs_tol=1e-5)
+    assert math.isclose(corrected.score(w, 40), version.score(w, 40) + 6.0 / 3.0, abs_tol=1e-5)
+    assert math.isclose(corrected.score(w, 2), version.score(w, 2), abs_tol=1e-6)
+    assert 40 in top_k(corrected, w, 5).items and 40 not in top_k(version, w, 5).items
+    np.testing.assert_array_equal(corrected.user_vectors, version.user_vectors)

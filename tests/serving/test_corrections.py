@@ -1,0 +1,83 @@
+"""The edge's item corrections read from a real ``observations`` topic: what a worker applies counts, once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+
+from tests.streams.harness import produce, session_producer
+from velox import kafka
+from velox.control import topics
+from velox.model.corrections import ItemCorrections
+from velox.model.synthetic import planted
+from velox.schemas import observation, partitioning
+from velox.schemas.observation import Observation
+from velox.serving.corrections import Corrections
+from velox.settings import Settings
+
+
+def rating(user: int, item: int, score: float) -> Observation:
+    return Observation(user=user, item=item, score=score, time=0)
+
+
+def messages(events: list[Observation]) -> list[tuple[bytes, bytes]]:
+    return [(e.key, observation.encode(e)) for e in events]
+
+
+def test_the_corrections_read_what_workers_apply_after_the_training_end_and_follow_the_log(
+        settings: Settings, tmp_path) -> None:
+    own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=2, item_shrinkage=2.0)
+    topics.ensure(own)
+    topic = own.topic("observations")
+    version = planted(users=10, items=6, d=3, seed=4)
+    rng = np.random.default_rng(1)
+    trained = [rating(int(u), int(i), 5.0) for u, i in zip(rng.integers(0, 10, 20), rng.integers(0, 6, 20))]
+    produce(own, topic, messages(trained))
+    training_end = kafka.end_offsets(own, topic)
+    after = [rating(int(u), int(i), float(s)) for u, i, s in
+             zip(rng.integers(0, 14, 60), rng.integers(0, 8, 60), rng.integers(1, 6, 60))]
+    produce(own, topic, messages(after))
+    stranger = rating(3, 2, 1.0)  # outside its home partition: a worker moves it there, where it counts
+    elsewhere = 1 - partitioning.home(stranger.key, 2)
+    producer = session_producer(own)
+    producer.produce(topic, key=stranger.key, value=observation.encode(stranger), partition=elsewhere)
+    producer.produce(topic, key=b"4", value=b'{"user": 4, "item": 1, "score": "high"}', partition=0)  # dead letter
+    assert producer.flush(30) == 0
+
+    corrections = Corrections(own, version, training_end)
+    try:
+        expected = ItemCorrections(version)
+        expected.add(*np.array([(e.user, e.item, e.score) for e in after]).T)
+        assert corrections.seen.counts == expected.counts
+        items = np.arange(8)
+        np.testing.assert_allclose(corrections.seen.values(items, 2.0), expected.values(items, 2.0), atol=1e-9)
+        served = corrections.served
+        w = version.prior(3)
+        for item in range(8):
+            assert abs(served.version.score(w, item) - version.score(w, item) - expected.values(np.array([item]), 2.0)[0]) < 1e-4
+
+        corrections.start()
+        produce(own, topic, messages([rating(3, 7, 5.0)] * 5))
+        deadline = time.monotonic() + 30
+        while corrections.served.generation == served.generation and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected.add(np.full(5, 3), np.full(5, 7), np.full(5, 5.0))
+        assert corrections.served.generation > served.generation
+        assert abs(corrections.served.version.score(w, 7) - version.score(w, 7)
+                   - expected.values(np.array([7]), 2.0)[0]) < 1e-4
+    finally:
+        corrections.close()
+
+
+def test_with_infinite_shrinkage_nothing_is_read_and_the_version_is_served_as_trained(
+        settings: Settings, tmp_path) -> None:
+    own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=2,
+                           item_shrinkage=float("inf"))
+    version = planted(users=4, items=3, d=2, seed=0)
+    corrections = Corrections(own, version, {}).start()
+    try:
+        assert corrections.served.version is version and corrections.reader is None
+    finally:
+        corrections.close()

@@ -1,0 +1,134 @@
+"""The active version's item corrections (``velox.model.corrections``), kept current from ``observations``.
+
+Each edge reads every partition of the log from the version's training end, so every edge serves
+the same corrections and none has state to lose: a restarted edge reads the same events again.
+Only what a worker applies counts: an event that fails validation (the dead-letter topic has it)
+or that landed outside its user's home partition (the worker moves it there, where it is read
+again) is skipped, and the log is read committed, so a moved event counts once. The corrected
+version is rebuilt at most every ``refresh`` seconds, and answers cached under the previous one
+are not served again (``generation``). Reading the log costs each edge a decode of every event
+(msgspec) and one vectorized residual per batch read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+from confluent_kafka import Message, TopicPartition
+
+from velox import kafka
+from velox.model.corrections import ItemCorrections
+from velox.model.version import ModelVersion
+from velox.schemas import observation, partitioning
+from velox.schemas.observation import InvalidObservation
+from velox.settings import Settings
+
+log = logging.getLogger("velox.serving.corrections")
+
+CATCH_UP_TIMEOUT = 120.0
+
+
+class Served(NamedTuple):
+    version: ModelVersion  # the version with the corrections added
+    generation: int  # changes whenever they do: part of the prediction cache's key
+
+
+class Corrections:
+    """Reads the log after ``training_end`` into a version's corrections: up to the end it has now
+    when constructed, then in a thread (``start``) as events arrive."""
+
+    def __init__(self, settings: Settings, version: ModelVersion, training_end: Mapping[int, int],
+                 refresh: float = 1.0) -> None:
+        self.settings, self.shrinkage, self.refresh = settings, settings.item_shrinkage, refresh
+        self.seen = ItemCorrections(version)
+        self.served = Served(version, 0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reader = None
+        if self.shrinkage is not None and math.isinf(self.shrinkage):
+            return
+        topic = settings.topic("observations")
+        self.reader = kafka.consumer(settings, group=f"{settings.app_id}-corrections-{uuid.uuid4().hex[:8]}")
+        starts = {p: training_end.get(p, 0) for p in range(settings.partitions)}
+        self.reader.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+        self._catch_up(starts, kafka.end_offsets(settings, topic))
+
+    def shrinkage_served(self) -> float:
+        """The k the corrections are served with: the setting's, else estimated (∞: none served)."""
+        return self.seen.shrinkage() if self.shrinkage is None else self.shrinkage
+
+    def _catch_up(self, starts: Mapping[int, int], ends: Mapping[int, int]) -> None:
+        """Read until every partition has given its messages up to ``ends``, or none arrives for a
+        second (a transaction's marker can be a partition's last offset: no message reaches it)."""
+        started = time.monotonic()
+        behind = {p: end for p, end in ends.items() if starts.get(p, 0) < end}
+        while behind:
+            if time.monotonic() - started > CATCH_UP_TIMEOUT:
+                log.warning("item corrections for %s: not at the log's end after %.0f s; serving what is read, "
+                            "reading on", self.seen.version.id, CATCH_UP_TIMEOUT)
+                break
+            messages = kafka.arrived(self.reader, 10_000, 1.0)
+            if not messages:
+                break
+            self._take(messages)
+            for message in messages:
+                if message.offset() + 1 >= behind.get(message.partition(), math.inf):
+                    del behind[message.partition()]
+        self._publish()
+        log.info("item corrections for %s: %d events read in %.1f s, %d items, shrinkage %g%s",
+                 self.seen.version.id, self.seen.events, time.monotonic() - started, len(self.seen.sums),
+                 self.shrinkage_served(), " (estimated)" if self.shrinkage is None else "")
+
+    def _take(self, messages: list[Message]) -> None:
+        users, items, scores = [], [], []
+        for message in messages:
+            if message.error() is not None:
+                continue
+            key = message.key()
+            try:
+                seen = observation.from_message(key, message.value())
+            except InvalidObservation:
+                continue
+            if partitioning.home(key if key is not None else seen.key, self.settings.partitions) != message.partition():
+                continue
+            users.append(seen.user)
+            items.append(seen.item)
+            scores.append(seen.score)
+        self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64))
+
+    def _publish(self) -> None:
+        self.served = Served(self.seen.corrected(self.shrinkage), self.served.generation + 1)
+
+    def start(self) -> Corrections:
+        """Follow the log in a thread from here on."""
+        if self.reader is not None:
+            self._thread = threading.Thread(target=self._follow, name="velox-item-corrections", daemon=True)
+            self._thread.start()
+        return self
+
+    def _follow(self) -> None:
+        """Read as events arrive; rebuild what is served at most every ``refresh`` seconds, and
+        spend at most a tenth of the time rebuilding (the version's lookups are rebuilt with it,
+        a cost that grows with its users and items)."""
+        published = self.seen.events
+        while not self._stop.is_set():
+            self._take(kafka.arrived(self.reader, 10_000, 0.1))
+            if self.seen.events != published:
+                started = time.monotonic()
+                self._publish()
+                published = self.seen.events
+                self._stop.wait(max(self.refresh, 10 * (time.monotonic() - started)))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.reader is not None:
+            self.reader.close()
