@@ -165,8 +165,10 @@ def rows() -> list[tuple[str, ...]]:
         for rule in ("sgd", "rls"):
             recovered = accuracy["recovery"][rule]
             rmse = accuracy["rmse"]
+            alone = f", users' updates alone {accuracy['users_only'][rule]:.1%}" if "users_only" in accuracy else ""
             found.append((f"online {rule}: share of the (a)−(c) RMSE gap recovered, ml-100k",
-                          f"{recovered['overall']:.1%} (known users {recovered['known']:.1%}, new {recovered['new']:.1%})",
+                          f"{recovered['overall']:.1%} (known users {recovered['known']:.1%}, new {recovered['new']:.1%}"
+                          f"{alone})",
                           f"(a) {rmse['a']['overall']:.4f}, (b) {rmse['b-' + rule]['overall']:.4f}, (c) {rmse['c']['overall']:.4f}",
                           "", f"≥ {accuracy['target']:.0%}, known users no worse",
                           verdict(all(accuracy["checks"][rule].values())), when("accuracy"), "bench/accuracy.py"))
@@ -303,6 +305,9 @@ def robustness() -> str:
         kept = ", known kept" if chosen["keep_known"] else ""
         worse = "" if row["worse_known"][rule] is None else f", {row['worse_known'][rule]:.0%} of known users worse"
         best = f"; best setting judged on the test {row['ceiling'][rule]:.1%}" if row.get("ceiling") else ""
+        if "users_only" in row:
+            best = (f" (users' updates alone {row['users_only'][rule]:.1%}; item corrections' k "
+                    f"{row['item_shrinkage'][rule]:.1f})" + best)
         items = row.get("new_on_retrained_items", {}).get(rule)
         new = "" if items is None else f"; new users {recovered['new']:.1%}, on (c)'s items {items:.1%}"
         return (f"{recovered['overall']:.1%}{best}{new}; {known}{worse} ({setting.format(**chosen)}{kept}) "
@@ -314,7 +319,9 @@ def robustness() -> str:
     return (f"\n## Accuracy across data sets, shares and seeds\n\nbench/accuracy.py, {when('accuracy-robustness')}. "
             f"Targets per row and rule: known users' test RMSE not above (a)'s; on ml-100k, at least "
             f"{table['target']:.0%} of the (a)−(c) gap recovered. n₀ = inf: the step does not shrink with the "
-            "evidence behind a user; β: rls's forgetting factor (1: nothing forgotten); new users: their share of their own gap, "
+            "evidence behind a user; β: rls's forgetting factor (1: nothing forgotten); (b) is served with the edge's item "
+            "corrections (velox/model/corrections.py), k their shrinkage as estimated from the stream; users' updates "
+            "alone: (b) without them; new users: their share of their own gap, "
             "and on (c)'s items when the chosen setting learns on the full retrain's item features instead of the "
             "first version's (the difference is the items' part, which only a retrain changes).\n\n" + "\n".join(lines) + "\n")
 

@@ -81,3 +81,22 @@ def test_with_infinite_shrinkage_nothing_is_read_and_the_version_is_served_as_tr
         assert corrections.served.version is version and corrections.reader is None
     finally:
         corrections.close()
+
+
+def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_and_ranks_new_items(served) -> None:
+    """User 7's record does not change, so only the corrections' generation in the cache key lets the
+    answer move; item 777 is not in the version (50 items), only in the log."""
+    client, own = served
+    params = {"user": 7, "item": 9}
+    before = client.get("/v1/models/default/predict", params=params).json()
+    assert client.get("/v1/models/default/predict", params=params).json()["score"] == before["score"]  # cached
+    produce(own, own.topic("observations"), messages(
+        [rating(1000 + u, 9, 5.0) for u in range(30)] + [rating(2000 + u, 777, 5.0) for u in range(30)]))
+    deadline = time.monotonic() + 30
+    after = before
+    while after["score"] == before["score"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = client.get("/v1/models/default/predict", params=params).json()
+    assert after["score"] > before["score"], (before, after)
+    best = client.get("/v1/models/default/top_k", params={"user": 123456, "k": 3}).json()
+    assert 777 in [entry["item"] for entry in best["items"]], best

@@ -12,11 +12,11 @@ residuals instead of on the mean.
 
 k is estimated from the same residuals unless given (empirical Bayes, the James–Stein ratio):
 k = σ² / τ², σ² the variance of a rating's residual around its item's mean residual (pooled over
-items rated twice or more), τ² the variance of the items' true corrections (the spread of their
-mean residuals, each less the σ²/n_x its own noise adds, weighted by n_x). With that k, c_x is
-the posterior mean of the item's correction under a normal prior N(0, τ²); when the residuals
-show no spread between items beyond their noise (τ² ≤ 0) there is nothing to correct, and the
-version is served as trained.
+items rated twice or more), τ² the prior variance of the items' true corrections around 0 (the
+mean square of their mean residuals, each less the σ²/n_x its own noise adds, weighted by n_x).
+With that k, c_x is the posterior mean of the item's correction under a normal prior N(0, τ²);
+when the mean residuals are no larger than their noise explains (τ² ≤ 0) there is nothing to
+correct, and the version is served as trained.
 
 Why: online updates move the users only; θ changes only at a retrain. When the version was
 trained on little of the history, the items it knows badly (and those it does not know at all,
@@ -101,8 +101,7 @@ class ItemCorrections:
         sums, squares, counts = sums[several], squares[several], counts[several]
         means = sums / counts
         noise = float(np.sum(squares - counts * np.square(means)) / np.sum(counts - 1))
-        spread = float(np.average(np.square(means - np.average(means, weights=counts)) - noise / counts,
-                                  weights=counts))
+        spread = float(np.average(np.square(means) - noise / counts, weights=counts))
         return noise / spread if spread > 0 else math.inf
 
     def values(self, items: np.ndarray, shrinkage: float | None = None) -> np.ndarray:
