@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 
 from tests.streams.harness import produce, session_producer
 from velox import kafka
-from velox.control import topics
+from velox.control import topics, versions
 from velox.model.corrections import ItemCorrections
+from velox.model.store import ModelStore
 from velox.model.synthetic import planted
 from velox.schemas import observation, partitioning
+from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.serving.corrections import Corrections
+from velox.serving.models import Models
 from velox.settings import Settings
 
 
@@ -100,3 +104,35 @@ def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_an
     assert after["score"] > before["score"], (before, after)
     best = client.get("/v1/models/default/top_k", params={"user": 123456, "k": 3}).json()
     assert 777 in [entry["item"] for entry in best["items"]], best
+
+
+def test_a_new_version_becomes_active_with_its_own_corrections_read_from_its_training_end(
+        settings: Settings, tmp_path) -> None:
+    own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=2)
+    topics.ensure(own)
+    topic, store = own.topic("observations"), ModelStore(own.model_store)
+    old, new = (replace(planted(users=10, items=6, d=3, seed=seed), id=name) for seed, name in ((1, "old"), (2, "new")))
+    store.save(old, VersionInfo(id="old", created_at=time.time(), d=3, training_end={}))
+    versions.activate(own, "old", reason="test")
+    rng = np.random.default_rng(2)
+    produce(own, topic, messages([rating(int(u), int(i), float(s)) for u, i, s in
+                                  zip(rng.integers(0, 10, 40), rng.integers(0, 6, 40), rng.integers(1, 6, 40))]))
+    models = Models(own)
+    try:
+        assert models.active.id == "old" and models.corrections.seen.events == 40
+        store.save(new, VersionInfo(id="new", created_at=time.time(), d=3, training_end=kafka.end_offsets(own, topic)))
+        later = [rating(int(u), 5, 5.0) for u in rng.integers(0, 10, 10)]
+        produce(own, topic, messages(later))
+        versions.activate(own, "new", reason="test")
+        deadline = time.monotonic() + 30
+        while models.active.id != "new" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        corrections = models.corrections  # as the switch left it: read to the log's end already
+        assert models.active.id == "new" and corrections.seen.version.id == "new"
+        assert corrections.seen.events == 10 and corrections.seen.counts == {5: 10}
+        expected = ItemCorrections(new)
+        expected.add(*np.array([(e.user, e.item, e.score) for e in later]).T)
+        w = new.prior(3)
+        assert abs(models.active.score(w, 5) - new.score(w, 5) - expected.values(np.array([5]))[0]) < 1e-4
+    finally:
+        models.close()
