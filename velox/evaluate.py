@@ -19,11 +19,12 @@
    edge's reader (``velox.serving.corrections``) takes from the same topic.
 6. A full retrain (the same Spark job) on everything before the test set.
 
-Test RMSE of (a) the first version's static scores, (b) the worker's online states, (c) the full
-retrain; the share of the (a)−(c) gap that (b) recovers, overall, for users the first version
-knew and for new users, and overall without the item corrections (the users' updates alone); the share of known users whose own test RMSE (b) made worse; and the new
-users' share when the chosen setting learns on (c)'s item features (what is left to the items). Each
-rule runs in its own namespace (topics, worker group) and data folder: the rls namespace gets
+Test RMSE of (a) the first version's static scores, (b) the worker's online states served with
+the item corrections, (c) the full retrain; the share of the (a)−(c) gap that (b) recovers,
+overall, for users the first version knew and for new users, and overall without the item
+corrections (the users' updates alone); the share of known users whose own test RMSE (b) made
+worse; and the new users' share when the chosen setting learns on (c)'s item features (what is
+left to the items). Each rule runs in its own namespace (topics, worker group) and data folder: the rls namespace gets
 the same earliest share in the same order, so the first version's training-end offsets hold
 there too.
 """
@@ -259,7 +260,8 @@ class Result:
     ``users_only`` per rule, the overall recovery of the worker's states without the item
     corrections; ``item_shrinkage`` the corrections' k (estimated unless set; ∞: none);
     ``ceiling`` per rule, the best overall recovery any setting of the grid reaches on the test set
-    itself (with the same corrections): no choice the system could make, but the bound on what choosing on the stream can find;
+    itself (with the same corrections): no choice the system could make, but the bound on what
+    choosing on the stream can find;
     ``new_on_retrained_items`` per rule, the new users' recovery when the chosen setting learns on
     (c)'s item features instead of (a)'s (``on_retrained_items``): what is left to the items.
     """

@@ -59,8 +59,8 @@ def test_the_corrections_read_what_workers_apply_after_the_training_end_and_foll
         np.testing.assert_allclose(corrections.seen.values(items, 2.0), expected.values(items, 2.0), atol=1e-9)
         served = corrections.served
         w = version.prior(3)
-        for item in range(8):
-            assert abs(served.version.score(w, item) - version.score(w, item) - expected.values(np.array([item]), 2.0)[0]) < 1e-4
+        for item, correction in zip(range(8), expected.values(np.arange(8), 2.0)):
+            assert abs(served.version.score(w, item) - version.score(w, item) - correction) < 1e-4
 
         corrections.start()
         produce(own, topic, messages([rating(3, 7, 5.0)] * 5))
