@@ -110,13 +110,15 @@ def test_each_users_state_counts_their_events_exactly_once_and_equals_a_replay(
 def test_the_edge_serves_moved_users_as_known_with_the_replayed_score(misplaced_run: tuple[Settings, list]) -> None:
     settings, _ = misplaced_run
     reference = reference_states(settings, settings.topic("observations"))
-    version = initial_version(settings)
     edge = Edge.open(settings)
     try:
+        # The edge's item corrections read each event where the worker applied it: a moved one once.
+        assert edge.models.corrections.seen.events == sum(state.count for state in reference.values())
+        assert edge.models.active.id == initial_version(settings).id
         with TestClient(create_app(edge)) as client:
             for user in random.Random(3).sample(sorted(reference), 20):
                 body = client.get("/v1/models/default/predict", params={"user": user, "item": 17}).json()
-                expected = version.score(reference[user].w, 17)
+                expected = edge.models.active.score(reference[user].w, 17)
                 assert body["known_user"] is True, (user, body)
                 assert body["score"] == pytest.approx(expected, abs=1e-4), user
     finally:

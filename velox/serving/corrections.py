@@ -26,8 +26,7 @@ from confluent_kafka import Message, TopicPartition
 from velox import kafka
 from velox.model.corrections import ItemCorrections
 from velox.model.version import ModelVersion
-from velox.schemas import observation, partitioning
-from velox.schemas.observation import InvalidObservation
+from velox.schemas import observation
 from velox.settings import Settings
 
 log = logging.getLogger("velox.serving.corrections")
@@ -89,14 +88,9 @@ class Corrections:
     def _take(self, messages: list[Message]) -> None:
         users, items, scores = [], [], []
         for message in messages:
-            if message.error() is not None:
-                continue
-            key = message.key()
-            try:
-                seen = observation.from_message(key, message.value())
-            except InvalidObservation:
-                continue
-            if partitioning.home(key if key is not None else seen.key, self.settings.partitions) != message.partition():
+            seen = None if message.error() is not None else observation.counted(
+                message.key(), message.value(), message.partition(), self.settings.partitions)
+            if seen is None:
                 continue
             users.append(seen.user)
             items.append(seen.item)
