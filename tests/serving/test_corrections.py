@@ -104,6 +104,8 @@ def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_an
     assert after["score"] > before["score"], (before, after)
     best = client.get("/v1/models/default/top_k", params={"user": 123456, "k": 3}).json()
     assert 777 in [entry["item"] for entry in best["items"]], best
+    new_item = client.get("/v1/models/default/predict", params={"user": 123456, "item": 777}).json()
+    assert new_item["known_item"] is False  # scored with its correction; the version still does not know it
 
 
 def test_a_new_version_becomes_active_with_its_own_corrections_read_from_its_training_end(

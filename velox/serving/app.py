@@ -70,7 +70,7 @@ async def predict(request: Request) -> Response:
     async def body(weights: Weights) -> dict[str, Any]:
         version = weights.version
         return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
-                "known_user": weights.known, "known_item": version.knows_item(item)}
+                "known_user": weights.known, "known_item": edge.models.trained(version.id).knows_item(item)}
 
     return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
 

@@ -48,6 +48,10 @@ class Models:
             self.loaded[record_version] = self._load(record_version)
         return Served(self.loaded[record_version], 0)
 
+    def trained(self, version_id: str) -> ModelVersion:
+        """A version served, as trained: without the item corrections (what it knows itself)."""
+        return self.loaded[version_id]
+
     def _load(self, version_id: str) -> ModelVersion:
         return self.store.load(version_id)
 
