@@ -37,6 +37,7 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 3
 	$(PY) bench/swap.py --json bench/results/swap.json
 	$(PY) bench/takeover.py --json bench/results/takeover.json
 	$(PY) bench/restart.py --json bench/results/restart.json
+	$(PY) bench/corrections.py --json bench/results/corrections.json
 	$(PY) bench/retrain.py --json bench/results/retrain.json
 	$(PY) bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
 	$(PY) bench/containers.py --json bench/results/containers.json

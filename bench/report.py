@@ -34,6 +34,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/swap.py --json bench/results/swap.json
     .venv/bin/python bench/takeover.py --json bench/results/takeover.json
     .venv/bin/python bench/restart.py --json bench/results/restart.json
+    .venv/bin/python bench/corrections.py --json bench/results/corrections.json
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/containers.py --json bench/results/containers.json
@@ -96,6 +97,14 @@ def rows() -> list[tuple[str, ...]]:
         found += takeover_rows(takeover)
     if restart := load("restart"):
         found += restart_rows(restart)
+    if corrections := load("corrections"):
+        engine = corrections["kafka_engine_events_per_s"]
+        found.append(("edge: item corrections reader, catching up with the log (8 partitions)",
+                      f"{corrections['reader_events_per_s']:,.0f} events/s",
+                      f"bare consumer {corrections['bare_events_per_s']:,.0f}/s", f"{corrections['ratio_to_bare']:.2f}",
+                      "" if engine is None else f"≥ kafka engine's {engine:,.0f}/s",
+                      "" if engine is None else verdict(corrections["keeps_up"]), when("corrections"),
+                      "bench/corrections.py"))
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",

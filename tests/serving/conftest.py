@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -25,8 +26,18 @@ from velox.settings import Settings
 
 @pytest.fixture(scope="module")
 def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
-    own = settings.replace(data=tmp_path_factory.mktemp("edge"), namespace=f"e{uuid.uuid4().hex[:8]}-",
-                           partitions=2, d=5, items=50, worker_metrics_port=0, admin_token="s3cret")
+    """Without item corrections: these tests compare answers given seconds apart, which the corrections
+    move as the log grows (tests/serving/test_corrections.py has an edge with them)."""
+    with edge_beside_worker(settings.replace(data=tmp_path_factory.mktemp("edge"), item_shrinkage=math.inf)) as edge:
+        yield edge
+
+
+@contextmanager
+def edge_beside_worker(settings: Settings) -> Iterator[tuple[TestClient, Settings]]:
+    """An edge (admin token ``s3cret``) beside a worker on the random initial version (2 partitions,
+    50 items, d = 5), user 7 having rated items 0-4."""
+    own = settings.replace(namespace=f"e{uuid.uuid4().hex[:8]}-", partitions=2, d=5, items=50, worker_metrics_port=0,
+                           admin_token="s3cret")
     worker = WorkerProcess(own)
     worker.start()
     seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]

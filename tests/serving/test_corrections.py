@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+import pytest
+from starlette.testclient import TestClient
 
+from tests.serving.conftest import edge_beside_worker
 from tests.streams.harness import produce, session_producer
 from velox import kafka
 from velox.control import topics, versions
@@ -87,10 +91,17 @@ def test_with_infinite_shrinkage_nothing_is_read_and_the_version_is_served_as_tr
         corrections.close()
 
 
-def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_and_ranks_new_items(served) -> None:
+@pytest.fixture(scope="module")
+def corrected(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
+    """An edge beside a worker, serving item corrections with k estimated (the default)."""
+    with edge_beside_worker(settings.replace(data=tmp_path_factory.mktemp("corrected"))) as edge:
+        yield edge
+
+
+def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_and_ranks_new_items(corrected) -> None:
     """User 7's record does not change, so only the corrections' generation in the cache key lets the
     answer move; item 777 is not in the version (50 items), only in the log."""
-    client, own = served
+    client, own = corrected
     params = {"user": 7, "item": 9}
     before = client.get("/v1/models/default/predict", params=params).json()
     assert client.get("/v1/models/default/predict", params=params).json()["score"] == before["score"]  # cached

@@ -32,6 +32,7 @@ from velox.settings import Settings
 log = logging.getLogger("velox.serving.corrections")
 
 CATCH_UP_TIMEOUT = 120.0
+QUIET, SILENCE = 2.0, 10.0
 
 
 class Served(NamedTuple):
@@ -64,9 +65,13 @@ class Corrections:
         return self.seen.shrinkage() if self.shrinkage is None else self.shrinkage
 
     def _catch_up(self, starts: Mapping[int, int], ends: Mapping[int, int]) -> None:
-        """Read until every partition has given its messages up to ``ends``, or none arrives for a
-        second (a transaction's marker can be a partition's last offset: no message reaches it)."""
-        started = time.monotonic()
+        """Read until every partition has given its messages up to ``ends``. A transaction's marker
+        can be a partition's last offset, which no message reaches: a partition the reader has
+        fetched from (its position is known) with nothing more to give for ``QUIET`` seconds is at
+        its end too; one it never fetched from (only markers of aborted moves left) is waited for
+        up to ``SILENCE`` seconds."""
+        started = silent = time.monotonic()
+        topic = self.settings.topic("observations")
         behind = {p: end for p, end in ends.items() if starts.get(p, 0) < end}
         while behind:
             if time.monotonic() - started > CATCH_UP_TIMEOUT:
@@ -74,12 +79,16 @@ class Corrections:
                             "reading on", self.seen.version.id, CATCH_UP_TIMEOUT)
                 break
             messages = kafka.arrived(self.reader, 10_000, 1.0)
-            if not messages:
-                break
             self._take(messages)
             for message in messages:
                 if message.offset() + 1 >= behind.get(message.partition(), math.inf):
                     del behind[message.partition()]
+            if messages:
+                silent = time.monotonic()
+                continue
+            fetched = all(tp.offset >= 0 for tp in self.reader.position([TopicPartition(topic, p) for p in behind]))
+            if time.monotonic() - silent > (QUIET if fetched else SILENCE):
+                break
         self._publish()
         log.info("item corrections for %s: %d events read in %.1f s, %d items, shrinkage %g%s",
                  self.seen.version.id, self.seen.events, time.monotonic() - started, len(self.seen.sums),
