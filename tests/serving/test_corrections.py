@@ -147,5 +147,10 @@ def test_a_new_version_becomes_active_with_its_own_corrections_read_from_its_tra
         expected.add(*np.array([(e.user, e.item, e.score) for e in later]).T)
         w = new.prior(3)
         assert abs(models.active.score(w, 5) - new.score(w, 5) - expected.values(np.array([5]))[0]) < 1e-4
+        # A record the swap has not rebuilt yet is still answered as before the switch: with the old
+        # version's corrections, not as it was trained.
+        before = models.serving("old").version
+        assert before.id == "old" and before.item_bias is not old.item_bias
+        assert before.score(w, 0) != old.score(w, 0)
     finally:
         models.close()

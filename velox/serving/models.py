@@ -5,8 +5,9 @@ that version's θ, so during a swap (some users rebuilt, others not yet) no answ
 one version with w of another. Versions are loaded from the model store once and kept. The
 active version is served with its item corrections (``velox.serving.corrections``); a newly
 announced one becomes active once its corrections have read the log to its end, so the switch
-never serves a version without them. A version a record is still on during a swap is served
-as trained.
+never serves a version without them. The version active before keeps the corrections it had
+(no longer followed), so a user whose record a swap has not rebuilt yet gets the answers they
+got before it; any older version a record is on is served as trained.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Models:
         trained = self._load(activation.version.id) if activation else versions.initial_version(settings)
         self.loaded: dict[str, ModelVersion] = {trained.id: trained}
         self.corrections = self._corrections(trained, activation)
+        self.before: Served | None = None  # the previously active version, as it was last served
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="velox-versions", daemon=True)
         self._thread.start()
@@ -41,9 +43,11 @@ class Models:
 
     def serving(self, record_version: str | None) -> Served:
         """The version a user's record is on (the active one for users without a record), as served."""
-        served = self.corrections.served
+        served, before = self.corrections.served, self.before
         if record_version is None or record_version == served.version.id:
             return served
+        if before is not None and record_version == before.version.id:
+            return before
         if record_version not in self.loaded:
             self.loaded[record_version] = self._load(record_version)
         return Served(self.loaded[record_version], 0)
@@ -68,6 +72,7 @@ class Models:
                 before, self.corrections = self.corrections, self._corrections(
                     self.loaded[activation.version.id], activation)
                 before.close()
+                self.before = before.served
             time.sleep(0.1)
 
     def close(self) -> None:
