@@ -43,7 +43,6 @@ answers are scored.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
@@ -128,8 +127,8 @@ class ItemCorrections:
         bias = version.item_bias.astype(np.float64)
         bias[at[known]] += values[known]
         added = ids[~known]
-        return replace(
-            version, item_ids=np.concatenate([version.item_ids, added]),
-            item_factors=np.vstack([version.item_factors, np.zeros((len(added), version.d - 1), np.float32)]),
-            item_bias=np.concatenate([bias, values[~known]]).astype(np.float32),
+        return version.with_items(
+            np.concatenate([version.item_ids, added]),
+            np.vstack([version.item_factors, np.zeros((len(added), version.d - 1), np.float32)]),
+            np.concatenate([bias, values[~known]]).astype(np.float32),
         )

@@ -118,8 +118,8 @@ class Corrections:
 
     def _follow(self) -> None:
         """Read as events arrive; rebuild what is served at most every ``refresh`` seconds, and
-        spend at most a tenth of the time rebuilding (the version's lookups are rebuilt with it,
-        a cost that grows with its users and items)."""
+        spend at most a tenth of the time rebuilding (the item table and its lookup are rebuilt:
+        a cost that grows with the items)."""
         published = self.seen.events
         while not self._stop.is_set():
             self._take(kafka.arrived(self.reader, 10_000, 0.1))
