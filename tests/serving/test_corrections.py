@@ -117,6 +117,8 @@ def test_the_edge_serves_the_corrections_as_the_log_moves_them_past_its_cache_an
     assert 777 in [entry["item"] for entry in best["items"]], best
     new_item = client.get("/v1/models/default/predict", params={"user": 123456, "item": 777}).json()
     assert new_item["known_item"] is False  # scored with its correction; the version still does not know it
+    metrics = client.get("/metrics").text
+    assert "velox_edge_item_shrinkage " in metrics and "velox_edge_corrected_items 7.0" in metrics, metrics
 
 
 def test_a_new_version_becomes_active_with_its_own_corrections_read_from_its_training_end(

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 from confluent_kafka import Message, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from velox import kafka
 from velox.model.corrections import ItemCorrections
@@ -30,6 +31,10 @@ from velox.schemas import observation
 from velox.settings import Settings
 
 log = logging.getLogger("velox.serving.corrections")
+
+READ = Counter("velox_edge_correction_events", "Events of observations read into the item corrections.")
+SHRINKAGE = Gauge("velox_edge_item_shrinkage", "k of the item corrections served (inf: none served).")
+CORRECTED = Gauge("velox_edge_corrected_items", "Items the served corrections have ratings of.")
 
 CATCH_UP_TIMEOUT = 120.0
 QUIET, SILENCE = 2.0, 10.0
@@ -105,9 +110,13 @@ class Corrections:
             items.append(seen.item)
             scores.append(seen.score)
         self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64))
+        READ.inc(len(users))
 
     def _publish(self) -> None:
-        self.served = Served(self.seen.corrected(self.shrinkage), self.served.generation + 1)
+        shrinkage = self.shrinkage_served()
+        self.served = Served(self.seen.corrected(shrinkage), self.served.generation + 1)
+        SHRINKAGE.set(shrinkage)
+        CORRECTED.set(len(self.seen.sums))
 
     def start(self) -> Corrections:
         """Follow the log in a thread from here on."""
