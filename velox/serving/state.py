@@ -61,8 +61,10 @@ class LocalState:
         return before != self.written[partition]
 
     def _db(self, partition: int) -> Rdict | None:
+        """The partition's DB, opened once it is complete: RocksDB writes ``CURRENT`` last (by a
+        rename), so a DB a worker is creating at this moment is not opened half made."""
         db = self.dbs.get(partition)
-        if db is None and table_path(self.data, partition).exists():
+        if db is None and (table_path(self.data, partition) / "CURRENT").exists():
             options = Options(raw_mode=True)
             options.set_max_open_files(-1)  # what RocksDB asks of secondaries
             secondary = self.data / "edge" / f"secondary-{partition}"
