@@ -63,7 +63,7 @@ class Corrections:
         self.reader = kafka.consumer(settings, group=f"{settings.app_id}-corrections-{uuid.uuid4().hex[:8]}")
         starts = {p: training_end.get(p, 0) for p in range(settings.partitions)}
         self.reader.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-        self._catch_up(starts, kafka.end_offsets(settings, topic))
+        self._catch_up(starts, {p: kafka.watermarks(self.reader, TopicPartition(topic, p))[1] for p in starts})
 
     def shrinkage_served(self) -> float:
         """The k the corrections are served with: the setting's, else estimated (∞: none served)."""
@@ -94,10 +94,10 @@ class Corrections:
             fetched = all(tp.offset >= 0 for tp in self.reader.position([TopicPartition(topic, p) for p in behind]))
             if time.monotonic() - silent > (QUIET if fetched else SILENCE):
                 break
-        self._publish()
+        shrinkage = self._publish()
         log.info("item corrections for %s: %d events read in %.1f s, %d items, shrinkage %g%s",
                  self.seen.version.id, self.seen.events, time.monotonic() - started, len(self.seen.sums),
-                 self.shrinkage_served(), " (estimated)" if self.shrinkage is None else "")
+                 shrinkage, " (estimated)" if self.shrinkage is None else "")
 
     def _take(self, messages: list[Message]) -> None:
         users, items, scores = [], [], []
@@ -112,11 +112,13 @@ class Corrections:
         self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64))
         READ.inc(len(users))
 
-    def _publish(self) -> None:
+    def _publish(self) -> float:
+        """Serve the corrections as they are now; return the k served."""
         shrinkage = self.shrinkage_served()
         self.served = Served(self.seen.corrected(shrinkage), self.served.generation + 1)
         SHRINKAGE.set(shrinkage)
         CORRECTED.set(len(self.seen.sums))
+        return shrinkage
 
     def start(self) -> Corrections:
         """Follow the log in a thread from here on."""
