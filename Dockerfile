@@ -14,8 +14,9 @@ WORKDIR /app
 # neither again. Only what fetching the jars imports is copied for it.
 COPY pyproject.toml README.md ./
 COPY velox/__init__.py velox/errors.py velox/
-COPY velox/jars velox/jars
-RUN pip install --quiet . && python -c "from pathlib import Path; from velox import jars; \
+COPY velox/local/__init__.py velox/local/
+COPY velox/local/jars velox/local/jars
+RUN pip install --quiet . && python -c "from pathlib import Path; from velox.local import jars; \
     [jars.fetch(s, Path.home() / '.cache' / 'velox') for s in (jars.KAFKA_BROKER, jars.SPARK_KAFKA)]"
 COPY velox ./velox
 RUN pip install --quiet --no-deps . && velox jars

@@ -29,8 +29,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import plotting
-from velox.evaluate import GROUPS, Result, evaluate, isolated, no_worse
-from velox.load import read_movielens
+
+from velox.experiments.accuracy import GROUPS, Result, evaluate, isolated, no_worse
+from velox.local.loader import read_movielens
 from velox.model import synthetic
 from velox.schemas.observation import Observation
 from velox.settings import Settings

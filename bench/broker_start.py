@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from velox.broker import LocalBroker, free_bootstrap
+from velox.local.broker import LocalBroker, free_bootstrap
 from velox.settings import Settings
 
 RUNNING = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*Transitioning from RECOVERY to RUNNING")

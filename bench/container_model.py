@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from velox.schemas.container import Input
+from velox.schemas.container_rpc import Input
 
 FEATURES = 8
 _rng = np.random.default_rng(0)

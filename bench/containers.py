@@ -6,7 +6,7 @@ one-row predict. In this process's event loop, as the edge calls it:
 1. In-process: the model called directly. Its maximum rate, then its latency (p50, p99) at half
    of it, paced.
 2. Through a container (``velox container run``, one replica) with the edge's own client
-   (``velox.serving.containers``): latency at the same paced rate; the hop is the difference.
+   (``velox.serving.container_client``): latency at the same paced rate; the hop is the difference.
 3. Throughput with 128 requests in flight: batched (the batch size adapted, AIMD) against one
    input per call (the size held at 1).
 4. The RPC alone, one input per call at ``RPC_RATE`` (each call alone on its connection): ours (length-prefixed MessagePack on a
@@ -32,15 +32,15 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from container_model import model
 from stream import broker_settings, progress
+
 from velox import processes
-from velox.broker import free_bootstrap
-from velox.control import containers as registry
-from velox.schemas.container import Call, Input, decode_reply, frame
+from velox.control import container_registry as registry
+from velox.local.broker import free_bootstrap
+from velox.schemas.container_rpc import Call, Input, decode_reply, frame
 from velox.serving.batching import AdaptiveLimit
-from velox.serving.containers import Connection, Containers
+from velox.serving.container_client import Connection, Containers
 from velox.settings import Settings
 
 SLO_S = 1.0

@@ -1,9 +1,10 @@
 """The edge's item corrections reader: can every edge keep up with the log a worker applies?
 
 Each edge reads every partition of ``observations`` from the active version's training end
-(``velox.serving.corrections``): each event decoded, checked for its home partition, and its
+(``velox.serving.live_corrections``): each event decoded, checked for its home partition, and its
 residual against the version added to its item's sums. The figure: events per second of that
-reader catching up with ``--events`` events (100,000 users, 10,000 items, 8 partitions, d = 51),
+reader catching up with ``--events`` events (from 100,000 user ids over 10,000 items, 8 partitions,
+d = 51; the version is a random one with no trained users, so no user's row is read),
 against a bare consumer reading the same messages in the same run (the ceiling: what librdkafka
 delivers to Python), and against the kafka engine's events per second in bench/stream.py's last
 run (the rate a worker applies them). Target: at least that rate, so an edge never falls behind a
@@ -25,10 +26,10 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 from stream import broker_settings, produce, progress  # bench/stream.py
 
-from velox import kafka
 from velox.control import topics
+from velox.kafka import clients
 from velox.model.version import random_version
-from velox.serving.corrections import Corrections
+from velox.serving.live_corrections import Corrections
 from velox.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,12 +39,12 @@ USERS, ITEMS = 100_000, 10_000
 def bare(settings: Settings, events: int) -> float:
     """Events per second of a consumer that only takes the messages, from the first to the last."""
     topic = settings.topic("observations")
-    reader = kafka.consumer(settings, group=f"bench-bare-{uuid.uuid4().hex[:6]}")
+    reader = clients.consumer(settings, group=f"bench-bare-{uuid.uuid4().hex[:6]}")
     reader.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     done, started = 0, None
     try:
         while done < events:
-            messages = kafka.arrived(reader, 10_000, 1.0)
+            messages = clients.arrived(reader, 10_000, 1.0)
             started = started or time.perf_counter()
             done += sum(1 for m in messages if m.error() is None)
         return events / (time.perf_counter() - started)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from container_model import model
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from container_model import model
-from velox.schemas.container import Reply, decode_call, frame
+from velox.schemas.container_rpc import Reply, decode_call, frame
 
 
 async def call(request: Request) -> Response:

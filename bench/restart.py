@@ -12,7 +12,7 @@ has applied and committed:
 
 The kafka engine commits in the transaction of each batch's records; Faust commits on its own
 timer (every second here), from its bookkeeping of acked offsets, which a restart used to
-upset for a minute or two (velox.streams.faust_app.ReadCommittedConsumer says why).
+upset for a minute or two (velox.streams.faust_engine.ReadCommittedConsumer says why).
 
     python bench/restart.py [--history 100000 --restarts 5] [--json bench/results/restart.json]
 
@@ -31,8 +31,9 @@ from pathlib import Path
 
 from stream import broker_settings, produce, progress  # bench/stream.py
 
-from velox import kafka, processes
+from velox import processes
 from velox.control import topics
+from velox.kafka import positions
 from velox.settings import Settings
 
 POLL = 0.05
@@ -41,7 +42,7 @@ TIMEOUT = 600.0
 
 def committed_at_end(settings: Settings) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while kafka.lag(settings, settings.app_id, settings.topic("observations")) > 0:
+    while positions.lag(settings, settings.app_id, settings.topic("observations")) > 0:
         if time.monotonic() > deadline:
             raise SystemExit(f"the {settings.engine} worker's group did not commit the topic's end in {TIMEOUT:.0f} s")
         time.sleep(POLL)

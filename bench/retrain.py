@@ -33,12 +33,20 @@ from typing import Any
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 
-from velox import kafka, processes
-from velox.control import topics
+from velox import processes
 from velox.batch.job import WarmJob, retrain
-from velox.batch.train import ALS_BLOCKS, TrainParams, als_blocks, fit, rmse, spark_session
-from velox.broker import throwaway_broker
-from velox.load import produce, read_movielens
+from velox.batch.train import (
+    ALS_BLOCKS,
+    TrainParams,
+    als_blocks,
+    fit,
+    rmse,
+    spark_session,
+)
+from velox.control import topics
+from velox.kafka import positions
+from velox.local.broker import throwaway_broker
+from velox.local.loader import produce, read_movielens
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
 
@@ -97,7 +105,7 @@ def end_to_end(data_dir: Path, params: TrainParams, warmups: int = 2, repeats: i
         log_path = Path(work) / "worker.log"
         worker = processes.spawn(settings, log_path, "worker")
         try:
-            while kafka.lag(settings, settings.app_id, settings.topic("observations")) > 0:
+            while positions.lag(settings, settings.app_id, settings.topic("observations")) > 0:
                 time.sleep(0.5)
             cold, info = timed_swap(lambda: retrain(settings, params, reason="bench"), log_path)
             warm_job = WarmJob(settings, params)  # as `velox retrain --watch` runs it: one session kept

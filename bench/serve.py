@@ -30,18 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import plotting
-from velox import kafka, processes
+
+from velox import processes
 from velox.control import owners, topics
-from velox.broker import free_bootstrap, throwaway_broker
-from velox.serving.app import create_app
-from velox.serving.edge import JSON, Edge, Weights, local_weights, score_of
-from velox.schemas import partitioning, user_state
-from velox.schemas.user_state import UserState, table_path
-from velox.settings import Settings
-from velox.streams.store import PartitionStore
 from velox.control.versions import initial_version
+from velox.kafka import clients
+from velox.local.broker import free_bootstrap, throwaway_broker
+from velox.schemas import partitioning, user_state
+from velox.schemas.user_state import UserState
+from velox.serving.edge import JSON, Edge, Weights, local_weights, score_of
+from velox.serving.server import create_app
+from velox.settings import Settings
+from velox.state.layout import table_path
+from velox.state.partition_store import PartitionStore
 
 
 def write_states(settings: Settings, users: int) -> None:
@@ -50,7 +52,7 @@ def write_states(settings: Settings, users: int) -> None:
         for user in range(users):
             put(user, user)
     owners.ensure_topic(settings)
-    owners.announce(settings, kafka.producer(settings), list(range(settings.partitions)))
+    owners.announce(settings, clients.producer(settings), list(range(settings.partitions)))
 
 
 @contextmanager

@@ -37,22 +37,23 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
-from velox import kafka, processes
+from velox import processes
 from velox.control import topics
-from velox.broker import free_bootstrap, throwaway_broker
+from velox.control.versions import initial_version
+from velox.kafka import clients, topic_admin
+from velox.local.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.control.versions import initial_version
 
 
 def progress(message: str) -> None:
@@ -76,9 +77,9 @@ def broker_settings(name: str) -> Iterator[Settings]:
 
 
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None) -> None:
-    producer = kafka.producer(settings, **({"linger.ms": 1} if rate else {"linger.ms": 20, "batch.num.messages": 10_000}))
+    producer = clients.producer(settings, **({"linger.ms": 1} if rate else {"linger.ms": 20, "batch.num.messages": 10_000}))
     # An idempotent producer first needs a producer id from the broker; don't time that wait.
-    kafka.create_topics(settings, {settings.topic("bench-warmup"): 1})
+    topic_admin.create_topics(settings, {settings.topic("bench-warmup"): 1})
     producer.produce(settings.topic("bench-warmup"), value=b"warm-up")
     producer.flush(30)
     rng = random.Random(11)
@@ -103,9 +104,9 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
 
 def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> float:
     """Events per second of the bare loop, from its first message to its last."""
-    rule = settings.update_rule()
+    rule = make_rule(**settings.rule_params())
     learner = Learner(initial_version(settings), rule)
-    consumer = kafka.consumer(settings, group=f"bench-minimal-{uuid.uuid4().hex[:6]}")
+    consumer = clients.consumer(settings, group=f"bench-minimal-{uuid.uuid4().hex[:6]}")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     dbs = {p: Rdict(str(work / f"minimal-{p}.db"), Options(raw_mode=True)) for p in range(settings.partitions)}
     done = 0

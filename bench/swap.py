@@ -36,17 +36,18 @@ from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Message
-
 from stream import applied, broker_settings, produce, progress, scrape
-from velox import kafka, processes
+
+from velox import processes
 from velox.control import topics, versions
-from velox.broker import free_bootstrap
+from velox.control.versions import initial_version
+from velox.kafka import clients
+from velox.local.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.schemas import observation
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.settings import Settings
-from velox.control.versions import initial_version
 
 USERS, ITEMS = 100_000, 10_000
 
@@ -90,7 +91,7 @@ class Steady(threading.Thread):
         self.acks: list[tuple[float, float]] = []  # (acknowledged at, seconds since produced)
 
     def run(self) -> None:
-        producer = kafka.producer(self.settings, on_delivery=self._acknowledged, **{"linger.ms": 1})
+        producer = clients.producer(self.settings, on_delivery=self._acknowledged, **{"linger.ms": 1})
         rng = random.Random(5)
         started, sent = time.monotonic(), 0
         while not self.stop.is_set():

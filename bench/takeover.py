@@ -32,9 +32,10 @@ from pathlib import Path
 
 from stream import broker_settings, produce, progress  # bench/stream.py
 
-from velox import kafka, processes
-from velox.broker import free_bootstrap
+from velox import processes
 from velox.control import topics
+from velox.kafka import positions
+from velox.local.broker import free_bootstrap
 from velox.schemas import partitioning
 from velox.settings import Settings
 
@@ -76,7 +77,7 @@ def run(base: Settings, standbys: int, events: int, users: int, items: int) -> d
     (first, first_worker, _), (second, _, second_edge) = pair
     try:
         progress(f"standbys {standbys}: both workers applying the events")
-        while kafka.lag(settings, settings.app_id, source) > 0 or not (owned(first.data / "worker.log")
+        while positions.lag(settings, settings.app_id, source) > 0 or not (owned(first.data / "worker.log")
                                                                         and owned(second.data / "worker.log")):
             for own, worker, edge in pair:
                 if worker.poll() is not None or edge.poll() is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from velox.schemas.container import Input
+from velox.schemas.container_rpc import Input
 
 GENRES = 19
 DEFAULT = Path(__file__).with_suffix(".pkl")

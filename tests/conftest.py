@@ -16,10 +16,9 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from tests.streams.harness import forget_producers
-from velox.broker import throwaway_broker
-from velox.kafka import create_topics
+from velox.kafka.topic_admin import create_topics
+from velox.local.broker import throwaway_broker
 from velox.settings import Settings
-
 
 # Tests never assert timings: a loaded machine (a broker and Spark on two cores) must not fail them.
 hypothesis_settings.register_profile("velox", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from velox import kafka, processes
+from tests.local.test_broker import is_running, velox
+from velox import processes
+from velox.cli import build_parser
+from velox.cli.flags import settings_of
+from velox.cli.up import load_if_new, local_brokers
 from velox.control import topics
-from tests.test_broker import is_running, velox
-from velox.broker import LocalBroker, LocalCluster, free_bootstrap
-from velox.cli import build_parser, load_if_new, local_brokers
-from velox.load import PYSPARK_SAMPLE
+from velox.kafka import positions
+from velox.local.broker import LocalBroker, LocalCluster, free_bootstrap
+from velox.local.loader import PYSPARK_SAMPLE
 from velox.settings import Settings
 
 
@@ -30,6 +33,30 @@ def test_help_says_what_each_command_does_today_in_plain_words() -> None:
     assert "reset" in text
 
 
+@pytest.mark.parametrize(("command", "unchanged"), [
+    (["app", "link", "movies", "typo-model"], "model"),
+    (["app", "register", "movies", "--default-output", "3", "--epsilon", "0.3"], "epsilon"),
+    (["app", "register", "movies", "--default-output", "3", "--slo-ms", "5"], "slo_ms"),
+    (["container", "run", "m:f", "--name", "n", "--version", "7", "--host", "0.0.0.0"], "edge_host"),
+    (["model", "activate", "v9"], "model"),
+])
+def test_a_commands_arguments_set_no_setting_it_does_not_declare(command: list[str], unchanged: str) -> None:
+    """Only the flags a command maps to settings become settings: an app's model or epsilon is not the
+    edge's (``velox app link movies typo-model`` used to make every model name look served)."""
+    assert getattr(settings_of(build_parser().parse_args(command)), unchanged) == getattr(Settings.from_env(), unchanged)
+
+
+def test_the_flags_a_command_declares_set_their_settings() -> None:
+    given = settings_of(build_parser().parse_args(
+        ["--data", "/tmp/elsewhere", "worker", "--rule", "rls", "--engine", "faust", "--partitions", "3",
+         "--metrics-port", "0"]))
+    assert (given.data, given.rule, given.engine, given.partitions, given.worker_metrics_port) == (
+        Path("/tmp/elsewhere"), "rls", "faust", 3, 0)
+    served = settings_of(build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8123"]))
+    assert (served.edge_host, served.edge_port) == ("0.0.0.0", 8123)
+    assert settings_of(build_parser().parse_args(["evaluate", "--seed", "5"])).seed == 5
+
+
 def test_up_on_a_system_with_data_says_the_file_was_not_loaded_and_the_ways_forward(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -38,11 +65,11 @@ def test_up_on_a_system_with_data_says_the_file_was_not_loaded_and_the_ways_forw
     mine = tmp_path / "u1.test"
     mine.write_text("1\t2\t3\t881250949\n")
     load_if_new(own, None)  # a new system: the sample
-    held = sum(kafka.end_offsets(own, own.topic("observations")).values())
+    held = sum(positions.end_offsets(own, own.topic("observations")).values())
     assert held == 1501
     with caplog.at_level(logging.WARNING, logger="velox"):
         load_if_new(own, mine)
-    assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == held  # nothing loaded
+    assert sum(positions.end_offsets(own, own.topic("observations")).values()) == held  # nothing loaded
     [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"{mine} was NOT loaded" in line and "1501 observations" in line
     assert f"velox load movielens {mine}" in line and "velox reset" in line
@@ -55,7 +82,7 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
     try:
         topics.ensure(own)
         load_if_new(own, PYSPARK_SAMPLE)
-        assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
+        assert sum(positions.end_offsets(own, own.topic("observations")).values()) == 1501
         grown = velox("kafka", "start", "--brokers", "3", settings=own)  # it would orphan the running broker
         assert grown.returncode == 1 and "holds a Kafka of 1 broker, not 3" in grown.stderr, grown.stderr
         assert broker.status().running and not (own.data / "kafka" / "nodes").exists()
@@ -68,7 +95,7 @@ def test_reset_stops_the_broker_deletes_the_data_and_the_next_start_is_a_new_sys
         assert f"removed {own.data}" in done.stderr
         broker.start()
         topics.ensure(own)
-        assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 0  # `velox up` loads the sample
+        assert sum(positions.end_offsets(own, own.topic("observations")).values()) == 0  # `velox up` loads the sample
     finally:
         broker.stop()
 
@@ -134,7 +161,7 @@ def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:
     for _ in range(2):
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
         assert done.returncode == 0, done.stderr
-    assert sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501
+    assert sum(positions.end_offsets(own, own.topic("observations")).values()) == 1501
     assert "nothing loaded" in done.stderr and "1501 observations" in done.stderr
 
 
@@ -175,4 +202,4 @@ def test_a_partition_count_other_than_the_topics_is_refused_naming_both(settings
     assert done.returncode == 1, done.stderr
     assert (f"topic {made.topic('observations')} has 2 partitions but VELOX_PARTITIONS is 4" in done.stderr
             and "Traceback" not in done.stderr), done.stderr
-    assert sum(kafka.end_offsets(made, made.topic("observations")).values()) == 0  # nothing loaded
+    assert sum(positions.end_offsets(made, made.topic("observations")).values()) == 0  # nothing loaded

@@ -25,15 +25,22 @@ import pytest
 from confluent_kafka.admin import ConfigResource
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, read_all, reference_states, wait_until_committed, worker_states
+from tests.streams.harness import (
+    WorkerProcess,
+    read_all,
+    reference_states,
+    wait_until_committed,
+    worker_states,
+)
 from tests.streams.test_worker import assert_same_states
-from velox import kafka
 from velox.control import topics
-from velox.broker import LocalCluster, free_bootstrap
+from velox.kafka import clients, topic_admin
+from velox.local.broker import LocalCluster, free_bootstrap
 from velox.processes import is_zombie
 from velox.schemas import observation
 from velox.schemas.observation import Observation
-from velox.serving.app import Edge, create_app
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
 from velox.settings import Settings
 
 
@@ -49,7 +56,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def replicas_and_insync(settings: Settings, name: str) -> tuple[set[int], str]:
-    admin = kafka.admin_client(settings)
+    admin = clients.admin_client(settings)
     meta = admin.list_topics(name, timeout=30).topics[name]
     [described] = admin.describe_configs([ConfigResource("topic", name)]).values()
     return {len(p.replicas) for p in meta.partitions.values()}, described.result()["min.insync.replicas"].value
@@ -85,10 +92,10 @@ def test_a_topic_with_fewer_replicas_than_configured_is_reported_in_one_line(
 ) -> None:
     own, _ = cluster
     name = f"thin-{uuid.uuid4().hex[:8]}"
-    kafka.create_topics(own.replace(replication=1), {name: 2})
+    topic_admin.create_topics(own.replace(replication=1), {name: 2})
     assert replicas_and_insync(own, name) == ({1}, "1")
     with caplog.at_level(logging.WARNING, logger="velox.kafka"):
-        kafka.create_topics(own, {name: 2})
+        topic_admin.create_topics(own, {name: 2})
     [line] = [r.getMessage() for r in caplog.records if r.name == "velox.kafka"]
     assert f"{name} (1)" in line and "fewer than 3 replicas" in line
 
@@ -111,7 +118,7 @@ def test_status_covers_every_broker_and_stop_ends_them_all(settings: Settings, t
 
 def busiest_leader(settings: Settings, topic: str) -> int:
     """The node that leads the most partitions of ``topic``."""
-    meta = kafka.admin_client(settings).list_topics(topic, timeout=30).topics[topic]
+    meta = clients.admin_client(settings).list_topics(topic, timeout=30).topics[topic]
     return Counter(p.leader for p in meta.partitions.values()).most_common(1)[0][0]
 
 
@@ -143,10 +150,10 @@ def test_killing_the_busiest_broker_then_the_active_controller_loses_and_doubles
     produced = threading.Event()
 
     def produce_steadily() -> None:
-        producer = kafka.producer(own)
+        producer = clients.producer(own)
         for n in range(20_000):
             seen = Observation(user=n % 500, item=n % 97, score=float(n % 5 + 1), time=float(n))
-            kafka.send(producer, topic, key=seen.key, value=observation.encode(seen),
+            clients.send(producer, topic, key=seen.key, value=observation.encode(seen),
                        on_delivery=lambda err, m: failed.append(err) if err else acked.append(
                            (m.partition(), m.offset(), observation.decode(m.value()).time)))
             producer.poll(0)

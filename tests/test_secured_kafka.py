@@ -18,8 +18,9 @@ import pytest
 
 from tests.streams.harness import forget_producers, produce, worker_states
 from tests.streams.test_worker import event
-from velox import kafka
-from velox.broker import LocalBroker, free_bootstrap
+from velox.errors import KafkaUnreachable
+from velox.kafka import client_config, clients, positions
+from velox.local.broker import LocalBroker, free_bootstrap
 from velox.settings import Settings
 
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -47,9 +48,9 @@ def velox(settings: Settings, *args: str, log: Path) -> subprocess.Popen[bytes]:
 
 def test_the_broker_refuses_a_client_without_credentials(secured: Settings) -> None:
     plain = secured.replace(kafka_config=None)
-    with pytest.raises(kafka.KafkaUnreachable, match=f"Kafka at {secured.bootstrap}"):
-        kafka.metadata(plain, kafka.admin_client(plain), timeout=3)  # (it closes the connection: no refusal to name)
-    assert kafka.properties(secured.kafka_config)["security.protocol"] == "SASL_SSL"
+    with pytest.raises(KafkaUnreachable, match=f"Kafka at {secured.bootstrap}"):
+        clients.metadata(plain, clients.admin_client(plain), timeout=3)  # (it closes the connection: no refusal to name)
+    assert client_config.properties(secured.kafka_config)["security.protocol"] == "SASL_SSL"
 
 
 def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_broker_and_writes_nothing(
@@ -68,7 +69,7 @@ def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_brok
         errors = [line for line in (tmp_path / f"{name}.log").read_text().splitlines() if " velox ERROR " in line]
         assert len(errors) == 1, errors
         assert f"Kafka at {own.bootstrap} did not answer" in errors[0] and "Authentication failed" in errors[0]
-    topics = kafka.admin_client(secured).list_topics(timeout=30).topics
+    topics = clients.admin_client(secured).list_topics(timeout=30).topics
     assert not [name for name in topics if name.startswith(own.namespace)]
     data = tmp_path / "data"
     written = [p for p in data.rglob("*") if p.is_file() and p.stat().st_size] if data.exists() else []
@@ -99,8 +100,8 @@ def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, t
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()[-3000:]
-    assert kafka.end_offsets(own, own.topic("observations")) and \
-        sum(kafka.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
+    assert positions.end_offsets(own, own.topic("observations")) and \
+        sum(positions.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
 
 
 def test_the_faust_engine_reads_its_credentials_from_the_same_file(secured: Settings, tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_the_faust_engine_reads_its_credentials_from_the_same_file(secured: Sett
             assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.2)
         produce(own, source, [event(7, item, 4.0) for item in range(5)])
-        while kafka.lag(own, own.app_id, source) > 0:
+        while positions.lag(own, own.app_id, source) > 0:
             assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.2)
     finally:

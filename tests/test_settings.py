@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from velox.errors import ConfigError
+from velox.model.learner import make_rule
 from velox.settings import Settings
 
 
@@ -52,7 +53,7 @@ def test_settings_switches_read_words_and_refuse_others() -> None:
 
 
 def test_settings_name_the_update_rule_with_its_parameters() -> None:
-    rule = Settings.from_env({"VELOX_RULE": "rls", "VELOX_L2": "5", "VELOX_FORGETTING": "0.99"}).update_rule()
+    rule = make_rule(**Settings.from_env({"VELOX_RULE": "rls", "VELOX_L2": "5", "VELOX_FORGETTING": "0.99"}).rule_params())
     assert (rule.name, rule.l2, rule.forgetting) == ("rls", 5.0, 0.99)
     with pytest.raises(ConfigError, match="forgetting must be between 0.9 .* and 1 .*got 1.5"):
         Settings.from_env({"VELOX_FORGETTING": "1.5"})

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_broker import is_running
-from velox.broker import LocalBroker, free_bootstrap
+from tests.local.test_broker import is_running
+from velox.local.broker import LocalBroker, free_bootstrap
 from velox.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")  # py4j's sockets in the Spark child

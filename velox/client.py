@@ -26,12 +26,21 @@ from typing import Any, NamedTuple
 import httpx
 import msgspec
 
-from velox import kafka
 from velox.errors import VeloxError
+from velox.kafka import clients
 from velox.schemas import observation
-from velox.schemas.answers import Accepted, Activated, AppPrediction, Prediction, Problem, TopK, Versions
+from velox.schemas.answers import (
+    Accepted,
+    Activated,
+    AppPrediction,
+    Prediction,
+    Problem,
+    TopK,
+    Versions,
+)
 from velox.schemas.observation import Observation
 from velox.settings import Settings
+
 
 class ClientError(VeloxError):
     """The edge answered with an error status; ``status`` and ``detail`` are its own."""
@@ -186,12 +195,12 @@ class FeedbackProducer:
         self.settings = Settings(bootstrap=bootstrap, namespace=namespace)
         self.topic = self.settings.topic("observations")
         self.failures: list[str] = []
-        self.producer = kafka.producer(self.settings, **config)
+        self.producer = clients.producer(self.settings, **config)
 
     def send(self, user: int, item: int, score: float, at: float | None = None,
              context: dict[str, Any] | None = None) -> None:
         seen = Observation(user=user, item=item, score=score, time=time.time() if at is None else at, context=context)
-        kafka.send(self.producer, self.topic, key=seen.key, value=observation.encode(seen), on_delivery=self._delivered)
+        clients.send(self.producer, self.topic, key=seen.key, value=observation.encode(seen), on_delivery=self._delivered)
         self.producer.poll(0)
 
     def _delivered(self, error: Any, _message: Any) -> None:

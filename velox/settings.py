@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from velox.errors import ConfigError
-from velox.model.learner import UpdateRule, make_rule
 
 
 def _home() -> Path:
@@ -65,7 +64,7 @@ class Settings:
     tls_cert, tls_key: the edge serves HTTPS with this certificate and private key (PEM files);
         the address it announces for forwarding is then https.
     engine: the worker's stream engine: ``kafka``, our own librdkafka loop, or ``faust``, a Faust
-        app (``velox.streams.faust_app``) with the same guarantees (``VELOX_ENGINE``).
+        app (``velox.streams.faust_engine``) with the same guarantees (``VELOX_ENGINE``).
     standby_replicas: copies of each table partition the faust engine keeps current on other
         workers, from which one takes a partition over without replaying its whole changelog.
     worker_id: this worker's static group membership: a worker restarted with the same id takes
@@ -80,7 +79,8 @@ class Settings:
     slo_ms: the model's latency objective: an answer that cannot be ready in time (its owner
         unreachable, its partition recovering) is the model's default answer, marked as such.
     access_log: whether the edge logs a line per request (off: at thousands of requests a second
-        the log line cost a fifth of a predict; ``/metrics`` counts requests and latencies).
+        the log line is a large part of a predict's cost; ``/metrics`` counts requests and
+        latencies).
     """
 
     bootstrap: str = "127.0.0.1:9092"
@@ -177,9 +177,11 @@ class Settings:
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 
-    def update_rule(self) -> UpdateRule:
-        """The online update rule these settings name, with their parameters."""
-        return make_rule(self.rule, self.learning_rate, self.l2, self.evidence, self.forgetting)
+    def rule_params(self) -> dict[str, Any]:
+        """The online update rule these settings name, with its parameters: what
+        ``velox.model.learner.make_rule`` takes."""
+        return {"name": self.rule, "learning_rate": self.learning_rate, "l2": self.l2, "evidence": self.evidence,
+                "forgetting": self.forgetting}
 
     @property
     def broker_address(self) -> tuple[str, int]:

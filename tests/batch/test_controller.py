@@ -1,7 +1,7 @@
 """The retrain decision, one test per trigger, plus debounce."""
 
 from velox.batch.controller import Observed, Triggers, should_retrain, window_rmse
-from velox.schemas.metrics import ErrorWindow
+from velox.schemas.error_window import ErrorWindow
 from velox.schemas.retrain_request import RetrainRequest
 
 NOW = 10_000.0

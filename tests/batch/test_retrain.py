@@ -17,12 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.streams.harness import WorkerProcess, produce, read_all, wait_until_committed, worker_states
-from velox import kafka
-from velox.control import topics, versions
+from tests.streams.harness import (
+    WorkerProcess,
+    produce,
+    read_all,
+    wait_until_committed,
+    worker_states,
+)
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
-from velox.model.learner import Learner
+from velox.control import topics, versions
+from velox.kafka import positions
+from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas import observation
@@ -30,8 +36,8 @@ from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
-from velox.streams import engine
-from velox.streams import worker as worker_module
+from velox.streams import swap
+from velox.streams.kafka_engine import Worker
 
 PARAMS = TrainParams(rank=4, iterations=5)
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -41,7 +47,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.so
 def reference_on(settings: Settings, version: ModelVersion, training_end: dict[int, int]) -> dict[int, UserState]:
     """Each trained user from their vector and training count, then every observation after the training end;
     the items each rated, before the training end too."""
-    learner = Learner(version, settings.update_rule())
+    learner = Learner(version, make_rule(**settings.rule_params()))
     states = {
         int(user): learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
         for row, user in enumerate(version.user_ids)
@@ -91,7 +97,7 @@ def live(running: tuple[Settings, WorkerProcess]) -> tuple[Settings, WorkerProce
 
 def produced(settings: Settings) -> int:
     """The events in the topic: every test's so far (none is invalid or outside its home partition)."""
-    return sum(kafka.end_offsets(settings, settings.topic("observations")).values())
+    return sum(positions.end_offsets(settings, settings.topic("observations")).values())
 
 
 def steady_load(settings: Settings, events: int, seed: int, per_second: float | None = 800.0) -> threading.Thread:
@@ -211,12 +217,12 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
 ) -> None:
     # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live
     # batches (a slice of a millisecond ends after one chunk).
-    monkeypatch.setattr(engine, "SWAP_CHUNK", 4)
-    monkeypatch.setattr(engine, "SWAP_SLICE", 0.001)
+    monkeypatch.setattr(swap, "SWAP_CHUNK", 4)
+    monkeypatch.setattr(swap, "SWAP_SLICE", 0.001)
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
                            worker_metrics_port=0)
     topics.ensure(own)
-    worker = worker_module.Worker(own)
+    worker = Worker(own)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -226,7 +232,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
         versions.activate(own, bare.id, reason="chunks")
         during.join()
         deadline = time.monotonic() + 60
-        while worker.building or kafka.lag(own, own.app_id, own.topic("observations")) > 0:
+        while worker.swap.building or positions.lag(own, own.app_id, own.topic("observations")) > 0:
             assert thread.is_alive() and time.monotonic() < deadline, "the worker did not finish the swap"
             time.sleep(0.2)
     finally:

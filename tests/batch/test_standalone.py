@@ -15,9 +15,9 @@ import numpy as np
 import pyspark
 import pytest
 
-from velox.broker import free_bootstrap
-from velox.cli import load_if_new
+from velox.cli.up import load_if_new
 from velox.control import topics
+from velox.local.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.settings import Settings
 

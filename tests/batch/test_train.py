@@ -4,8 +4,8 @@ driver as in Spark, and reads the same rows from Kafka on the driver as with Spa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,11 @@ import pyspark
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from velox import jars, kafka
 from velox.batch import job
 from velox.batch.rows import ROW_SCHEMA
 from velox.batch.train import Ratings, TrainParams, fit, fit_arrays, rmse, spark_session
+from velox.kafka import clients, positions, topic_admin
+from velox.local import jars
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
 from velox.schemas import partitioning
@@ -143,20 +144,20 @@ def test_the_driver_reads_the_same_log_rows_from_kafka_as_sparks_kafka_source(sp
     each partition's start on; one partition holds nothing."""
     own = settings.replace(namespace=f"log{uuid.uuid4().hex[:8]}-", partitions=4)
     topic = own.topic("observations")
-    kafka.create_topics(own, {topic: 4})
+    topic_admin.create_topics(own, {topic: 4})
     users = [u for u in range(200) if partitioning.home(str(u).encode(), 4) != 3][:40]  # partition 3 stays empty
     counted, sent = [], []
 
     def send(producer: object, user: int, item: int, counts: bool, wrong: bool = False, value: bytes | None = None,
              key: bytes | None = b"") -> None:
         home = partitioning.home(str(user).encode(), 4)
-        kafka.send(producer, topic, key=str(user).encode() if key == b"" else key, partition=(home + 1) % 3 if wrong else home,
+        clients.send(producer, topic, key=str(user).encode() if key == b"" else key, partition=(home + 1) % 3 if wrong else home,
                    value=value or encode(Observation(user=user, item=item, score=item % 5 + 0.5, time=1.7e9 + item)))
         sent.append(1)
         if counts:
             counted.append((user, item, item % 5 + 0.5))
 
-    plain = kafka.producer(own)
+    plain = clients.producer(own)
     for n, user in enumerate(users):
         send(plain, user, n, counts=True)
         send(plain, user, 100 + n, counts=False, wrong=True)  # outside its home: counts as the copy a worker moves
@@ -164,7 +165,7 @@ def test_the_driver_reads_the_same_log_rows_from_kafka_as_sparks_kafka_source(sp
     send(plain, users[0], 300, counts=False, value=b"{not json")
     send(plain, users[1], 301, counts=False, key=str(users[2]).encode())  # a key naming another user
     assert plain.flush(30) == 0
-    moving = kafka.producer(own, **{"transactional.id": f"{own.app_id}-test-mover"})
+    moving = clients.producer(own, **{"transactional.id": f"{own.app_id}-test-mover"})
     moving.init_transactions(30)
     for items, commit in ((range(400, 420), True), (range(500, 520), False), (range(600, 610), True)):
         moving.begin_transaction()
@@ -172,7 +173,7 @@ def test_the_driver_reads_the_same_log_rows_from_kafka_as_sparks_kafka_source(sp
             send(moving, users[item % len(users)], item, counts=commit)
         assert moving.flush(30) == 0  # written before the end: an abort would drop what is still queued
         moving.commit_transaction(30) if commit else moving.abort_transaction(30)
-    end = kafka.end_offsets(own, topic)
+    end = positions.end_offsets(own, topic)
     assert end[3] == 0 and sum(end.values()) > len(sent)  # the transactions' markers take offsets too
 
     def rows(table: pa.Table) -> list[tuple]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.streams.harness import produce
-from velox.control import retrain_requests, topics, versions
 from velox.batch.controller import Controller, Triggers
+from velox.control import retrain_requests, topics, versions
 from velox.schemas import observation
 from velox.schemas.observation import Observation
 from velox.settings import Settings

@@ -15,12 +15,13 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
-from velox.broker import free_bootstrap
+from velox.local.broker import free_bootstrap
 from velox.model.synthetic import planted
 from velox.model.version import ModelVersion
 from velox.schemas import observation
 from velox.schemas.observation import Observation
-from velox.serving.app import Edge, create_app
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
 from velox.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from velox.schemas.container import Input
+from velox.schemas.container_rpc import Input
 
 
 def good(inputs: list[Input]) -> list[float]:

@@ -12,14 +12,16 @@ import sys
 import time
 from collections.abc import Iterator
 
+import msgspec
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
 from tests.serving.conftest import planted_edge
 from tests.streams.harness import read_all
+from velox.control import app_registry
 from velox.model.batch_scores import predict_many
-from velox.schemas import app as app_schema
+from velox.schemas import application as app_schema
 from velox.serving.edge import Edge
 from velox.settings import Settings
 
@@ -176,3 +178,33 @@ def test_popularity_leaves_out_only_what_this_user_rated(edge) -> None:
         time.sleep(0.05)
     answer = client.get("/v1/apps/popular/top_k", params={"user": stranger, **ask}).json()
     assert answer["model"] == "popularity" and sorted(e["item"] for e in answer["items"]) == [5, 6]
+
+
+def test_velox_app_link_refuses_a_model_not_served_and_lists_the_served_ones(edge) -> None:
+    """The link check runs with the system's own settings: the command's MODEL argument is not a
+    setting (it used to become ``settings.model``, and then every name was 'served')."""
+    client, own, _ = edge
+    env = {**os.environ, **own.to_env()}
+    done = subprocess.run([sys.executable, "-m", "velox.cli", "app", "register", "typo", "--default-output", "1"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    refused = subprocess.run([sys.executable, "-m", "velox.cli", "app", "link", "typo", "typo-model"],
+                             env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "model 'typo-model' is not served here; the models are default, popularity" in refused.stderr
+
+
+def test_an_app_linked_to_a_model_no_longer_served_answers_its_default_with_the_reason(edge) -> None:
+    client, own, _ = edge
+    register(client, "orphan")
+    app = client.app.state.edge.selector.app("orphan")
+    app_registry.save(own, msgspec.structs.replace(app, models=["gone"]))  # as if linked before the name went away
+    deadline = time.monotonic() + 5
+    while client.get("/v1/apps/orphan").json()["models"] != ["gone"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    answer = client.get("/v1/apps/orphan/predict", params={"user": 1, "item": 2}).json()
+    assert answer["default"] is True and answer["score"] == 3.0 and answer["cause"] == "not_served"
+    assert answer["model"] == "gone" and "'gone' is not served here" in answer["reason"]
+    ranked = client.get("/v1/apps/orphan/top_k", params={"user": 1, "k": 3}).json()
+    assert ranked["default"] is True and ranked["cause"] == "not_served" and len(ranked["items"]) == 3

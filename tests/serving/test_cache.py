@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 from starlette.testclient import TestClient
 
-from velox import kafka
 from velox.control import owners, topics
-from velox.schemas import user_state
-from velox.schemas.user_state import UserState, table_path
-from velox.serving.app import create_app
-from velox.serving.edge import Edge
-from velox.settings import Settings
-from velox.streams.store import PartitionStore
 from velox.control.versions import initial_version
+from velox.kafka import clients
+from velox.schemas import user_state
+from velox.schemas.user_state import UserState
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
+from velox.settings import Settings
+from velox.state.layout import table_path
+from velox.state.partition_store import PartitionStore
 
 
 def lookups(client: TestClient, route: str) -> dict[str, float]:
@@ -42,7 +43,7 @@ def test_a_repeated_question_is_a_hit_and_an_update_is_never_answered_from_the_c
     version = initial_version(own).id
     key = b"7"
     store.put(key, user_state.encode(UserState(version, np.ones(5, np.float32), count=1, offset=10)))
-    owners.announce(own, kafka.producer(own), [0])
+    owners.announce(own, clients.producer(own), [0])
     edge = Edge.open(own)
     try:
         with TestClient(create_app(edge)) as client:

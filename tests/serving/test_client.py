@@ -14,11 +14,11 @@ from starlette.testclient import TestClient
 
 from tests.streams.harness import read_all
 from velox.client import AsyncClient, Client, ClientError, FeedbackProducer
-from velox.model.store import ModelStore
-from velox.schemas.model_version import VersionInfo
-from velox.schemas import partitioning
-from velox.settings import Settings
 from velox.control.versions import initial_version
+from velox.model.store import ModelStore
+from velox.schemas import partitioning
+from velox.schemas.model_version import VersionInfo
+from velox.settings import Settings
 
 
 def until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]

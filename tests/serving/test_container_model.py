@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from velox.containers.model import load
+from velox.containers.served_model import load
 from velox.errors import ConfigError
 
-LOADS = "from velox.containers.model import load; print(load('ratings_model:model')([1, 2, 3]))"
+LOADS = "from velox.containers.served_model import load; print(load('ratings_model:model')([1, 2, 3]))"
 
 
 def test_the_users_module_in_the_working_folder_loads_as_from_the_velox_script(tmp_path: Path) -> None:

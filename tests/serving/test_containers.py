@@ -26,10 +26,10 @@ from starlette.testclient import TestClient
 
 from tests.serving.conftest import over_http, planted_edge
 from velox import processes
-from velox.control import containers as registry
+from velox.control import container_registry as registry
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
-from velox.schemas.container import Replica
+from velox.schemas.container_rpc import Replica
 from velox.serving.edge import Edge
 from velox.settings import Settings
 

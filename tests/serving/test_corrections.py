@@ -13,15 +13,15 @@ from starlette.testclient import TestClient
 
 from tests.serving.conftest import edge_beside_worker
 from tests.streams.harness import produce, session_producer
-from velox import kafka
 from velox.control import topics, versions
+from velox.kafka import positions
 from velox.model.corrections import ItemCorrections
 from velox.model.store import ModelStore
 from velox.model.synthetic import planted
 from velox.schemas import observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
-from velox.serving.corrections import Corrections
+from velox.serving.live_corrections import Corrections
 from velox.serving.models import Models
 from velox.settings import Settings
 
@@ -43,7 +43,7 @@ def test_the_corrections_read_what_workers_apply_after_the_training_end_and_foll
     rng = np.random.default_rng(1)
     trained = [rating(int(u), int(i), 5.0) for u, i in zip(rng.integers(0, 10, 20), rng.integers(0, 6, 20))]
     produce(own, topic, messages(trained))
-    training_end = kafka.end_offsets(own, topic)
+    training_end = positions.end_offsets(own, topic)
     after = [rating(int(u), int(i), float(s)) for u, i, s in
              zip(rng.integers(0, 14, 60), rng.integers(0, 8, 60), rng.integers(1, 6, 60))]
     produce(own, topic, messages(after))
@@ -137,7 +137,7 @@ def test_a_new_version_becomes_active_with_its_own_corrections_read_from_its_tra
     models = Models(own)
     try:
         assert models.active.id == "old" and models.corrections.seen.events == 40
-        store.save(new, VersionInfo(id="new", created_at=time.time(), d=3, training_end=kafka.end_offsets(own, topic)))
+        store.save(new, VersionInfo(id="new", created_at=time.time(), d=3, training_end=positions.end_offsets(own, topic)))
         later = [rating(int(u), 5, 5.0) for u in rng.integers(0, 10, 10)]
         produce(own, topic, messages(later))
         versions.activate(own, "new", reason="test")

@@ -7,13 +7,14 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from velox import kafka
 from velox.control import retrain_requests
-from velox.broker import free_bootstrap
+from velox.kafka import clients
+from velox.local.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.model.version import random_version
 from velox.schemas.model_version import VersionInfo
-from velox.serving.app import Edge, create_app
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
 
 
 def test_predict_reads_the_users_state_and_observe_moves_it_within_a_second(served) -> None:
@@ -139,7 +140,7 @@ def test_observe_answers_503_with_retry_after_when_kafka_does_not_acknowledge(se
     _, own = served
     dead = own.replace(bootstrap=free_bootstrap())
     edge = Edge.open(own)
-    edge.producer, edge.ack_timeout = kafka.producer(dead), 0.5
+    edge.producer, edge.ack_timeout = clients.producer(dead), 0.5
     try:
         with TestClient(create_app(edge)) as client:
             response = client.post("/v1/models/default/observe", json={"user": 1, "item": 2, "score": 3.0})

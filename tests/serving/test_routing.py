@@ -19,7 +19,7 @@ import pytest
 from tests.serving.processes import EdgeProcess
 from tests.streams.harness import WorkerProcess
 from velox.control import topics
-from velox.broker import free_bootstrap
+from velox.local.broker import free_bootstrap
 from velox.schemas import partitioning
 from velox.settings import Settings
 

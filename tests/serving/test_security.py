@@ -13,17 +13,18 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from velox import kafka
-from velox.broker import free_bootstrap
+from velox.kafka import positions
+from velox.local.broker import free_bootstrap
 from velox.serving import edge as edge_module
-from velox.serving.app import Edge, create_app
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
 from velox.settings import Settings
 
 TOKEN = "0bserve-t0ken"
 
 
 def held(settings: Settings) -> int:
-    return sum(kafka.end_offsets(settings, settings.topic("observations")).values())
+    return sum(positions.end_offsets(settings, settings.topic("observations")).values())
 
 
 def test_observe_with_a_token_set_is_401_without_it_and_nothing_reaches_kafka(served) -> None:

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from confluent_kafka import Message, Producer, TopicPartition
 
-from velox import kafka, processes
-from velox.model.learner import Learner
+from velox import processes
+from velox.control.versions import initial_version
+from velox.kafka import clients, positions
+from velox.model.learner import Learner, make_rule
 from velox.schemas import observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
-from velox.schemas.user_state import table_path
-from velox.streams.store import PartitionStore
-from velox.control.versions import initial_version
+from velox.state.layout import table_path
+from velox.state.partition_store import PartitionStore
 
 
 class VeloxProcess:
@@ -95,7 +96,7 @@ def session_producer(settings: Settings, partitioner: str = "murmur2_random") ->
 
 @lru_cache(maxsize=16)
 def _producer(bootstrap: str, kafka_config: Path | None, partitioner: str) -> Producer:
-    return kafka.producer(Settings(bootstrap=bootstrap, kafka_config=kafka_config), partitioner=partitioner)
+    return clients.producer(Settings(bootstrap=bootstrap, kafka_config=kafka_config), partitioner=partitioner)
 
 
 def forget_producers() -> None:
@@ -115,7 +116,7 @@ def produce(settings: Settings, topic: str, messages: Iterable[tuple[bytes | Non
 def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, timeout: float = 120.0) -> None:
     """Until the worker's group has committed every partition of ``topic`` up to its end."""
     deadline = time.monotonic() + timeout
-    while kafka.lag(settings, settings.app_id, topic) > 0:
+    while positions.lag(settings, settings.app_id, topic) > 0:
         worker.assert_alive()
         if time.monotonic() > deadline:
             raise AssertionError(f"worker did not catch up with {topic} in {timeout} s; see {worker.log}")
@@ -137,8 +138,8 @@ def wait_until_applied(settings: Settings, count: int, worker: WorkerProcess, ti
 
 def read_all(settings: Settings, topic: str) -> list[Message]:
     """Every message of ``topic`` now, in partition then offset order."""
-    ends = kafka.end_offsets(settings, topic)
-    consumer = kafka.consumer(settings, group=f"velox-tests-reader-{time.monotonic_ns()}")
+    ends = positions.end_offsets(settings, topic)
+    consumer = clients.consumer(settings, group=f"velox-tests-reader-{time.monotonic_ns()}")
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     messages: list[Message] = []
     try:
@@ -157,7 +158,7 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
 
 def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
     """The user states of replaying ``topic`` sequentially in this process, as the events count."""
-    rule = settings.update_rule()
+    rule = make_rule(**settings.rule_params())
     learner = Learner(initial_version(settings), rule)
     states: dict[int, UserState] = {}
     for message in read_all(settings, topic):

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.streams.harness import WorkerProcess, produce, wait_until_committed, worker_states
-from velox import kafka
+from tests.streams.harness import (
+    WorkerProcess,
+    produce,
+    wait_until_committed,
+    worker_states,
+)
+from velox.kafka import positions
 from velox.model.batch_scores import predict_many
 from velox.model.synthetic import items_only, observations, planted
 from velox.model.version import ModelVersion
@@ -64,4 +69,4 @@ def test_load_synthetic_writes_the_planted_items_and_produces_the_events(setting
     assert result.returncode == 0, result.stderr
     items = ModelVersion.from_npz((tmp_path / "items.npz").read_bytes())
     assert (items.d, len(items.item_ids), len(items.user_ids)) == (4, 30, 0)
-    assert kafka.lag(own, "nobody-reads-this", own.topic("observations")) == 500
+    assert positions.lag(own, "nobody-reads-this", own.topic("observations")) == 500

@@ -12,7 +12,7 @@ from collections import defaultdict
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from velox.streams.faust_app import ReadCommittedConsumer
+from velox.streams.faust_engine import ReadCommittedConsumer
 
 TOPIC = TP("observations", 0)
 

@@ -11,16 +11,24 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from tests.streams.harness import WorkerProcess, kill9_during, read_all, reference_states, session_producer, worker_states
+from tests.streams.harness import (
+    WorkerProcess,
+    kill9_during,
+    read_all,
+    reference_states,
+    session_producer,
+    worker_states,
+)
 from tests.streams.test_worker import ENGINES, assert_same_states, worker_settings
 from velox.control import topics
-from velox.broker import free_bootstrap
+from velox.control.versions import initial_version
+from velox.local.broker import free_bootstrap
 from velox.schemas import observation, partitioning
 from velox.schemas.observation import Observation
-from velox.serving.app import Edge, create_app
+from velox.serving.edge import Edge
+from velox.serving.server import create_app
 from velox.settings import Settings
 from velox.streams.moves import HEADER
-from velox.control.versions import initial_version
 
 USERS = range(5001, 5301)
 

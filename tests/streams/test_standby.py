@@ -8,13 +8,19 @@ import threading
 import time
 from pathlib import Path
 
-from tests.streams.harness import WorkerProcess, produce, reference_states, wait_until_applied, worker_states
+from tests.streams.harness import (
+    WorkerProcess,
+    produce,
+    reference_states,
+    wait_until_applied,
+    worker_states,
+)
 from tests.streams.test_worker import assert_same_states, event, worker_settings
-from velox import kafka
 from velox.control import topics
-from velox.schemas.user_state import table_path
+from velox.kafka import positions
 from velox.settings import Settings
-from velox.streams.store import PartitionStore
+from velox.state.layout import table_path
+from velox.state.partition_store import PartitionStore
 
 
 def owned(worker: WorkerProcess) -> list[int]:
@@ -60,7 +66,7 @@ def test_a_killed_faust_worker_is_replaced_by_the_other_from_its_standby_copies(
         producer.start()
         time.sleep(2.5)
         # The second worker's copies of the first's partitions follow the changelog as it grows.
-        ends = kafka.end_offsets(base, topics.changelog(base))
+        ends = positions.end_offsets(base, topics.changelog(base))
         deadline = time.monotonic() + 30
         while any(changelog_offset(second.settings, p) < ends[p] - 1 for p in moving if ends[p] > 0):
             assert time.monotonic() < deadline, f"no standby copy of partitions {moving} followed the changelog"

@@ -15,21 +15,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Message
 
 from tests.streams.harness import (
-    WorkerProcess, kill9_during, produce, read_all, reference_states, wait_until_committed, worker_states,
+    WorkerProcess,
+    kill9_during,
+    produce,
+    read_all,
+    reference_states,
+    wait_until_committed,
+    worker_states,
 )
-from velox import kafka, processes
-from velox.broker import free_bootstrap
+from velox import processes
 from velox.control import topics
-from velox.schemas import metrics as metrics_schema
+from velox.kafka import positions
+from velox.local.broker import free_bootstrap
+from velox.schemas import error_window as metrics_schema
 from velox.schemas import observation
 from velox.schemas.dead_letter import DeadLetter
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
-from velox.streams.worker import Worker
 
 
 def worker_settings(settings: Settings, data: Path, **changes: object) -> Settings:
@@ -198,7 +203,7 @@ def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog
 def test_the_faust_engine_runs_the_faust_way_and_takes_agents_of_ones_own(settings: Settings, tmp_path: Path) -> None:
     own = worker_settings(settings, tmp_path, engine="faust")
     (tmp_path / "mine.py").write_text(
-        "from velox.streams.app import app\n\n"
+        "from velox.streams.faust_app import app\n\n"
         "@app.timer(0.2)\n"
         "async def mine() -> None:\n"
         "    print('my own agent ran', flush=True)\n"
@@ -215,27 +220,10 @@ def test_the_faust_engine_runs_the_faust_way_and_takes_agents_of_ones_own(settin
             assert faust.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         produce(own, source, [event(user, user % 7, 4.0) for user in range(40)])
-        while kafka.lag(own, own.app_id, source) > 0:
+        while positions.lag(own, own.app_id, source) > 0:
             assert faust.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
     finally:
         processes.stop(faust)
     assert "my own agent ran" in log.read_text()
     assert_same_states(worker_states(own), reference_states(own, source))
-
-
-def test_a_changelog_record_acknowledged_without_an_offset_keeps_the_last_known_mark(
-    settings: Settings, tmp_path: Path,
-) -> None:
-    """librdkafka reports a retry the broker had already written (DUPLICATE_SEQUENCE_NUMBER) as
-    delivered with no offset: the worker keeps the last offset it knows instead of failing on it."""
-    own = worker_settings(settings, tmp_path)
-    topics.ensure(own)
-    worker = Worker(own)
-    try:
-        changelog = topics.changelog(own)
-        worker._on_delivery(None, Message(topic=changelog, partition=1, offset=41))
-        worker._on_delivery(None, Message(topic=changelog, partition=1))
-        assert worker.delivered == {1: 41} and not worker.failures
-    finally:
-        worker.consumer.close()

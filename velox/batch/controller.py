@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
-from velox import kafka
 from velox.control import retrain_requests, versions
-from velox.schemas import metrics as metrics_schema
-from velox.schemas.metrics import ErrorWindow
+from velox.kafka import clients, positions, topic_admin
+from velox.schemas import error_window as metrics_schema
+from velox.schemas.error_window import ErrorWindow
 from velox.schemas.model_version import Activation
 from velox.schemas.retrain_request import RetrainRequest
 from velox.settings import Settings
@@ -92,7 +92,7 @@ class Controller:
         self.follower = versions.Follower(settings)
         self.active: Activation | None = self.follower.latest()
         self.windows: list[ErrorWindow] = []
-        self.metrics = kafka.consumer(settings, group=f"{settings.app_id}-controller-{uuid.uuid4().hex[:6]}",
+        self.metrics = clients.consumer(settings, group=f"{settings.app_id}-controller-{uuid.uuid4().hex[:6]}",
                                       **{"auto.offset.reset": "latest"})
         self.metrics.subscribe([settings.topic("model-metrics")])
         self.requests = retrain_requests.reader(settings)
@@ -135,8 +135,8 @@ class Controller:
 
     def new_observations(self, training_end: dict[int, int]) -> int:
         topic = self.settings.topic("observations")
-        ends = [kafka.watermarks(self.metrics, TopicPartition(topic, p), timeout=10)[1]
-                for p in range(kafka.partition_count(self.settings, topic))]
+        ends = [positions.watermarks(self.metrics, TopicPartition(topic, p), timeout=10)[1]
+                for p in range(topic_admin.partition_count(self.settings, topic))]
         return sum(max(end - training_end.get(p, 0), 0) for p, end in enumerate(ends))
 
     def run_job(self, reason: str) -> bool:

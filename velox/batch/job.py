@@ -35,17 +35,24 @@ from pyarrow import dataset, parquet
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from velox import jars, kafka
+from velox.batch.rows import ROW_SCHEMA, ROWS, counted_rows, valid_rows
+from velox.batch.train import (
+    Ratings,
+    TrainParams,
+    collect_ratings,
+    fit,
+    fit_arrays,
+    rmse,
+    spark_session,
+)
 from velox.control import versions
 from velox.errors import RetrainBusy
+from velox.kafka import client_config, clients, positions
+from velox.local import jars
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
-from velox.batch.rows import ROW_SCHEMA, ROWS, counted_rows, valid_rows
-from velox.batch.train import (
-    Ratings, TrainParams, collect_ratings, fit, fit_arrays, rmse, spark_session,
-)
 
 log = logging.getLogger("velox.retrain")
 
@@ -92,7 +99,7 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
     started = time.monotonic()
     topic = settings.topic("observations")
     log_dir = LogFolder(settings.training_log_path)
-    start, end = log_dir.consumed(), kafka.end_offsets(settings, topic)
+    start, end = log_dir.consumed(), positions.end_offsets(settings, topic)
     appended = append(spark, settings, log_dir, topic, start, end)
     log_dir.remember(end)
     log.info("read %s offsets %s -> %s: %d valid rows appended to %s", topic, start, end, appended,
@@ -183,9 +190,9 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[
         .option("startingOffsets", json.dumps({topic: {str(p): start.get(p, -2) for p in end}}))
         .option("endingOffsets", json.dumps({topic: {str(p): o for p, o in end.items()}}))
         .option("kafka.isolation.level", "read_committed")
-        .options(**{f"kafka.{key}": value for key, value in kafka.java_options(settings).items()})
-        # A fetch at a range's end waits for data that will not come, by default 500 ms, once
-        # per task: most of a short read's time (bench/retrain.py's warm runs read all of ml-100k).
+        .options(**{f"kafka.{key}": value for key, value in client_config.java_options(settings).items()})
+        # A fetch at a range's end waits for data that will not come (500 ms by default) once per
+        # task: most of a short read's time (bench/retrain.py times the warm runs).
         .option("kafka.fetch.max.wait.ms", "10")
         .load()
     )
@@ -202,7 +209,7 @@ def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: d
     times the warm retrain this is part of). Up to ``chunk`` rows at a time in Python lists."""
     batches = [counted_rows(((m.key(), m.value(), partition, m.offset()) for m in messages), settings.partitions)
                for partition, last in end.items()
-               for messages in kafka.read_range(settings, topic, partition, start.get(partition, 0), last, chunk)]
+               for messages in clients.read_range(settings, topic, partition, start.get(partition, 0), last, chunk)]
     return pa.Table.from_batches(batches, schema=ROW_SCHEMA)
 
 

@@ -175,8 +175,8 @@ def fit_arrays(spark: SparkSession, ratings: Ratings, params: TrainParams, versi
 def _staged(spark: SparkSession, table: pa.Table, scratch: str, name: str) -> Iterator[DataFrame]:
     """``table`` as a DataFrame its executors read from Parquet in ``scratch``, deleted after.
 
-    ``spark.createDataFrame`` would ship the rows inside the tasks instead: ml-100k's 85,000
-    ratings made a 2 MB task, which Spark warns about and a cluster would pay on every task.
+    ``spark.createDataFrame`` would ship the rows inside the tasks instead: megabytes per task
+    at MovieLens size, which Spark warns about and a cluster would pay on every task.
     """
     files, folder = filesystem(scratch)
     files.create_dir(folder, recursive=True)

@@ -1,4 +1,4 @@
-"""One replica of a container: the model behind the RPC of ``velox.schemas.container``, registered by heartbeat.
+"""One replica of a container: the model behind the RPC of ``velox.schemas.container_rpc``, registered by heartbeat.
 
 The replica answers the calls of each connection in order, one batch at a time: the edge
 batches and spreads its calls across replicas, so a replica has no queue of its own to tune.
@@ -18,9 +18,18 @@ import time
 import msgspec
 
 from velox import processes
-from velox.containers.model import BatchModel
-from velox.control import containers as registry
-from velox.schemas.container import FRAME, INPUTS, MAX_FRAME, Call, Replica, Reply, decode_call, frame
+from velox.containers.served_model import BatchModel
+from velox.control import container_registry as registry
+from velox.schemas.container_rpc import (
+    FRAME,
+    INPUTS,
+    MAX_FRAME,
+    Call,
+    Replica,
+    Reply,
+    decode_call,
+    frame,
+)
 from velox.settings import Settings
 
 log = logging.getLogger("velox.container")

@@ -12,7 +12,7 @@ import subprocess
 import threading
 
 from velox import processes
-from velox.containers import model
+from velox.containers import served_model
 from velox.settings import Settings
 
 log = logging.getLogger("velox.container")
@@ -21,7 +21,7 @@ RESTART_AFTER = 1.0  # seconds before a dead replica is started again
 
 
 def run(settings: Settings, target: str, name: str, version: str, replicas: int, host: str, input_kind: str) -> int:
-    model.load(target)  # a bad target fails here, in one clear line, not in every replica's log
+    served_model.load(target)  # a bad target fails here, in one clear line, not in every replica's log
     stopping = threading.Event()
     processes.on_stop(stopping.set)
 

@@ -10,7 +10,8 @@ import time
 
 from confluent_kafka import Producer
 
-from velox import kafka
+from velox.control import compacted
+from velox.kafka import topic_admin
 from velox.schemas import ownership
 from velox.schemas.ownership import Ownership
 from velox.settings import Settings
@@ -21,7 +22,7 @@ def topic(settings: Settings) -> str:
 
 
 def ensure_topic(settings: Settings) -> None:
-    kafka.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
+    topic_admin.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
 
 
 def announce(settings: Settings, producer: Producer, partitions: list[int]) -> None:
@@ -36,7 +37,7 @@ class Owners:
 
     def __init__(self, settings: Settings) -> None:
         ensure_topic(settings)
-        self.table = kafka.FollowedTable(settings, topic(settings), ownership.decode)
+        self.table = compacted.FollowedTable(settings, topic(settings), ownership.decode)
         self.seen = -1
         self.by_partition: dict[int, Ownership] = {}
 

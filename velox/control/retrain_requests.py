@@ -12,7 +12,7 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from velox import kafka
+from velox.kafka import clients, topic_admin
 from velox.schemas import retrain_request
 from velox.schemas.retrain_request import RetrainRequest
 from velox.settings import Settings
@@ -23,14 +23,14 @@ def topic(settings: Settings) -> str:
 
 
 def ensure_topic(settings: Settings) -> None:
-    kafka.create_topics(settings, {topic(settings): 1})
+    topic_admin.create_topics(settings, {topic(settings): 1})
 
 
 def send(settings: Settings, reason: str) -> str:
     """Log a request for ``settings.model``; return its id once the broker acknowledged it."""
     ensure_topic(settings)
     request = RetrainRequest(uuid.uuid4().hex[:12], settings.model, reason, time.time())
-    producer = kafka.producer(settings)
+    producer = clients.producer(settings)
     producer.produce(topic(settings), key=settings.model.encode(), value=retrain_request.encode(request))
     if producer.flush(30) != 0:
         raise TimeoutError("the retrain request was not acknowledged within 30 s")
@@ -40,7 +40,7 @@ def send(settings: Settings, reason: str) -> str:
 def reader(settings: Settings) -> Consumer:
     """The controller's consumer: the requests after the last one it handled (it commits after each run)."""
     ensure_topic(settings)
-    consumer = kafka.consumer(settings, group=f"{settings.app_id}-retrain-requests")
+    consumer = clients.consumer(settings, group=f"{settings.app_id}-retrain-requests")
     consumer.subscribe([topic(settings)])
     return consumer
 

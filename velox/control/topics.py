@@ -6,9 +6,9 @@ worker's table changelog has as many, compacted; ``owners`` says who holds which
 
 from __future__ import annotations
 
-from velox import kafka
-from velox.errors import ConfigError
 from velox.control import owners
+from velox.errors import ConfigError
+from velox.kafka import topic_admin
 from velox.settings import Settings
 
 
@@ -25,14 +25,14 @@ def ensure(settings: Settings) -> None:
     a known user as for a stranger, and a worker's changelog no longer mirrors its partitions.
     """
     observations = settings.topic("observations")
-    kafka.create_topics(settings, {
+    topic_admin.create_topics(settings, {
         observations: settings.partitions,
         settings.topic("observations-dlq"): settings.partitions,
         settings.topic("model-metrics"): 1,
     })
-    partitions = kafka.partition_count(settings, observations)
+    partitions = topic_admin.partition_count(settings, observations)
     if partitions != settings.partitions:
         raise ConfigError(f"topic {observations} has {partitions} partitions but VELOX_PARTITIONS is "
                           f"{settings.partitions}: set VELOX_PARTITIONS={partitions} for every worker and edge")
-    kafka.create_topics(settings, {changelog(settings): settings.partitions}, {"cleanup.policy": "compact"})
+    topic_admin.create_topics(settings, {changelog(settings): settings.partitions}, {"cleanup.policy": "compact"})
     owners.ensure_topic(settings)

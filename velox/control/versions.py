@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from confluent_kafka import Message, Producer
 
-from velox import kafka
+from velox.control import compacted
+from velox.kafka import clients, topic_admin
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion, random_version
 from velox.schemas import model_version
@@ -31,13 +32,13 @@ def topic(settings: Settings) -> str:
 
 
 def ensure_topic(settings: Settings) -> None:
-    kafka.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
+    topic_admin.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
 
 
 def announcer(settings: Settings) -> Producer:
     """A producer for activations, the topic ensured; a long-lived caller keeps one (a new one connects and checks the topic again)."""
     ensure_topic(settings)
-    return kafka.producer(settings)
+    return clients.producer(settings)
 
 
 def activate(settings: Settings, version_id: str, reason: str, producer: Producer | None = None) -> Activation:
@@ -58,7 +59,7 @@ class Follower:
     def __init__(self, settings: Settings) -> None:
         ensure_topic(settings)
         self.key = settings.model.encode()
-        self.reader = kafka.CompactedReader(settings, topic(settings))
+        self.reader = compacted.CompactedReader(settings, topic(settings))
 
     def latest(self) -> Activation | None:
         """The last activation announced before this follower started (None if none ever was)."""

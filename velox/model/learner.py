@@ -73,8 +73,8 @@ class Learner:
     ) -> tuple[UserState, float | None]:
         """The user's new state and the score predicted before learning (None: applied already).
 
-        ``observe_many`` with one event, without its bookkeeping: replays that go one event at a
-        time pay half as much per event, and the tests hold the two paths equal.
+        ``observe_many`` with one event, without its bookkeeping, which replays that go one event
+        at a time would pay per event; the tests hold the two paths equal.
         """
         if state is not None and offset <= state.offset:
             return self._seen(state, [item]), None
@@ -106,8 +106,9 @@ class Learner:
 
         Users whose state holds RLS's matrix are taken apart, in passes of ``PASS_BYTES`` of
         state (all of a key's events in its pass): a pass's arrays stay in the CPU's cache, where
-        a batch's matrices at once (40 MB for 2,000 users at d=50) were allocated, faulted in and
-        copied at memory speed. The others (small states) are one pass.
+        a whole batch's matrices at once (tens of megabytes at d=50) were allocated, faulted in
+        and copied at memory speed (``bench/stream.py``'s rls row measures the rate). The others
+        (small states) are one pass.
         """
         starts: dict[bytes, tuple[UserState, np.ndarray]] = {}  # key → its state on this version, its prior
         for event in events:
@@ -253,7 +254,7 @@ def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
     >>> remember(np.array([3, 5]), [5]).tolist(), remember(np.array([3, 5]), [8, 3, 9]).tolist()
     ([3, 5], [3, 5, 8, 9])
     """
-    if len(items) == 1 and len(seen) <= 64:  # the usual case, in a third of the time of the general one
+    if len(items) == 1 and len(seen) <= 64:  # the usual case: no set or array is built for it
         if items[0] in seen.tolist():
             return seen
         grown = np.empty(len(seen) + 1, np.int64)

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from velox.schemas.metrics import ErrorWindow
+from velox.schemas.error_window import ErrorWindow
 
 
 class PrequentialErrors:

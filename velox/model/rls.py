@@ -58,7 +58,6 @@ import numpy as np
 from velox.model.stats import Stats
 from velox.schemas.user_state import NO_ITEMS, UserState
 
-
 WINDUP = 1e3  # the forgetting pauses once trace(A⁻¹) passes this many times the weakest prior's
 
 

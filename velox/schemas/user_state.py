@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -36,20 +35,6 @@ from velox.errors import InvalidUserState
 
 FORMAT_VERSION = 2
 
-
-TABLE = "user-state"
-
-
-def table_dir(data: Path) -> Path:
-    """Where the worker keeps its tables' files (either engine's: Faust's ``tabledir``)."""
-    return data / "worker" / "tables"
-
-
-def table_path(data: Path, partition: int) -> Path:
-    """Where the worker keeps one partition's records: a RocksDB the edge may read as a secondary.
-
-    Faust's layout (``{tabledir}/{table}-{partition}.db``), so both engines keep the same files."""
-    return table_dir(data) / f"{TABLE}-{partition}.db"
 
 _HEADER = struct.Struct("<BBHqqH")
 _U32 = struct.Struct("<I")
@@ -64,8 +49,8 @@ _STRENGTH = struct.Struct("<d")
 @lru_cache(maxsize=8)
 def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
     """Where a d×d matrix's upper triangle is, row by row, in the flattened matrix; and for each
-    cell of a symmetric matrix, where it is in that triangle (one ``take`` each way: a quarter of
-    the time of indexing by rows and columns)."""
+    cell of a symmetric matrix, where it is in that triangle (one ``take`` each way, cheaper than
+    indexing by rows and columns)."""
     rows, columns = np.triu_indices(d)
     cell = np.empty((d, d), np.intp)
     cell[rows, columns] = cell[columns, rows] = np.arange(len(rows))
@@ -75,7 +60,7 @@ def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
 class UserState(NamedTuple):
     """``w`` scores items; ``b`` and either ``a_inv`` or ``observed`` with ``strength`` are the RLS
     sufficient statistics (all None for SGD). A tuple: the worker makes two per event, and a
-    frozen dataclass took three times as long to make."""
+    frozen dataclass costs more to make."""
 
     version: str
     w: np.ndarray

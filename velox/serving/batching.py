@@ -1,6 +1,6 @@
 """Adaptive batching of full-catalog top-k: requests that arrive together share one matrix product.
 
-(Container calls are batched the same way: ``velox.serving.containers``.)
+(Container calls are batched the same way: ``velox.serving.container_client``.)
 
 A request queues its weights and waits; the first one in an empty queue schedules a flush on
 the event loop's next turn, so every request already being handled joins it. The batch size

@@ -27,19 +27,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from velox import kafka
 from velox.control import topics
+from velox.control.owners import Owners
+from velox.kafka import clients
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
-from velox.control.owners import Owners
 from velox.schemas import partitioning, user_state
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
-from velox.serving.containers import Containers
+from velox.serving.container_client import Containers
 from velox.serving.models import Models
 from velox.serving.selection import Selector
-from velox.serving.state import LocalState
 from velox.settings import Settings
+from velox.state.reader import LocalState
 
 MAX_BODY = 64 * 1024
 MAX_ID = 2**63 - 1
@@ -53,7 +53,7 @@ FORWARDED_HEADER = "x-velox-forwarded-by"
 
 
 class JSON(Response):
-    """JSON encoded by msgspec: a third of the cost of the standard library's encoder on a predict answer."""
+    """JSON encoded by msgspec: cheaper than the standard library's encoder (``bench/serve.py`` breaks a predict down)."""
 
     media_type = "application/json"
 
@@ -83,7 +83,7 @@ class Edge:
     @classmethod
     def open(cls, settings: Settings) -> Edge:
         topics.ensure(settings)  # the edge may start before any worker: it reads observations too
-        producer = kafka.producer(settings)
+        producer = clients.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
                    Selector(settings, producer), Containers(settings), producer)
 
@@ -140,7 +140,7 @@ def edge_of(request: Request) -> Edge:
 
 def query(request: Request) -> Mapping[str, str]:
     """The query parameters (the last of repeated ones). Plain ``a=1&b=2`` strings, all our
-    routes see, are split directly: Starlette's general parser was a third of a predict's time."""
+    routes see, are split directly: Starlette's general parser costs more (``bench/serve.py``)."""
     found = request.scope.get("velox.query")
     if found is None:
         raw = request.scope["query_string"]

@@ -3,7 +3,7 @@
 A record carries the id of the version its weights belong to, and a prediction always uses
 that version's θ, so during a swap (some users rebuilt, others not yet) no answer mixes θ of
 one version with w of another. Versions are loaded from the model store once and kept. The
-active version is served with its item corrections (``velox.serving.corrections``); a newly
+active version is served with its item corrections (``velox.serving.live_corrections``); a newly
 announced one becomes active once its corrections have read the log to its end, so the switch
 never serves a version without them. The version active before keeps the corrections it had
 (no longer followed), so a user whose record a swap has not rebuilt yet gets the answers they
@@ -19,7 +19,7 @@ from velox.control import versions
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import Activation
-from velox.serving.corrections import Corrections, Served
+from velox.serving.live_corrections import Corrections, Served
 from velox.settings import Settings
 
 

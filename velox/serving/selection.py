@@ -20,12 +20,12 @@ from collections import deque
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
 
-from velox import kafka
-from velox.control import apps
+from velox.control import app_registry, compacted
+from velox.kafka import clients, positions
 from velox.model.policies import Arms, Policy, choose, learn, probabilities, reward_of
-from velox.schemas import app as app_schema
+from velox.schemas import application as app_schema
 from velox.schemas import observation
-from velox.schemas.app import App, ArmState, Decision, PolicyState
+from velox.schemas.application import App, ArmState, Decision, PolicyState
 from velox.settings import Settings
 
 log = logging.getLogger("velox.selection")
@@ -41,7 +41,7 @@ def policy_of(app: App) -> Policy:
 class Selector:
     def __init__(self, settings: Settings, producer: Producer) -> None:
         self.settings, self.producer = settings, producer
-        self.apps = apps.follow(settings)
+        self.apps = app_registry.follow(settings)
         self.rng = np.random.default_rng(settings.seed)
         self.lock = threading.Lock()
         self.writing = threading.Lock()  # one snapshot at a time
@@ -52,8 +52,8 @@ class Selector:
         self.source = settings.topic("observations")
         self.offsets = self._restore()
         self.dirty = False  # something to snapshot: offsets read on, or a sticky choice made
-        self.reader = kafka.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
-        ends = kafka.end_offsets(settings, self.source)
+        self.reader = clients.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
+        ends = positions.end_offsets(settings, self.source)
         self.reader.assign([TopicPartition(self.source, p, self.offsets.get(p, end)) for p, end in ends.items()])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._learn_loop, name="velox-selection", daemon=True)
@@ -102,7 +102,7 @@ class Selector:
     def _learn_loop(self) -> None:
         last_snapshot = time.monotonic()
         while not self._stop.is_set():
-            for message in kafka.arrived(self.reader, 500, 0.1):
+            for message in clients.arrived(self.reader, 500, 0.1):
                 if message.error() is None:
                     try:
                         self._reward(message)
@@ -156,7 +156,7 @@ class Selector:
 
     def _restore(self) -> dict[int, int]:
         """This edge's policy states as last written; the offsets to read on from."""
-        saved_states = kafka.read_table(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
+        saved_states = compacted.read_table(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
         offsets: dict[int, int] = {}
         for key, state in saved_states.items():
             if not key.endswith(f"@{self.settings.worker_id}"):

@@ -29,16 +29,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from velox import kafka
+from velox.kafka import clients, positions
 from velox.settings import Settings
-from velox.streams import metrics
-
-if TYPE_CHECKING:  # the engine imports this module
-    from velox.streams.engine import Arrival
+from velox.streams import worker_metrics
+from velox.streams.arrival import Arrival
 
 log = logging.getLogger("velox.worker")
 
@@ -51,13 +48,13 @@ class Mover:
     def __init__(self, settings: Settings, source: str) -> None:
         self.source = source
         # One transactional id per worker: a restarted worker aborts what its predecessor left open.
-        self.producer: Producer = kafka.producer(
+        self.producer: Producer = clients.producer(
             settings, **{"transactional.id": f"{settings.app_id}-mover-{settings.worker_id}",
                          "transaction.timeout.ms": 10_000}
         )
         self.producer.init_transactions(30)
         # Commits the moves' progress in the transaction; never joins its group.
-        self.progress = kafka.consumer(settings, group=f"{settings.app_id}-moves")
+        self.progress = clients.consumer(settings, group=f"{settings.app_id}-moves")
         # Per source partition, the offset below which every misplaced event has been moved, by a
         # committed transaction or the open one (a consumer may deliver an event again: Faust's
         # does after it seeks to the committed offsets once recovered).
@@ -76,7 +73,7 @@ class Mover:
         """Produce ``arrival`` to partition ``home`` inside the open transaction (opening one),
         unless a committed transaction moved it already (it is read again after a crash)."""
         if arrival.offset < self._moved_below(arrival.partition):
-            metrics.MOVED_BEFORE.inc()
+            worker_metrics.MOVED_BEFORE.inc()
             return
         self.moved_below[arrival.partition] = arrival.offset + 1
         self.sources.add(arrival.partition)
@@ -84,9 +81,9 @@ class Mover:
             self.producer.begin_transaction()
             self.opened = time.monotonic()
         origin = f"{arrival.partition}:{arrival.offset}".encode()
-        kafka.send(self.producer, self.source, key=key, value=arrival.value, partition=home,
+        clients.send(self.producer, self.source, key=key, value=arrival.value, partition=home,
                    headers=[*(arrival.headers or []), (HEADER, origin)])
-        metrics.MOVED.labels(partition=str(arrival.partition)).inc()
+        worker_metrics.MOVED.labels(partition=str(arrival.partition)).inc()
         self.unlogged[arrival.partition] += 1
         self._log()
 
@@ -126,7 +123,7 @@ class Mover:
     def _moved_below(self, partition: int) -> int:
         if partition not in self.moved_below:
             tp = TopicPartition(self.source, partition)
-            self.moved_below[partition] = kafka.committed(self.progress, [tp])[0].offset
+            self.moved_below[partition] = positions.committed(self.progress, [tp])[0].offset
         return self.moved_below[partition]
 
     def _log(self) -> None:

@@ -19,6 +19,11 @@ replay applies and those before the training end the worker has reached, so the 
 none; a worker behind the training end gets the rest later, and the learner remembers the items
 of those events, which the version has counted already.
 
+``Swap`` runs it for a worker: when a version is activated, each owned partition stays on its
+version (``live``) until its shadow is written; the shadows are built one partition at a
+time, in slices of ``SWAP_SLICE`` seconds between live batches, and once caught up written
+``SWAP_CHUNK`` users at a time: the stream is never stopped for a swap.
+
 The version marker is written with the last chunk. Until then a crash leaves the old marker, and
 the worker builds the whole partition again when it restarts (a user written already is simply
 written again); a worker recovering from the changelog does the same when the changelog's last
@@ -27,20 +32,31 @@ marker is not the new version.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import islice
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from velox import kafka
-from velox.model.learner import Event, Learner
+from velox.control import versions
+from velox.kafka import clients
+from velox.model.learner import Event, Learner, make_rule
+from velox.model.store import ModelStore
 from velox.schemas import observation, partitioning, user_state
+from velox.schemas.model_version import Activation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
-from velox.streams.store import VERSION_KEY, PartitionStore
+from velox.state.partition_store import VERSION_KEY, PartitionStore
+from velox.streams import worker_metrics
+from velox.streams.changelog import Changelog
 
 CHUNK = 250  # messages read and applied per step: a few milliseconds
+SWAP_SLICE = 0.02  # seconds of a swap's work (replay, then writing) between two live batches
+SWAP_CHUNK = 500  # a swap's records written at once: a few milliseconds, then the slice's deadline is checked
+
+log = logging.getLogger("velox.worker")
 
 
 def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
@@ -65,7 +81,7 @@ class Shadow:
         self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
         self.replayed = 0
         self.source = settings.topic("observations")
-        self.reader: Consumer = kafka.consumer(settings, group=f"{settings.app_id}-replay")
+        self.reader: Consumer = clients.consumer(settings, group=f"{settings.app_id}-replay")
         self.reader.assign([TopicPartition(self.source, partition, start)])
         self.ahead: list[Message] = []  # read, but at or past the live position when read
 
@@ -82,7 +98,7 @@ class Shadow:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            read = [m for m in kafka.arrived(self.reader, CHUNK, 0.005) if m.error() is None]
+            read = [m for m in clients.arrived(self.reader, CHUNK, 0.005) if m.error() is None]
             due = [m for m in read if m.offset() < end]
             self.ahead = read[len(due):]
             self._apply(due)
@@ -135,3 +151,150 @@ class Shadow:
 
     def close(self) -> None:
         self.reader.close()
+
+
+class Swap:
+    """The version a worker's partitions are on, and their move to each newly activated one."""
+
+    def __init__(self, settings: Settings, stores: dict[int, PartitionStore], changelog: Changelog,
+                 position: Callable[[int], int]) -> None:
+        self.settings, self.stores, self.changelog, self.position = settings, stores, changelog, position
+        self.rule = make_rule(**settings.rule_params())
+        self.follower = versions.Follower(settings)
+        # During a swap: the partitions still on an older version, those still to build on the
+        # new one (in turn: one shadow at a time), and the one being built.
+        self.live: dict[int, Learner] = {}
+        self.building: list[int] = []
+        self.shadow: Shadow | None = None
+        self.started = 0.0
+        self.replayed = 0
+        self._use(self.follower.latest())
+
+    def _use(self, activation: Activation | None) -> None:
+        """Make ``activation``'s version (the initial one if None) the one new states are built on."""
+        if activation is None:
+            version, self.training_end = versions.initial_version(self.settings), {}
+        else:
+            version = ModelStore(activation.store).load(activation.version.id)
+            self.training_end = activation.version.training_end
+        self.learner = Learner(version, self.rule, keep_known=self.settings.keep_known)
+        self.version_users = users_by_partition(self.learner, self.settings.partitions)
+
+    def learners(self, local: dict[int, list[Event]]) -> list[tuple[Learner, dict[int, list[Event]]]]:
+        """Each learner with the events it applies, by partition: the active version's, and during a
+        swap the version a partition is still on (a user the swap has written is on the new one)."""
+        groups: dict[int, tuple[Learner, dict[int, list[Event]]]] = {}
+
+        def add(learner: Learner, partition: int, events: list[Event]) -> None:
+            if events:
+                groups.setdefault(id(learner), (learner, {}))[1][partition] = events
+
+        shadow = self.shadow
+        for partition, events in local.items():
+            learner = self.live.get(partition, self.learner)
+            if learner is self.learner or shadow is None or shadow.partition != partition or not shadow.written:
+                add(learner, partition, events)
+            else:
+                add(self.learner, partition, [e for e in events if e.key in shadow.written])
+                add(learner, partition, [e for e in events if e.key not in shadow.written])
+        return list(groups.values())
+
+    def follow(self) -> None:
+        """Start a swap when a new version was activated, and advance the one in progress."""
+        activation = self.follower.poll()
+        if activation is not None and activation.version.id != self.learner.version.id:
+            self._start(activation)
+        if self.building:
+            self._advance()
+
+    def opened(self, partition: int) -> None:
+        """An assigned partition's store, recovered: built on the current version at once if it is on another."""
+        if self.stores[partition].version != self.learner.version.id:
+            shadow = self._shadow(partition)
+            self._complete(shadow)
+            shadow.close()
+
+    def _start(self, activation: Activation) -> None:
+        """Start building every owned partition on the announced version, beside the live states;
+        the live stream goes on meanwhile."""
+        if self.shadow is not None and self.shadow.written:  # half written: finish it, one version per partition
+            self._complete(self.shadow)
+            self._switched()
+        elif self.shadow is not None:  # a newer activation replaces the one in progress
+            self.shadow.close()
+            self.shadow = None
+        for partition in self.stores:  # each partition stays on its version until its shadow is written
+            self.live.setdefault(partition, self.learner)
+        self._use(activation)
+        self.building = sorted(self.stores)
+        self.started, self.replayed = time.monotonic(), 0
+        log.info("swapping to version %s (%s): building partitions %s beside the live states",
+                 activation.version.id, activation.reason or "no reason given", self.building)
+
+    def _advance(self) -> None:
+        """One slice of the swap: replay, and once caught up, write chunks of the shadow's records
+        until the slice is over (no live events are applied in between: it stays caught up)."""
+        if self.shadow is None:
+            self.shadow = self._shadow(self.building[0])
+        shadow = self.shadow
+        deadline = time.monotonic() + SWAP_SLICE
+        if not shadow.advance(self.position(shadow.partition), deadline):
+            return
+        while True:
+            self._write(shadow.partition, shadow.take(self.stores[shadow.partition], SWAP_CHUNK))
+            if shadow.done:
+                self._switched()
+                return
+            if time.monotonic() >= deadline:
+                return
+
+    def _switched(self) -> None:
+        """The shadow's partition is on the new version; log the swap if it was the last."""
+        assert self.shadow is not None
+        shadow, self.shadow = self.shadow, None
+        shadow.close()
+        self.live.pop(shadow.partition, None)
+        self.building.remove(shadow.partition)
+        self.replayed += shadow.replayed
+        if not self.building:
+            worker_metrics.SWAPS.inc()
+            log.info(
+                "swapped to version %s in %.2f s: partitions %s, %d observations re-applied after its training end",
+                self.learner.version.id, time.monotonic() - self.started, sorted(self.stores), self.replayed,
+            )
+
+    def _complete(self, shadow: Shadow) -> None:
+        """Replay up to the live position and write every record not written yet, at once."""
+        while not shadow.advance(self.position(shadow.partition), time.monotonic() + 1.0):
+            pass
+        self._write(shadow.partition, shadow.take(self.stores[shadow.partition]))
+
+    def _shadow(self, partition: int) -> Shadow:
+        return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
+                      self.training_end.get(partition, 0))
+
+    def _write(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+        """Write a swap's records to the table, then send them to the changelog.
+
+        The write batch carries the changelog offset acknowledged so far: a restart's recovery
+        then applies only changelog records sent after it, never a user's older-version record
+        over the new one. The changelog gets the records in the same order, without waiting: its
+        producer keeps order, so a changelog whose last marker is the new version holds all its
+        records, and one that lacks the marker (a crash before it was sent) makes a worker
+        recovering from it build the partition again.
+        """
+        store = self.stores[partition]
+        self.changelog.flush()
+        store.apply_changelog(records, self.changelog.delivered.get(partition, store.changelog_offset))
+        for key, record in records:
+            self.changelog.record(key, record, partition)
+
+    def close(self, partitions: list[int]) -> None:
+        """Partitions no longer owned: out of the swap in progress."""
+        for partition in partitions:
+            if partition in self.building:
+                self.building.remove(partition)
+            if self.shadow is not None and self.shadow.partition == partition:
+                self.shadow.close()
+                self.shadow = None
+            self.live.pop(partition, None)

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from velox.errors import VeloxError
+from velox.local.loader import PYSPARK_SAMPLE, read_movielens
+from velox.schemas.observation import Observation
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"),
+        ("ratings.dat", "196::242::3::881250949\n186::302::3::891717742\n"),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n196,242,3.0,881250949\n186,302,3.0,891717742\n"),
+    ],
+)
+def test_read_movielens_formats(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert read_movielens(path) == [
+        Observation(user=196, item=242, score=3.0, time=881250949.0),
+        Observation(user=186, item=302, score=3.0, time=891717742.0),
+    ]
+
+
+def test_the_pyspark_sample_is_always_there() -> None:
+    ratings = read_movielens(PYSPARK_SAMPLE)
+    assert len(ratings) == 1501
+    assert len({r.user for r in ratings}) == 30
+
+
+def test_a_movielens_folder_reads_its_ratings_file(tmp_path: Path) -> None:
+    (tmp_path / "u.data").write_text("196\t242\t3\t881250949\n")
+    (tmp_path / "u.item").write_text("242|Kolya (1996)|...\n")
+    assert read_movielens(tmp_path) == [Observation(user=196, item=242, score=3.0, time=881250949.0)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("missing.csv", None, "no ratings file at {path}"),
+        ("folder", "", "{path} is a folder without a MovieLens ratings file (u.data, ratings.dat, ratings.csv)"),
+        ("empty.csv", "\n\n", "{path} holds no ratings"),
+        ("three.csv", "userId,movieId,rating,timestamp\n1,2,3.5,10\n\n1,3,4\n",
+         "{path}, line 4: expected user, item, rating and timestamp separated by ',', got '1,3,4'"),
+        ("words.dat", "1::two::3::10\n", "{path}, line 1: expected user, item, rating and timestamp separated by '::'"),
+    ],
+)
+def test_a_wrong_ratings_file_is_one_error_naming_the_file_and_line(tmp_path: Path, name: str, text: str | None,
+                                                                    said: str) -> None:
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+    elif text is not None:
+        path.write_text(text)
+    with pytest.raises(VeloxError) as raised:
+        read_movielens(path)
+    assert str(raised.value).startswith(said.format(path=path))

@@ -1,0 +1,59 @@
+"""``velox load movielens | synthetic``: produce a data set to the observations topic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from velox.cli.flags import output_file
+from velox.settings import Settings
+
+log = logging.getLogger("velox")
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    load = commands.add_parser("load", help="produce a data set to the observations topic")
+    load.add_argument("kind", choices=["movielens", "synthetic"])
+    load.add_argument("path", nargs="?", type=Path,
+                      help="movielens: u.data, ratings.dat or ratings.csv (default: pyspark's sample); "
+                           "synthetic: where to write the planted item features as a version file")
+    load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
+    load.add_argument("--if-empty", action="store_true",
+                      help="movielens: load only into a system with no observations (a compose service's restart)")
+    load.add_argument("--users", type=int, default=100_000, help="synthetic: users")
+    load.add_argument("--events", type=int, default=1_000_000, help="synthetic: observations")
+    load.add_argument("--noise", type=float, default=0.5, help="synthetic: noise standard deviation")
+    load.add_argument("--changed", type=float, default=0.0,
+                      help="synthetic: the share of users whose taste changes halfway through the observations")
+    load.set_defaults(run=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from velox.control import topics
+    from velox.local import loader
+    from velox.model import synthetic
+
+    if args.kind == "synthetic":
+        out = None if args.path is None else output_file("the item features' file", args.path)
+        topics.ensure(settings)
+        truth = synthetic.planted(args.users, settings.items, settings.d, seed=settings.seed)
+        if out is not None:
+            out.write_bytes(synthetic.items_only(truth).to_npz())
+            log.info("planted item features written to %s (use it as VELOX_INITIAL_VERSION)", out)
+        loader.produce(settings, synthetic.observations(truth, args.events, args.noise, seed=settings.seed,
+                                                        changed=args.changed), total=args.events)
+        log.info("loaded %d synthetic observations of %s (noise %.2f, %.0f%% of users change taste halfway)",
+                 args.events, truth.id, args.noise, 100 * args.changed)
+        return 0
+    path = loader.ratings_file(args.path or loader.PYSPARK_SAMPLE)  # a wrong path is said before the broker is asked
+    topics.ensure(settings)
+    if args.if_empty and (held := loader.held_observations(settings)):
+        log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
+        return 0
+    events = loader.read_movielens(path)
+    if args.order == "time":
+        events.sort(key=lambda event: event.time)
+    loader.produce(settings, events, total=len(events))
+    log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
+    return 0

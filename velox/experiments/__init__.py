@@ -1,0 +1,2 @@
+"""Experiments run through the real pipeline (a throwaway broker, a worker, Spark): ``accuracy``
+is Velox's accuracy experiment, ``velox evaluate``."""

@@ -1,0 +1,255 @@
+"""The edge's side of model containers: batched calls to live replicas, answers checked and cached.
+
+Per container and version, requests that arrive together go out as one call (``Batcher``,
+with the batch size adapted as for top-k) to the next live replica in turn, over a connection
+kept open to each. A replica is live while its heartbeat is fresh (``velox.control.container_registry``)
+and its connection has not failed since that heartbeat. Whatever goes wrong (no live replica, a
+timeout, a broken connection, the model's exception, a wrong number of outputs, a NaN) raises
+``ContainerFailed`` with its cause: the app answers its default and counts it per model and cause.
+Answers are cached by (container, version, input): a new version never serves an old answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from typing import NamedTuple
+
+import msgspec
+from prometheus_client import Counter, Histogram
+
+from velox.control import container_registry as registry
+from velox.schemas.container_rpc import (
+    FRAME,
+    Call,
+    Input,
+    Replica,
+    Reply,
+    decode_reply,
+    frame,
+)
+from velox.serving.batching import AdaptiveLimit
+from velox.serving.cache import PredictionCache
+from velox.settings import Settings
+
+FAILURES = Counter("velox_edge_container_failures", "Container answers replaced by the app's default, by cause.",
+                   ["model", "cause"])
+CALLS = Counter("velox_edge_container_calls", "Calls to container replicas.", ["model", "replica"])
+BATCH_SIZE = Histogram("velox_edge_container_batch_size", "Inputs sent to a container in one call.",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+
+class ContainerFailed(Exception):
+    def __init__(self, model: str, cause: str, reason: str) -> None:
+        super().__init__(reason)
+        self.model, self.cause, self.reason = model, cause, reason
+
+
+class Connection:
+    """One open connection to a replica: calls go out as they come, replies are matched by id."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.ids = itertools.count()
+        self.pending: dict[int, asyncio.Future[Reply]] = {}
+        self.writer: asyncio.StreamWriter | None = None
+        self.broken = False
+        self.failed_at = 0.0  # time.time() when it broke
+        self._reading: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+
+    async def call(self, inputs: list[Input]) -> Reply:
+        if self.writer is None:
+            async with self._connecting:  # calls made while connecting wait for the one connection
+                if self.writer is None:
+                    host, port = self.address.rsplit(":", 1)
+                    reader, self.writer = await asyncio.open_connection(host, int(port))
+                    if self.broken:  # closed while connecting
+                        self.writer.close()
+                        raise ConnectionError(f"the connection to {self.address} was closed")
+                    self._reading = asyncio.ensure_future(self._read(reader))
+        answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        call_id = next(self.ids)
+        self.pending[call_id] = answer
+        self.writer.write(frame(Call(call_id, inputs)))
+        return await answer
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (size,) = FRAME.unpack(await reader.readexactly(FRAME.size))
+                reply = decode_reply(await reader.readexactly(size))
+                answer = self.pending.pop(reply.id, None)
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, msgspec.DecodeError) as exc:
+            self.broken, self.failed_at = True, time.time()
+            if self.writer is not None:
+                self.writer.close()
+            for answer in self.pending.values():
+                if not answer.done():
+                    answer.set_exception(ConnectionError(f"replica at {self.address} closed the connection ({exc})"))
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.broken, self.failed_at = True, time.time()
+        if self._reading is not None:
+            self._reading.cancel()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Request(NamedTuple):
+    input: Input
+    slo_s: float
+    answer: asyncio.Future[float]
+
+
+class Batcher:
+    """One container version's queue: what arrives together goes out as one call to the next live replica."""
+
+    def __init__(self, containers: Containers, model: str, version: str) -> None:
+        self.containers, self.model, self.version = containers, model, version
+        self.limit = AdaptiveLimit()
+        self.queue: list[Request] = []
+        self.sending: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+
+    async def score(self, request: Input, slo_s: float) -> float:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[float] = loop.create_future()
+        if not self.queue:
+            loop.call_soon(self._flush)
+        self.queue.append(Request(request, slo_s, answer))
+        return await answer
+
+    def _flush(self) -> None:
+        batch, self.queue = self.queue[:self.limit.size], self.queue[self.limit.size:]
+        if self.queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        task = asyncio.ensure_future(self._send(batch))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _send(self, batch: list[Request]) -> None:
+        started = time.perf_counter()
+        slo_s = min(r.slo_s for r in batch)
+        outputs: list[float] | list[ContainerFailed]
+        try:
+            outputs = await self.containers.call(self.model, self.version, [r.input for r in batch], slo_s)
+            BATCH_SIZE.observe(len(batch))
+        except ContainerFailed as exc:
+            outputs = [exc] * len(batch)
+        self.limit.observe(time.perf_counter() - started, slo_s)
+        for request, output in zip(batch, outputs):
+            if request.answer.done():
+                continue
+            if isinstance(output, ContainerFailed):
+                request.answer.set_exception(output)
+            elif math.isfinite(output):
+                request.answer.set_result(output)
+            else:
+                request.answer.set_exception(ContainerFailed(self.model, "nan", f"{self.model} answered {output}"))
+
+
+class Containers:
+    def __init__(self, settings: Settings) -> None:
+        self.table = registry.follow(settings)
+        # Connections and queues belong to the event loop that made them: one per server, but a
+        # process may run several (the tests do).
+        self.connections: dict[tuple[asyncio.AbstractEventLoop, str], Connection] = {}  # by loop and address
+        self.turn = itertools.count()
+        self.batchers: dict[tuple[asyncio.AbstractEventLoop, str, str], Batcher] = {}
+        self.cache = PredictionCache("container", settings.cache_entries)
+        self.seen, self.registered = -1, frozenset[str]()
+
+    def __contains__(self, model: str) -> bool:
+        """Whether ``model`` is a container (live or not): asked on every app request, so the
+        names are derived again only when the topic changed."""
+        if self.seen != self.table.changes:
+            self.seen = self.table.changes
+            self.registered = frozenset(r.name for r in self.table.rows.values() if isinstance(r, Replica))
+        return model in self.registered
+
+    async def score(self, model: str, request: Input, slo_s: float) -> tuple[str, float]:
+        """The serving version of ``model`` and its score for ``request``, within ``slo_s``."""
+        try:
+            return await self._score(model, request, slo_s)
+        except ContainerFailed as exc:
+            FAILURES.labels(model=model, cause=exc.cause).inc()
+            raise
+
+    async def _score(self, model: str, request: Input, slo_s: float) -> tuple[str, float]:
+        found = registry.serving(self.table.rows, model, time.time())
+        if found is None:
+            raise ContainerFailed(model, "no_replica", f"container {model!r} has no live replica")
+        version, replicas = found
+        if replicas[0].input == "user,item" and request.context:  # not sent, and not part of the answer's identity
+            request = Input(request.user, request.item)
+        key = (model, version, request.user, request.item, msgspec.json.encode(request.context))
+        cached = self.cache.peek(key)
+        if cached is not None:
+            return version, cached
+        queue = (asyncio.get_running_loop(), model, version)
+        batcher = self.batchers.get(queue)
+        if batcher is None:
+            batcher = self.batchers[queue] = Batcher(self, model, version)
+        try:
+            score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)
+        except asyncio.TimeoutError:
+            raise ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
+                                                    f"{1000 * slo_s:g} ms") from None
+        self.cache.put(key, score)
+        return version, score
+
+    async def call(self, model: str, version: str, inputs: list[Input], slo_s: float) -> list[float]:
+        """One call to the next live replica of ``model``'s ``version``; its outputs, checked for length."""
+        found = registry.serving(self.table.rows, model, time.time())
+        replicas = [r for r in (found[1] if found and found[0] == version else [])
+                    if not self._failed(r)]
+        if not replicas:
+            raise ContainerFailed(model, "no_replica", f"container {model!r} version {version} has no live replica")
+        replica = replicas[next(self.turn) % len(replicas)]
+        connection = self._connection(replica)
+        CALLS.labels(model=model, replica=replica.replica).inc()
+        try:
+            reply = await asyncio.wait_for(connection.call(inputs), slo_s)
+        except asyncio.TimeoutError:
+            raise ContainerFailed(model, "timeout", f"replica {replica.replica} of {model!r} gave no answer within "
+                                                    f"{1000 * slo_s:g} ms") from None
+        except (ConnectionError, OSError) as exc:
+            connection.close()
+            raise ContainerFailed(model, "crash", f"replica {replica.replica} of {model!r}: {exc}") from None
+        if reply.error:
+            raise ContainerFailed(model, "error", f"{model!r} raised {reply.error}")
+        if len(reply.outputs) != len(inputs):
+            raise ContainerFailed(model, "wrong_length",
+                                  f"{model!r} answered {len(reply.outputs)} outputs for {len(inputs)} inputs")
+        try:
+            return [float(x) for x in reply.outputs]
+        except (TypeError, ValueError):
+            raise ContainerFailed(model, "not_a_number", f"{model!r} answered outputs that are not numbers") from None
+
+    def _connection(self, replica: Replica) -> Connection:
+        key = (asyncio.get_running_loop(), replica.address)
+        connection = self.connections.get(key)
+        if connection is None or connection.broken:
+            connection = self.connections[key] = Connection(replica.address)
+        return connection
+
+    def _failed(self, replica: Replica) -> bool:
+        """Whether the replica's connection broke and no heartbeat came since: it may be dead."""
+        connection = self.connections.get((asyncio.get_running_loop(), replica.address))
+        return connection is not None and connection.broken and connection.failed_at >= replica.heartbeat_at
+
+    def disconnect(self) -> None:
+        """Close this event loop's connections to replicas, on it."""
+        loop = asyncio.get_running_loop()
+        for key in [key for key in self.connections if key[0] is loop]:
+            self.connections.pop(key).close()
+        for key in [key for key in self.batchers if key[0] is loop]:
+            del self.batchers[key]
+
+    def close(self) -> None:
+        self.table.close()

@@ -1,0 +1,56 @@
+"""The edge as one ASGI app: the model routes, the application routes, health, metrics, OpenAPI.
+
+``velox serve`` opens an ``Edge`` (the resources every route shares: ``velox.serving.edge``) and
+runs ``create_app(edge)`` on uvicorn. Bad input never yields a 500: an unknown model is 404, a
+malformed parameter 400 naming it, a body over 64 KiB 413, each with a JSON body
+``{"error": ..., "detail": ...}`` (``edge.http_error``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from velox.serving import application_routes, model_routes, openapi
+from velox.serving.edge import Edge, http_error, lifespan
+
+
+def create_app(edge: Edge) -> Starlette:
+    routes = [
+        *model_routes.routes(),
+        *application_routes.routes(),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi_json, include_in_schema=False),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.state.edge = edge
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready once a version is loaded and every partition has an owner that finished recovering it."""
+    edge: Edge = request.app.state.edge
+    owned = {p: edge.owners.of(p) for p in range(edge.settings.partitions)}
+    ready = all(owned.values())
+    local = [p for p, owner in owned.items() if owner is not None and owner.worker == edge.settings.worker_id]
+    return JSONResponse({"ready": ready, "partitions": local, "version": edge.models.active.id,
+                         "unowned": [p for p, owner in owned.items() if owner is None]},
+                        status_code=200 if ready else 503)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.document())
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

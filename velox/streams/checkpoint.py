@@ -1,0 +1,68 @@
+"""A worker's commit of source offsets, in order, so that one never runs ahead of the changelog.
+
+1. Flush: every changelog record and dead letter sent so far is acknowledged (``flush_changelog``).
+2. Remember: each partition's DB stores the last changelog offset it reflects, so a restart's
+   recovery reads only the changelog after it (``flush_changelog`` too).
+3. Commit the source offsets: the kafka engine commits its group's offsets, inside the move
+   transaction when events were moved since the last commit (``commit_offsets``); the faust
+   engine commits the move transaction with the moves' own progress, then Faust commits its
+   offsets itself (``velox.streams.faust_engine``).
+
+Every record carries its user's source offset, so events replayed after ``kill -9`` (those past
+the last commit) change nothing: exactly once without a transaction on the local DB.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from velox.kafka import retry
+from velox.state.partition_store import PartitionStore
+from velox.streams.changelog import Changelog
+from velox.streams.moves import Mover
+
+log = logging.getLogger("velox.worker")
+
+
+class Outcome(Enum):
+    COMMITTED = "committed"
+    LATER = "later"  # not taken now (the group's coordinator is moving); asked again next time
+    FENCED = "fenced"  # the consumer is done for: a new one takes its place
+    REWIND = "rewind"  # the move transaction was aborted: read the partitions again from their commits
+
+
+def flush_changelog(changelog: Changelog, stores: dict[int, PartitionStore]) -> None:
+    """Steps 1 and 2: the changelog is acknowledged, and each DB remembers how far."""
+    changelog.flush()
+    for partition, offset in changelog.delivered.items():
+        if partition in stores:
+            stores[partition].remember_changelog_offset(offset)
+
+
+def commit_offsets(consumer: Consumer, mover: Mover, offsets: list[TopicPartition]) -> Outcome:
+    """Step 3 of the kafka engine: the source offsets, with the moved events if there are any."""
+    if mover.opened is None:
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            if retry.fenced(exc.args[0]):
+                return Outcome.FENCED
+            if not retry.moving(exc.args[0]):
+                raise
+            # The group's coordinator is moving (its broker died): the states hold their source
+            # offsets, so a commit that comes later, or never, only means events replayed as no-ops.
+            log.warning("commit not taken (%s); tried again at the next commit", exc.args[0].str())
+            return Outcome.LATER
+        return Outcome.COMMITTED
+    try:
+        mover.commit(consumer, offsets)
+    except KafkaException as exc:
+        if not exc.args[0].txn_requires_abort():
+            raise
+        log.warning("move transaction failed (%s): aborted, its events are read and moved again", exc)
+        mover.abort()
+        return Outcome.REWIND
+    return Outcome.COMMITTED
