@@ -10,6 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VELOX := $(VENV)/bin/velox
 STAMP := $(VENV)/.installed
+# setuptools says at every editable install of a flat layout that a folder named like the package
+# may shadow it: a box of warnings as the first thing `make up` prints, about what is intended here.
+EDITABLE := PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e
 
 .PHONY: install jars test up down reset bench clean compose-check
 
@@ -18,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(EDITABLE) '.[test]'
 	touch $@
 
 jars: install
@@ -31,7 +34,7 @@ up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's s
 	$(VELOX) up $(if $(DATA),--ratings $(DATA)) $(if $(ENGINE),--engine $(ENGINE))
 
 bench: jars  # every benchmark, then bench/README.md from their results (about 30 minutes)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(EDITABLE) '.[test,bench]'
 	$(PY) bench/broker_start.py --runs 3 --json bench/results/broker_start.json
 	$(PY) bench/stream.py --json bench/results/stream.json
 	$(PY) bench/swap.py --json bench/results/swap.json

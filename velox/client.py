@@ -58,13 +58,16 @@ class Call(NamedTuple):
     params: dict[str, Any] | None
     body: dict[str, Any] | None
     answer: type[Any]
+    headers: dict[str, str] | None = None
 
 
 class Routes:
-    """The edge's routes, for one model, as calls."""
+    """The edge's routes, for one model, as calls; admin calls carry the admin token, observe the
+    observe token (the edge asks each for its own: ``VELOX_ADMIN_TOKEN``, ``VELOX_OBSERVE_TOKEN``)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, admin_token: str | None = None, observe_token: str | None = None) -> None:
         self.model = f"/v1/models/{model}"
+        self.admin, self.observing = _headers(admin_token), _headers(observe_token)
 
     def predict(self, user: int, item: int) -> Call:
         return Call("GET", f"{self.model}/predict", {"user": user, "item": item}, None, Prediction)
@@ -77,7 +80,7 @@ class Routes:
 
     def observe(self, user: int, item: int, score: float, at: float | None) -> Call:
         body = {"user": user, "item": item, "score": score, **({"time": at} if at is not None else {})}
-        return Call("POST", f"{self.model}/observe", None, body, Accepted)
+        return Call("POST", f"{self.model}/observe", None, body, Accepted, self.observing)
 
     def app_predict(self, app: str, user: int, item: int) -> Call:
         return Call("GET", f"/v1/apps/{app}/predict", {"user": user, "item": item}, None, AppPrediction)
@@ -86,7 +89,7 @@ class Routes:
         return Call("GET", f"{self.model}/versions", None, None, Versions)
 
     def activate(self, version: str) -> Call:
-        return Call("POST", f"{self.model}/versions/{version}/activate", None, None, Activated)
+        return Call("POST", f"{self.model}/versions/{version}/activate", None, None, Activated, self.admin)
 
 
 def decode(call: Call, response: httpx.Response) -> Any:
@@ -105,15 +108,17 @@ def _headers(token: str | None) -> dict[str, str]:
 
 
 class Client:
-    """The edge's API from synchronous code. ``token``: the admin token, for ``activate``."""
+    """The edge's API from synchronous code. ``admin_token``: for ``activate``; ``observe_token``: for
+    ``observe``, where the edge requires one."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, model: str = "default",
-                 timeout: float = 10.0) -> None:
-        self.routes = Routes(model)
-        self.http = httpx.Client(base_url=url, headers=_headers(token), timeout=timeout)
+    def __init__(self, url: str = "http://127.0.0.1:8000", admin_token: str | None = None,
+                 observe_token: str | None = None, model: str = "default", timeout: float = 10.0) -> None:
+        self.routes = Routes(model, admin_token, observe_token)
+        self.http = httpx.Client(base_url=url, timeout=timeout)
 
     def _call(self, call: Call) -> Any:
-        return decode(call, self.http.request(call.method, call.path, params=call.params, json=call.body))
+        return decode(call, self.http.request(call.method, call.path, params=call.params, json=call.body,
+                                              headers=call.headers))
 
     def predict(self, user: int, item: int) -> Prediction:
         return self._call(self.routes.predict(user, item))
@@ -146,13 +151,14 @@ class Client:
 class AsyncClient:
     """The edge's API from asyncio code: the same methods as ``Client``, awaited."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, model: str = "default",
-                 timeout: float = 10.0) -> None:
-        self.routes = Routes(model)
-        self.http = httpx.AsyncClient(base_url=url, headers=_headers(token), timeout=timeout)
+    def __init__(self, url: str = "http://127.0.0.1:8000", admin_token: str | None = None,
+                 observe_token: str | None = None, model: str = "default", timeout: float = 10.0) -> None:
+        self.routes = Routes(model, admin_token, observe_token)
+        self.http = httpx.AsyncClient(base_url=url, timeout=timeout)
 
     async def _call(self, call: Call) -> Any:
-        return decode(call, await self.http.request(call.method, call.path, params=call.params, json=call.body))
+        return decode(call, await self.http.request(call.method, call.path, params=call.params, json=call.body,
+                                                    headers=call.headers))
 
     async def predict(self, user: int, item: int) -> Prediction:
         return await self._call(self.routes.predict(user, item))

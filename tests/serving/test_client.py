@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.streams.harness import read_all
-from velox.client import AsyncClient, Client, ClientError, FeedbackProducer
+from velox.client import AsyncClient, Client, ClientError, FeedbackProducer, Routes
 from velox.control.versions import initial_version
 from velox.model.store import ModelStore
 from velox.schemas import partitioning
@@ -31,7 +31,7 @@ def until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
 
 def test_the_client_round_trips_every_route_it_wraps(edge_url: str, served: tuple[TestClient, Settings]) -> None:
     _, settings = served
-    with Client(edge_url, token=settings.admin_token) as velox:
+    with Client(edge_url, admin_token=settings.admin_token) as velox:
         before = velox.predict(user=7, item=9)
         assert before.user == 7 and before.item == 9 and before.known_user and not before.default
         best = velox.top_k(user=7, k=3, exclude_seen=True)
@@ -93,3 +93,11 @@ def test_feedback_producer_lands_in_each_users_home_partition_and_is_learned(
     assert all(m.partition() == partitioning.home(m.key(), settings.partitions) for m in mine)
     with Client(edge_url) as velox:
         until(lambda: all(velox.predict(user=user, item=1).known_user for user in users))
+
+
+def test_observe_carries_the_observe_token_and_activate_the_admin_token() -> None:
+    """The edge asks each write for its own token (VELOX_OBSERVE_TOKEN, VELOX_ADMIN_TOKEN); reads carry none."""
+    routes = Routes("default", admin_token="adm", observe_token="obs")
+    assert routes.observe(1, 2, 3.0, None).headers == {"Authorization": "Bearer obs"}
+    assert routes.activate("v1").headers == {"Authorization": "Bearer adm"}
+    assert routes.predict(1, 2).headers is None and routes.top_k(1, 3, False, None).headers is None

@@ -19,14 +19,16 @@ from velox.kafka import clients, topic_admin
 from velox.model.policies import KINDS
 from velox.schemas import application as app_schema
 from velox.schemas.application import App
+from velox.schemas.container_rpc import Registration
 from velox.settings import Settings
 
 POPULARITY = "popularity"
 
 
-def servable(settings: Settings) -> list[str]:
-    """The system's model, popularity, and every container with a live replica."""
-    return [settings.model, POPULARITY, *container_registry.names(container_registry.current(settings), time.time())]
+def servable(settings: Settings, containers: dict[str, Registration]) -> list[str]:
+    """The system's model, popularity, and every container with a live replica (``containers``: the
+    ``containers`` topic's rows)."""
+    return [settings.model, POPULARITY, *container_registry.names(containers, time.time())]
 
 
 def topic(settings: Settings) -> str:
@@ -111,7 +113,7 @@ def _existing(settings: Settings, name: str) -> App:
 def _check_models(settings: Settings, models: list[str]) -> None:
     if not models:
         return
-    served = servable(settings)
+    served = servable(settings, container_registry.current(settings))
     for model in models:
         if model not in served:
             raise ConfigError(f"model {model!r} is not served here; the models are {', '.join(served)} "

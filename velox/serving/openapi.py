@@ -23,7 +23,10 @@ APP = {"name": "app", "in": "path", "required": True, "schema": {"type": "string
 ANSWERS = {"400": ERROR, "404": ERROR}
 
 
-def document() -> dict[str, Any]:
+def document(served: list[str] | None = None) -> dict[str, Any]:
+    """The document; ``served``: the models an app can link now (the system's model, popularity and
+    the containers with a live replica), which the link call's path states."""
+    served = served or ["default", "popularity"]
     observation_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["user", "item", "score"], "additionalProperties": False,
         "properties": {"user": ID, "item": ID, "score": {"type": "number"}, "time": {"type": "number", "minimum": 0},
@@ -39,9 +42,11 @@ def document() -> dict[str, Any]:
         "type": "object", "required": ["default_output"],
         "properties": {"default_output": {"type": "number"}, "slo_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
                        "policy": {"type": "string", "enum": ["fixed", "ab", "epsilon", "exp3", "thompson"]},
-                       "weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                       # Weights of 0 or more, at least one above 0 (or none at all).
+                       "weights": {"type": "array", "items": {"type": "number", "minimum": 0},
+                                   "not": {"type": "array", "minItems": 1, "items": {"maximum": 0}}},
                        "epsilon": {"type": "number", "minimum": 0, "maximum": 1},
-                       "gamma": {"type": "number", "minimum": 0, "maximum": 1},
+                       "gamma": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                        "per_user": {"type": "boolean"}, "sticky_s": {"type": "number", "minimum": 0}}}}}}
     admin = {"security": [{"admin": []}]}
     return {
@@ -78,8 +83,9 @@ def document() -> dict[str, Any]:
                 "put": {"parameters": [APP], "requestBody": app_body, **admin,
                         "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/models/{model}": {
-                method: {"parameters": [APP, MODEL], **admin, "responses": {"200": JSON, "401": ERROR, **ANSWERS}}
-                for method in ("post", "delete")},
+                "post": {"parameters": [APP, {**MODEL, "schema": {"type": "string", "enum": served}}], **admin,
+                         "responses": {"200": JSON, "401": ERROR, **ANSWERS}},
+                "delete": {"parameters": [APP, MODEL], **admin, "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/predict": {
                 "get": {"parameters": [APP, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}},
                 "post": {"parameters": [APP], "requestBody": predict_body, "responses": {"200": JSON, "413": ERROR, **ANSWERS}}},

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from velox.control import app_registry
 from velox.serving import application_routes, model_routes, openapi
 from velox.serving.edge import Edge, http_error, lifespan
 
@@ -49,7 +50,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.document())
+    edge: Edge = request.app.state.edge
+    return JSONResponse(openapi.document(app_registry.servable(edge.settings, edge.containers.table.rows)))
 
 
 async def metrics(request: Request) -> Response:
