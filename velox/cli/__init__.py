@@ -14,34 +14,36 @@ import sys
 from collections.abc import Sequence
 
 from velox import processes
-from velox.cli import (
-    app,
-    container,
-    evaluate,
-    fetch_jars,
-    load,
-    local_kafka,
-    model_store,
-    reset,
-    retrain,
-    serve,
-    up,
-    worker,
-)
-from velox.cli.flags import add_global, settings_of
 from velox.errors import VeloxError
 
 log = logging.getLogger("velox")
 
-COMMANDS = (local_kafka, worker, up, serve, retrain, model_store, load, evaluate, app, container, fetch_jars, reset)
-
 
 def build_parser() -> argparse.ArgumentParser:
+    # The commands are imported here, after ``main`` has set its signal handlers: a SIGTERM while
+    # they import is then a clean stop (exit 0), not death by signal.
+    from velox.cli import (
+        app,
+        container,
+        evaluate,
+        fetch_jars,
+        load,
+        local_kafka,
+        model_store,
+        reset,
+        retrain,
+        serve,
+        up,
+        worker,
+    )
+    from velox.cli.flags import add_global
+
     parser = argparse.ArgumentParser(prog="velox", description="Velox: personalized predictions in milliseconds, "
                                      "each user's model kept fresh from a stream of feedback on Kafka.")
     add_global(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
+    for command in (local_kafka, worker, up, serve, retrain, model_store, load, evaluate, app, container, fetch_jars,
+                    reset):
         command.add(commands)
     return parser
 
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, processes.terminate)
     signal.signal(signal.SIGHUP, hang_up)
     args = build_parser().parse_args(argv)
+    from velox.cli.flags import settings_of
+
     try:
         return args.run(settings_of(args), args)
     except VeloxError as exc:
