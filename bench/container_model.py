@@ -6,6 +6,8 @@ model in the benchmark's process (in-process calls) and in the container's repli
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -25,3 +27,11 @@ def features(inputs: list[Input]) -> np.ndarray:
 
 def model(inputs: list[Input]) -> list[float]:
     return regressor.predict(features(inputs)).tolist()
+
+
+PLANTED_FIXED_S, PLANTED_PER_INPUT_S = 0.003, 0.000_02
+
+
+def planted(inputs: list[Input]) -> list[float]:
+    time.sleep(PLANTED_FIXED_S + PLANTED_PER_INPUT_S * len(inputs))
+    return [i.item / 10 for i in inputs]

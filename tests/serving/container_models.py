@@ -1,7 +1,9 @@
-"""Models for the container tests: each scores ``item / 10`` (plus the context's ``bonus``) or misbehaves."""
+"""Models for the container tests: each scores ``item / 10`` (plus the context's ``bonus``), misbehaves,
+or tells what it was called with."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from velox.schemas.container_rpc import Input
@@ -36,3 +38,24 @@ def short(inputs: list[Input]) -> list[float]:
 
 def raising(inputs: list[Input]) -> list[float]:
     raise ValueError("this model always fails")
+
+
+def batch_size(inputs: list[Input]) -> list[float]:
+    """A fixed cost per call, like scikit-learn's; each answer is the size of the batch it came in."""
+    time.sleep(0.02)
+    return [float(len(inputs))] * len(inputs)
+
+
+_running, _counting = 0, threading.Lock()
+
+
+def calls_at_once(inputs: list[Input]) -> list[float]:
+    """A fixed cost per call; each answer is how many calls the replica was running when it began."""
+    global _running
+    with _counting:
+        _running += 1
+        running = _running
+    time.sleep(0.02)
+    with _counting:
+        _running -= 1
+    return [float(running)] * len(inputs)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+import msgspec
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
@@ -29,6 +30,7 @@ from velox import processes
 from velox.control import container_registry as registry
 from velox.model.batch_scores import predict_many
 from velox.model.version import ModelVersion
+from velox.schemas import container_rpc
 from velox.schemas.container_rpc import Replica
 from velox.serving.edge import Edge
 from velox.settings import Settings
@@ -54,11 +56,12 @@ class Container:
     """``velox container run`` as a child process, stopped at the end of the test."""
 
     def __init__(self, settings: Settings, target: str, name: str, version: str = "1", replicas: int = 1,
-                 input_kind: str = "user,item,context") -> None:
+                 input_kind: str = "user,item,context", threads: int = 1) -> None:
         self.settings, self.name, self.version, self.replicas = settings, name, version, replicas
         self.process: subprocess.Popen[bytes] = processes.spawn(
             settings, settings.data / f"container-{name}-{version}.log", "container", "run", target,
-            "--name", name, "--version", version, "--replicas", str(replicas), "--input", input_kind)
+            "--name", name, "--version", version, "--replicas", str(replicas), "--input", input_kind,
+            "--threads", str(threads))
 
     def live(self, edge: Edge) -> list[Replica]:
         return [r for r in registry.live(edge.containers.table.rows, time.time())
@@ -205,6 +208,64 @@ def test_a_container_slower_than_the_objective_answers_the_default_within_it(edg
     assert (answer["default"], answer["cause"], answer["score"]) == (True, "timeout", -1.0)
 
 
+def concurrently(client: TestClient, app: str, requests: int, callers: int = 16) -> list[dict]:
+    """``requests`` predicts of distinct items from ``callers`` HTTP clients at once, over TCP."""
+    answers: list[dict] = []
+    numbers = iter(range(requests))
+
+    def ask() -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for n in numbers:
+                response = http.get(f"/v1/apps/{app}/predict", params={"user": n, "item": n})
+                assert response.status_code == 200, response.text
+                answers.append(response.json())
+
+    with over_http(client.app) as url:
+        threads = [threading.Thread(target=ask) for _ in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert len(answers) == requests
+    return answers
+
+
+def test_requests_that_wait_for_a_busy_replica_go_to_it_together(edge, running) -> None:
+    """The replica takes a fixed time per call and answers each input with its call's size: requests
+    that came while it was busy waited at the edge and came in the next call together."""
+    client = edge.client
+    start(running, edge, "batch_size", "batched")
+    app_with(client, "batched", "batched", slo_ms=60_000.0)  # a loaded machine times nothing out
+    answers = concurrently(client, "batched", 400)
+    assert not any(a["default"] for a in answers), [a for a in answers if a["default"]][:3]
+    sizes = [a["score"] for a in answers]
+    assert np.median(sizes) > 1 and max(sizes) >= 4, sorted(sizes)
+
+
+def test_a_replica_that_runs_two_calls_at_once_says_so_and_gets_two(edge, running) -> None:
+    client = edge.client
+    container = start(running, edge, "calls_at_once", "threaded", threads=2)
+    assert [r.concurrency for r in container.live(edge.edge)] == [2]
+    app_with(client, "threaded", "threaded", slo_ms=60_000.0)
+    answers = concurrently(client, "threaded", 200)
+    assert not any(a["default"] for a in answers)
+    assert {a["score"] for a in answers} == {1.0, 2.0}
+
+
+def test_a_registration_from_before_concurrency_was_said_decodes_as_one_call_at_a_time() -> None:
+    old = msgspec.json.encode({"type": "replica", "name": "m", "version": "1", "replica": "0",
+                               "address": "127.0.0.1:1", "pid": 1, "heartbeat_at": 0.0})
+    assert container_rpc.decode_registration(old).concurrency == 1
+
+
+def test_a_slow_replica_under_concurrent_requests_answers_each_the_default_with_its_cause(edge, running) -> None:
+    client = edge.client
+    start(running, edge, "slow", "sluggish")
+    app_with(client, "hurried", "sluggish", slo_ms=100.0)
+    answers = concurrently(client, "hurried", 24, callers=8)
+    assert {(a["default"], a["cause"], a["score"]) for a in answers} == {(True, "timeout", -1.0)}
+
+
 @pytest.mark.parametrize(("target", "cause"), [("nan", "nan"), ("short", "wrong_length"), ("raising", "error")])
 def test_bad_outputs_are_counted_and_answer_the_default_never_a_500(edge, running, target: str, cause: str) -> None:
     client = edge.client
@@ -258,7 +319,7 @@ def test_the_scikit_learn_example_serves_beside_the_split_model(edge, running, t
     answered = {predict(client, "movies", 1 + n % 40, 1 + n)["model"] for n in range(40)}
     assert answered == {settings.model, "genre-gbm"}
     answer = next(a for n in range(40) if (a := predict(client, "movies", 1, 50 + n))["model"] == "genre-gbm")
-    assert answer["default"] is False and 1.0 <= answer["score"] <= 5.0
+    assert answer["default"] is False and 1.0 <= answer["score"] <= 5.0, answer
 
 
 def test_thompson_sends_most_traffic_to_the_split_model_over_a_poor_container(edge, running) -> None:

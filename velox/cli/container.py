@@ -13,6 +13,13 @@ from velox.settings import Settings
 log = logging.getLogger("velox")
 
 
+def positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
+
+
 def add(commands: argparse._SubParsersAction) -> None:
     container = commands.add_parser("container", help="model containers: a model from any Python framework, "
                                                       "served to apps beside the split model")
@@ -27,6 +34,9 @@ def add(commands: argparse._SubParsersAction) -> None:
         serving.add_argument("--input", dest="input_kind", choices=INPUTS, default=INPUTS[0],
                              help="what the model reads of a request (user,item: no context is sent, and "
                                   "answers are cached without it)")
+        serving.add_argument("--threads", type=positive, default=1,
+                             help="calls each replica runs at once (default 1; more where the model releases "
+                                  "the GIL and is safe to call from several threads)")
         if action == "run":
             serving.add_argument("--replicas", type=int, default=1)
         else:
@@ -47,10 +57,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.action == "run":
         return supervisor.run(settings, args.target, args.name, args.version, args.replicas, args.host,
-                              args.input_kind)
+                              args.input_kind, args.threads)
     if args.action == "replica":
         ReplicaServer(settings, served_model.load(args.target), args.name, args.version, args.replica, args.host,
-                      input_kind=args.input_kind).run()
+                      input_kind=args.input_kind, threads=args.threads).run()
         return 0
     if args.action == "set-version":
         selected = container_registry.set_version(settings, args.name, args.version)

@@ -20,7 +20,8 @@ log = logging.getLogger("velox.container")
 RESTART_AFTER = 1.0  # seconds before a dead replica is started again
 
 
-def run(settings: Settings, target: str, name: str, version: str, replicas: int, host: str, input_kind: str) -> int:
+def run(settings: Settings, target: str, name: str, version: str, replicas: int, host: str, input_kind: str,
+        threads: int) -> int:
     served_model.load(target)  # a bad target fails here, in one clear line, not in every replica's log
     stopping = threading.Event()
     processes.on_stop(stopping.set)
@@ -28,7 +29,8 @@ def run(settings: Settings, target: str, name: str, version: str, replicas: int,
     def start(replica: int) -> subprocess.Popen[bytes]:
         log_file = settings.data / "containers" / f"{name}-{version}-{replica}.log"
         return processes.spawn(settings, log_file, "container", "replica", target, "--name", name, "--version",
-                               version, "--replica", str(replica), "--host", host, "--input", input_kind)
+                               version, "--replica", str(replica), "--host", host, "--input", input_kind,
+                               "--threads", str(threads))
 
     running = {replica: start(replica) for replica in range(replicas)}
     log.info("container %s version %s: %d replicas of %s, pids %s", name, version, replicas, target,

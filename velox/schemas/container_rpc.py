@@ -7,8 +7,8 @@ highest version with a live replica).
 
 The RPC is length-prefixed MessagePack over a TCP connection that stays open: a 4-byte
 big-endian length, then a ``Call`` (a batch of inputs); the replica answers each call with a
-``Reply`` carrying the call's id, in order. One output per input, or the error that replaced
-them all.
+``Reply`` carrying the call's id (in the order its calls finish, when it runs several at once).
+One output per input, or the error that replaced them all.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class Replica(msgspec.Struct, frozen=True, tag="replica"):
     pid: int
     heartbeat_at: float  # time.time() of this record
     input: str = INPUTS[0]  # "user,item": the context is not sent, and answers are cached without it
+    # Calls it runs at once: the edge keeps no more in flight to it, so that requests wait at the
+    # edge, where the next call takes them together, not in the replica's socket one call each.
+    # Records from before the field ran one at a time.
+    concurrency: int = 1
 
 
 class Selected(msgspec.Struct, frozen=True, tag="selected"):

@@ -1,8 +1,8 @@
 """The edge's side of model containers: batched calls to live replicas, answers checked and cached.
 
-Per container and version, requests that arrive together go out as one call (``Batcher``,
-with the batch size adapted as for top-k) to the next live replica in turn, over a connection
-kept open to each. A replica is live while its heartbeat is fresh (``velox.control.container_registry``)
+Per container and version, requests wait at the edge (``Batcher``) until a live replica has room
+for a call, then go out together as one (the batch size adapted as for top-k), over a connection
+kept open to each replica. A replica is live while its heartbeat is fresh (``velox.control.container_registry``)
 and its connection has not failed since that heartbeat. Whatever goes wrong (no live replica, a
 timeout, a broken connection, the model's exception, a wrong number of outputs, a NaN) raises
 ``ContainerFailed`` with its cause: the app answers its default and counts it per model and cause.
@@ -12,6 +12,7 @@ Answers are cached by (container, version, input): a new version never serves an
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import math
 import time
@@ -108,40 +109,67 @@ class Request(NamedTuple):
 
 
 class Batcher:
-    """One container version's queue: what arrives together goes out as one call to the next live replica."""
+    """One container version's queue, as Clipper's: a call goes out when a live replica has room for
+    one more (its registered concurrency), and takes every waiting request up to the batch limit.
+
+    Requests wait here, not in a replica's socket: calls sent as requests arrived, one input each,
+    queued at the replica and were all answered late (bench/README.md, the containers' causes).
+    The limit is adapted (AIMD) on each call's own time, which no longer includes a queue."""
 
     def __init__(self, containers: Containers, model: str, version: str) -> None:
         self.containers, self.model, self.version = containers, model, version
         self.limit = AdaptiveLimit()
-        self.queue: list[Request] = []
+        self.queue: collections.deque[Request] = collections.deque()
+        self.in_flight: collections.Counter[str] = collections.Counter()  # calls by replica address
         self.sending: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
 
-    async def score(self, request: Input, slo_s: float) -> float:
+    def score(self, request: Input, slo_s: float) -> asyncio.Future[float]:
+        """The request's answer to come: a future the caller may cancel (its deadline passed)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[float] = loop.create_future()
-        if not self.queue:
-            loop.call_soon(self._flush)
+        if not self.queue:  # the requests handled in this turn of the loop join it
+            loop.call_soon(self._dispatch)
         self.queue.append(Request(request, slo_s, answer))
-        return await answer
+        return answer
 
-    def _flush(self) -> None:
-        batch, self.queue = self.queue[:self.limit.size], self.queue[self.limit.size:]
-        if self.queue:
-            asyncio.get_running_loop().call_soon(self._flush)
-        task = asyncio.ensure_future(self._send(batch))
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
+    def _dispatch(self) -> None:
+        while self._waiting():
+            try:
+                replica = self.containers.free_replica(self.model, self.version, self.in_flight)
+            except ContainerFailed as exc:
+                while self.queue:
+                    request = self.queue.popleft()
+                    if not request.answer.done():
+                        request.answer.set_exception(exc)
+                return
+            if replica is None:
+                return  # every replica is busy: the next reply dispatches again
+            batch: list[Request] = []
+            while self._waiting() and len(batch) < self.limit.size:
+                batch.append(self.queue.popleft())
+            self.in_flight[replica.address] += 1
+            task = asyncio.ensure_future(self._send(replica, batch))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
 
-    async def _send(self, batch: list[Request]) -> None:
+    def _waiting(self) -> bool:
+        """Whether a request still waits: those already answered (their deadline passed) are dropped."""
+        while self.queue and self.queue[0].answer.done():
+            self.queue.popleft()
+        return bool(self.queue)
+
+    async def _send(self, replica: Replica, batch: list[Request]) -> None:
         started = time.perf_counter()
-        slo_s = min(r.slo_s for r in batch)
         outputs: list[float] | list[ContainerFailed]
         try:
-            outputs = await self.containers.call(self.model, self.version, [r.input for r in batch], slo_s)
+            outputs = await self.containers.call(self.model, replica, [r.input for r in batch])
             BATCH_SIZE.observe(len(batch))
         except ContainerFailed as exc:
             outputs = [exc] * len(batch)
-        self.limit.observe(time.perf_counter() - started, slo_s)
+        finally:
+            self.in_flight[replica.address] -= 1
+        self.limit.observe(time.perf_counter() - started, min(r.slo_s for r in batch))
+        self._dispatch()
         for request, output in zip(batch, outputs):
             if request.answer.done():
                 continue
@@ -196,28 +224,32 @@ class Containers:
         if batcher is None:
             batcher = self.batchers[queue] = Batcher(self, model, version)
         try:
-            score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)
+            score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)  # a future: no task made
         except asyncio.TimeoutError:
             raise ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
                                                     f"{1000 * slo_s:g} ms") from None
         self.cache.put(key, score)
         return version, score
 
-    async def call(self, model: str, version: str, inputs: list[Input], slo_s: float) -> list[float]:
-        """One call to the next live replica of ``model``'s ``version``; its outputs, checked for length."""
+    def free_replica(self, model: str, version: str, in_flight: collections.Counter[str]) -> Replica | None:
+        """The live replica of ``model``'s ``version`` with the fewest of its ``in_flight`` calls, if
+        it has room for one more (None: every one is busy); ``no_replica`` if none is live."""
         found = registry.serving(self.table.rows, model, time.time())
-        replicas = [r for r in (found[1] if found and found[0] == version else [])
-                    if not self._failed(r)]
+        replicas = [r for r in (found[1] if found and found[0] == version else []) if not self._failed(r)]
         if not replicas:
             raise ContainerFailed(model, "no_replica", f"container {model!r} version {version} has no live replica")
-        replica = replicas[next(self.turn) % len(replicas)]
+        turn = next(self.turn) % len(replicas)  # ties in turn
+        replica = min(replicas[turn:] + replicas[:turn], key=lambda r: in_flight[r.address] / r.concurrency)
+        return replica if in_flight[replica.address] < replica.concurrency else None
+
+    async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
+        """One call to ``replica``; its outputs, checked for length. No deadline of its own: each
+        request has its own, and the replica's slot stays taken until it answers (a replica that
+        hangs takes no more calls)."""
         connection = self._connection(replica)
         CALLS.labels(model=model, replica=replica.replica).inc()
         try:
-            reply = await asyncio.wait_for(connection.call(inputs), slo_s)
-        except asyncio.TimeoutError:
-            raise ContainerFailed(model, "timeout", f"replica {replica.replica} of {model!r} gave no answer within "
-                                                    f"{1000 * slo_s:g} ms") from None
+            reply = await connection.call(inputs)
         except (ConnectionError, OSError) as exc:
             connection.close()
             raise ContainerFailed(model, "crash", f"replica {replica.replica} of {model!r}: {exc}") from None
