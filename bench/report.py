@@ -133,6 +133,7 @@ def rows() -> list[tuple[str, ...]]:
         found.append(("container throughput, adaptive batching (128 in flight)", f"{c['batched_per_s']:,.0f} calls/s",
                       f"one input per call {c['unbatched_per_s']:,.0f}/s", f"{gain:.1f}", "≥ 3", verdict(gain >= 3),
                       date, "bench/containers.py"))
+        found += container_load_rows(c, date)
     if serve := load("serve"):
         noop = serve["noop"]["requests_per_s"]
         found.append(("predict throughput", f"{serve['predict']['requests_per_s']:,.0f} req/s",
@@ -181,6 +182,30 @@ def rows() -> list[tuple[str, ...]]:
                           f"(a) {rmse['a']['overall']:.4f}, (b) {rmse['b-' + rule]['overall']:.4f}, (c) {rmse['c']['overall']:.4f}",
                           "", f"≥ {accuracy['target']:.0%}, known users no worse",
                           verdict(all(accuracy["checks"][rule].values())), when("accuracy"), "bench/accuracy.py"))
+    return found
+
+
+def container_load_rows(c: dict[str, Any], date: str) -> list[tuple[str, ...]]:
+    """Issue 41's sweep: each model and replica count at each load, then its checks."""
+    found: list[tuple[str, ...]] = []
+    for label, m in c.get("under_load", {}).get("models", {}).items():
+        own = m["capacity"]
+        for replicas, run in m["replicas"].items():
+            for point in run["connections"] + run["paced"]:
+                load = (f"{point['connections']} connections" if "connections" in point
+                        else f"Poisson at {point['share_of_saturated']:g} of {run['saturated_per_s']:,.0f} req/s")
+                defaults = ", ".join(f"{cause} {n}" for cause, n in point["defaults"].items()) or "none"
+                found.append((f"container under load: {label}, {replicas} replica(s), {load}",
+                              f"{point['requests_per_s']:,.0f} req/s, batch p50 {point['batch_p50']:g} (max "
+                              f"{point['batch_max']}), p50 {point['p50_ms']:.1f} ms, p99 {point['p99_ms']:.1f} ms, "
+                              f"defaults {defaults} of {point['answers']:,}",
+                              f"in-process {own['inputs_per_s']:,.0f} inputs/s in calls of {own['best_batch']}",
+                              f"{point['requests_per_s'] / own['inputs_per_s']:.2f}", "", "", date, "bench/containers.py"))
+    for skipped, reason in c.get("under_load", {}).get("skipped", {}).items():
+        found.append((f"container under load: {skipped}", f"skipped: {reason}", "", "", "", "", date,
+                      "bench/containers.py"))
+    found += [(check["what"], check["figure"], "", "", check["target"], verdict(check["met"]), date,
+               "bench/containers.py") for check in c.get("checks", [])]
     return found
 
 
