@@ -160,6 +160,7 @@ def under_load(settings: Settings, seconds: float) -> dict[str, Any]:
     models: dict[str, tuple[str, Any]] = {"planted": ("container_model:planted", planted)}
     skipped = {}
     if (DATA / "u.data").exists():
+        sys.path.append(str(Path(__file__).resolve().parents[1]))  # the checkout's examples/, as the replicas'
         from examples.sklearn_ratings import GenreModel, train
 
         train(DATA, settings.data / "genre_gbm.pkl")
