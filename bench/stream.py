@@ -120,7 +120,7 @@ def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> flo
             db = dbs[message.partition()]
             stored = db.get(message.key())
             state = user_state.decode(stored) if stored is not None else None
-            new, _ = learner.observe(state, seen.user, seen.item, seen.score, message.offset())
+            new, _ = learner.observe(state, seen.user_code, seen.item_code, seen.score, message.offset())
             db.put(message.key(), user_state.encode(new))
             done += 1
     elapsed = time.perf_counter() - started

@@ -33,6 +33,7 @@ from velox.schemas.answers import (
     Accepted,
     Activated,
     AppPrediction,
+    Id,
     Prediction,
     Problem,
     TopK,
@@ -69,20 +70,22 @@ class Routes:
         self.model = f"/v1/models/{model}"
         self.admin, self.observing = _headers(admin_token), _headers(observe_token)
 
-    def predict(self, user: int, item: int) -> Call:
+    def predict(self, user: Id, item: Id) -> Call:
         return Call("GET", f"{self.model}/predict", {"user": user, "item": item}, None, Prediction)
 
-    def top_k(self, user: int, k: int, exclude_seen: bool, candidates: list[int] | None) -> Call:
-        params: dict[str, Any] = {"user": user, "k": k, "exclude_seen": "true" if exclude_seen else "false"}
+    def top_k(self, user: Id, k: int, exclude_seen: bool, candidates: list[Id] | None) -> Call:
+        """A ``GET``; with candidates a ``POST`` of a JSON body, which carries ids of any text."""
         if candidates is not None:
-            params["candidates"] = ",".join(str(item) for item in candidates)
+            body = {"user": user, "k": k, "exclude_seen": exclude_seen, "candidates": list(candidates)}
+            return Call("POST", f"{self.model}/top_k", None, body, TopK)
+        params = {"user": user, "k": k, "exclude_seen": "true" if exclude_seen else "false"}
         return Call("GET", f"{self.model}/top_k", params, None, TopK)
 
-    def observe(self, user: int, item: int, score: float, at: float | None) -> Call:
+    def observe(self, user: Id, item: Id, score: float, at: float | None) -> Call:
         body = {"user": user, "item": item, "score": score, **({"time": at} if at is not None else {})}
         return Call("POST", f"{self.model}/observe", None, body, Accepted, self.observing)
 
-    def app_predict(self, app: str, user: int, item: int) -> Call:
+    def app_predict(self, app: str, user: Id, item: Id) -> Call:
         return Call("GET", f"/v1/apps/{app}/predict", {"user": user, "item": item}, None, AppPrediction)
 
     def versions(self) -> Call:
@@ -120,16 +123,16 @@ class Client:
         return decode(call, self.http.request(call.method, call.path, params=call.params, json=call.body,
                                               headers=call.headers))
 
-    def predict(self, user: int, item: int) -> Prediction:
+    def predict(self, user: Id, item: Id) -> Prediction:
         return self._call(self.routes.predict(user, item))
 
-    def top_k(self, user: int, k: int = 10, exclude_seen: bool = False, candidates: list[int] | None = None) -> TopK:
+    def top_k(self, user: Id, k: int = 10, exclude_seen: bool = False, candidates: list[Id] | None = None) -> TopK:
         return self._call(self.routes.top_k(user, k, exclude_seen, candidates))
 
-    def observe(self, user: int, item: int, score: float, at: float | None = None) -> Accepted:
+    def observe(self, user: Id, item: Id, score: float, at: float | None = None) -> Accepted:
         return self._call(self.routes.observe(user, item, score, at))
 
-    def app_predict(self, app: str, user: int, item: int) -> AppPrediction:
+    def app_predict(self, app: str, user: Id, item: Id) -> AppPrediction:
         return self._call(self.routes.app_predict(app, user, item))
 
     def versions(self) -> Versions:
@@ -160,17 +163,17 @@ class AsyncClient:
         return decode(call, await self.http.request(call.method, call.path, params=call.params, json=call.body,
                                                     headers=call.headers))
 
-    async def predict(self, user: int, item: int) -> Prediction:
+    async def predict(self, user: Id, item: Id) -> Prediction:
         return await self._call(self.routes.predict(user, item))
 
-    async def top_k(self, user: int, k: int = 10, exclude_seen: bool = False,
-                    candidates: list[int] | None = None) -> TopK:
+    async def top_k(self, user: Id, k: int = 10, exclude_seen: bool = False,
+                    candidates: list[Id] | None = None) -> TopK:
         return await self._call(self.routes.top_k(user, k, exclude_seen, candidates))
 
-    async def observe(self, user: int, item: int, score: float, at: float | None = None) -> Accepted:
+    async def observe(self, user: Id, item: Id, score: float, at: float | None = None) -> Accepted:
         return await self._call(self.routes.observe(user, item, score, at))
 
-    async def app_predict(self, app: str, user: int, item: int) -> AppPrediction:
+    async def app_predict(self, app: str, user: Id, item: Id) -> AppPrediction:
         return await self._call(self.routes.app_predict(app, user, item))
 
     async def versions(self) -> Versions:
@@ -203,7 +206,7 @@ class FeedbackProducer:
         self.failures: list[str] = []
         self.producer = clients.producer(self.settings, **config)
 
-    def send(self, user: int, item: int, score: float, at: float | None = None,
+    def send(self, user: Id, item: Id, score: float, at: float | None = None,
              context: dict[str, Any] | None = None) -> None:
         seen = Observation(user=user, item=item, score=score, time=time.time() if at is None else at, context=context)
         clients.send(self.producer, self.topic, key=seen.key, value=observation.encode(seen), on_delivery=self._delivered)

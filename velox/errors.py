@@ -10,7 +10,8 @@
     ├── UnknownVersion     the model store holds no complete version of that id
     ├── UnknownApp         no application of that name is registered
     ├── ChangelogFailed    the worker's changelog writes were not acknowledged
-    └── RetrainBusy        another retrain job holds the lock
+    ├── RetrainBusy        another retrain job holds the lock
+    └── IdCollision        two string ids hash to one code (velox.schemas.ids)
 """
 
 
@@ -61,3 +62,7 @@ class RetrainBusy(VeloxError):
 
 class UnknownApp(VeloxError):
     """No application of that name is registered."""
+
+
+class IdCollision(VeloxError):
+    """Two string ids share a 64-bit code; the retrain refuses to train them as one (rename one)."""

@@ -59,8 +59,8 @@ def reference_on(settings: Settings, version: ModelVersion, training_end: dict[i
             continue
         rated.setdefault(seen.user, []).append(seen.item)
         if message.offset() >= training_end.get(message.partition(), 0):
-            states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
-                                                   message.offset())
+            states[seen.user], _ = learner.observe(states.get(seen.user), seen.user_code, seen.item_code,
+                                                   seen.score, message.offset())
     return {user: state._replace(seen=np.array(rated.get(user, []), np.int64)) for user, state in states.items()}
 
 

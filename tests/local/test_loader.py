@@ -1,9 +1,10 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from velox.errors import VeloxError
-from velox.local.loader import PYSPARK_SAMPLE, read_movielens
+from velox.local.loader import PYSPARK_SAMPLE, read_csv, read_movielens
 from velox.schemas.observation import Observation
 
 
@@ -44,7 +45,8 @@ def test_a_movielens_folder_reads_its_ratings_file(tmp_path: Path) -> None:
         ("empty.csv", "\n\n", "{path} holds no ratings"),
         ("three.csv", "userId,movieId,rating,timestamp\n1,2,3.5,10\n\n1,3,4\n",
          "{path}, line 4: expected user, item, rating and timestamp separated by ',', got '1,3,4'"),
-        ("words.dat", "1::two::3::10\n", "{path}, line 1: expected user, item, rating and timestamp separated by '::'"),
+        ("words.dat", "1::two::3::10\n1::2::three::11\n",  # (an item named "two" is an id like any other)
+         "{path}, line 2: expected user, item, rating and timestamp separated by '::'"),
     ],
 )
 def test_a_wrong_ratings_file_is_one_error_naming_the_file_and_line(tmp_path: Path, name: str, text: str | None,
@@ -57,3 +59,28 @@ def test_a_wrong_ratings_file_is_one_error_naming_the_file_and_line(tmp_path: Pa
     with pytest.raises(VeloxError) as raised:
         read_movielens(path)
     assert str(raised.value).startswith(said.format(path=path))
+
+
+def test_a_csv_of_feedback_reads_any_ids_by_header_names(tmp_path: Path) -> None:
+    path = tmp_path / "clicks.csv"
+    path.write_text('when,who,what,stars\n10,ana@example.com,"news/2026/12/07/kafka,4",5\n11,42,B07XJ8C8F5,3.5\n'
+                    '12,Zoë,50% off,1\n', encoding="utf-8")
+    rated = read_csv(path, "who", "what", "stars", "when")
+    assert [(r.user, r.item, r.score, r.time) for r in rated] == [
+        ("ana@example.com", "news/2026/12/07/kafka,4", 5.0, 10.0), (42, "B07XJ8C8F5", 3.5, 11.0), ("Zoë", "50% off", 1.0, 12.0)]
+    clicks = read_csv(path, "who", "what", 1.0)
+    assert {r.score for r in clicks} == {1.0} and all(r.time > 1.7e9 for r in clicks)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("who,what\n1,2\n", "no column 'stars' in the header (who, what)"),
+    ("who,what,stars\n1,2,3\n3,,4\n", "line 3, column 'what': an id is not empty"),
+    ("who,what,stars\n1,2,high\n", "line 2, column 'stars': 'high' is not a number"),
+    ("who,what,stars\n1,2\n", "line 2: no 'stars' column (the row has 2 cells)"),
+    ("who,what,stars\n1,a\tb,3\n", "line 2, column 'what': an id has no control characters"),
+])
+def test_a_bad_csv_row_is_refused_naming_its_line_and_column(tmp_path: Path, text: str, said: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(VeloxError, match=re.escape(said)):
+        read_csv(path, "who", "what", "stars")

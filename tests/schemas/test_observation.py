@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from velox.errors import InvalidObservation
-from velox.schemas import observation
-from velox.schemas.observation import MAX_ID, Observation
+from velox.schemas import ids, observation
+from velox.schemas.ids import MAX_INT as MAX_ID
+from velox.schemas.observation import Observation
 
 VALID = {"user": 22, "item": 27632, "score": 4.5, "time": 881250949.0}
 
@@ -34,14 +35,21 @@ def test_encode_decode_round_trip() -> None:
     [
         (b"not json", "", "not a JSON observation"),
         (event(user=...), "user", "missing required field"),
-        (event(item="27632"), "item", "Expected `int`, got `str`"),
+        (event(item=["27632"]), "item", "Expected `int | str`, got `array`"),
         (event(score="high"), "score", "Expected `float`, got `str`"),
         (event(score=True), "score", "Expected `float`, got `bool`"),
         (b'{"user":1,"item":2,"score":1e999,"time":1}', "score", "must be finite"),
         (b'{"user":1,"item":2,"score":NaN,"time":1}', "", "not a JSON observation"),
         (event(user=-1), "user", ">= 0"),
         (event(item=MAX_ID + 1), "item", "<= 9223372036854775807"),
-        (event(user=1.5), "user", "Expected `int`, got `float`"),
+        (event(user=1.5), "user", "Expected `int | str`, got `float`"),
+        (event(user=""), "user", "length >= 1"),
+        (event(item="x" * 257), "item", "length <= 256"),
+        (event(item="é" * 129), "item", "at most 256 bytes of UTF-8, got 258"),
+        (event(user="a\tb"), "user", "matching regex"),
+        (event(user="a\u007fb"), "user", "matching regex"),
+        (b'{"user":"\xff\xfe","item":2,"score":1,"time":1}', "user", "valid UTF-8"),
+        (b'{"user":1,"item":"ok\xc3","score":1,"time":1}', "item", "valid UTF-8"),
         (event(time=-5), "time", ">= 0"),
         (event(context={"tags": ["a"]}), "context", "got `array`"),
         (event(colour="red"), "colour", "unknown field"),
@@ -54,8 +62,24 @@ def test_decode_bad_event_names_field_and_reason(data: bytes, field: str, reason
     assert reason in caught.value.reason
 
 
+@pytest.mark.parametrize(("user", "item"), [
+    ("3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", "B07XJ8C8F5"), ("ana@example.com", "news/2026/12/07/kafka-4-2"),
+    ("a,b", "50% off"), ("Zoë Ångström", "spaces in it"), ("42", "007"),
+])
+def test_string_ids_round_trip_and_the_key_is_the_users_utf8(user: str, item: str) -> None:
+    decoded = observation.decode(event(user=user, item=item))
+    assert (decoded.user, decoded.item, decoded.key) == (user, item, user.encode())
+    assert observation.decode(observation.encode(decoded)) == decoded
+
+
+def test_an_integer_id_and_its_decimal_string_are_one_id() -> None:
+    assert observation.decode(event(user="22")).key == observation.decode(event(user=22)).key == b"22"
+    assert ids.code("22") == ids.code(22) == 22 and ids.code("022") < 0 and ids.code("x") != ids.code("y")
+    assert ids.given("22") == 22 and ids.given("022") == "022" and ids.given(str(MAX_ID + 1)) == str(MAX_ID + 1)
+
+
 def test_python_caller_cannot_build_non_finite_score() -> None:
-    with pytest.raises(ValueError, match="score must be a finite number"):
+    with pytest.raises(ValueError, match="score: must be a finite number"):
         Observation(user=1, item=2, score=math.nan, time=0.0)
 
 
@@ -85,7 +109,7 @@ def test_decode_arbitrary_json_objects_returns_valid_event_or_clear_error(fields
         assert exc.field in {"", "user", "item", "score", "time", "context", "x"}
         assert exc.reason
     else:
-        assert 0 <= decoded.user <= MAX_ID and 0 <= decoded.item <= MAX_ID
+        assert ids.problem(decoded.user) is None and ids.problem(decoded.item) is None
         assert math.isfinite(decoded.score) and decoded.time >= 0
 
 

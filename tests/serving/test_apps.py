@@ -144,7 +144,7 @@ def test_velox_app_commands_register_and_link_and_every_decision_is_logged_with_
     for answer in answers:
         decision = logged[answer["decision"]]
         assert (decision.app, decision.model, decision.propensity) == ("cli", answer["model"], answer["propensity"])
-        assert sorted(decision.predictions) == sorted(entry["item"] for entry in answer["items"])
+        assert sorted(decision.predictions) == sorted(str(entry["item"]) for entry in answer["items"])
         assert decision.propensity in (0.25, 0.75)  # ε = 0.5 over two models
 
 

@@ -17,7 +17,7 @@ from velox import processes
 from velox.control.versions import initial_version
 from velox.kafka import clients, positions
 from velox.model.learner import Learner, make_rule
-from velox.schemas import observation, user_state
+from velox.schemas import ids, observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
 from velox.state.layout import table_path
@@ -156,28 +156,30 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
     return sorted(messages, key=lambda m: (m.partition(), m.offset()))
 
 
-def reference_states(settings: Settings, topic: str) -> dict[int, UserState]:
-    """The user states of replaying ``topic`` sequentially in this process, as the events count."""
+def reference_states(settings: Settings, topic: str) -> dict[int | str, UserState]:
+    """The user states of replaying ``topic`` sequentially in this process, as the events count,
+    by user id as ``worker_states`` gives them."""
     rule = make_rule(**settings.rule_params())
     learner = Learner(initial_version(settings), rule)
-    states: dict[int, UserState] = {}
+    states: dict[int | str, UserState] = {}
     for message in read_all(settings, topic):
         seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions)
         if seen is not None:
-            states[seen.user], _ = learner.observe(states.get(seen.user), seen.user, seen.item, seen.score,
-                                                   message.offset())
+            user = ids.given(seen.key.decode())
+            states[user], _ = learner.observe(states.get(user), seen.user_code, seen.item_code, seen.score,
+                                              message.offset())
     return states
 
 
-def worker_states(settings: Settings) -> dict[int, UserState]:
+def worker_states(settings: Settings) -> dict[int | str, UserState]:
     """The records in a worker's RocksDB files, one DB per table partition (read-only: beside a running worker too)."""
-    states: dict[int, UserState] = {}
+    states: dict[int | str, UserState] = {}
     for partition in range(settings.partitions):
         path = table_path(settings.data, partition)
         if path.exists():
             store = PartitionStore(path, read_only=True)
             try:
-                states.update((int(key), user_state.decode(value)) for key, value in store.records())
+                states.update((ids.given(key.decode()), user_state.decode(value)) for key, value in store.records())
             finally:
                 store.close()
     return states

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -46,7 +46,7 @@ from velox.batch.train import (
     spark_session,
 )
 from velox.control import versions
-from velox.errors import RetrainBusy
+from velox.errors import IdCollision, RetrainBusy
 from velox.kafka import client_config, clients, positions
 from velox.local import jars
 from velox.model.store import ModelStore, filesystem
@@ -156,7 +156,9 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
         training_end = split_offsets(rows, end, settings.holdout)
         train, holdout = split(spark, rows, training_end)
         trained = fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch, settings.driver_rows)
-        return trained, training_end, collect_ratings(holdout)
+        named = (rows.where(F.col(f"{side}_name").isNotNull()).select(side, f"{side}_name") for side in ("user", "item"))
+        pairs = [(row[0], row[1]) for frame in named for row in frame.distinct().collect()]
+        return trained.named(names(pairs)), training_end, collect_ratings(holdout)
     partition, offset = table["partition"].to_numpy(), table["offset"].to_numpy()
     training_end = cut_offsets(partition, offset, end, settings.holdout)
     cuts = np.zeros(max(training_end) + 1, np.int64)  # by partition (the log's are all in ``end``)
@@ -164,8 +166,21 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     inside = offset < cuts[partition]
     users, items, scores = (table[name].to_numpy() for name in ("user", "item", "score"))
     held_out = (users[~inside], items[~inside], scores[~inside])
-    trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id, log_dir.scratch)
-    return trained, training_end, held_out
+    given = names([pair for side in ("user", "item")
+                   for pair in zip(table[side].to_pylist(), table[f"{side}_name"].to_pylist()) if pair[1] is not None])
+    trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id, log_dir.scratch,
+                         given)
+    return trained.named(given), training_end, held_out
+
+
+def names(pairs: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """The string ids of the log by code; two strings of one code (a 63-bit hash collision: see
+    ``velox.schemas.ids``) are refused by name rather than trained as one item."""
+    found: dict[int, str] = {}
+    for code, name in pairs:
+        if found.setdefault(code, name) != name:
+            raise IdCollision(f"the ids {found[code]!r} and {name!r} have the same code {code}: rename one of them")
+    return found
 
 
 def cut_offsets(partition: np.ndarray, offset: np.ndarray, end: dict[int, int], holdout: float) -> dict[int, int]:

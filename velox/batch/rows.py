@@ -12,9 +12,14 @@ import pyarrow as pa
 
 from velox.schemas import observation
 
-ROWS = "user long, item long, score double, time double, partition int, offset long"
+# ``user`` and ``item`` are the ids' codes (``velox.schemas.ids``); ``user_name`` and ``item_name``
+# the ids themselves where they are strings, null where they are integers (and in logs written
+# before ids were strings: their readers give the missing columns as nulls).
+ROWS = ("user long, item long, score double, time double, partition int, offset long, "
+        "user_name string, item_name string")
 ROW_SCHEMA = pa.schema([("user", pa.int64()), ("item", pa.int64()), ("score", pa.float64()), ("time", pa.float64()),
-                        ("partition", pa.int32()), ("offset", pa.int64())])  # ROWS, for pyarrow
+                        ("partition", pa.int32()), ("offset", pa.int64()),
+                        ("user_name", pa.string()), ("item_name", pa.string())])  # ROWS, for pyarrow
 
 
 def valid_rows(partitions: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
@@ -31,10 +36,12 @@ def valid_rows(partitions: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator
 
 def counted_rows(records: Iterable[tuple[bytes | None, bytes | None, int, int]], partitions: int) -> pa.RecordBatch:
     """The rows of the (key, value, partition, offset) records that count: ``valid_rows`` of one batch."""
-    columns: dict[str, list] = {name: [] for name in ("user", "item", "score", "time", "partition", "offset")}
+    columns: dict[str, list] = {name: [] for name in ROW_SCHEMA.names}
     for key, value, partition, offset in records:
         seen = observation.counted(key, value, partition, partitions)
         if seen is not None:
-            for name, item in zip(columns, (seen.user, seen.item, seen.score, seen.time, partition, offset)):
-                columns[name].append(item)
+            user, item = seen.user_code, seen.item_code
+            for name, cell in zip(columns, (user, item, seen.score, seen.time, partition, offset,
+                                            seen.user if user < 0 else None, seen.item if item < 0 else None)):
+                columns[name].append(cell)
     return pa.RecordBatch.from_pydict(columns, schema=ROW_SCHEMA)

@@ -150,14 +150,15 @@ def _cached(frame: DataFrame) -> Iterator[DataFrame]:
 
 
 def fit_arrays(spark: SparkSession, ratings: Ratings, params: TrainParams, version_id: str,
-               scratch: str) -> ModelVersion:
+               scratch: str, names: Mapping[int, str] | None = None) -> ModelVersion:
     """A version trained on ratings already on the driver: the biases from numpy, ALS in Spark on
     what they leave. The biases are a few numpy passes here, where Spark needed a dozen small
     jobs, each with a job's fixed cost (bench/retrain.py times the fit). ``scratch``: a folder
-    (path or URI) the executors can read, where what ALS reads is staged."""
+    (path or URI) the executors can read, where what ALS reads is staged. ``names``: the string
+    ids of the codes that are hashes, which order ALS's keys (``_keys``)."""
     users, items, scores = ratings
     mean = float(scores.mean())
-    (user_ids, user_keys), (item_ids, item_keys) = (np.unique(ids, return_inverse=True) for ids in (users, items))
+    (user_ids, user_keys), (item_ids, item_keys) = (_keys(ids, names or {}) for ids in (users, items))
     residual = scores - mean
     user_bias = np.zeros(len(user_ids))
     for _ in range(BIAS_PASSES):
@@ -185,6 +186,20 @@ def _staged(spark: SparkSession, table: pa.Table, scratch: str, name: str) -> It
         yield spark.read.parquet(f"{scratch.rstrip('/')}/{name}.parquet")
     finally:
         files.delete_file(f"{folder}/{name}.parquet")
+
+
+def _keys(codes: np.ndarray, names: Mapping[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids and each rating's key (its id's row): the int32 ids ALS takes, in the order
+    of the ids as given (integers by value, then strings by their UTF-8 bytes). ALS's initial
+    factors are drawn by key: the same ratings under other ids in the same order give the same
+    model, whether the ids are integers or strings (a hash's order would be another draw)."""
+    ids, keys = np.unique(codes, return_inverse=True)
+    if not len(ids) or ids[0] >= 0:  # integer ids only: np.unique's order is theirs
+        return ids, keys
+    order = sorted(range(len(ids)), key=lambda row: (1, names[c].encode()) if (c := int(ids[row])) < 0 else (0, c))
+    rank = np.empty(len(ids), np.int64)
+    rank[order] = np.arange(len(ids))
+    return ids[order], rank[keys]
 
 
 def _regularised_means(keys: np.ndarray, residuals: np.ndarray, reg: float) -> np.ndarray:

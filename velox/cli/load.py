@@ -1,4 +1,4 @@
-"""``velox load movielens | synthetic``: produce a data set to the observations topic."""
+"""``velox load movielens | csv | synthetic``: produce a data set to the observations topic."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from velox.cli.flags import output_file
+from velox.errors import ConfigError
 from velox.settings import Settings
 
 log = logging.getLogger("velox")
@@ -14,10 +15,16 @@ log = logging.getLogger("velox")
 
 def add(commands: argparse._SubParsersAction) -> None:
     load = commands.add_parser("load", help="produce a data set to the observations topic")
-    load.add_argument("kind", choices=["movielens", "synthetic"])
+    load.add_argument("kind", choices=["movielens", "csv", "synthetic"])
     load.add_argument("path", nargs="?", type=Path,
                       help="movielens: u.data, ratings.dat or ratings.csv (default: pyspark's sample); "
+                           "csv: any CSV of feedback with a header; "
                            "synthetic: where to write the planted item features as a version file")
+    load.add_argument("--user", help="csv: the column of the user ids")
+    load.add_argument("--item", help="csv: the column of the item ids")
+    load.add_argument("--score", help="csv: the column of the scores, or a number every row scores (clicks)")
+    load.add_argument("--time", help="csv: the column of the event times in seconds since the epoch "
+                                     "(default: the time of loading)")
     load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
     load.add_argument("--if-empty", action="store_true",
                       help="movielens: load only into a system with no observations (a compose service's restart)")
@@ -46,14 +53,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info("loaded %d synthetic observations of %s (noise %.2f, %.0f%% of users change taste halfway)",
                  args.events, truth.id, args.noise, 100 * args.changed)
         return 0
-    path = loader.ratings_file(args.path or loader.PYSPARK_SAMPLE)  # a wrong path is said before the broker is asked
-    topics.ensure(settings)
-    if args.if_empty and (held := loader.held_observations(settings)):
-        log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
-        return 0
-    events = loader.read_movielens(path)
+    if args.kind == "csv":
+        if args.path is None or not (args.user and args.item and args.score):
+            raise ConfigError("load csv needs FILE, --user COL, --item COL and --score (a column, or a number)")
+        number = loader.as_number(args.score)
+        score = args.score if number is None else number
+        path, events = args.path, loader.read_csv(args.path, args.user, args.item, score, args.time)
+        topics.ensure(settings)
+    else:
+        path = loader.ratings_file(args.path or loader.PYSPARK_SAMPLE)  # said before the broker is asked
+        topics.ensure(settings)
+        if args.if_empty and (held := loader.held_observations(settings)):
+            log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
+            return 0
+        events = loader.read_movielens(path)
     if args.order == "time":
         events.sort(key=lambda event: event.time)
     loader.produce(settings, events, total=len(events))
     log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
     return 0
+

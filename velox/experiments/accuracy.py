@@ -59,7 +59,7 @@ from velox.model.corrections import ItemCorrections
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
-from velox.schemas import partitioning, user_state
+from velox.schemas import ids, partitioning, user_state
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.serving.live_corrections import Corrections
@@ -145,7 +145,7 @@ def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -
     """The stream through ``Learner.observe_many`` in this process: exactly what the worker does."""
     learner = Learner(version, make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence, trial.forgetting),
                       keep_known=trial.keep_known)
-    events = [Event(seen.key, seen.user, seen.item, seen.score, offset) for offset, seen in enumerate(stream)]
+    events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, offset) for offset, seen in enumerate(stream)]
     states: dict[bytes, user_state.UserState] = {}
     predicted: list[float | None] = []
     for start in range(0, len(events), REPLAY_BATCH):
@@ -153,7 +153,7 @@ def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -
         states.update(new)
         predicted += batch
     scores = np.array([seen.score for seen in stream])
-    return Replay({int(key): state.w for key, state in states.items()}, scores - np.array(predicted, float))
+    return Replay({ids.code(key.decode()): state.w for key, state in states.items()}, scores - np.array(predicted, float))
 
 
 def choose(version: ModelVersion, rule: str, stream: Sequence[Observation],
@@ -205,7 +205,8 @@ def no_worse(online: float | None, static: float | None) -> bool:
 
 
 def pairs(ratings: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([r.user for r in ratings], np.int64), np.array([r.item for r in ratings], np.int64)
+    """The ratings' users and items, as the ids' codes (what a version's rows are looked up by)."""
+    return np.array([r.user_code for r in ratings], np.int64), np.array([r.item_code for r in ratings], np.int64)
 
 
 def observed(ratings: Sequence[Observation]) -> np.ndarray:
@@ -214,7 +215,7 @@ def observed(ratings: Sequence[Observation]) -> np.ndarray:
 
 def known_mask(version: ModelVersion, ratings: Sequence[Observation]) -> np.ndarray:
     """Which ratings are by users the version was trained on."""
-    return np.array([version.knows_user(r.user) for r in ratings], bool)
+    return np.array([version.knows_user(r.user_code) for r in ratings], bool)
 
 
 def rmse(errors: np.ndarray) -> float | None:
@@ -450,7 +451,7 @@ def _worker_states(run: Settings) -> dict[int, user_state.UserState]:
     for partition in range(run.partitions):
         store = PartitionStore(table_path(run.data, partition), read_only=True)
         try:
-            states.update((int(key), user_state.decode(value)) for key, value in store.records())
+            states.update((ids.code(key.decode()), user_state.decode(value)) for key, value in store.records())
         finally:
             store.close()
     return states
@@ -490,8 +491,8 @@ def on_retrained_items(first: ModelVersion, full: ModelVersion, trial: Trial, pa
     known = np.isin(full.user_ids, first.user_ids)
     items = replace(full, id=f"{full.id}-items", user_ids=full.user_ids[known],
                     user_vectors=full.user_vectors[known], user_counts=full.user_counts[known])
-    stream = [seen for seen in parts.stream if not first.knows_user(seen.user)]
-    test = [seen for seen in parts.test if not first.knows_user(seen.user)]
+    stream = [seen for seen in parts.stream if not first.knows_user(seen.user_code)]
+    test = [seen for seen in parts.test if not first.knows_user(seen.user_code)]
     return online_errors(items, replay(items, trial, stream).vectors, test)
 
 

@@ -1,12 +1,14 @@
-"""``velox load``: produce ratings to ``observations``, with progress: a MovieLens file, read here, or a
-synthetic stream (``velox.model.synthetic``).
+"""``velox load``: produce feedback to ``observations``, with progress: a MovieLens file, any CSV of
+feedback with a header (``read_csv``), or a synthetic stream (``velox.model.synthetic``).
 
 MovieLens formats, recognised by their separator: ``u.data`` (tab), ``ratings.dat`` and the sample inside
-pyspark (``::``), ``ratings.csv`` (comma, with a header). All are user, item, rating, timestamp.
+pyspark (``::``), ``ratings.csv`` (comma, with a header). All are user, item, rating, timestamp; the ids
+may be any ids (``velox.schemas.ids``), not only MovieLens's integers.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 import time
 from collections.abc import Iterable
@@ -17,7 +19,7 @@ import pyspark
 
 from velox.errors import VeloxError
 from velox.kafka import clients, positions
-from velox.schemas import observation
+from velox.schemas import ids, observation
 from velox.schemas.observation import Observation
 from velox.settings import Settings
 
@@ -49,18 +51,72 @@ def read_movielens(path: Path) -> list[Observation]:
         raise VeloxError(f"{path} holds no ratings")
     first = lines[0][1]
     separator = "\t" if "\t" in first else "::" if "::" in first else ","
-    if not first.split(separator)[0].strip().isdigit():
-        lines = lines[1:]  # ratings.csv starts with a header
+    if as_number((first.split(separator)[2:3] or [""])[0]) is None:
+        lines = lines[1:]  # ratings.csv starts with a header (its third column is not a rating)
     return [_rating(path, number, line, separator) for number, line in lines]
+
+
+def as_number(text: str) -> float | None:
+    """``text`` as a number, None if it is not one."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _rating(path: Path, number: int, line: str, separator: str) -> Observation:
     try:
         user, item, score, timestamp = line.strip().split(separator)[:4]
-        return Observation(user=int(user), item=int(item), score=float(score), time=float(timestamp))
-    except ValueError:
+        return Observation(user=ids.given(user), item=ids.given(item), score=float(score), time=float(timestamp))
+    except ValueError as exc:
         raise VeloxError(f"{path}, line {number}: expected user, item, rating and timestamp separated by "
-                         f"{separator!r}, got {line.strip()[:80]!r}") from None
+                         f"{separator!r}, got {line.strip()[:80]!r} ({exc})") from None
+
+
+def read_csv(path: Path, user: str, item: str, score: str | float, at: str | None = None) -> list[Observation]:
+    """The feedback of a CSV file with a header, in file order: ``user``, ``item`` and ``score`` name
+    its columns (``score`` a number: every row's score, for a file of clicks without one), ``at`` the
+    column of each event's time (seconds since the epoch; none: the time of loading). A bad row is
+    refused naming its line and column."""
+    if not path.is_file():
+        raise VeloxError(f"no CSV file at {path}")
+    now = time.time()
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = csv.reader(file)
+        header = next(rows, None)
+        if header is None:
+            raise VeloxError(f"{path} is empty: a CSV of feedback starts with a header")
+        named = [user, item, *([score] if isinstance(score, str) else []), *([at] if at else [])]
+        if missing := [name for name in named if name not in header]:
+            raise VeloxError(f"{path}: no column {missing[0]!r} in the header ({', '.join(header)})")
+        column = {name: header.index(name) for name in named}
+        return [_row(path, rows.line_num, cells, column, user, item, score, at, now) for cells in rows if cells]
+
+
+def _row(path: Path, line: int, cells: list[str], column: dict[str, int], user: str, item: str,
+         score: str | float, at: str | None, now: float) -> Observation:
+    def cell(name: str) -> str:
+        if column[name] >= len(cells):
+            raise VeloxError(f"{path}, line {line}: no {name!r} column (the row has {len(cells)} cells)")
+        return cells[column[name]]
+
+    def number(name: str) -> float:
+        try:
+            return float(cell(name))
+        except ValueError:
+            raise VeloxError(f"{path}, line {line}, column {name!r}: {cell(name)!r} is not a number") from None
+
+    given = {}
+    for name, side in ((user, "user"), (item, "item")):
+        value = ids.given(cell(name))
+        if (why := ids.problem(value)) is not None:
+            raise VeloxError(f"{path}, line {line}, column {name!r}: {why}")
+        given[side] = value
+    rating = number(score) if isinstance(score, str) else score
+    try:
+        return Observation(user=given["user"], item=given["item"], score=rating, time=number(at) if at else now)
+    except ValueError as exc:
+        raise VeloxError(f"{path}, line {line}: {exc}") from None
 
 
 def produce(settings: Settings, events: Iterable[Observation], total: int, out: TextIO = sys.stderr) -> None:

@@ -43,6 +43,7 @@ answers are scored.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -58,10 +59,14 @@ class ItemCorrections:
         self.sums: dict[int, float] = {}
         self.squares: dict[int, float] = {}
         self.counts: dict[int, int] = {}
+        self.names: dict[int, str] = {}  # the string ids of hashed item codes: items the version may not know
         self.events = 0
 
-    def add(self, users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> None:
-        """Ratings ``scores[k]`` of ``users[k]`` for ``items[k]``: each one's residual against the version."""
+    def add(self, users: np.ndarray, items: np.ndarray, scores: np.ndarray,
+            names: Mapping[int, str] | None = None) -> None:
+        """Ratings ``scores[k]`` of ``users[k]`` for ``items[k]`` (ids' codes): each one's residual
+        against the version; ``names``: the string ids of the items' codes that are hashes."""
+        self.names.update(names or {})
         if not len(items):
             return
         residuals = np.asarray(scores, np.float64) - predict_many(self.version, users, items)
@@ -131,4 +136,5 @@ class ItemCorrections:
             np.concatenate([version.item_ids, added]),
             np.vstack([version.item_factors, np.zeros((len(added), version.d - 1), np.float32)]),
             np.concatenate([bias, values[~known]]).astype(np.float32),
+            {code: self.names[code] for code in added.tolist() if code < 0},
         )

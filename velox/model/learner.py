@@ -52,7 +52,8 @@ def make_rule(name: str, learning_rate: float | None = None, l2: float | None = 
 
 
 class Event(NamedTuple):
-    """One observation for the learner: whose state (``key``), and its source ``offset``."""
+    """One observation for the learner: whose state (``key``), and its source ``offset``. ``user``
+    and ``item`` are the ids' codes (``velox.schemas.ids``): the version's rows are looked up by them."""
 
     key: bytes
     user: int

@@ -3,7 +3,8 @@
     score(u, x) = μ + b_x + w_u · f(x),   f(x) = [V_x, 1]
 
 ``V_x`` is the item's factor row (float32, rank ``d - 1``), ``b_x`` its bias and μ the global
-mean. The last coordinate of ``w_u`` is the user's bias. An item the version does not know has
+mean. Users and items are rows looked up by their ids' 64-bit codes (``velox.schemas.ids``);
+``names`` keeps the strings of the codes that are hashes, so ids go back out as they were given. The last coordinate of ``w_u`` is the user's bias. An item the version does not know has
 ``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias. A user the version
 does not know starts from the mean user vector (cold start).
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
+
+from velox.schemas import ids
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +34,7 @@ class ModelVersion:
     user_ids: np.ndarray  # int64[n_users]
     user_vectors: np.ndarray  # float32[n_users, d]
     user_counts: np.ndarray  # int64[n_users]: each user's observations in the training set
+    names: Mapping[int, str] = field(default_factory=dict)  # code → string, for ids that are not integers
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     _item_row: dict[int, int] = field(init=False, repr=False)
@@ -51,7 +55,8 @@ class ModelVersion:
         for array in (self.item_ids, self.item_factors, self.item_bias, self.item_base):
             array.setflags(write=False)
 
-    def with_items(self, item_ids: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray) -> ModelVersion:
+    def with_items(self, item_ids: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray,
+                   names: Mapping[int, str] | None = None) -> ModelVersion:
         """The same version (id, users) over another item table, the users' lookups shared rather
         than built again: the edge's item corrections replace the table every second or so, and
         building a million users' lookups would hold the edge's GIL for a long while each time.
@@ -64,8 +69,24 @@ class ModelVersion:
         other = copy.copy(self)
         for name, value in (("item_ids", item_ids), ("item_factors", item_factors), ("item_bias", item_bias)):
             object.__setattr__(other, name, value)
+        if names:
+            object.__setattr__(other, "names", {**self.names, **names})
         other._index_items()
         return other
+
+    def named(self, names: Mapping[int, str]) -> ModelVersion:
+        """The same version with ``names`` for its string ids' codes (the retrain adds them once fitted)."""
+        other = copy.copy(self)
+        object.__setattr__(other, "names", {**self.names, **names})
+        return other
+
+    def id_of(self, code: int) -> int | str:
+        """The id of a user or item code, as it was given (an integer id is its own code)."""
+        return code if code >= 0 else self.names[code]
+
+    def key_of(self, code: int) -> bytes:
+        """A user's Kafka key: their id's UTF-8 bytes."""
+        return ids.key(self.id_of(code))
 
     @property
     def d(self) -> int:
@@ -118,16 +139,23 @@ class ModelVersion:
             out, id=np.array(self.id), global_mean=np.array(self.global_mean),
             item_ids=self.item_ids, item_factors=self.item_factors, item_bias=self.item_bias,
             user_ids=self.user_ids, user_vectors=self.user_vectors, user_counts=self.user_counts,
+            name_codes=np.fromiter(self.names, np.int64, len(self.names)),
+            # Ids hold no control characters: a line feed separates them.
+            name_text=np.frombuffer("\n".join(self.names.values()).encode(), np.uint8),
         )
         return out.getvalue()
 
     @classmethod
     def from_npz(cls, data: bytes) -> ModelVersion:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            names = {}  # (none in a version saved before ids were strings)
+            if "name_codes" in arrays and len(arrays["name_codes"]):
+                names = dict(zip(arrays["name_codes"].tolist(), arrays["name_text"].tobytes().decode().split("\n")))
             return cls(
                 id=str(arrays["id"]), global_mean=float(arrays["global_mean"]),
                 item_ids=arrays["item_ids"], item_factors=arrays["item_factors"], item_bias=arrays["item_bias"],
                 user_ids=arrays["user_ids"], user_vectors=arrays["user_vectors"], user_counts=arrays["user_counts"],
+                names=names,
             )
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import msgspec
 
+Id = int | str  # an id as it was given (velox.schemas.ids): an integer id as an int
+
 
 class Prediction(msgspec.Struct, frozen=True):
-    user: int
-    item: int
+    user: Id
+    item: Id
     score: float
     version: str
     known_user: bool
@@ -19,12 +21,12 @@ class Prediction(msgspec.Struct, frozen=True):
 
 
 class Scored(msgspec.Struct, frozen=True):
-    item: int
+    item: Id
     score: float
 
 
 class TopK(msgspec.Struct, frozen=True):
-    user: int
+    user: Id
     version: str
     known_user: bool
     items: list[Scored]
@@ -41,8 +43,8 @@ class Accepted(msgspec.Struct, frozen=True):
 
 class AppPrediction(msgspec.Struct, frozen=True):
     app: str
-    user: int
-    item: int
+    user: Id
+    item: Id
     score: float
     default: bool = False  # True: the app's default output (no model could answer in time)
     model: str | None = None  # the model the app's policy chose

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from velox.schemas import records
-from velox.schemas.observation import Id
+from velox.schemas.ids import Id
 
 
 class App(msgspec.Struct, frozen=True):
@@ -40,13 +40,13 @@ class PredictRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Decision(msgspec.Struct, frozen=True):
     id: str
     app: str
-    user: int
+    user: Id
     model: str
     propensity: float
     policy: str
     at: float
     sticky: bool  # the user's earlier choice, reused within the app's sticky window
-    predictions: dict[int, float]  # item → score answered, which the user's next rating rewards
+    predictions: dict[str, float]  # item id (as text) → score answered, which the user's next rating rewards
 
 
 class ArmState(msgspec.Struct, frozen=True):

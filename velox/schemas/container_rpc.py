@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from velox.schemas import records
+from velox.schemas.ids import Id
 
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 * 2**20
@@ -27,8 +28,8 @@ MAX_FRAME = 64 * 2**20
 class Input(msgspec.Struct, array_like=True, frozen=True):
     """What a container scores: a user, an item, and the request's context features (a JSON object)."""
 
-    user: int
-    item: int
+    user: Id  # as the request gave it (an integer id as an int)
+    item: Id
     context: dict[str, Any] = {}
 
 

@@ -1,7 +1,8 @@
 """The observation event: user ``user`` gave item ``item`` the score ``score`` at ``time``.
 
-On the ``observations`` topic the value is this event as JSON and the key is the user id in
-decimal ASCII (or no key: the user in the value decides). An event counts in its user's home
+On the ``observations`` topic the value is this event as JSON and the key is the user id's UTF-8
+bytes (``velox.schemas.ids``: an integer id's decimal digits), or no key: the user in the value
+decides. An event counts in its user's home
 partition (``partitioning.home``); one that a producer put elsewhere is moved there by the
 worker, and only that copy counts. ``observation.schema.json`` beside this file is the same
 contract for other languages; a test keeps the two equal.
@@ -9,6 +10,7 @@ contract for other languages; a test keeps the two equal.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated
@@ -16,10 +18,9 @@ from typing import Annotated
 import msgspec
 
 from velox.errors import InvalidObservation
-from velox.schemas import partitioning
+from velox.schemas import ids, partitioning
+from velox.schemas.ids import Id
 
-MAX_ID = 2**63 - 1
-Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID, description="A non-negative 64-bit integer id.")]
 Context = dict[str, str | int | float | bool]
 
 
@@ -35,17 +36,29 @@ class Observation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         # JSON cannot carry NaN or infinity, but Python callers can.
         if not math.isfinite(self.score):
-            raise ValueError("score must be a finite number")
+            raise ValueError("score: must be a finite number")
+        for field, value in (("user", self.user), ("item", self.item)):
+            if (why := ids.problem(value)) is not None:  # (what the type cannot say: bytes, not characters)
+                raise ValueError(f"{field}: {why}")
 
     @property
     def key(self) -> bytes:
-        return str(self.user).encode()
+        return ids.key(self.user)
+
+    @property
+    def user_code(self) -> int:
+        return ids.code(self.user)
+
+    @property
+    def item_code(self) -> int:
+        return ids.code(self.item)
 
 
 _decoder = msgspec.json.Decoder(Observation)
 _encoder = msgspec.json.Encoder()
 _FIELD_AT = re.compile(r"at `\$\.(\w+)")
 _FIELD_MISSING = re.compile(r"field `(\w+)`")
+_FIELD_SAID = re.compile(r"^(\w+): ")
 
 
 def decode(data: bytes) -> Observation:
@@ -54,13 +67,26 @@ def decode(data: bytes) -> Observation:
         return _decoder.decode(data)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        found = _FIELD_AT.search(message) or _FIELD_MISSING.search(message)
-        reason = message.split(" - at `")[0]
+        found = _FIELD_AT.search(message) or _FIELD_MISSING.search(message) or _FIELD_SAID.search(message)
+        reason = _FIELD_SAID.sub("", message.split(" - at `")[0])
         if "Number out of range" in reason:
             reason = "number out of range (must be finite)"
         raise InvalidObservation(found.group(1) if found else "", reason) from None
     except msgspec.DecodeError as exc:
+        if "UTF-8" in str(exc):
+            raise InvalidObservation(_not_utf8(data), "an id is valid UTF-8 (the event's text is not)") from None
         raise InvalidObservation("", f"not a JSON observation: {exc}") from None
+
+
+def _not_utf8(data: bytes) -> str:
+    """The field of an event whose text is not valid UTF-8 (its bytes kept as surrogates)."""
+    try:
+        fields = json.loads(data.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return ""
+    bad = [name for name, value in fields.items() if isinstance(value, str) and not value.isprintable()
+           and any("\udc80" <= c <= "\udcff" for c in value)] if isinstance(fields, dict) else []
+    return bad[0] if bad else ""
 
 
 def from_message(key: bytes | None, value: bytes | None) -> Observation:
@@ -73,7 +99,7 @@ def from_message(key: bytes | None, value: bytes | None) -> Observation:
         raise InvalidObservation("", "empty message (no value)")
     seen = decode(value)
     if key is not None and key != seen.key:
-        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user}")
+        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user!r}")
     return seen
 
 

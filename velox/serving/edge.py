@@ -32,7 +32,8 @@ from velox.control.owners import Owners
 from velox.kafka import clients
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
-from velox.schemas import partitioning, user_state
+from velox.schemas import ids, partitioning, user_state
+from velox.schemas.top_k_request import TopKRequest
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
@@ -42,7 +43,6 @@ from velox.settings import Settings
 from velox.state.reader import LocalState
 
 MAX_BODY = 64 * 1024
-MAX_ID = 2**63 - 1
 
 LATENCY = Histogram("velox_edge_request_seconds", "Edge request latency.", ["route"],
                     buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0))
@@ -162,17 +162,19 @@ async def bounded_body(request: Request) -> bytes:
     return body
 
 
-def id_param(request: Request, name: str) -> int:
+def id_param(request: Request, name: str) -> int | str:
+    """A user or item id from the query, as answers give it back (an integer id as an int)."""
     raw = query(request).get(name)
     if raw is None:
         raise HTTPException(400, f"query parameter {name!r} is required")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"query parameter {name!r} must be an integer id, got {raw!r}") from None
-    if not 0 <= value <= MAX_ID:
-        raise HTTPException(400, f"query parameter {name!r} must be between 0 and {MAX_ID}, got {value}")
-    return value
+    return checked_id(name, ids.given(raw))
+
+
+def checked_id(name: str, value: object) -> int | str:
+    """``value`` if it is an id, else a 400 naming ``name`` and why."""
+    if (why := ids.problem(value)) is not None:
+        raise HTTPException(400, f"{name!r}: {why}")
+    return value  # type: ignore[return-value]
 
 
 class Weights(NamedTuple):
@@ -186,9 +188,9 @@ class Weights(NamedTuple):
 Answer = Callable[[Weights], Awaitable[dict[str, Any]]]
 
 
-def local_weights(edge: Edge, partition: int, user: int) -> Weights:
+def local_weights(edge: Edge, partition: int, user: int | str) -> Weights:
     """The user's weights on the version their record is on; the version's prior if no record."""
-    stored = edge.state.get(partition, str(user).encode())
+    stored = edge.state.get(partition, ids.key(user))
     if stored is None:
         return default_weights(edge, user)
     state = user_state.decode(stored)
@@ -196,19 +198,20 @@ def local_weights(edge: Edge, partition: int, user: int) -> Weights:
     return Weights(version, state.w, True, state.seen, (state.version, generation, user, state.offset))
 
 
-def default_weights(edge: Edge, user: int) -> Weights:
+def default_weights(edge: Edge, user: int | str) -> Weights:
     """The active version's own answer for the user: their trained vector, or the mean user."""
     version, generation = edge.models.serving(None)
-    return Weights(version, version.prior(user), version.knows_user(user), np.zeros(0, np.int64),
+    code = ids.code(user)
+    return Weights(version, version.prior(code), version.knows_user(code), np.zeros(0, np.int64),
                    (version.id, generation, user))
 
 
-async def answer(edge: Edge, request: Request, route: str, path: str, user: int, body: Answer,
+async def answer(edge: Edge, request: Request, route: str, path: str, user: int | str, body: Answer,
                  fallback: Callable[[], Awaitable[dict[str, Any]]] | None = None, slo_ms: float | None = None) -> Response:
     """The answer of the edge beside the user's owner: computed here, forwarded (to ``path`` there), or
     ``fallback()`` (default: the active version's batch answer) when none can come within ``slo_ms``."""
     slo_ms = slo_ms or edge.settings.slo_ms
-    partition = partitioning.home(str(user).encode(), edge.settings.partitions)
+    partition = partitioning.home(ids.key(user), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
         return JSON({"default": False, **await body(local_weights(edge, partition, user)), "served_by": owner.worker})
@@ -236,25 +239,40 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int,
 
 class TopKQuery(NamedTuple):
     k: int
-    candidates: np.ndarray | None
+    candidates: np.ndarray | None  # the candidates' codes
     exclude_seen: bool
+    names: dict[int, str]  # the candidates' string ids by code, to answer them as given
 
 
-def top_k_query(request: Request) -> TopKQuery:
-    params = query(request)
-    raw_k = params.get("k", "10")
+def top_k_query(request: Request, body: TopKRequest | None = None) -> TopKQuery:
+    """What a top-k asks, from the query (``GET``) or a JSON body (``POST``, whose candidates may be
+    any ids: a comma-separated query parameter cannot carry ids that hold commas)."""
+    if body is not None:
+        raw_k, raw_candidates, exclude_seen = str(body.k), body.candidates, "true" if body.exclude_seen else "false"
+    else:
+        params = query(request)
+        raw_k, exclude_seen = params.get("k", "10"), params.get("exclude_seen", "false")
+        raw_candidates = candidate_params(request) if "candidates" in params else None
     if not raw_k.isdigit() or not 1 <= int(raw_k) <= 1000:
         raise HTTPException(400, f"query parameter 'k' must be an integer from 1 to 1000, got {raw_k!r}")
-    candidates = None
-    if "candidates" in params:
-        try:
-            candidates = np.array([int(c) for c in params["candidates"].split(",") if c.strip()], np.int64)
-        except (ValueError, OverflowError):
-            raise HTTPException(400, "query parameter 'candidates' must be comma-separated integer ids") from None
-    exclude_seen = params.get("exclude_seen", "false")
     if exclude_seen not in ("true", "false"):
         raise HTTPException(400, f"query parameter 'exclude_seen' must be true or false, got {exclude_seen!r}")
-    return TopKQuery(int(raw_k), candidates, exclude_seen == "true")
+    candidates, names = None, {}
+    if raw_candidates is not None:
+        given = [checked_id("candidates", item) for item in raw_candidates]
+        codes = [ids.code(item) for item in given]
+        names = {code: item for code, item in zip(codes, given) if code < 0}  # type: ignore[misc]
+        candidates = np.array(codes, np.int64)
+    return TopKQuery(int(raw_k), candidates, exclude_seen == "true", names)
+
+
+def candidate_params(request: Request) -> list[int | str]:
+    """``candidates=a&candidates=b``: one id each; one ``candidates=1,2,3`` of integer ids is a list
+    (the form integer ids always had)."""
+    given = request.query_params.getlist("candidates")
+    if len(given) == 1 and "," in given[0] and all(ids.number(part) is not None for part in given[0].split(",")):
+        given = given[0].split(",")
+    return [ids.given(item) for item in given]
 
 
 async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: float | None = None) -> msgspec.Raw:
@@ -274,18 +292,20 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
         best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
+    version = weights.version
+    named = (query.names.get(i) or version.id_of(i) for i in best.items)
     items = msgspec.Raw(msgspec.json.encode(
-        [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]))
+        [{"item": i, "score": s, "explored": e} for i, s, e in zip(named, best.scores, best.explored)]))
     if not explore:
         edge.top_k_cache.put(key, items)
     return items
 
 
-def score_of(edge: Edge, weights: Weights, item: int) -> float:
+def score_of(edge: Edge, weights: Weights, item: int | str) -> float:
     key = (*weights.identity, item)
     score = edge.predict_cache.peek(key)
     if score is None:
-        score = weights.version.score(weights.w, item)
+        score = weights.version.score(weights.w, ids.code(item))
         edge.predict_cache.put(key, score)
     return score
 

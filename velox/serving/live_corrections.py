@@ -100,16 +100,18 @@ class Corrections:
                  shrinkage, " (estimated)" if self.shrinkage is None else "")
 
     def _take(self, messages: list[Message]) -> None:
-        users, items, scores = [], [], []
+        users, items, scores, names = [], [], [], {}
         for message in messages:
             seen = None if message.error() is not None else observation.counted(
                 message.key(), message.value(), message.partition(), self.settings.partitions)
             if seen is None:
                 continue
-            users.append(seen.user)
-            items.append(seen.item)
+            users.append(seen.user_code)
+            items.append(item := seen.item_code)
             scores.append(seen.score)
-        self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64))
+            if item < 0:
+                names[item] = seen.item
+        self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64), names)
         READ.inc(len(users))
 
     def _publish(self) -> float:

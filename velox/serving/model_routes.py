@@ -18,7 +18,8 @@ from starlette.routing import Route
 from velox.control import retrain_requests, versions
 from velox.errors import InvalidObservation, UnknownVersion
 from velox.model.store import ModelStore
-from velox.schemas import observation
+from velox.schemas import ids, observation, top_k_request
+from velox.schemas.top_k_request import TopKRequest
 from velox.serving.edge import (
     Edge,
     Weights,
@@ -27,6 +28,7 @@ from velox.serving.edge import (
     authorize_observe,
     best_items,
     bounded_body,
+    checked_id,
     edge_of,
     id_param,
     score_of,
@@ -39,7 +41,7 @@ def routes() -> list[Route]:
     return [
         Route("/v1/models", timed("models", list_models)),
         Route("/v1/models/{model}/predict", timed("predict", predict)),
-        Route("/v1/models/{model}/top_k", timed("top_k", top_k_route)),
+        Route("/v1/models/{model}/top_k", timed("top_k", top_k_route), methods=["GET", "POST"]),
         Route("/v1/models/{model}/observe", timed("observe", observe), methods=["POST"]),
         Route("/v1/models/{model}/versions", timed("versions", list_versions)),
         Route("/v1/models/{model}/versions/{version}/activate", timed("activate", activate), methods=["POST"]),
@@ -66,21 +68,30 @@ async def predict(request: Request) -> Response:
     async def body(weights: Weights) -> dict[str, Any]:
         version = weights.version
         return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
-                "known_user": weights.known, "known_item": edge.models.trained(version.id).knows_item(item)}
+                "known_user": weights.known, "known_item": edge.models.trained(version.id).knows_item(ids.code(item))}
 
     return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
 
 
 async def top_k_route(request: Request) -> Response:
+    """``GET`` with query parameters, or ``POST`` with a JSON body (candidates of any ids)."""
     edge = edge_of(request)
-    user = id_param(request, "user")
-    query = top_k_query(request)
+    asked = await top_k_body(request) if request.method == "POST" else None
+    user = id_param(request, "user") if asked is None else checked_id("user", asked.user)
+    query = top_k_query(request, asked)
 
     async def body(weights: Weights) -> dict[str, Any]:
         return {"user": user, "version": weights.version.id, "known_user": weights.known,
                 "items": await best_items(edge, query, weights)}
 
     return await answer(edge, request, "top_k", f"/v1/models/{edge.settings.model}/top_k", user, body)
+
+
+async def top_k_body(request: Request) -> TopKRequest:
+    try:
+        return top_k_request.decode(await bounded_body(request))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise HTTPException(400, f"bad top-k request: {exc}") from None
 
 
 async def observe(request: Request) -> Response:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from velox.schemas.observation import MAX_ID
+from velox.schemas import ids
 
-ID = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+# An id in a query is text: an integer id's digits, or any string of up to 256 bytes of UTF-8
+# without control characters (64 characters of any kind always fit: the document says no more).
+TEXT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+           "description": "a string id (up to 256 bytes of UTF-8, no control characters) or an integer id"}
+ID = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": ids.MAX_INT}, TEXT_ID]}  # in a JSON body
 ERROR = {"description": "bad request", "content": {"application/json": {"schema": {
     "type": "object", "required": ["error", "detail"],
     "properties": {"error": {"type": "integer"}, "detail": {"type": "string"}}}}}}
@@ -35,9 +39,15 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
         "type": "object", "required": ["user", "item"], "additionalProperties": False,
         "properties": {"user": ID, "item": ID, "context": {"type": "object"}}}}}}
     k = {"type": "integer", "minimum": 1, "maximum": 1000}
-    top_k_parameters = [query("k", k, required=False),
-                        query("candidates", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=False),
+    # Repeated: candidates=a&candidates=b, one id each (a single one of comma-separated integer ids is a list).
+    candidates = {**query("candidates", {"type": "array", "items": TEXT_ID}, required=False),
+                  "style": "form", "explode": True}
+    top_k_parameters = [query("k", k, required=False), candidates,
                         query("exclude_seen", {"type": "string", "enum": ["true", "false"]}, required=False)]
+    top_k_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["user"], "additionalProperties": False,
+        "properties": {"user": ID, "k": k, "candidates": {"type": "array", "items": ID},
+                       "exclude_seen": {"type": "boolean"}}}}}}
     app_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["default_output"],
         "properties": {"default_output": {"type": "number"}, "slo_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
@@ -55,10 +65,12 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
         "paths": {
             "/v1/models": {"get": {"responses": {"200": JSON}}},
             "/v1/models/{model}/predict": {"get": {
-                "parameters": [MODEL, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
-            "/v1/models/{model}/top_k": {"get": {
-                "parameters": [MODEL, query("user", ID), *top_k_parameters],
-                "responses": {"200": JSON, **ANSWERS}}},
+                "parameters": [MODEL, query("user", TEXT_ID), query("item", TEXT_ID)], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/models/{model}/top_k": {
+                "get": {"parameters": [MODEL, query("user", TEXT_ID), *top_k_parameters],
+                        "responses": {"200": JSON, **ANSWERS}},
+                "post": {"parameters": [MODEL], "requestBody": top_k_body,
+                         "responses": {"200": JSON, "413": ERROR, **ANSWERS}}},
             "/v1/models/{model}/observe": {"post": {
                 "parameters": [MODEL], "requestBody": observation_body,
                 "responses": {"202": JSON, "413": ERROR, "503": ERROR, **ANSWERS}}},
@@ -70,12 +82,12 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
                 "parameters": [MODEL, query("reason", {"type": "string"}, required=False)], "security": [{"admin": []}],
                 "responses": {"202": JSON, "401": ERROR, "503": ERROR, **ANSWERS}}},
             "/velox/{model}/predict": {"get": {
-                "parameters": [MODEL, query("userid", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}}},
+                "parameters": [MODEL, query("userid", TEXT_ID), query("item", TEXT_ID)], "responses": {"200": JSON, **ANSWERS}}},
             "/velox/{model}/predict_top_k": {"get": {
-                "parameters": [MODEL, query("userid", ID), query("k", k, required=False)],
+                "parameters": [MODEL, query("userid", TEXT_ID), query("k", k, required=False)],
                 "responses": {"200": JSON, **ANSWERS}}},
             "/velox/{model}/observe": {"post": {
-                "parameters": [MODEL, query("userid", ID), query("item", ID), query("score", {"type": "number"})],
+                "parameters": [MODEL, query("userid", TEXT_ID), query("item", TEXT_ID), query("score", {"type": "number"})],
                 "responses": {"202": JSON, "503": ERROR, **ANSWERS}}},
             "/v1/apps": {"get": {"responses": {"200": JSON}}},
             "/v1/apps/{app}": {
@@ -87,10 +99,10 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
                          "responses": {"200": JSON, "401": ERROR, **ANSWERS}},
                 "delete": {"parameters": [APP, MODEL], **admin, "responses": {"200": JSON, "401": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/predict": {
-                "get": {"parameters": [APP, query("user", ID), query("item", ID)], "responses": {"200": JSON, **ANSWERS}},
+                "get": {"parameters": [APP, query("user", TEXT_ID), query("item", TEXT_ID)], "responses": {"200": JSON, **ANSWERS}},
                 "post": {"parameters": [APP], "requestBody": predict_body, "responses": {"200": JSON, "413": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/top_k": {"get": {
-                "parameters": [APP, query("user", ID), *top_k_parameters], "responses": {"200": JSON, **ANSWERS}}},
+                "parameters": [APP, query("user", TEXT_ID), *top_k_parameters], "responses": {"200": JSON, **ANSWERS}}},
             "/healthz": {"get": {"responses": {"200": JSON}}},
             "/readyz": {"get": {"responses": {"200": JSON, "503": JSON}}},
         },

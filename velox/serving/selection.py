@@ -62,7 +62,7 @@ class Selector:
     def app(self, name: str) -> App | None:
         return self.apps.rows.get(name)
 
-    def decide(self, app: App, user: int) -> tuple[str, float, bool]:
+    def decide(self, app: App, user: int | str) -> tuple[str, float, bool]:
         """The model for this request, its propensity, and whether it is the user's sticky choice."""
         now = time.time()
         with self.lock:
@@ -76,12 +76,13 @@ class Selector:
                 self.dirty = True
         return model, propensity, False
 
-    def record(self, app: App, user: int, model: str, propensity: float, sticky: bool,
-               predictions: dict[int, float]) -> Decision:
-        """Log the decision and keep it for the user's next rating."""
+    def record(self, app: App, user: int | str, model: str, propensity: float, sticky: bool,
+               predictions: dict[int | str, float]) -> Decision:
+        """Log the decision and keep it for the user's next rating (ids by their text: ``42`` and
+        ``"42"`` are one id)."""
         decision = Decision(uuid.uuid4().hex[:16], app.name, user, model, propensity, app.policy, time.time(),
-                            sticky, predictions)
-        self.pending.setdefault((app.name, user), deque(maxlen=RECENT)).append(decision)
+                            sticky, {str(item): score for item, score in predictions.items()})
+        self.pending.setdefault((app.name, str(user)), deque(maxlen=RECENT)).append(decision)
         self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
         return decision
 
@@ -92,7 +93,7 @@ class Selector:
             p = probabilities(policy_of(app), arms, self.rng)
         return dict(zip(app.models, p.tolist()))
 
-    def _arms(self, app: App, user: int | None) -> Arms:
+    def _arms(self, app: App, user: int | str | None) -> Arms:
         scope = (app.name, str(user) if app.per_user and user is not None else "*")
         arms = self.arms.get(scope)
         if arms is None or arms.names != app.models:  # new, or the app's links changed: start again
@@ -120,11 +121,12 @@ class Selector:
         if seen is None:
             return
         for name, app in self.apps.rows.items():
-            recent = self.pending.get((name, seen.user), ())
-            decision = next((d for d in reversed(recent) if seen.item in d.predictions), None)
+            item = str(seen.item)
+            recent = self.pending.get((name, str(seen.user)), ())
+            decision = next((d for d in reversed(recent) if item in d.predictions), None)
             if decision is None or decision.model not in app.models:
                 continue
-            error = seen.score - decision.predictions.pop(seen.item)
+            error = seen.score - decision.predictions.pop(item)
             with self.lock:
                 learn(policy_of(app), self._arms(app, seen.user), app.models.index(decision.model),
                       decision.propensity, reward_of(error))

@@ -109,7 +109,7 @@ class Engine:
             if home != partition:
                 self.mover.move(arrival, key, home)
                 continue
-            local.setdefault(partition, []).append(Event(key, seen.user, seen.item, seen.score, offset))
+            local.setdefault(partition, []).append(Event(key, seen.user_code, seen.item_code, seen.score, offset))
             if timestamp is not None:
                 stamps.append(timestamp)
         applied = sum(self._learn(learner, batch) for learner, batch in self.swap.learners(local))

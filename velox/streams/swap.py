@@ -62,8 +62,9 @@ log = logging.getLogger("velox.worker")
 def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
     """The version's users (as rows), grouped by the partition that owns each."""
     grouped: dict[int, list[int]] = {}
-    for row, user in enumerate(learner.version.user_ids.tolist()):
-        grouped.setdefault(partitioning.home(str(user).encode(), partitions), []).append(row)
+    version = learner.version
+    for row, user in enumerate(version.user_ids.tolist()):
+        grouped.setdefault(partitioning.home(version.key_of(user), partitions), []).append(row)
     return grouped
 
 
@@ -75,7 +76,7 @@ class Shadow:
         self.start = start
         version = learner.version
         # A trained user's state is made when the replay or the writing first needs it.
-        self.trained = {str(user).encode(): row for row, user in zip(rows, version.user_ids[rows].tolist())}
+        self.trained = {version.key_of(user): row for row, user in zip(rows, version.user_ids[rows].tolist())}
         self.states: dict[bytes, UserState] = {}
         self.written: set[bytes] = set()
         self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
@@ -111,7 +112,7 @@ class Shadow:
         return offset >= end
 
     def _apply(self, messages: list[Message]) -> None:
-        events = [Event(seen.key, seen.user, seen.item, seen.score, m.offset()) for m in messages
+        events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, m.offset()) for m in messages
                   if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
         if not events:
