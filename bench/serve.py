@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 import plotting
+from stream import uuid_id, uuid_version  # bench/stream.py
 
 from velox import processes
 from velox.control import owners, topics
 from velox.control.versions import initial_version
 from velox.kafka import clients
 from velox.local.broker import free_bootstrap, throwaway_broker
-from velox.schemas import partitioning, user_state
+from velox.schemas import ids, partitioning, user_state
 from velox.schemas.user_state import UserState
 from velox.serving.edge import JSON, Edge, Weights, local_weights, score_of
 from velox.serving.server import create_app
@@ -46,24 +47,25 @@ from velox.state.layout import table_path
 from velox.state.partition_store import PartitionStore
 
 
-def write_states(settings: Settings, users: int) -> None:
-    """Records as the worker writes them, on the initial version, one RocksDB per partition, announced as its."""
+def write_states(settings: Settings, users: int, named: Callable[[int], int | str] = int) -> None:
+    """Records as the worker writes them, on the initial version, one RocksDB per partition, announced
+    as its; each user's key their id as ``named`` gives it."""
     with primaries(settings) as put:
         for user in range(users):
-            put(user, user)
+            put(named(user), user)
     owners.ensure_topic(settings)
     owners.announce(settings, clients.producer(settings), list(range(settings.partitions)))
 
 
 @contextmanager
-def primaries(settings: Settings) -> Iterator[Callable[[int, int], None]]:
+def primaries(settings: Settings) -> Iterator[Callable[[int | str, int], None]]:
     """``put(user, offset)``: a record for the user as the worker writes it, into the partition's RocksDB."""
     rng = np.random.default_rng(1)
     version = initial_version(settings).id
     stores = {p: PartitionStore(table_path(settings.data, p)) for p in range(settings.partitions)}
 
-    def put(user: int, offset: int) -> None:
-        key = str(user).encode()
+    def put(user: int | str, offset: int) -> None:
+        key = ids.key(user)
         state = UserState(version, rng.normal(0, 0.3, settings.d).astype(np.float32), count=1, offset=offset)
         stores[partitioning.home(key, settings.partitions)].put(key, user_state.encode(state))
 
@@ -350,6 +352,17 @@ def main() -> None:
         with edge(settings.replace(batching=False), Path(work) / "edge-unbatched.log") as port:
             drive(port, ["/healthz"], 2, args.concurrency)
             results["top_k_unbatched"] = measured(port, lambda: drive(port, fresh_top_k(), args.seconds, args.concurrency))
+        # Every user and item a 36-character UUID (the version's items too), asked as the integers were.
+        named = settings.replace(namespace="bench-uuid-", data=settings.data / "uuid-ids")
+        named = named.replace(initial_version=uuid_version(named, named.data))
+        topics.ensure(named)
+        write_states(named, args.users, uuid_id)
+        with edge(named, Path(work) / "edge-uuid.log") as port:
+            drive(port, ["/healthz"], 2, args.concurrency)
+            users, items = uniform
+            asked = [f"{model}/predict?user={uuid_id(u)}&item={uuid_id(i)}" for u, i in zip(users, items)]
+            results["predict_uuid"] = measured(port, lambda: drive(port, asked, args.seconds, args.concurrency))
+        uuid_ratio = results["predict_uuid"]["requests_per_s"] / results["predict"]["requests_per_s"]
         # After the served runs: this process's edge opens the same RocksDB secondaries.
         results["breakdown"] = breakdown(settings, *uniform)
     for name, figures in results.items():
@@ -371,10 +384,15 @@ def main() -> None:
     writing_ = results["predict_while_writing"]
     print(f"predict while the worker writes {writing_['writes_per_s']:,.0f} records/s: {writing_['requests_per_s']:,.0f} "
           f"req/s, {writing_['requests_per_s'] / results['predict']['requests_per_s']:.2f} of predict alone")
+    print(f"predict with 36-character UUID ids: {results['predict_uuid']['requests_per_s']:,.0f} req/s, "
+          f"{uuid_ratio:.2f} of integer ids (target at least 0.85)")
+    checks = [{"what": "predict throughput with 36-character UUID ids against integer ids", "figure": round(uuid_ratio, 3),
+               "target": ">= 0.85", "met": uuid_ratio >= 0.85}]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,
-                                         "d": args.d, **results, "predict_over_noop": ratio}, indent=2) + "\n")
+                                         "d": args.d, **results, "predict_over_noop": ratio,
+                                         "predict_uuid_over_integer": uuid_ratio, "checks": checks}, indent=2) + "\n")
     if args.png and plot(results, args.png):
         print(f"plot: {args.png}")
 

@@ -26,6 +26,7 @@ Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -37,10 +38,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
@@ -51,7 +53,7 @@ from velox.control.versions import initial_version
 from velox.kafka import clients, topic_admin
 from velox.local.broker import free_bootstrap, throwaway_broker
 from velox.model.learner import Learner, make_rule
-from velox.schemas import observation, user_state
+from velox.schemas import ids, observation, user_state
 from velox.schemas.observation import Observation
 from velox.settings import Settings
 
@@ -76,7 +78,26 @@ def broker_settings(name: str) -> Iterator[Settings]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None) -> None:
+def uuid_id(number: int) -> str:
+    """A 36-character UUID standing for an integer id (scattered: no order shared with the integers)."""
+    return str(uuid.UUID(int=(number * 0x9E3779B97F4A7C15 + 1) % 2**128))
+
+
+def uuid_version(settings: Settings, folder: Path) -> Path:
+    """The settings' initial version with every item named by a UUID, written as a version file
+    (VELOX_INITIAL_VERSION): string ids cost the same scoring as integer ids, the items known."""
+    version = initial_version(settings)
+    names = {ids.code(uuid_id(item)): uuid_id(item) for item in version.item_ids.tolist()}
+    renamed = dataclasses.replace(version, item_ids=np.fromiter(names, np.int64, len(names)), names=names)
+    path = folder / "uuid-items.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(renamed.to_npz())
+    return path
+
+
+def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None,
+            named: Callable[[int], int | str] = int) -> None:
+    """``events`` ratings of random users and items (each id as ``named`` gives it)."""
     producer = clients.producer(settings, **({"linger.ms": 1} if rate else {"linger.ms": 20, "batch.num.messages": 10_000}))
     # An idempotent producer first needs a producer id from the broker; don't time that wait.
     topic_admin.create_topics(settings, {settings.topic("bench-warmup"): 1})
@@ -85,7 +106,8 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
     rng = random.Random(11)
     started = time.monotonic()
     for i in range(events):
-        seen = Observation(user=rng.randrange(users), item=rng.randrange(items), score=rng.randint(1, 5), time=i)
+        seen = Observation(user=named(rng.randrange(users)), item=named(rng.randrange(items)),
+                           score=rng.randint(1, 5), time=i)
         while True:
             try:
                 producer.produce(topic, key=seen.key, value=observation.encode(seen))
@@ -300,6 +322,23 @@ def faust_engine(settings: Settings, args: argparse.Namespace, kafka_rate: float
             **{name: round(value, 2) for name, value in worker.items()}, "recovery": faust_recovery(own)}
 
 
+def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) -> dict[str, float]:
+    """The same worker and load with every user and item a 36-character UUID: its rate against the
+    integer ids' in this run, and its record bytes per event (the key is the UUID; a seen item is
+    its 8-byte code either way)."""
+    named = settings.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", data=settings.data / "uuid-ids")
+    named = named.replace(initial_version=uuid_version(named, named.data))
+    topics.ensure(named)
+    topic = named.topic("observations")
+    progress(f"{named.rule}: producing {args.events:,} events with UUID ids")
+    produce(named, topic, args.events, args.users, args.items, named=uuid_id)
+    progress(f"{named.rule}: velox worker, UUID ids")
+    worker = run_worker(named, topic, args.events, args.latency_rate, 0, args.users, args.items)
+    rate = worker.pop("rate")
+    return {"worker_events_per_s": round(rate), "ratio_to_integer_ids": round(rate / integer_rate, 3),
+            **{name: round(value, 2) for name, value in worker.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -315,6 +354,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rules: dict[str, dict[str, float]] = {}
+    checks: list[dict[str, object]] = []
     with broker_settings("stream") as base:
         for rule in args.rules.split(","):
             settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
@@ -342,9 +382,14 @@ def main() -> None:
                         quix(settings, topic, args.events, guarantee))
             if first and "faust" in args.engines.split(","):
                 figures["faust"] = faust_engine(settings, args, figures["worker_events_per_s"])
+            if first:
+                figures["uuid_ids"] = uuid_ids(settings, args, figures["worker_events_per_s"])
+                checks.append({"what": f"worker throughput with 36-character UUID ids against integer ids ({rule})",
+                               "figure": figures["uuid_ids"]["ratio_to_integer_ids"], "target": ">= 0.85",
+                               "met": figures["uuid_ids"]["ratio_to_integer_ids"] >= 0.85})
             rules[rule] = figures
     result = {"events": args.events, "users": args.users, "items": args.items, "d": args.d,
-              "partitions": args.partitions, "latency_rate": args.latency_rate, "rules": rules}
+              "partitions": args.partitions, "latency_rate": args.latency_rate, "rules": rules, "checks": checks}
     for rule, figures in rules.items():
         print(f"{rule}: worker {figures['worker_events_per_s']:>7,} events/s, minimal loop "
               f"{figures['minimal_loop_events_per_s']:>7,} (ratio {figures['ratio']:.2f}); record bytes per event: "
@@ -354,6 +399,10 @@ def main() -> None:
         if "p99_ms" in figures:
             print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
                   f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+        if (named := figures.get("uuid_ids")) is not None:
+            print(f"{rule}: worker with UUID ids {named['worker_events_per_s']:>7,} events/s, "
+                  f"{named['ratio_to_integer_ids']:.2f} of integer ids; record bytes per event: table "
+                  f"{named['table_bytes_per_event']:,.0f}, changelog {named['changelog_bytes_per_event']:,.0f}")
         if (faust := figures.get("faust")) is not None:
             print(f"{rule}: Faust engine {faust['worker_events_per_s']:>7,} events/s, do-nothing Faust agent "
                   f"{faust['faust_noop_events_per_s']:,} (ratio {faust['ratio_to_noop']:.2f}), kafka engine "

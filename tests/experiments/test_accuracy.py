@@ -97,10 +97,11 @@ def test_recovered_is_the_share_of_the_gap_closed() -> None:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pyspark's sample in u.data's format, every third user's ratings a second later than the rest."""
-    path = tmp_path_factory.mktemp("evaluate") / "u.data"
-    path.write_text("".join(f"{r.user}\t{r.item}\t{r.score:g}\t{int(r.time) + (r.user % 3 == 0)}\n"
-                            for r in read_movielens(PYSPARK_SAMPLE)))
+    """pyspark's sample as a CSV of string ids (users ``u-<n>``, items ``m-<n>``), every third user's
+    ratings a second later than the rest: the whole experiment runs on ids that are not numbers."""
+    path = tmp_path_factory.mktemp("evaluate") / "ratings.csv"
+    path.write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"u-{r.user},m-{r.item},{r.score:g},{int(r.time) + (r.user % 3 == 0)}\n" for r in read_movielens(PYSPARK_SAMPLE)))
     return path
 
 

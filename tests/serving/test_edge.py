@@ -46,6 +46,9 @@ def test_top_k_is_sorted_and_sized(served) -> None:
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     only = client.get("/v1/models/default/top_k", params={"user": 7, "k": 5, "candidates": "1,2,3"}).json()
     assert sorted(entry["item"] for entry in only["items"]) == [1, 2, 3]
+    repeated = client.get("/v1/models/default/top_k", params=[("user", 7), ("k", 5), *[("candidates", i) for i in (1, 2, 3)]])
+    posted = client.post("/v1/models/default/top_k", json={"user": 7, "k": 5, "candidates": [1, "2", 3]})
+    assert repeated.json()["items"] == posted.json()["items"] == only["items"]  # "2" and 2 are one id
 
 
 def test_top_k_can_leave_out_what_the_user_rated(served) -> None:
@@ -63,9 +66,17 @@ def test_top_k_can_leave_out_what_the_user_rated(served) -> None:
     ("method", "path", "kwargs", "status", "words"),
     [
         ("get", "/v1/models/nope/predict", {"params": {"user": 1, "item": 1}}, 404, "no model 'nope'"),
-        ("get", "/v1/models/default/predict", {"params": {"user": "abc", "item": 1}}, 400, "'user' must be an integer"),
+        ("get", "/v1/models/default/predict", {"params": {"user": "", "item": 1}}, 400, "'user': an id is not empty"),
         ("get", "/v1/models/default/predict", {"params": {"user": 1}}, 400, "'item' is required"),
-        ("get", "/v1/models/default/predict", {"params": {"user": -1, "item": 1}}, 400, "between 0"),
+        ("get", "/v1/models/default/predict", {"params": {"user": 1, "item": "x" * 257}}, 400,
+         "'item': an id is at most 256 bytes of UTF-8, got 257"),
+        ("get", "/v1/models/default/predict", {"params": {"user": "a\tb", "item": 1}}, 400,
+         "'user': an id has no control characters"),
+        ("get", "/v1/models/default/top_k", {"params": {"user": 1, "candidates": ["a", ""]}}, 400,
+         "'candidates': an id is not empty"),
+        ("post", "/v1/models/default/top_k", {"json": {"user": 1, "candidates": [1, "\u0001"]}}, 400, "bad top-k request"),
+        ("post", "/v1/models/default/top_k", {"json": {"user": 1, "k": 5, "color": "red"}}, 400, "unknown field"),
+        ("post", "/v1/models/default/observe", {"json": {"user": "", "item": 2, "score": 1}}, 400, "user: an id is not empty"),
         ("get", "/v1/models/default/top_k", {"params": {"user": 1, "k": 0}}, 400, "'k' must be"),
         ("post", "/v1/models/default/observe", {"content": b"{not json"}, 400, "bad observation"),
         ("post", "/v1/models/default/observe", {"json": {"user": 1, "item": 2}}, 400, "score"),

@@ -45,7 +45,7 @@ def worker_settings(settings: Settings, data: Path, **changes: object) -> Settin
     return settings.replace(**{**base, **changes})
 
 
-def event(user: int, item: int, score: float, t: float = 1.7e9) -> tuple[bytes, bytes]:
+def event(user: int | str, item: int | str, score: float, t: float = 1.7e9) -> tuple[bytes, bytes]:
     seen = Observation(user=user, item=item, score=score, time=t)
     return seen.key, observation.encode(seen)
 
@@ -74,13 +74,22 @@ BAD_EVENTS: dict[str, tuple[bytes | None, bytes | None, str, str]] = {
     # name: key, value, field named, words in the reason
     "not-json": (b"1", b"{user: 1", "", "not a JSON observation"),
     "missing-field": (b"1", b'{"user":1,"item":2,"time":5}', "score", "missing required field"),
-    "mistyped-field": (b"1", b'{"user":1,"item":"two","score":3,"time":5}', "item", "Expected `int`, got `str`"),
+    "mistyped-field": (b"1", b'{"user":1,"item":["two"],"score":3,"time":5}', "item", "Expected `int | str`, got `array`"),
     "nan-score": (b"1", b'{"user":1,"item":2,"score":NaN,"time":5}', "", "not a JSON observation"),
     "infinite-score": (b"1", b'{"user":1,"item":2,"score":1e999,"time":5}', "score", "must be finite"),
     "user-too-large": (b"18446744073709551616",
                        b'{"user":18446744073709551616,"item":2,"score":3,"time":5}', "user", "<= 9223372036854775807"),
     "negative-item": (b"1", b'{"user":1,"item":-2,"score":3,"time":5}', "item", ">= 0"),
     "key-not-user": (b"2", b'{"user":1,"item":2,"score":3,"time":5}', "user", "is not the user id 1"),
+    "key-not-utf8": (b"\xff", b'{"user":1,"item":2,"score":3,"time":5}', "user", "is not the user id 1 (its UTF-8 bytes)"),
+    "empty-user": (b"", b'{"user":"","item":2,"score":3,"time":5}', "user", "an id is not empty"),
+    "item-too-long": (b"a", b'{"user":"a","item":"' + b"x" * 257 + b'","score":3,"time":5}', "item",
+                      "an id is at most 256 bytes of UTF-8, got 257"),
+    "item-over-256-bytes": (b"a", '{"user":"a","item":"' .encode() + "é".encode() * 129 + b'","score":3,"time":5}',
+                            "item", "an id is at most 256 bytes of UTF-8, got 258"),
+    "user-not-utf8": (None, b'{"user":"\xc3(","item":2,"score":3,"time":5}', "user", "an id is valid UTF-8"),
+    "control-character": (b"a\tb", b'{"user":"a\\tb","item":2,"score":3,"time":5}', "user",
+                          "an id has no control characters"),
     "no-value": (b"1", None, "", "empty message"),
 }
 
@@ -155,7 +164,8 @@ def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     worker = WorkerProcess(own)
     worker.start()
     rng = random.Random(7)
-    load = [event(rng.randrange(400), rng.randrange(330), round(rng.uniform(0.5, 5), 1)) for _ in range(30_000)]
+    load = [event(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), round(rng.uniform(0.5, 5), 1))
+            for _ in range(30_000)]
 
     # Five kills come 1.5-4 s apart (Faust: 3-5 s): the load lasts about as long as they do.
     pause = 0.6 if request.param == "kafka" else 0.8
@@ -173,6 +183,11 @@ def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     finally:
         worker.stop()
     yield own, reference_states(own, source)
+
+
+def mixed(number: int, prefix: str) -> int | str:
+    """Half the ids strings (``user-7``, ``SKU-3``), half integers: exactly once holds for both."""
+    return number if number % 2 else f"{prefix}{number}"
 
 
 def test_kill9_five_times_under_load_ends_equal_to_a_sequential_replay(killed_run: tuple[Settings, dict]) -> None:

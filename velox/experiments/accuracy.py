@@ -195,7 +195,7 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation],
 def item_corrections(version: ModelVersion, ratings: Sequence[Observation]) -> ItemCorrections:
     """The item corrections ``ratings`` give against ``version`` (what the edge serves after them)."""
     seen = ItemCorrections(version)
-    seen.add(*pairs(ratings), observed(ratings))
+    seen.add(*pairs(ratings), observed(ratings), {r.item_code: r.item for r in ratings if r.item_code < 0})
     return seen
 
 

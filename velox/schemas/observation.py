@@ -68,10 +68,13 @@ def decode(data: bytes) -> Observation:
     except msgspec.ValidationError as exc:
         message = str(exc)
         found = _FIELD_AT.search(message) or _FIELD_MISSING.search(message) or _FIELD_SAID.search(message)
+        field = found.group(1) if found else ""
         reason = _FIELD_SAID.sub("", message.split(" - at `")[0])
         if "Number out of range" in reason:
             reason = "number out of range (must be finite)"
-        raise InvalidObservation(found.group(1) if found else "", reason) from None
+        elif field in ("user", "item") and reason.startswith("Expected `str`"):
+            reason = ids.problem(msgspec.json.decode(data)[field]) or reason  # said as the id's rule
+        raise InvalidObservation(field, reason) from None
     except msgspec.DecodeError as exc:
         if "UTF-8" in str(exc):
             raise InvalidObservation(_not_utf8(data), "an id is valid UTF-8 (the event's text is not)") from None
@@ -99,7 +102,7 @@ def from_message(key: bytes | None, value: bytes | None) -> Observation:
         raise InvalidObservation("", "empty message (no value)")
     seen = decode(value)
     if key is not None and key != seen.key:
-        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user!r}")
+        raise InvalidObservation("user", f"message key {key!r} is not the user id {seen.user!r} (its UTF-8 bytes)")
     return seen
 
 
