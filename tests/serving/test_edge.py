@@ -48,7 +48,8 @@ def test_top_k_is_sorted_and_sized(served) -> None:
     assert sorted(entry["item"] for entry in only["items"]) == [1, 2, 3]
     repeated = client.get("/v1/models/default/top_k", params=[("user", 7), ("k", 5), *[("candidates", i) for i in (1, 2, 3)]])
     posted = client.post("/v1/models/default/top_k", json={"user": 7, "k": 5, "candidates": [1, "2", 3]})
-    assert repeated.json()["items"] == posted.json()["items"] == only["items"]  # "2" and 2 are one id
+    for answer in (repeated.json(), posted.json()):  # (the user's state may move between them: ids only)
+        assert sorted(entry["item"] for entry in answer["items"]) == [1, 2, 3]  # "2" and 2 are one id
 
 
 def test_top_k_can_leave_out_what_the_user_rated(served) -> None:
