@@ -37,6 +37,8 @@ Id = Annotated[IntId | StrId, msgspec.Meta(
 
 def problem(value: object) -> str | None:
     """Why ``value`` is not an id, in a sentence; None when it is one."""
+    if type(value) is str and value.isascii() and 0 < len(value) <= MAX_BYTES and value.isprintable():
+        return None  # the usual id (a UUID, a SKU): printable ASCII is no control character, a byte a character
     if isinstance(value, bool) or not isinstance(value, int | str):
         return f"an id is a string or a non-negative integer, got {type(value).__name__}"
     if isinstance(value, int):
