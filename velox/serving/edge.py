@@ -38,6 +38,7 @@ from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
 from velox.serving.models import Models
 from velox.serving.selection import Selector
+from velox.serving import top_k_index
 from velox.settings import Settings
 from velox.state.reader import LocalState
 
@@ -274,6 +275,7 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
         best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
+    top_k_index.count(weights.version, query.candidates is not None)
     items = msgspec.Raw(msgspec.json.encode(
         [{"item": i, "score": s, "explored": e} for i, s, e in zip(best.items, best.scores, best.explored)]))
     if not explore:
