@@ -43,6 +43,8 @@ BREADTH = 48  # cells scanned per query: the default bench/topk.py chose for rec
 EXTRA = 50  # candidates taken beyond k, so corrections near the k-th rank have room
 SAMPLE_PER_CELL = 64  # k-means training rows per cell
 
+faiss.omp_set_num_threads(1)  # a search is one request's: on the edge's event loop, not across every core
+
 
 def cells_for(n: int) -> int:
     """Cells of the inverted file: about 4·√n (faiss's guidance), at least 39 rows each."""
