@@ -33,7 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the exact scan as the issu
 import numpy as np  # noqa: E402
 from serve import drive, edge, edge_metrics, write_states  # bench/serve.py
 
-from velox.broker import throwaway_broker
+from velox.local.broker import throwaway_broker
 from velox.control import topics, versions
 from velox.model.corrections import ItemCorrections
 from velox.model.index import BREADTH, ItemIndex, attach

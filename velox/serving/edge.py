@@ -33,12 +33,12 @@ from velox.kafka import clients
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.schemas import partitioning, user_state
+from velox.serving import top_k_index
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
 from velox.serving.models import Models
 from velox.serving.selection import Selector
-from velox.serving import top_k_index
 from velox.settings import Settings
 from velox.state.reader import LocalState
 

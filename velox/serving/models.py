@@ -17,10 +17,10 @@ import time
 
 from velox.control import versions
 from velox.model.store import ModelStore
-from velox.serving.top_k_index import with_index
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import Activation
 from velox.serving.live_corrections import Corrections, Served
+from velox.serving.top_k_index import with_index
 from velox.settings import Settings
 
 
