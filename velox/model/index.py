@@ -58,12 +58,15 @@ def rows_of(version: ModelVersion) -> np.ndarray:
 
 @dataclass
 class _Served:
-    """What one served item table adds to the trained one: raised rows (by Δ, descending) and
-    appended rows (by bias, descending)."""
+    """What one served item table adds to the trained one: raised rows (by Δ, descending) with
+    their factors and served bases copied in that order, so a query's prefix of them is one
+    product over contiguous rows rather than a gather; appended rows (by bias, descending)."""
 
     table: np.ndarray  # the served item_bias this was computed from (kept, so its id stays unique)
     raised: np.ndarray
-    raised_by: np.ndarray
+    lowered_by: np.ndarray  # -Δ of the raised rows, ascending: a query's prefix is one searchsorted
+    raised_factors: np.ndarray
+    raised_base: np.ndarray
     appended: np.ndarray
 
 
@@ -141,16 +144,25 @@ class ItemIndex:
     def _rescore(self, version: ModelVersion, served: _Served, w: np.ndarray, k: int, rows: np.ndarray,
                  trained: np.ndarray, exclude: np.ndarray | None, epsilon: float,
                  rng: np.random.Generator | None) -> TopK:
-        rows = np.concatenate([rows, served.appended[:k + (0 if exclude is None else len(exclude))]])
-        rows, scores = self._scored(version, w, rows, exclude)
-        if len(served.raised) and len(rows) and len(trained):
+        excluding = exclude is not None and len(exclude) > 0
+        rows = np.concatenate([rows, served.appended[:k + (len(exclude) if excluding else 0)]])  # distinct rows
+        if excluding:
+            rows = rows[~np.isin(version.item_ids[rows], exclude)]
+        scores = self._scores(version, w, rows)
+        if len(served.raised) and len(trained):
             kth = np.partition(scores, len(scores) - k)[len(scores) - k] if len(scores) > k else -np.inf
             floor = float(trained.min()) + float(version.global_mean) + float(w[-1])  # t, in served units
-            more = served.raised[:np.searchsorted(-served.raised_by, floor - kth, side="left")]
-            more = np.setdiff1d(more, rows, assume_unique=False)
-            if len(more):
-                extra_rows, extra_scores = self._scored(version, w, more, exclude)
-                rows, scores = np.concatenate([rows, extra_rows]), np.concatenate([scores, extra_scores])
+            prefix = int(np.searchsorted(served.lowered_by, floor - kth, side="left"))  # Δ_x > kth - t
+            if prefix:
+                raised = served.raised_factors[:prefix] @ w[:-1]
+                raised += served.raised_base[:prefix]
+                raised += w[-1]
+                entering = np.flatnonzero(raised >= kth)  # the others cannot be among the k best
+                more = served.raised[entering]
+                keep = ~np.isin(more, rows)
+                if excluding:
+                    keep &= ~np.isin(version.item_ids[more], exclude)
+                rows, scores = np.concatenate([rows, more[keep]]), np.concatenate([scores, raised[entering[keep]]])
         k = min(k, len(rows))
         best = np.argpartition(scores, len(rows) - k)[len(rows) - k:] if 0 < k < len(rows) else np.arange(k)
         best = best[np.argsort(-scores[best], kind="stable")]
@@ -160,16 +172,12 @@ class ItemIndex:
         return TopK(version.item_ids[rows].tolist(), scores.tolist(), explored)
 
     @staticmethod
-    def _scored(version: ModelVersion, w: np.ndarray, rows: np.ndarray,
-                exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Unique ``rows`` less the excluded items, with their served scores (float32, like the exact path)."""
-        rows = np.unique(rows)
-        if exclude is not None and len(exclude):
-            rows = rows[~np.isin(version.item_ids[rows], exclude)]
-        scores = version.item_factors[rows] @ np.asarray(w[:-1], np.float32)
+    def _scores(version: ModelVersion, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The served scores of ``rows`` (float32, like the exact path)."""
+        scores = version.item_factors[rows] @ w[:-1]
         scores += version.item_base[rows]
-        scores += np.float32(w[-1])
-        return rows, scores
+        scores += w[-1]
+        return scores
 
     def _explore(self, version: ModelVersion, w: np.ndarray, rows: np.ndarray, scores: np.ndarray,
                  exclude: np.ndarray | None, epsilon: float,
@@ -190,7 +198,7 @@ class ItemIndex:
                 continue
             taken.add(row)
             rows[slot] = row
-            scores[slot] = self._scored(version, w, np.array([row]), None)[1][0]
+            scores[slot] = self._scores(version, w, np.array([row]))[0]
             explored[slot] = True
         return rows, scores, explored
 
@@ -206,7 +214,8 @@ class ItemIndex:
         raised = raised[np.argsort(-delta[raised], kind="stable")]
         appended = np.arange(self.n, len(version.item_ids))
         appended = appended[np.argsort(-version.item_bias[appended], kind="stable")]
-        served = _Served(version.item_bias, raised, delta[raised], appended)
+        served = _Served(version.item_bias, raised, -delta[raised], np.ascontiguousarray(version.item_factors[raised]),
+                         version.item_base[raised], appended)
         with self._lock:
             self._served = [served, *self._served[:1]]
         return served
