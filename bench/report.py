@@ -321,6 +321,13 @@ def topk_libraries() -> str:
         sweep = ", ".join(f"{b}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms" for b, f in t["breadth"].items())
         lines.append(f"\n{t['items']:,} items ({t['cells']:,} cells, built in {t['build_s']:.0f} s, exact scan "
                      f"{t['exact_ms']:.2f} ms a request): recall@10 with corrections by breadth: {sweep}.")
+    if scann := topk["large"].get("scann"):
+        tried = "; ".join(f"{name}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms"
+                          for name, f in scann.get("settings", {}).items())
+        lines.append(f"\nScaNN on the same {topk['large']['items']:,} items, corrections and users: " + (
+            scann["error"] if "error" in scann else f"{scann['leaves']:,} leaves, built in {scann['build_s']:.0f} s, "
+            f"{scann['memory_mb']:.0f} MB ({scann['memory_mb'] / topk['large']['factors_mb']:.2f}x the factors); "
+            f"recall@10 and time a request by leaves searched and reordered candidates: {tried}."))
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
@@ -76,6 +76,16 @@ def broker_settings(name: str) -> Iterator[Settings]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def send(producer: Producer, topic: str, seen: Observation) -> None:
+    """One observation, keyed by its user as any producer writes it; waits while the queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=seen.key, value=observation.encode(seen))
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None) -> None:
     producer = clients.producer(settings, **({"linger.ms": 1} if rate else {"linger.ms": 20, "batch.num.messages": 10_000}))
     # An idempotent producer first needs a producer id from the broker; don't time that wait.
@@ -86,12 +96,7 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
     started = time.monotonic()
     for i in range(events):
         seen = Observation(user=rng.randrange(users), item=rng.randrange(items), score=rng.randint(1, 5), time=i)
-        while True:
-            try:
-                producer.produce(topic, key=seen.key, value=observation.encode(seen))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send(producer, topic, seen)
         if rate is not None:
             ahead = (i + 1) / rate - (time.monotonic() - started)
             if ahead > 0:

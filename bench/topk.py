@@ -33,6 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the exact scan as the issu
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from serve import drive, edge, edge_metrics, write_states  # bench/serve.py
+from stream import send  # bench/stream.py
 
 from velox.control import topics, versions
 from velox.kafka import clients
@@ -44,7 +45,6 @@ from velox.model.store import ModelStore
 from velox.model.synthetic import clustered
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
-from velox.schemas import observation
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.settings import Settings
@@ -77,18 +77,12 @@ def corrected(version: ModelVersion, seed: int = 0) -> ModelVersion:
 
 
 def publish_corrections(settings: Settings, version: ModelVersion) -> int:
-    """``correction_events`` on ``observations``, keyed by user as any producer writes them."""
+    """``correction_events`` on ``observations``."""
     producer = clients.producer(settings, **{"linger.ms": 20, "batch.num.messages": 10_000})
     topic = settings.topic("observations")
     users, items, scores = correction_events(version)
     for i, (user, item, score) in enumerate(zip(users.tolist(), items.tolist(), scores.tolist())):
-        seen = Observation(user=user, item=item, score=score, time=float(i))
-        while True:
-            try:
-                producer.produce(topic, key=seen.key, value=observation.encode(seen))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send(producer, topic, Observation(user=user, item=item, score=score, time=float(i)))
     assert producer.flush(120) == 0
     return len(users)
 

@@ -6,8 +6,8 @@ so ranking a user's items is a maximum inner product search over the rows ``y_x 
 with the query ``q = [w[:-1], 1]``. The index is an inverted file (faiss ``IndexIVFFlat``,
 inner product): k-means cells over the rows; a query scans the rows of the ``breadth`` cells
 whose centroids have the largest inner product with it, exactly. bench/topk.py measured it
-against graph indexes (hnswlib, usearch, Voyager, faiss HNSW) and ScaNN on the same catalog and
-says why it won.
+against graph indexes (hnswlib, usearch, Voyager, faiss HNSW) and ScaNN on the same catalog, and
+ScaNN again on the large catalog with the same corrections; bench/README.md has the figures.
 
 The index holds the version *as trained*; the edge serves it with item corrections (biases moved,
 items appended, ``velox.model.corrections``) that change every second or so, and the index is
@@ -18,7 +18,9 @@ exactly beside them:
 * items whose correction raised them: an item outside the candidates scores at most
   ``t + Δ_x`` (``t`` the lowest trained score among the candidates, ``Δ_x`` its correction), so
   only those with ``Δ_x`` above the gap between the k-th served score and ``t`` can enter; they
-  are kept sorted by ``Δ_x`` per served table, and a query takes that prefix.
+  are kept sorted by ``Δ_x`` per served table, their factors copied contiguously in that order,
+  so a query scores its prefix in one product (no gather) and only rows reaching the k-th
+  score join the candidates.
 * appended items (zero factors): their score is their bias plus the user's, the same order for
   every user, so the k best of them by bias are enough.
 
