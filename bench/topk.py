@@ -295,6 +295,7 @@ def over_http(base: Settings, work: Path, version: ModelVersion, index: ItemInde
             if name == "indexed":
                 results["indexed_at_half"] = drive(port, paths, seconds, concurrency,
                                                    rate=results[name]["requests_per_s"] / 2)
+                results["indexed_at_half"]["load_average"] = os.getloadavg()[0]  # the machine's, others included
             counted = edge_metrics(port)
             results[name]["answers"] = {path: counted.get(f'velox_edge_top_k_answers_total{{path="{path}"}}', 0.0)
                                         for path in ("index", "exact")}
@@ -335,7 +336,9 @@ def main() -> None:
     checks = [
         check(f"recall@10 against exact, {large_n:,} items, corrections applied", chosen["recall_at_10"], "≥ 0.95",
               chosen["recall_at_10"] >= 0.95),
-        check(f"top-k p99 at half the maximum rate, {large_n:,} items, HTTP (ms)", http["indexed_at_half"]["p99_ms"],
+        check(f"top-k p99 at half the maximum rate, {large_n:,} items, HTTP (ms; p50 "
+              f"{http['indexed_at_half']['p50_ms']:.1f} ms; load average {http['indexed_at_half']['load_average']:.1f} "
+              f"on {os.cpu_count()} cores)", http["indexed_at_half"]["p99_ms"],
               "≤ 10 ms", http["indexed_at_half"]["p99_ms"] <= 10),
         check(f"maximum top-k rate, indexed over exact, {large_n:,} items, HTTP", speedup, "≥ 20x", speedup >= 20),
         check(f"index memory over item factors', {large_n:,} items", large["index_mb"] / large["factors_mb"], "≤ 2x",
