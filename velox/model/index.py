@@ -139,7 +139,7 @@ class ItemIndex:
         count = min(max(ks) + EXTRA + excluded, self.n)
         queries = np.hstack([weights[:, :-1], np.ones((len(weights), 1), np.float32)])
         rows, found = self.search(queries, count)
-        served = self._served_table(version)
+        served = self.served_table(version)
         return [self._rescore(version, served, w, k, r[r >= 0], f[r >= 0], exclude, epsilon, rng)
                 for w, k, r, f in zip(weights, ks, rows, found)]
 
@@ -205,9 +205,10 @@ class ItemIndex:
             explored[slot] = True
         return rows, scores, explored
 
-    def _served_table(self, version: ModelVersion) -> _Served:
+    def served_table(self, version: ModelVersion) -> _Served:
         """Raised and appended rows of the served item table: computed once per table (the edge's
-        corrections publish a new one at most every second), the last two kept."""
+        corrections publish a new one at most every second, and compute it then, off the request
+        path), the last two kept."""
         with self._lock:
             for served in self._served:
                 if served.table is version.item_bias:
