@@ -41,6 +41,7 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 3
 	$(PY) bench/takeover.py --json bench/results/takeover.json
 	$(PY) bench/restart.py --json bench/results/restart.json
 	$(PY) bench/corrections.py --json bench/results/corrections.json
+	$(PY) bench/topk.py --json bench/results/topk.json
 	$(PY) bench/retrain.py --json bench/results/retrain.json
 	$(PY) bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
 	$(PY) bench/containers.py --json bench/results/containers.json

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict
 
@@ -95,6 +95,16 @@ def uuid_version(settings: Settings, folder: Path) -> Path:
     return path
 
 
+def send(producer: Producer, topic: str, seen: Observation) -> None:
+    """One observation, keyed by its user as any producer writes it; waits while the queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=seen.key, value=observation.encode(seen))
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None,
             named: Callable[[int], int | str] = int) -> None:
     """``events`` ratings of random users and items (each id as ``named`` gives it)."""
@@ -108,12 +118,7 @@ def produce(settings: Settings, topic: str, events: int, users: int, items: int,
     for i in range(events):
         seen = Observation(user=named(rng.randrange(users)), item=named(rng.randrange(items)),
                            score=rng.randint(1, 5), time=i)
-        while True:
-            try:
-                producer.produce(topic, key=seen.key, value=observation.encode(seen))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send(producer, topic, seen)
         if rate is not None:
             ahead = (i + 1) / rate - (time.monotonic() - started)
             if ahead > 0:

@@ -78,6 +78,10 @@ class Settings:
     batching: whether concurrent full-catalog top-k requests share one matrix product.
     slo_ms: the model's latency objective: an answer that cannot be ready in time (its owner
         unreachable, its partition recovering) is the model's default answer, marked as such.
+    topk_index_items, topk_breadth: catalogs of at least ``topk_index_items`` items answer full-catalog
+        top-k through an approximate inner-product index (``velox.model.index``; smaller ones by
+        the exact scan), which scans ``topk_breadth`` of its cells per query: more is closer to
+        exact and slower. Defaults: what bench/topk.py measured.
     access_log: whether the edge logs a line per request (off: at thousands of requests a second
         the log line is a large part of a predict's cost; ``/metrics`` counts requests and
         latencies).
@@ -124,6 +128,8 @@ class Settings:
     batching: bool = True
     slo_ms: float = 100.0
     access_log: bool = False
+    topk_index_items: int = 100_000
+    topk_breadth: int = 48
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -174,6 +180,9 @@ class Settings:
                 raise ConfigError(f"{name}: no file at {path}")
         if self.driver_rows < 0:
             raise ConfigError(f"driver_rows must be 0 (every step in Spark) or more, got {self.driver_rows}")
+        if self.topk_index_items < 1 or self.topk_breadth < 1:
+            raise ConfigError(f"topk_index_items and topk_breadth must be at least 1, got {self.topk_index_items} "
+                              f"and {self.topk_breadth}")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 

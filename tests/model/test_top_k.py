@@ -34,17 +34,22 @@ def test_top_k_never_returns_more_than_there_is(k: int) -> None:
     assert len(top_k(VERSION, W, k, candidates=np.arange(40)).items) == min(k, 40)
 
 
-def test_epsilon_greedy_marks_the_slots_it_explored() -> None:
-    rng = np.random.default_rng(9)
-    best = set(top_k(VERSION, W, 10).items)
+def explored_share(version, w: np.ndarray, rng: np.random.Generator, rounds: int) -> float:
+    """The share of slots ε-greedy top-10 explored in ``rounds`` answers, each answer checked: ten
+    distinct items, a slot marked explored exactly when its item is not among the ten best."""
+    best = set(top_k(version, w, 10).items)
     explored_slots = 0
-    for _ in range(200):
-        result = top_k(VERSION, W, 10, epsilon=0.2, rng=rng)
+    for _ in range(rounds):
+        result = top_k(version, w, 10, epsilon=0.2, rng=rng)
         assert len(set(result.items)) == 10
         for item, explored in zip(result.items, result.explored):
             assert (item not in best) == explored
             explored_slots += explored
-    assert 0.15 < explored_slots / 2000 < 0.25
+    return explored_slots / (10 * rounds)
+
+
+def test_epsilon_greedy_marks_the_slots_it_explored() -> None:
+    assert 0.15 < explored_share(VERSION, W, np.random.default_rng(9), 200) < 0.25
 
 
 def test_a_batch_answers_what_each_user_alone_gets() -> None:

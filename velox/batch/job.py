@@ -49,6 +49,7 @@ from velox.control import versions
 from velox.errors import IdCollision, RetrainBusy
 from velox.kafka import client_config, clients, positions
 from velox.local import jars
+from velox.model.index import build_for
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import VersionInfo
@@ -115,7 +116,8 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
         training_rows=int(version.user_counts.sum()), holdout_rows=holdout_rows, validation_rmse=validation,
         params={key: value for key, value in asdict(params).items()},
     )
-    ModelStore(settings.model_store).save(version, info)
+    ModelStore(settings.model_store).save(version, info, build_for(version, settings.topk_index_items,
+                                                                   settings.topk_breadth))
     log.info("saved version %s to %s: %d training rows, validation RMSE %s on %d held-out rows, %.1f s so far",
              version_id, settings.model_store, info.training_rows,
              f"{validation:.4f}" if validation is not None else "n/a", holdout_rows, time.monotonic() - started)

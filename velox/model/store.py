@@ -3,14 +3,19 @@
 Layout: ``<root>/<version id>/model.npz`` and ``<root>/<version id>/info.json``. The root is a
 path or any URI pyarrow's filesystems take (``file://``, ``hdfs://``, ``s3://``, ...), so a
 cluster's retrain job and the workers can share it. ``info.json`` is written last: a version
-without it is incomplete and never listed.
+without it is incomplete and never listed. A large catalog's top-k index (``velox.model.index``)
+is ``<root>/<version id>/index.faiss``, saved beside the version so an edge loads it instead of
+building it again.
 """
 
 from __future__ import annotations
 
+import uuid
+
 from pyarrow import fs
 
 from velox.errors import UnknownVersion
+from velox.model.index import ItemIndex
 from velox.model.version import ModelVersion
 from velox.schemas import model_version
 from velox.schemas.model_version import VersionInfo
@@ -26,10 +31,12 @@ class ModelStore:
         self.root = root
         self.fs, self.path = filesystem(root)
 
-    def save(self, version: ModelVersion, info: VersionInfo) -> None:
+    def save(self, version: ModelVersion, info: VersionInfo, index: ItemIndex | None = None) -> None:
         folder = f"{self.path}/{info.id}"
         self.fs.create_dir(folder, recursive=True)
         self._write(f"{folder}/model.npz", version.to_npz())
+        if index is not None:
+            self._write(f"{folder}/index.faiss", index.to_bytes())
         self._write(f"{folder}/info.json", model_version.encode(info))
 
     def list(self) -> list[VersionInfo]:
@@ -46,6 +53,20 @@ class ModelStore:
     def load(self, version_id: str) -> ModelVersion:
         self.info(version_id)  # refuses an incomplete version
         return ModelVersion.from_npz(self._read(f"{self.path}/{version_id}/model.npz", version_id))
+
+    def load_index(self, version: ModelVersion, breadth: int) -> ItemIndex | None:
+        """The top-k index saved beside ``version``, or None if none was."""
+        path = f"{self.path}/{version.id}/index.faiss"
+        if self.fs.get_file_info(path).type != fs.FileType.File:
+            return None
+        return ItemIndex.from_bytes(self._read(path, version.id), version, breadth)
+
+    def save_index(self, version_id: str, index: ItemIndex) -> None:
+        """Add an index beside a saved version: written aside, then moved, so a reader never sees half."""
+        path = f"{self.path}/{version_id}/index.faiss"
+        aside = f"{path}.{uuid.uuid4().hex[:8]}"
+        self._write(aside, index.to_bytes())
+        self.fs.move(aside, path)
 
     def _write(self, path: str, data: bytes) -> None:
         with self.fs.open_output_stream(path) as out:

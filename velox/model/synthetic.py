@@ -83,3 +83,14 @@ def changed_tastes(truth: ModelVersion, share: float, seed: int = 0) -> np.ndarr
     later[moved, :-1] = rng.normal(0, 1.0 / np.sqrt(d - 1), size=(len(moved), d - 1))
     later[moved, -1] = rng.normal(0, 0.3, size=len(moved))
     return later
+
+
+def clustered(users: int, items: int, d: int, seed: int = 0, per_cluster: int = 1000) -> ModelVersion:
+    """``planted``, its item factors drawn around ``items / per_cluster`` centres (genres, styles)
+    instead of all around one: the structure trained factors of a large catalog have, which an
+    approximate inner-product index relies on (bench/topk.py and velox.model.index)."""
+    truth = planted(users, items, d, seed)
+    rng = np.random.default_rng([seed, 2])
+    centres = rng.normal(0, 1.0, size=(max(1, items // per_cluster), d - 1))
+    factors = centres[rng.integers(0, len(centres), items)] + rng.normal(0, 0.5, size=(items, d - 1))
+    return truth.with_items(truth.item_ids, factors.astype(np.float32), truth.item_bias)

@@ -36,6 +36,8 @@ def top_k(
     exclude: np.ndarray | None = None, epsilon: float = 0.0, rng: np.random.Generator | None = None,
 ) -> TopK:
     """The ``k`` best of ``candidates`` (default: every item of the version) for weights ``w``."""
+    if candidates is None and (index := version.item_index) is not None and index.covers(version):
+        return index.top_k(version, w, k, exclude, epsilon, rng)  # velox.model.index: large catalogs
     ids = version.item_ids if candidates is None else np.asarray(candidates, np.int64)
     if exclude is not None and len(exclude):
         ids = ids[~np.isin(ids, exclude)]
@@ -80,6 +82,8 @@ def top_k_many(version: ModelVersion, weights: np.ndarray, ks: list[int]) -> lis
 
     ``weights`` is (batch, d); answer j is what ``top_k(version, weights[j], ks[j])`` gives.
     """
+    if (index := version.item_index) is not None and index.covers(version):
+        return index.top_k_many(version, weights, ks)  # velox.model.index: one search for the batch
     scores = version.item_factors @ np.asarray(weights[:, :-1], np.float32).T  # (items, batch)
     scores += version.item_base[:, None]
     scores += np.asarray(weights[:, -1], np.float32)[None, :]

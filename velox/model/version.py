@@ -16,6 +16,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class ModelVersion:
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     _item_row: dict[int, int] = field(init=False, repr=False)
     _user_row: dict[int, int] = field(init=False, repr=False)
+    item_index: Any = field(default=None, init=False, repr=False)  # velox.model.index.attach: top-k on large catalogs
 
     def __post_init__(self) -> None:
         d = self.item_factors.shape[1] + 1

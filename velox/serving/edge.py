@@ -34,6 +34,7 @@ from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.schemas import ids, partitioning, user_state
 from velox.schemas.top_k_request import TopKRequest
+from velox.serving import top_k_index
 from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
@@ -292,6 +293,7 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
         best = await edge.batcher.top_k(weights.version, weights.w, query.k, (slo_ms or edge.settings.slo_ms) / 1000)
     else:
         best = top_k(weights.version, weights.w, query.k, query.candidates, exclude, edge.settings.epsilon)
+    top_k_index.count(weights.version, query.candidates is not None)
     version = weights.version
     named = (query.names.get(i) or version.id_of(i) for i in best.items)
     items = msgspec.Raw(msgspec.json.encode(

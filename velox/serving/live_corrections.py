@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from velox.kafka import clients, positions
 from velox.model.corrections import ItemCorrections
+from velox.model.index import index_of
 from velox.model.version import ModelVersion
 from velox.schemas import observation
 from velox.settings import Settings
@@ -117,7 +118,10 @@ class Corrections:
     def _publish(self) -> float:
         """Serve the corrections as they are now; return the k served."""
         shrinkage = self.shrinkage_served()
-        self.served = Served(self.seen.corrected(shrinkage), self.served.generation + 1)
+        version = self.seen.corrected(shrinkage)
+        if (index := index_of(version)) is not None:
+            index.served_table(version)  # here, in the reader's thread, not in the first request after
+        self.served = Served(version, self.served.generation + 1)
         SHRINKAGE.set(shrinkage)
         CORRECTED.set(len(self.seen.sums))
         return shrinkage

@@ -20,6 +20,7 @@ from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import Activation
 from velox.serving.live_corrections import Corrections, Served
+from velox.serving.top_k_index import with_index
 from velox.settings import Settings
 
 
@@ -29,7 +30,8 @@ class Models:
         self.follower = versions.Follower(settings)
         activation = self.follower.latest()
         self.store = ModelStore(activation.store if activation else settings.model_store)
-        trained = self._load(activation.version.id) if activation else versions.initial_version(settings)
+        trained = self._load(activation.version.id) if activation else with_index(
+            settings, None, versions.initial_version(settings))
         self.loaded: dict[str, ModelVersion] = {trained.id: trained}
         self.corrections = self._corrections(trained, activation)
         self.before: Served | None = None  # the previously active version, as it was last served
@@ -57,7 +59,7 @@ class Models:
         return self.loaded[version_id]
 
     def _load(self, version_id: str) -> ModelVersion:
-        return self.store.load(version_id)
+        return with_index(self.settings, self.store, self.store.load(version_id))
 
     def _corrections(self, trained: ModelVersion, activation: Activation | None) -> Corrections:
         return Corrections(self.settings, trained, activation.version.training_end if activation else {}).start()
