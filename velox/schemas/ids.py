@@ -10,9 +10,9 @@ number is that number (0 to 2⁶³ − 1, so integer ids keep the codes, tables 
 always had); any other string is the first 63 bits of its BLAKE2b hash with the sign bit set, a
 negative number no integer id has. Codes fill the model's arrays, the user-state records' seen
 items and the caches; where an id goes back out (top-k's items, a version's users' keys) the
-strings are kept beside the codes (``Names``). Two strings sharing a code would be one item to
-the model: at 63 bits, a catalog of ten million strings has about one chance in 10¹⁴·⁵ of it,
-and the retrain refuses such a pair by name (``Names.add``).
+strings are kept beside the codes (a version's ``names``). Two strings sharing a code would be one item to
+the model: at 63 bits, ten million distinct strings share one with a chance of about one in
+200,000 (n²/2⁶⁴), and the retrain refuses such a pair by name (``velox.batch.job.names``).
 """
 
 from __future__ import annotations
