@@ -35,8 +35,8 @@ MODEL = f"{EDGE}/v1/models/default"
 USER, ITEM = 1, 2
 CHECKED = ("kafka", "worker", "edge", "controller")  # the services with a health check
 RATED = (10, 11, 12, 13, 14)  # the items the check rates 5.0
-COUNT = ("python -c \"from velox import kafka; from velox.settings import Settings; s = Settings.from_env(); "
-         "print(sum(kafka.end_offsets(s, s.topic('observations')).values()))\"")
+COUNT = ("python -c \"from velox.kafka import positions; from velox.settings import Settings; s = Settings.from_env(); "
+         "print(sum(positions.end_offsets(s, s.topic('observations')).values()))\"")
 started = time.monotonic()
 
 
