@@ -30,6 +30,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import Producer
 from pyarrow import dataset, parquet
 from pyspark.sql import DataFrame, SparkSession
@@ -168,11 +169,17 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     inside = offset < cuts[partition]
     users, items, scores = (table[name].to_numpy() for name in ("user", "item", "score"))
     held_out = (users[~inside], items[~inside], scores[~inside])
-    given = names([pair for side in ("user", "item")
-                   for pair in zip(table[side].to_pylist(), table[f"{side}_name"].to_pylist()) if pair[1] is not None])
+    given = names(pair for side in ("user", "item") for pair in named_pairs(table, side))
     trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id, log_dir.scratch,
                          given)
     return trained.named(given), training_end, held_out
+
+
+def named_pairs(table: pa.Table, side: str) -> Iterator[tuple[int, str]]:
+    """The distinct (code, string id) pairs of one side of the log's rows: found in Arrow, so only the
+    distinct string ids come into Python, not a tuple per row."""
+    named = table.filter(pc.is_valid(table[f"{side}_name"])).group_by([side, f"{side}_name"]).aggregate([])
+    return zip(named[side].to_pylist(), named[f"{side}_name"].to_pylist())
 
 
 def names(pairs: Iterable[tuple[int, str]]) -> dict[int, str]:

@@ -106,17 +106,15 @@ def _row(path: Path, line: int, cells: list[str], column: dict[str, int], user: 
         except ValueError:
             raise VeloxError(f"{path}, line {line}, column {name!r}: {cell(name)!r} is not a number") from None
 
-    given = {}
-    for name, side in ((user, "user"), (item, "item")):
-        value = ids.given(cell(name))
-        if (why := ids.problem(value)) is not None:
-            raise VeloxError(f"{path}, line {line}, column {name!r}: {why}")
-        given[side] = value
     rating = number(score) if isinstance(score, str) else score
     try:
-        return Observation(user=given["user"], item=given["item"], score=rating, time=number(at) if at else now)
-    except ValueError as exc:
-        raise VeloxError(f"{path}, line {line}: {exc}") from None
+        return Observation(user=ids.given(cell(user)), item=ids.given(cell(item)), score=rating,
+                           time=number(at) if at else now)
+    except ValueError as exc:  # the event's rule, said of the field: said of its column here
+        field, _, why = str(exc).partition(": ")
+        name = {"user": user, "item": item, "score": score}.get(field)
+        where = f", column {name!r}" if isinstance(name, str) else ""
+        raise VeloxError(f"{path}, line {line}{where}: {why if where else exc}") from None
 
 
 def produce(settings: Settings, events: Iterable[Observation], total: int, out: TextIO = sys.stderr) -> None:

@@ -45,15 +45,14 @@ def problem(value: object) -> str | None:
         return None if 0 <= value <= MAX_INT else f"an integer id is between 0 and {MAX_INT}, got {value}"
     if not value:
         return "an id is not empty"
-    size = len(value.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 spells it
+        return "an id is valid UTF-8"
     if size > MAX_BYTES:
         return f"an id is at most {MAX_BYTES} bytes of UTF-8, got {size}"
     if _CONTROL.search(value):
         return "an id has no control characters"
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return "an id is valid UTF-8"
     return None
 
 
