@@ -23,6 +23,7 @@ size limit (``CHUNK_ITEMS``).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import NamedTuple
 
 import msgspec
@@ -112,4 +113,4 @@ def chunks(message: ItemTotalsMessage) -> list[ItemTotalsMessage]:
     return [message._replace(
         codes=message.codes[a:b], sums=message.sums[a:b], squares=message.squares[a:b], counts=message.counts[a:b],
         names={code: message.names[code] for code in message.codes[a:b].tolist() if code in message.names})
-        for a, b in zip(cuts, cuts[1:])]
+        for a, b in pairwise(cuts)]
