@@ -3,7 +3,6 @@ followed by the edge from ``item-corrections``."""
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.serving.conftest import edge_beside_worker
-from tests.streams.harness import WorkerProcess, produce, session_producer, wait_until_committed
+from tests.streams.harness import (
+    WorkerProcess,
+    produce,
+    session_producer,
+    wait_until_committed,
+)
 from velox.control import topics, versions
 from velox.kafka import positions
 from velox.model.corrections import ItemCorrections

@@ -8,12 +8,12 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
 from tests.streams.harness import (
     WorkerProcess,
+    assert_item_totals_are_the_formula,
     kill9_during,
     read_all,
     reference_states,
@@ -24,7 +24,6 @@ from tests.streams.test_worker import ENGINES, assert_same_states, worker_settin
 from velox.control import topics
 from velox.control.versions import initial_version
 from velox.local.broker import free_bootstrap
-from velox.model.corrections import ItemCorrections
 from velox.schemas import observation, partitioning
 from velox.schemas.observation import Observation
 from velox.serving.edge import Edge
@@ -124,7 +123,7 @@ def test_the_edge_serves_moved_users_as_known_with_the_replayed_score(misplaced_
     try:
         # The workers' item totals count each event once where it is applied, across three kill -9s
         # and the moves: what the edge serves is the formula over the log.
-        assert_totals_are_the_formula_over_the_log(settings, edge)
+        assert_item_totals_are_the_formula(settings, initial_version(settings))
         assert edge.models.active.id == initial_version(settings).id
         with TestClient(create_app(edge)) as client:
             for user in random.Random(3).sample(sorted(reference), 20):
@@ -170,20 +169,3 @@ def wait_until_counted(settings: Settings, produced: Counter[int], worker: Worke
 def has_moved_header(message: object) -> bool:
     return any(name == HEADER for name, _ in (message.headers() or []))  # type: ignore[attr-defined]
 
-
-def assert_totals_are_the_formula_over_the_log(settings: Settings, edge: Edge) -> None:
-    version = initial_version(settings)
-    expected = ItemCorrections(version)
-    counted = [seen for m in read_all(settings, settings.topic("observations"))
-               if (seen := observation.counted(m.key(), m.value(), m.partition(), settings.partitions))]
-    expected.add(*np.array([(seen.user_code, seen.item_code, seen.score) for seen in counted]).T)
-    follower = edge.models.corrections.follower
-    assert follower is not None
-    deadline = time.monotonic() + 30  # the last checkpoint publishes them
-    while (version.id not in follower.totals or follower.totals[version.id].events < len(counted)) \
-            and time.monotonic() < deadline:
-        time.sleep(0.1)
-    totals = follower.totals[version.id]
-    items = np.arange(200)
-    assert [totals.count_of(item) for item in items.tolist()] == [expected.count_of(item) for item in items.tolist()]
-    np.testing.assert_allclose(totals.values(items, 3.0), expected.values(items, 3.0), atol=1e-9)

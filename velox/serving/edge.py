@@ -83,7 +83,7 @@ class Edge:
 
     @classmethod
     def open(cls, settings: Settings) -> Edge:
-        topics.ensure(settings)  # the edge may start before any worker: it reads observations too
+        topics.ensure(settings)  # the edge may start before any worker: it writes observations, follows item-corrections
         producer = clients.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
                    Selector(settings, producer), Containers(settings), producer)
