@@ -32,6 +32,7 @@ log = logging.getLogger("velox.control.item_corrections")
 
 VERSIONS_KEPT = 3  # versions whose totals are kept: the active one, the one before, a new one
 BOOTSTRAP_TIMEOUT = 60.0
+ESTIMATE_EVERY = 1.0  # seconds between two estimates of a version's k
 
 RETENTION_MS = str(7 * 24 * 3600 * 1000)  # a worker snapshots its partitions far more often (item_tallies)
 
@@ -55,7 +56,7 @@ class ItemCorrectionsFollower:
         self.changes: dict[str, int] = {}  # per version: messages taken, for readers that cache
         self.lock = threading.Lock()  # held while totals change, and by a reader of several arrays
         self.messages = 0  # messages read (what an edge reads for its corrections, and nothing else)
-        self._k: dict[str, tuple[int, float]] = {}
+        self._k: dict[str, tuple[int, float, float]] = {}  # version → (generation, when, k)
         self.reader = clients.consumer(settings, group=f"{settings.app_id}-item-corrections-{uuid.uuid4().hex[:8]}")
         self._bootstrap()
         self._stop = threading.Event()
@@ -136,17 +137,24 @@ class ItemCorrectionsFollower:
 
     def shrinkage(self, version_id: str) -> float:
         """The k the version's corrections are served with: the setting's, else estimated with its
-        floor (∞: none served), estimated again only when the totals changed."""
+        floor (∞: none served), estimated again when the totals changed, at most every
+        ``ESTIMATE_EVERY`` seconds (the estimate reads every item's totals)."""
         if self.settings.item_shrinkage is not None:
             return self.settings.item_shrinkage
         generation = self.generation(version_id)
         cached = self._k.get(version_id)
-        if cached is None or cached[0] != generation:
+        if cached is None or (cached[0] != generation and time.monotonic() - cached[1] >= ESTIMATE_EVERY):
             with self.lock:
                 totals = self.totals.get(version_id)
                 k = math.inf if totals is None else totals.shrinkage(self.settings.item_shrinkage_floor)
-            cached = self._k[version_id] = (generation, k)
-        return cached[1]
+            cached = self._k[version_id] = (generation, time.monotonic(), k)
+        return cached[2]
+
+    def settled(self, version_id: str) -> int:
+        """The generation the version's k was estimated at (the current one when k is set): a reader
+        that caches under it builds again once the estimate catches up."""
+        cached = self._k.get(version_id)
+        return self.generation(version_id) if self.settings.item_shrinkage is not None or cached is None else cached[0]
 
     def values(self, version_id: str, items: np.ndarray) -> np.ndarray:
         """c_x of ``items`` as the version is served (0 where none)."""

@@ -53,7 +53,9 @@ class Corrections:
         off = settings.item_shrinkage is not None and math.isinf(settings.item_shrinkage)
         self.follower = None if off else ItemCorrectionsFollower(settings)
         self.active: str | None = None  # the version whose k and items the metrics show
-        self._served: dict[str, tuple[ModelVersion, Served]] = {}  # version id → (as trained, as served)
+        # version id → (as trained, as served, the totals' generation it was built from)
+        self._served: dict[str, tuple[ModelVersion, Served, int]] = {}
+        self._builds = 0  # every build a new generation: the prediction cache never mixes two tables
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,28 +75,27 @@ class Corrections:
 
     def _build(self, version: ModelVersion) -> Served:
         """Serve the version's corrections as they are now (from its previous table, if any)."""
-        follower = self.follower
-        if follower is None:
-            served = Served(version, 0)
-        else:
+        follower, table, basis = self.follower, version, 0
+        if follower is not None:
             before = self._served.get(version.id)
-            generation = follower.generation(version.id)
             k = follower.shrinkage(version.id)
+            basis = min(follower.generation(version.id), follower.settled(version.id))
             with follower.lock:
                 totals = follower.totals.get(version.id)
-                table = version if totals is None else corrected(
-                    version, totals, k, None if before is None else before[1].version)
+                if totals is not None:
+                    table = corrected(version, totals, k, None if before is None else before[1].version)
                 items = 0 if totals is None else len(totals)
             if table is not version and (index := index_of(table)) is not None:
                 index.served_table(table)  # here, off the request path
-            served = Served(table, generation)
             if version.id == self.active:
                 SHRINKAGE.set(k)
                 CORRECTED.set(items)
             MESSAGES.set(follower.messages)
         with self._lock:
+            self._builds += 1
+            served = Served(table, self._builds if follower is not None else 0)
             self._served.pop(version.id, None)  # (the most recently built last: the oldest go first)
-            self._served[version.id] = (version, served)
+            self._served[version.id] = (version, served, basis)
             while len(self._served) > VERSIONS_KEPT:
                 del self._served[next(iter(self._served))]
         return served
@@ -113,8 +114,8 @@ class Corrections:
         while not self._stop.is_set():
             started = time.monotonic()
             with self._lock:
-                stale = [trained for trained, served in self._served.values()
-                         if served.generation != self.follower.generation(trained.id)]
+                stale = [trained for trained, _, basis in self._served.values()
+                         if basis != self.follower.generation(trained.id)]
             for trained in stale:
                 self._build(trained)
             self._stop.wait(max(self.refresh, 10 * (time.monotonic() - started)))
