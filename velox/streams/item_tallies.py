@@ -159,10 +159,13 @@ class Tallies:
         if high <= low:
             return None
         last = _last(self.settings, self.topic, partition, high)
-        if last is None or last.snapshot < low:  # (-1: the first snapshot never completed)
+        # -1: no snapshot was known complete when it was sent, and every message since the first is
+        # there to read; an offset below the low watermark: the snapshot is past the retention.
+        begin = None if last is None else low if last.snapshot == -1 and low == 0 else last.snapshot
+        if begin is None or begin < low:
             return None
         tally = None
-        for batch in clients.read_range(self.settings, self.topic, partition, last.snapshot, high):
+        for batch in clients.read_range(self.settings, self.topic, partition, begin, high):
             for message in batch:
                 try:
                     found = item_totals.decode(message.value())
