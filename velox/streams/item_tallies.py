@@ -74,7 +74,7 @@ class Tally:
         slots = self.seen.add(np.fromiter((e.user for e in fresh), np.int64, len(fresh)),
                               np.fromiter((e.item for e in fresh), np.int64, len(fresh)),
                               np.fromiter((e.score for e in fresh), np.float64, len(fresh)),
-                              {e.item: names[e.item] for e in fresh if e.item < 0 and e.item in names})
+                              {e.item: names[e.item] for e in fresh if e.item in names} if names else None)
         self.changed.update(slots.tolist())
 
     def due(self) -> bool:
