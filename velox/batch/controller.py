@@ -1,11 +1,15 @@
 """``velox retrain --watch``: start the retrain job on a schedule, after N new observations, or on drift.
 
 Drift: the active version's online RMSE (the workers' prequential windows on ``model-metrics``)
-stays above its validation RMSE × (1 + tolerance) for a whole window. The decision is the pure
+stays above its validation RMSE × (1 + tolerance) for a whole window, counted from the version's
+activation and from the last run: windows measured before either (on the version rolled back from,
+or on this version when it was active before) say nothing of it now. The decision is the pure
 function ``should_retrain``; the loop around it runs one job at a time, waits ``debounce``
 seconds after each, and logs why each run started and how it ended. A failed job leaves the active version as it was.
+A version pinned by an operator (``velox.control.pins``) holds: runs still train and save, but
+activate nothing until the pin is lifted.
 
-The job is a callable (``velox.batch.job.WarmJob`` in ``velox retrain --watch``: one Spark
+The job is a callable ``job(reason, activate)`` (``velox.batch.job.WarmJob`` in ``velox retrain --watch``: one Spark
 session kept warm across runs); runs are sequential, so two never overlap, and the job's own
 lock file also refuses a ``velox retrain`` started by hand meanwhile.
 """
@@ -13,7 +17,6 @@ lock file also refuses a ``velox retrain`` started by hand meanwhile.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,8 +24,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
-from velox.control import retrain_requests, versions
+from velox.control import pins, retrain_requests, versions
 from velox.kafka import clients, positions, topic_admin
+from velox.model.prequential import window_rmse
 from velox.schemas import error_window as metrics_schema
 from velox.schemas.error_window import ErrorWindow
 from velox.schemas.model_version import Activation
@@ -66,7 +70,8 @@ def should_retrain(seen: Observed, triggers: Triggers) -> str | None:
         return f"{seen.new_observations} new observations (threshold {triggers.after})"
     if triggers.drift is not None and seen.validation_rmse is not None:
         limit = seen.validation_rmse * (1 + triggers.drift)
-        recent = [w for w in seen.windows if w.start >= seen.now - triggers.window - 1.0]
+        since = max(seen.active_since or 0.0, seen.last_run or 0.0, seen.now - triggers.window - 1.0)
+        recent = [w for w in seen.windows if w.start >= since]
         covered = bool(recent) and min(w.start for w in recent) <= seen.now - triggers.window + 1.0
         drains: dict[float, list[ErrorWindow]] = {}
         for window in recent:  # one drain writes a window per partition, all with the same end
@@ -76,14 +81,8 @@ def should_retrain(seen: Observed, triggers: Triggers) -> str | None:
     return None
 
 
-def window_rmse(windows: Sequence[ErrorWindow]) -> float:
-    """The RMSE of several windows together (weighted by their counts)."""
-    count = sum(w.count for w in windows)
-    return math.sqrt(sum(w.rmse**2 * w.count for w in windows) / count) if count else 0.0
-
-
 class Controller:
-    def __init__(self, settings: Settings, triggers: Triggers, job: Callable[[str], object],
+    def __init__(self, settings: Settings, triggers: Triggers, job: Callable[[str, bool], object],
                  poll: float = 1.0) -> None:
         self.settings = settings
         self.triggers = triggers
@@ -140,10 +139,15 @@ class Controller:
         return sum(max(end - training_end.get(p, 0), 0) for p, end in enumerate(ends))
 
     def run_job(self, reason: str) -> bool:
-        log.info("retrain starting: %s", reason)
+        pinned = pins.current(self.settings)
+        if pinned is None:
+            log.info("retrain starting: %s", reason)
+        else:
+            log.info("retrain starting: %s; its version will be saved, not activated: %s is pinned (%s; "
+                     "velox model unpin lifts it)", reason, pinned.version, pinned.by)
         started = time.monotonic()
         try:
-            self.job(reason)
+            self.job(reason, pinned is None)
         except Exception as exc:  # any failure of the job is reported; the controller goes on
             log.error("retrain failed after %.1f s, active version unchanged: %s: %s",
                       time.monotonic() - started, type(exc).__name__, exc)
