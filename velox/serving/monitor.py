@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import msgspec
 from confluent_kafka import TopicPartition
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from velox.control import compacted, versions
@@ -39,6 +39,8 @@ HISTORY = 900.0  # seconds a plot shows, and how far back the topics are read at
 POINTS = int(HISTORY / TICK)  # points kept per series
 EVENTS = 500  # timeline events kept
 VERSIONS = 6  # versions whose error series are kept (the most recent)
+ONLINE_RMSE = Gauge("velox_edge_online_rmse", "The latest online RMSE on model-metrics, by version and partition "
+                    "(the same at every edge: for Prometheus, which cannot read a topic).", ["version", "partition"])
 TITLES = {
     "error": "online RMSE per version and partition (model-metrics)",
     "freshness": "produce to visible, seconds (local worker)",
@@ -203,6 +205,7 @@ class Monitor:
                 continue
             window = error_window.decode(message.value())
             self.add("error", f"{window.version} p{window.partition}", window.end, window.rmse)
+            ONLINE_RMSE.labels(version=window.version, partition=str(window.partition)).set(window.rmse)
             self._versions_seen[window.version] = max(window.end, self._versions_seen.get(window.version, 0.0))
             active = self._active
             if active is not None and window.version == active.version.id and window.end >= active.activated_at \
@@ -215,6 +218,7 @@ class Monitor:
                 error = self.series.get("error", {})
                 for label in [label for label in error if label.startswith(old + " ")]:
                     del error[label]
+                    ONLINE_RMSE.remove(old, label.split(" p")[-1])
 
     def _read_decisions(self, reader: Any, now: float, dt: float) -> None:
         counts: dict[str, int] = defaultdict(int)
@@ -275,9 +279,8 @@ class Monitor:
             self.add("freshness", f"p{q * 100:g}", now, quantile(bounds, counts, q) if bounds else None)
 
     def _sample_positions(self, reader: Any, now: float) -> None:
-        topic = self.settings.topic("observations")
-        count = len(clients.metadata(self.settings, clients.admin_client(self.settings), topic).topics[topic].partitions)
-        tps = [TopicPartition(topic, p) for p in range(count)]
+        topic = self.settings.topic("observations")  # of VELOX_PARTITIONS partitions (Edge.open checked)
+        tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
         done = {tp.partition: max(tp.offset, 0) for tp in positions.committed(reader, tps, timeout=5)}
         for tp in tps:
             self.add("lag", f"partition {tp.partition}", now, positions.watermarks(reader, tp, timeout=5)[1] - done[tp.partition])
