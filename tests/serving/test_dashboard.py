@@ -150,3 +150,18 @@ def test_the_page_draws_every_panel_in_a_headless_browser_without_errors(
                           "decisions"}, dom.stdout[:2000]
     assert all(int(drawn[name]) > 0 for name in ("error", "freshness", "applied", "lag", "predictions")), drawn
     assert 'data-refreshed="' in dom.stdout and '<div id="status">model default' in dom.stdout
+
+
+def test_a_retrain_and_a_rollback_add_marks_to_the_timeline(dashboard: tuple[TestClient, Settings]) -> None:
+    client, own = dashboard
+    newer = replace(planted(users=10, items=6, d=3, seed=2), id="v2")
+    ModelStore(own.model_store).save(newer, VersionInfo(id="v2", created_at=time.time(), d=3, training_end={},
+                                                        validation_rmse=0.8, reason="drift: online RMSE 1.3"))
+    versions.activate(own, "v2", reason="drift: online RMSE 1.3")
+    versions.activate(own, "v1", reason="activated by hand", by_hand=True)
+    wanted = {("trained", "v2", "drift: online RMSE 1.3"), ("activated", "v2", "drift: online RMSE 1.3"),
+              ("rolled back", "v1", "activated by hand")}
+    found = until(client, lambda f: wanted <= {(e["kind"], e["version"], e["detail"]) for e in f["timeline"]})
+    assert wanted <= {(e["kind"], e["version"], e["detail"]) for e in found["timeline"]}
+    times = [e["at"] for e in found["timeline"]]
+    assert times == sorted(times)
