@@ -1,6 +1,6 @@
 """The retrain decision, one test per trigger, plus debounce."""
 
-from velox.batch.controller import Observed, Triggers, should_retrain
+from velox.batch.controller import Observed, Triggers, drift, should_retrain
 from velox.model.prequential import window_rmse
 from velox.schemas.error_window import ErrorWindow
 from velox.schemas.retrain_request import RetrainRequest
@@ -56,6 +56,18 @@ def test_drift_window_starts_again_at_each_activation_and_each_run() -> None:
     assert should_retrain(seen(windows=drifting, active_since=NOW - 30), triggers) is None
     assert should_retrain(seen(windows=drifting, active_since=NOW - 61), triggers) is not None
     assert should_retrain(seen(windows=drifting, last_run=NOW - 30), triggers) is None
+
+
+def test_drift_trigger_says_its_state_in_words() -> None:
+    triggers = Triggers(drift=0.1, window=60, debounce=0)
+    assert drift(seen(), Triggers()) == (None, "off")
+    assert drift(seen(validation_rmse=None), triggers)[1] == "waiting for an active version with a validation RMSE"
+    assert drift(seen(), triggers)[1].startswith("no online error measured yet")
+    assert drift(seen(windows=windows(1.05, NOW - 30, NOW)), triggers) == (
+        None, "online RMSE 1.0500 above 0.9900 for 30 of 60 s")
+    assert drift(seen(windows=windows(0.5, NOW - 61, NOW)), triggers) == (
+        None, "online RMSE 0.5000, not above 0.9900 throughout the last 61 s")
+    assert drift(seen(windows=windows(1.05, NOW - 61, NOW)), triggers)[1] == "fired"
 
 
 def test_drift_trigger_waits_for_a_validation_rmse() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.streams.harness import produce
 from velox.batch.controller import Controller, Triggers
-from velox.control import pins, retrain_requests, topics, versions
+from velox.control import health, pins, retrain_requests, topics, versions
 from velox.kafka import clients
 from velox.model.store import ModelStore
 from velox.model.synthetic import planted
@@ -91,6 +91,9 @@ def test_an_operators_rollback_holds_against_planted_drift_until_unpinned(settin
     watch()
     assert runs[0][0].startswith("drift: online RMSE 2.0000") and runs[0][1] is False  # saved, not activated
     assert versions.active(own).version.id == "old"
+    said = health.report(own, interval=0).controller  # what velox status shows of the controller
+    assert said.last_outcome == "trained a version, not activated: old is pinned"
+    assert said.triggers == "drift 10% over the validation RMSE for 1 s; 0 s between runs"
     pins.unpin(own)
     watch()
     assert runs[1][0].startswith("drift:") and runs[1][1] is True

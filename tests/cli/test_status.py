@@ -87,6 +87,7 @@ def test_status_of_a_healthy_system_exits_0_with_every_section(system: tuple[Set
     for words in ("brokers: 1", "  0: owner worker-1, applied", "  worker-1: partitions 0, 1, edge ",
                   "model default: version v1, activated", "validation RMSE 0.9000, online RMSE since its activation",
                   "last retrain: version v1", "drift: online RMSE over the last minute",
+                  "retrain controller: none has run",
                   "app movies: policy epsilon, models default, popularity; of its last 3 decisions: default 67%"):
         assert any(words in line for line in lines), (words, screen.stdout)
 

@@ -11,6 +11,8 @@ from velox.settings import Settings
 if TYPE_CHECKING:
     from velox.control.health import Report
 
+SILENT_AFTER = 30.0  # seconds without a report from the retrain controller (it reports every 5 s) said as silence
+
 
 def add(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="is it healthy, is it learning, which version serves: one screen "
@@ -74,6 +76,16 @@ def screen(report: Report) -> list[str]:
         ratio = f", {drift.ratio:.2f} × the validation RMSE" if drift.ratio is not None else ""
         lines.append(f"drift: online RMSE over the last minute {number(drift.online_rmse)}{ratio}"
                      + ("; the drift trigger is held by the pin" if drift.held_by_pin else ""))
+    if (controller := report.controller) is not None:
+        quiet = report.at - controller.at
+        lines.append(f"retrain controller: {controller.triggers}" + (
+            f"; SILENT for {quiet:.0f} s (not running?)" if quiet > SILENT_AFTER else ""))
+        lines.append(f"  drift trigger: {controller.drift}" + (
+            f"; running now: {controller.running}" if controller.running else "") + (
+            f"; last run ended {moment(controller.last_run_at)}: {controller.last_outcome}"
+            if controller.last_run_at is not None else "; no run yet"))
+    else:
+        lines.append("retrain controller: none has run (velox retrain --watch)")
     for app in report.apps:
         shares = ", ".join(f"{model} {share:.0%}" for model, share in app.shares.items()) or "no decisions yet"
         lines.append(f"app {app.name}: policy {app.policy}, models {', '.join(app.models) or 'none'}; "

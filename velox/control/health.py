@@ -2,7 +2,8 @@
 
 ``velox status`` prints it (or its JSON). Everything in it is read from Kafka: the cluster's
 metadata, the worker group's committed offsets and members, ``owners``, ``model-versions`` and
-the model store, ``model-pins``, ``model-metrics``, ``apps`` and ``decisions``, ``containers``;
+the model store, ``model-pins``, ``model-metrics``, ``retrain-controller`` (the controller's own
+word on its triggers), ``apps`` and ``decisions``, ``containers``;
 each edge beside a worker is asked whether it answers. Nothing is created or written: a report on
 a cluster that has no system says so.
 
@@ -29,10 +30,12 @@ from velox.model.store import ModelStore
 from velox.schemas import (
     application,
     container_rpc,
+    controller_report,
     error_window,
     model_version,
     ownership,
 )
+from velox.schemas.controller_report import ControllerReport
 from velox.schemas.error_window import ErrorWindow
 from velox.settings import Settings
 
@@ -125,6 +128,7 @@ class Report(msgspec.Struct):
     model: ModelState | None = None
     last_retrain: RetrainState | None = None
     drift: DriftState | None = None
+    controller: ControllerReport | None = None  # the retrain controller's last report, if one ever ran
     apps: list[AppState] = []
     containers: list[ContainerState] = []
 
@@ -159,6 +163,7 @@ def report(settings: Settings, timeout: float = 5.0, interval: float = 3.0) -> R
 
     result.partitions, result.workers = _ownership(settings, before, table("owners", ownership.decode))
     result.model, result.last_retrain, result.drift = _model(settings, table, present)
+    result.controller = table("retrain-controller", controller_report.decode).get(settings.model)
     result.apps = _apps(settings, table("apps", application.decode_app), present)
     result.containers = _containers(table("containers", container_rpc.decode_registration))
     time.sleep(max(interval - (time.monotonic() - started), 0))
