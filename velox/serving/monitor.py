@@ -116,6 +116,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="velox-monitor", daemon=True)
         self._counters: dict[str, float] = {}
+        self._sampled = False  # whether _sample_edge ran once: counters seen later start from 0
         self._latency, self._freshness = Histogram(), Histogram()
         self._trained: set[str] = set()
         self._active: model_version.Activation | None = None
@@ -164,6 +165,7 @@ class Monitor:
                 self._read_metrics(readers["metrics"])
                 self._read_decisions(readers["decisions"], now, dt)
                 self._sample_edge(now, dt)
+                self._sampled = True
                 self._sample_worker(now)
                 if tick % 2 == 0:
                     self._sample_positions(readers["positions"], now)
@@ -232,7 +234,10 @@ class Monitor:
             self.add("decisions", label, now, counts.get(label, 0) / dt)
 
     def _rate(self, key: str, total: float, dt: float) -> float | None:
-        before, self._counters[key] = self._counters.get(key), total
+        """The counter's increase per second since the last sample. A counter first seen after the first
+        sample was made since (a label's first use); at the first, what it counted before is unknown."""
+        before = self._counters.get(key, 0.0 if self._sampled else None)
+        self._counters[key] = total
         return None if before is None else max(total - before, 0.0) / dt
 
     def _sample_edge(self, now: float, dt: float) -> None:

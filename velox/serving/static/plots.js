@@ -12,7 +12,7 @@
   const EVERY_MS = 2000;
   const asked = new URLSearchParams(window.location.search);
   const token = asked.get("token");
-  const minutes = Number(asked.get("minutes")) || null;  // ?minutes=N: the last N minutes only
+  const minutes = Number(asked.get("minutes")) || 5;  // ?minutes=N: the last N minutes (the edge keeps 15)
 
   function element(name, attributes, parent) {
     const node = document.createElementNS(SVG, name);
@@ -120,7 +120,7 @@
         return;
       }
       const data = await answer.json();
-      const end = data.now, start = end - Math.min(data.span, minutes ? minutes * 60 : data.span);
+      const end = data.now, start = end - Math.min(data.span, minutes * 60);
       for (const [name, series] of Object.entries(data.series)) draw(name, series, start, end, data.timeline);
       list(data.timeline);
       status.textContent = `model ${data.model} at ${data.worker}'s edge · updated ` +
