@@ -1,9 +1,11 @@
 """``velox status`` against a running system: healthy is exit 0 with every section's real values; a
-killed worker, a dead container and an unreachable broker are exit 1 with the reason in one line."""
+killed worker (its partitions without owner, then their lag growing), a dead container and an unreachable
+broker are exit 1 with the reason in one line."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -124,3 +126,21 @@ def test_status_after_the_worker_is_killed_names_the_partitions_without_owner(
     assert shown.stdout.splitlines()[0] == (f"Velox at {own.bootstrap}: UNHEALTHY: partitions 0, 1 have no owner "
                                             "(no worker holds them)"), shown.stdout
     assert "no longer in the worker group" in shown.stdout
+    stop = threading.Event()
+
+    def keep_observing() -> None:  # while status reads the lag twice, 2 s apart
+        while not stop.is_set():
+            produce(own, own.topic("observations"), [(b"3", observation.encode(Observation(user=3, item=1, score=2.0, time=0)))])
+            time.sleep(0.1)
+
+    feeding = threading.Thread(target=keep_observing)
+    feeding.start()
+    try:
+        growing = velox("status", "--json", "--interval", "2", settings=own)
+    finally:
+        stop.set()
+        feeding.join()
+    found = json.loads(growing.stdout)
+    [stalled] = [p for p in found["partitions"] if p["stalled"]]
+    assert f"partition {stalled['partition']}'s lag is growing ({stalled['lag']}) and its owner (none) applied nothing" \
+        in found["problems"]
