@@ -138,8 +138,8 @@ class Report(msgspec.Struct):
 
 
 def report(settings: Settings, timeout: float = 5.0, interval: float = 3.0) -> Report:
-    """The report, or one whose only problem is the broker (``KafkaUnreachable`` within ``timeout``).
-    Lag is read twice, at least ``interval`` seconds apart, to see whether it grows."""
+    """The report; ``KafkaUnreachable`` if the cluster does not answer within ``timeout`` (``velox status``
+    makes that the report's one problem). Lag is read twice, ``interval`` seconds apart, to see whether it grows."""
     started = time.monotonic()
     meta = clients.metadata(settings, clients.admin_client(settings), timeout=timeout)
     observations = settings.topic("observations")

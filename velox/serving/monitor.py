@@ -156,7 +156,7 @@ class Monitor:
         except Exception as exc:  # the dashboard stays empty; the edge serves on
             log.error("the dashboard's monitor could not start: %s: %s", type(exc).__name__, exc)
             return
-        tick = 0
+        tick, failed = 0, ""
         while not self._stop.wait(TICK):
             try:
                 now = time.time()
@@ -171,8 +171,11 @@ class Monitor:
                     self._sample_positions(readers["positions"], now)
                 if tick % 10 == 0:
                     self._read_store(now)
+                failed = ""
             except Exception as exc:  # one bad sample is skipped, the next tick tries again
-                log.warning("dashboard sample failed: %s: %s", type(exc).__name__, exc)
+                if f"{type(exc).__name__}: {exc}" != failed:  # said once while it lasts, not every second
+                    failed = f"{type(exc).__name__}: {exc}"
+                    log.warning("dashboard sample failed: %s", failed)
             tick += 1
         for reader in readers.values():
             reader.close()
