@@ -8,7 +8,9 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from tests.local.test_broker import velox
+import pytest
+
+from velox.cli import build_parser
 from velox.control import pins, versions
 from velox.model.store import ModelStore
 from velox.model.synthetic import planted
@@ -16,7 +18,15 @@ from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
 
 
-def test_activate_by_hand_pins_list_shows_it_and_unpin_lifts_it(settings: Settings, tmp_path: Path) -> None:
+def model(own: Settings, capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    """``velox model WORDS`` in this process: its output."""
+    args = build_parser().parse_args(["model", *words])
+    assert args.run(own, args) == 0
+    return capsys.readouterr().out
+
+
+def test_activate_by_hand_pins_list_shows_it_and_unpin_lifts_it(settings: Settings, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     own = settings.replace(data=tmp_path, namespace=f"m{uuid.uuid4().hex[:8]}-")
     store = ModelStore(own.model_store)
     for name, trigger in (("v1", "manual"), ("v2", "drift: online RMSE 1.3 above 1.1 for 60 s")):
@@ -25,14 +35,14 @@ def test_activate_by_hand_pins_list_shows_it_and_unpin_lifts_it(settings: Settin
     versions.activate(own, "v2", reason="drift: online RMSE 1.3 above 1.1 for 60 s")
     assert pins.current(own) is None  # an automatic activation pins nothing
 
-    assert velox("model", "activate", "v1", settings=own).returncode == 0
+    model(own, capsys, "activate", "v1")
     assert pins.current(own).version == "v1"
-    listed = velox("model", "list", settings=own).stdout.splitlines()
+    listed = model(own, capsys, "list").splitlines()
     [first, second] = listed
     assert first.startswith("* v1 ") and "trigger: manual" in first and "activated 20" in first
     assert "PINNED since" in first and "velox model unpin" in first
     assert second.startswith("  v2 ") and "trigger: drift: online RMSE 1.3" in second and "PINNED" not in second
 
-    assert velox("model", "unpin", settings=own).returncode == 0
+    model(own, capsys, "unpin")
     assert pins.current(own) is None
-    assert "PINNED" not in velox("model", "list", settings=own).stdout
+    assert "PINNED" not in model(own, capsys, "list")

@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from tests.local.test_broker import velox
+from velox.cli import build_parser
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
 from velox.control import container_registry, health, topics, versions
 from velox.local.broker import free_bootstrap
@@ -57,16 +58,24 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         worker.stop()
 
 
-def test_status_of_a_healthy_system_exits_0_with_every_section(system: tuple[Settings, WorkerProcess]) -> None:
+def status(own: Settings, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str]:
+    """``velox status FLAGS`` in this process (the command's own code; a subprocess costs seconds to start)."""
+    args = build_parser().parse_args(["status", *flags])
+    code = args.run(own, args)
+    return code, capsys.readouterr().out
+
+
+def test_status_of_a_healthy_system_exits_0_with_every_section(system: tuple[Settings, WorkerProcess],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     own, _ = system
     deadline = time.monotonic() + 60
     while True:  # until the worker's first error windows are on model-metrics
-        shown = velox("status", "--json", "--interval", "1", settings=own)
-        found = json.loads(shown.stdout)
+        code, shown = status(own, capsys, "--json", "--interval", "1")
+        found = json.loads(shown)
         if found["model"] and found["model"]["online_count"] == 40 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert shown.returncode == 0 and found["healthy"] and found["problems"] == [], shown.stdout
+    assert code == 0 and found["healthy"] and found["problems"] == [], shown
     assert [(p["partition"], p["owner"], p["lag"]) for p in found["partitions"]] == [(0, "worker-1", 0), (1, "worker-1", 0)]
     assert sum(p["applied"] for p in found["partitions"]) == 40
     assert found["brokers"] and {t["name"] for t in found["topics"]} >= {own.topic("observations"), own.topic("owners")}
@@ -81,9 +90,10 @@ def test_status_of_a_healthy_system_exits_0_with_every_section(system: tuple[Set
     [app] = found["apps"]
     assert (app["policy"], app["decisions"], app["shares"]) == ("epsilon", 3, {own.model: 2 / 3, "popularity": 1 / 3})
 
-    screen = velox("status", "--interval", "0", settings=own)
+    screen = velox("status", "--interval", "0", settings=own)  # the command itself, once
     assert screen.returncode == 0, screen.stdout
-    print(screen.stdout)  # for a person to look at (pytest -s)
+    with capsys.disabled():
+        print(screen.stdout)  # for a person to look at (pytest -s)
     lines = screen.stdout.splitlines()
     assert lines[0] == f"Velox at {own.bootstrap}: healthy"
     for words in ("brokers: 1", "  0: owner worker-1, applied", "  worker-1: partitions 0, 1, edge ",
@@ -105,27 +115,27 @@ def test_status_names_a_dead_container_and_partitions_without_owner(settings: Se
                               "container ranker has no live replica"]
 
 
-def test_status_exits_1_at_once_when_the_broker_does_not_answer(settings: Settings) -> None:
+def test_status_exits_1_at_once_when_the_broker_does_not_answer(settings: Settings,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     shown = velox("status", "--timeout", "1", settings=settings.replace(bootstrap=free_bootstrap()))
     assert shown.returncode == 1
     assert shown.stdout.startswith("Velox at ") and "UNHEALTHY: Kafka at " in shown.stdout and "did not answer" in shown.stdout
-    as_json = velox("status", "--json", "--timeout", "1", settings=settings.replace(bootstrap=free_bootstrap()))
-    assert as_json.returncode == 1 and json.loads(as_json.stdout)["healthy"] is False
+    code, as_json = status(settings.replace(bootstrap=free_bootstrap()), capsys, "--json", "--timeout", "1")
+    assert code == 1 and json.loads(as_json)["healthy"] is False
 
 
 def test_status_after_the_worker_is_killed_names_the_partitions_without_owner(
-        system: tuple[Settings, WorkerProcess]) -> None:
+        system: tuple[Settings, WorkerProcess], capsys: pytest.CaptureFixture[str]) -> None:
     """Last in the module: its worker's claim stays on ``owners``; the group drops it after its session."""
     own, worker = system
     worker.kill9()
     deadline = time.monotonic() + 60
-    while (shown := velox("status", "--interval", "0", settings=own)).returncode == 0:
-        assert time.monotonic() < deadline, shown.stdout
+    while (shown := status(own, capsys, "--interval", "0"))[0] == 0:
+        assert time.monotonic() < deadline, shown[1]
         time.sleep(1)
-    assert shown.returncode == 1
-    assert shown.stdout.splitlines()[0] == (f"Velox at {own.bootstrap}: UNHEALTHY: partitions 0, 1 have no owner "
-                                            "(no worker holds them)"), shown.stdout
-    assert "no longer in the worker group" in shown.stdout
+    assert shown[1].splitlines()[0] == (f"Velox at {own.bootstrap}: UNHEALTHY: partitions 0, 1 have no owner "
+                                        "(no worker holds them)"), shown[1]
+    assert "no longer in the worker group" in shown[1]
     stop = threading.Event()
 
     def keep_observing() -> None:  # while status reads the lag twice, 2 s apart
@@ -136,11 +146,12 @@ def test_status_after_the_worker_is_killed_names_the_partitions_without_owner(
     feeding = threading.Thread(target=keep_observing)
     feeding.start()
     try:
-        growing = velox("status", "--json", "--interval", "2", settings=own)
+        code, growing = status(own, capsys, "--json", "--interval", "2")
     finally:
         stop.set()
         feeding.join()
-    found = json.loads(growing.stdout)
+    found = json.loads(growing)
+    assert code == 1
     [stalled] = [p for p in found["partitions"] if p["stalled"]]
     assert f"partition {stalled['partition']}'s lag is growing ({stalled['lag']}) and its owner (none) applied nothing" \
         in found["problems"]
