@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 
 from tests.local.test_broker import velox
-from velox.cli import build_parser
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
+from velox.cli import build_parser
 from velox.control import container_registry, health, topics, versions
 from velox.local.broker import free_bootstrap
 from velox.model.store import ModelStore
