@@ -16,7 +16,7 @@ import pytest
 from tests.local.test_broker import velox
 from tests.streams.harness import WorkerProcess, produce, wait_until_committed
 from velox.cli import build_parser
-from velox.control import container_registry, health, topics, versions
+from velox.control import app_registry, container_registry, health, topics, versions
 from velox.local.broker import free_bootstrap
 from velox.model.store import ModelStore
 from velox.model.synthetic import planted
@@ -45,9 +45,6 @@ def system(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     events = [Observation(user=u % 10, item=u % 6, score=3.0, time=0) for u in range(40)]
     produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in events])
     wait_until_committed(own, own.topic("observations"), worker)
-    container_registry.ensure_topic(own)  # (the apps topic is made by app_registry)
-    from velox.control import app_registry
-
     app_registry.save(own, App("movies", 3.0, models=[own.model, "popularity"], policy="epsilon"))
     decided = [Decision(f"d{i}", "movies", i, model, 0.5, "epsilon", time.time(), False, {})
                for i, model in enumerate([own.model, own.model, "popularity"])]
