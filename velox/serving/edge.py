@@ -39,6 +39,7 @@ from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
 from velox.serving.models import Models
+from velox.serving.monitor import Monitor
 from velox.serving.selection import Selector
 from velox.settings import Settings
 from velox.state.reader import LocalState
@@ -66,9 +67,10 @@ class Edge:
     """What the routes share: settings, local state, model versions, partition owners and the producer."""
 
     def __init__(self, settings: Settings, state: LocalState, models: Models, owners: Owners, selector: Selector,
-                 containers: Containers, producer: Producer, ack_timeout: float = 5.0) -> None:
+                 containers: Containers, producer: Producer, monitor: Monitor, ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
         self.selector, self.containers, self.producer, self.ack_timeout = selector, containers, producer, ack_timeout
+        self.monitor = monitor  # the dashboard's data, gathered off the request path
         self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
@@ -86,11 +88,12 @@ class Edge:
         topics.ensure(settings)  # the edge may start before any worker: it reads observations too
         producer = clients.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
-                   Selector(settings, producer), Containers(settings), producer)
+                   Selector(settings, producer), Containers(settings), producer, Monitor(settings).start())
 
     def close(self) -> None:
         self._stop.set()
         self._poller.join(5)
+        self.monitor.close()
         self.selector.close()
         self.containers.close()
         self.models.close()

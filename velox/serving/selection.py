@@ -19,6 +19,7 @@ from collections import deque
 
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
+from prometheus_client import Counter
 
 from velox.control import app_registry, compacted
 from velox.kafka import clients, positions
@@ -30,6 +31,8 @@ from velox.settings import Settings
 
 log = logging.getLogger("velox.selection")
 
+DECISIONS = Counter("velox_edge_app_decisions", "Apps' decisions made at this edge, by app and model chosen.",
+                    ["app", "model"])
 SNAPSHOT_INTERVAL = 2.0
 RECENT = 32  # decisions kept per app and user for their ratings to reward
 
@@ -84,6 +87,7 @@ class Selector:
                             sticky, {str(item): score for item, score in predictions.items()})
         self.pending.setdefault((app.name, str(user)), deque(maxlen=RECENT)).append(decision)
         self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
+        DECISIONS.labels(app=app.name, model=model).inc()
         return decision
 
     def probabilities(self, app: App) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The edge as one ASGI app: the model routes, the application routes, health, metrics, OpenAPI.
+"""The edge as one ASGI app: the model routes, the application routes, health, metrics, the dashboard, OpenAPI.
 
 ``velox serve`` opens an ``Edge`` (the resources every route shares: ``velox.serving.edge``) and
 runs ``create_app(edge)`` on uvicorn. Bad input never yields a 500: an unknown model is 404, a
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from velox.control import app_registry
-from velox.serving import application_routes, model_routes, openapi
+from velox.serving import application_routes, dashboard, model_routes, openapi
 from velox.serving.edge import Edge, http_error, lifespan
 
 
@@ -24,6 +24,7 @@ def create_app(edge: Edge) -> Starlette:
     routes = [
         *model_routes.routes(),
         *application_routes.routes(),
+        *dashboard.routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
