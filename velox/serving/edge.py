@@ -82,11 +82,12 @@ class Edge:
             self.producer.poll(0.05)
 
     @classmethod
-    def open(cls, settings: Settings) -> Edge:
+    def open(cls, settings: Settings, slot: int = 0) -> Edge:
+        """The edge's resources for one of its processes (``slot``)."""
         topics.ensure(settings)  # the edge may start before any worker: it reads observations too
         producer = clients.producer(settings)
-        return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
-                   Selector(settings, producer), Containers(settings), producer)
+        return cls(settings, LocalState(settings.data, settings.partitions, slot=slot), Models(settings),
+                   Owners(settings), Selector(settings, producer, slot), Containers(settings), producer)
 
     def close(self) -> None:
         self._stop.set()

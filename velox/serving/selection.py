@@ -39,8 +39,11 @@ def policy_of(app: App) -> Policy:
 
 
 class Selector:
-    def __init__(self, settings: Settings, producer: Producer) -> None:
+    """``slot``: which of the edge's processes this is; each keeps its own state on ``policy-state``."""
+
+    def __init__(self, settings: Settings, producer: Producer, slot: int = 0) -> None:
         self.settings, self.producer = settings, producer
+        self.owner = settings.worker_id if slot == 0 else f"{settings.worker_id}/{slot}"
         self.apps = app_registry.follow(settings)
         self.rng = np.random.default_rng(settings.seed)
         self.lock = threading.Lock()
@@ -154,14 +157,14 @@ class Selector:
             self.producer.flush(10)
 
     def _key(self, app: str) -> bytes:
-        return f"{app}@{self.settings.worker_id}".encode()
+        return f"{app}@{self.owner}".encode()
 
     def _restore(self) -> dict[int, int]:
         """This edge's policy states as last written; the offsets to read on from."""
         saved_states = compacted.read_table(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
         offsets: dict[int, int] = {}
         for key, state in saved_states.items():
-            if not key.endswith(f"@{self.settings.worker_id}"):
+            if not key.endswith(f"@{self.owner}"):
                 continue
             for scope, saved in state.arms.items():
                 self.arms[(state.app, scope)] = Arms(

@@ -8,7 +8,9 @@ malformed parameter 400 naming it, a body over 64 KiB 413, each with a JSON body
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,7 +22,9 @@ from velox.serving import application_routes, model_routes, openapi
 from velox.serving.edge import Edge, http_error, lifespan
 
 
-def create_app(edge: Edge) -> Starlette:
+def create_app(edge: Edge, metrics_folder: Path | None = None) -> Starlette:
+    """``metrics_folder``: where the edge's processes write their metrics, when it runs several
+    (prometheus_client's multiprocess mode): ``/metrics`` adds them up."""
     routes = [
         *model_routes.routes(),
         *application_routes.routes(),
@@ -30,7 +34,7 @@ def create_app(edge: Edge) -> Starlette:
         Route("/openapi.json", openapi_json, include_in_schema=False),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
-    app.state.edge = edge
+    app.state.edge, app.state.metrics_folder = edge, metrics_folder
     return app
 
 
@@ -55,4 +59,10 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics; when the edge runs several processes (``velox serve``
+    gives them a folder of metric files), all of theirs added up."""
+    registry, folder = REGISTRY, request.app.state.metrics_folder
+    if folder is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, str(folder))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
