@@ -13,7 +13,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,10 +26,11 @@ from velox.settings import Settings
 PREDICT = "/v1/models/default/predict"
 
 
-@pytest.fixture()
-def edge(settings: Settings, tmp_path: Path) -> Iterator[EdgeProcess]:
-    own = settings.replace(namespace=f"p{uuid.uuid4().hex[:8]}-", data=tmp_path, partitions=2, d=5, items=50,
-                           item_shrinkage=math.inf, worker_metrics_port=0, edge_processes=2,
+@pytest.fixture(scope="module")
+def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    """One worker and a two-process edge for the module (the last test kills a process)."""
+    own = settings.replace(namespace=f"p{uuid.uuid4().hex[:8]}-", data=tmp_path_factory.mktemp("processes"), partitions=2, d=5, items=50,
+                           item_shrinkage=math.inf, worker_metrics_port=0, edge_processes=2, admin_token="s3cret",
                            edge_port=int(free_bootstrap().split(":")[1]))
     topics.ensure(own)
     worker, edge = WorkerProcess(own), EdgeProcess(own)
@@ -68,7 +68,7 @@ def answers_from_each(edge: EdgeProcess, path: str, done, timeout: float = 60.0)
 def test_two_processes_answer_on_one_port_with_the_update_and_add_up_their_metrics(edge) -> None:
     ready = answers_from_each(edge, "/readyz", lambda body: body["ready"])
     assert set(ready) == {"0", "1"}
-    path = f"{PREDICT}?user=7&item=3"
+    path = f"{PREDICT}?user=7&item=3"  # a user no other test asks for
     before = answers_from_each(edge, path, lambda body: not body["known_user"])
     assert edge.post("/v1/models/default/observe", {"user": 7, "item": 3, "score": 5.0}) == 202
 
@@ -80,6 +80,28 @@ def test_two_processes_answer_on_one_port_with_the_update_and_add_up_their_metri
     text = urllib.request.urlopen(f"{edge.settings.edge_url}/metrics", timeout=10).read().decode()
     counted = sum(float(n) for n in re.findall(r'velox_edge_request_seconds_count\{route="predict"\} (\S+)', text))
     assert counted >= len(before) + len(after) + 1
+
+
+def admin(edge: EdgeProcess, method: str, path: str, body: dict | None = None) -> None:
+    request = urllib.request.Request(f"{edge.settings.edge_url}{path}", json.dumps(body or {}).encode(),
+                                     {"Content-Type": "application/json", "Authorization": "Bearer s3cret"},
+                                     method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_an_apps_sticky_choice_made_by_one_process_is_kept_by_the_other(edge) -> None:
+    admin(edge, "PUT", "/v1/apps/sticky", {"default_output": 3.0, "policy": "ab", "weights": [0.5, 0.5],
+                                           "sticky_s": 600})
+    for model in ("default", "popularity"):
+        admin(edge, "POST", f"/v1/apps/sticky/models/{model}")
+    users = range(100, 120)
+    first = {user: ask(edge, f"/v1/apps/sticky/predict?user={user}&item=1")[1]["model"] for user in users}
+    assert set(first.values()) == {"default", "popularity"}
+    time.sleep(2)  # each process reads the other's decisions as they come: a moment
+    for user in users:  # whichever process answers keeps the user's first choice
+        chosen = answers_from_each(edge, f"/v1/apps/sticky/predict?user={user}&item=1", lambda body: True)
+        assert {body["model"] for body in chosen.values()} == {first[user]}, (user, first[user], chosen)
 
 
 def test_a_process_that_dies_is_started_again_while_the_other_answers(edge) -> None:
