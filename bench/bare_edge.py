@@ -1,12 +1,15 @@
 """The ceiling a Python edge can reach (issue 39): a bare Starlette app on uvicorn serving the same
 kind of predict and top-k from numpy arrays in memory: no state store, no versions, no cache,
-no owners, no metrics; the answer's JSON encoded by msgspec as the edge's is.
+no owners, no metrics; the answer's JSON encoded by msgspec as the edge's is. On uvicorn, as the
+edge, or on granian (a Rust HTTP server that runs ASGI apps), to choose the edge's server by.
 
-    python bench/bare_edge.py PORT USERS ITEMS D
+    BARE_EDGE=USERS,ITEMS,D python bench/bare_edge.py PORT
+    BARE_EDGE=USERS,ITEMS,D granian --interface asgi --port PORT bare_edge:app   (from bench/)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import msgspec
@@ -16,8 +19,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from threadpoolctl import threadpool_limits
 
-users, items, d = (int(arg) for arg in sys.argv[2:5])
+threadpool_limits(1, "blas")  # as the edge: one BLAS thread (velox/cli/flags.py says why)
+users, items, d = (int(size) for size in os.environ["BARE_EDGE"].split(","))
 rng = np.random.default_rng(0)
 W = rng.standard_normal((users, d), dtype=np.float32)
 F = rng.standard_normal((items, d), dtype=np.float32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import shutil
@@ -319,11 +320,15 @@ def edge(settings: Settings, log: Path) -> Iterator[int]:
 
 
 @contextmanager
-def bare(users: int, items: int, d: int) -> Iterator[int]:
-    """bench/bare_edge.py on a free port: the same predict and top-k from arrays in memory."""
+def bare(users: int, items: int, d: int, server: str) -> Iterator[int]:
+    """bench/bare_edge.py on a free port, on uvicorn or granian: the same predict and top-k from
+    arrays in memory."""
     port = int(free_bootstrap().split(":")[1])
-    process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_edge.py"), str(port), str(users),
-                                str(items), str(d)])
+    here = Path(__file__).parent
+    command = ([sys.executable, str(here / "bare_edge.py"), str(port)] if server == "uvicorn" else
+               [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "1", "--log-level", "warning", "bare_edge:app"])
+    process = subprocess.Popen(command, cwd=here, env={**os.environ, "BARE_EDGE": f"{users},{items},{d}"})
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -331,7 +336,7 @@ def bare(users: int, items: int, d: int) -> Iterator[int]:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "bench/bare_edge.py never answered"
+                assert time.monotonic() < deadline and process.poll() is None, f"bench/bare_edge.py on {server} never answered"
                 time.sleep(0.2)
         yield port
     finally:
@@ -351,8 +356,11 @@ def processes_run(settings: Settings, args: argparse.Namespace, work: Path, path
         figures[f"predict_{label}_at_half"] = drive(port, paths["predict"], args.seconds, args.concurrency, rate=most / 2)
         progress_line(f"predict_{label}_at_half", figures[f"predict_{label}_at_half"])
 
-    with bare(args.users, args.items, args.d) as port:
+    with bare(args.users, args.items, args.d, "uvicorn") as port:
         drive_all(port, "bare")
+    if shutil.which("granian", path=str(Path(sys.executable).parent)):  # the other server the edge could run on
+        with bare(args.users, args.items, args.d, "granian") as port:
+            drive_all(port, "bare_granian")
     cores = settings.replace(edge_processes=None).edge_process_count()
     for count in sorted({1, max(cores, 2)}):
         with edge(settings.replace(edge_processes=count), work / f"edge-{count}p.log") as port:
