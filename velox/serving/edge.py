@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
@@ -84,11 +85,13 @@ class Edge:
             self.producer.poll(0.05)
 
     @classmethod
-    def open(cls, settings: Settings) -> Edge:
+    def open(cls, settings: Settings, slot: int = 0, metrics_folder: Path | None = None) -> Edge:
+        """The edge's resources for one of its processes (``slot``; their metrics in ``metrics_folder``)."""
         topics.ensure(settings)  # the edge may start before any worker: it reads observations too
         producer = clients.producer(settings)
-        return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
-                   Selector(settings, producer), Containers(settings), producer, Monitor(settings).start())
+        return cls(settings, LocalState(settings.data, settings.partitions, slot=slot), Models(settings),
+                   Owners(settings), Selector(settings, producer, slot), Containers(settings), producer,
+                   Monitor(settings, metrics_folder).start())
 
     def close(self) -> None:
         self._stop.set()
@@ -230,7 +233,7 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int 
                 request.method, f"{owner.edge}{path}", params=request.query_params.multi_items(),
                 content=await request.body() if request.method == "POST" else None,
                 headers={FORWARDED_HEADER: edge.settings.worker_id}), slo_ms / 1000)
-        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.HTTPError) as exc:
             cause = "unreachable"
             reason = f"{owner.worker} at {owner.edge} gave no answer within {slo_ms:g} ms ({type(exc).__name__})"
         else:

@@ -132,7 +132,7 @@ async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int | No
                           on_delivery=on_delivery)  # the edge's delivery thread runs the callback
     try:
         return await asyncio.wait_for(acked, edge.ack_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 

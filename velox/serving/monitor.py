@@ -18,12 +18,13 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 from confluent_kafka import TopicPartition
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from velox.control import compacted, versions
@@ -107,9 +108,21 @@ def buckets(samples: Iterable[Any], name: str) -> dict[float, float]:
     return dict(found)
 
 
+def edge_metrics(folder: Path | None) -> CollectorRegistry:
+    """This process's metrics; for an edge of several processes (their metric files in
+    ``folder``: prometheus_client's multiprocess mode), all of theirs added up."""
+    if folder is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(folder))
+    return registry
+
+
 class Monitor:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    """``metrics_folder``: where the edge's processes write their metrics, when it runs several."""
+
+    def __init__(self, settings: Settings, metrics_folder: Path | None = None) -> None:
+        self.settings, self.metrics_folder = settings, metrics_folder
         self.series: dict[str, dict[str, deque[tuple[float, float]]]] = defaultdict(dict)
         self.timeline: deque[dict[str, Any]] = deque(maxlen=EVENTS)
         self.lock = threading.Lock()
@@ -244,7 +257,7 @@ class Monitor:
         return None if before is None else max(total - before, 0.0) / dt
 
     def _sample_edge(self, now: float, dt: float) -> None:
-        families = {family.name: family.samples for family in REGISTRY.collect()
+        families = {family.name: family.samples for family in edge_metrics(self.metrics_folder).collect()
                     if family.name in ("velox_edge_request_seconds", "velox_edge_cache_lookups",
                                        "velox_edge_default_answers")}
         requests: dict[str, float] = defaultdict(float)

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from velox.control import app_registry
 from velox.serving import application_routes, dashboard, model_routes, openapi
 from velox.serving.edge import Edge, http_error, lifespan
+from velox.serving.monitor import edge_metrics
 
 
 def create_app(edge: Edge) -> Starlette:
@@ -56,4 +57,6 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics; those of all the edge's processes when it runs several."""
+    return Response(generate_latest(edge_metrics(request.app.state.edge.monitor.metrics_folder)),
+                    media_type=CONTENT_TYPE_LATEST)
