@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -297,20 +299,103 @@ def breakdown(settings: Settings, users: list[int], items: list[int], n: int = 2
 
 @contextmanager
 def edge(settings: Settings, log: Path) -> Iterator[int]:
-    """`velox serve` with these settings on a free port, until the block ends."""
+    """`velox serve` with these settings on a free port, until the block ends, once every one of
+    its processes answers (wrk opens its connections at once: a process not listening yet would
+    get none of them)."""
     port = int(free_bootstrap().split(":")[1])
     process = processes.spawn(settings.replace(edge_port=port), log, "serve")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        answering: set[str] = set()
+        deadline = time.monotonic() + 90
+        while len(answering) < settings.edge_process_count():
+            assert time.monotonic() < deadline, f"the edge's processes answering: {sorted(answering)}; see {log}"
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    answering.add(response.headers["x-velox-process"])
             except OSError:
                 time.sleep(0.2)
         yield port
     finally:
         processes.stop(process)
+
+
+@contextmanager
+def bare(users: int, items: int, d: int, server: str) -> Iterator[int]:
+    """bench/bare_edge.py on a free port, on uvicorn or granian: the same predict and top-k from
+    arrays in memory."""
+    port = int(free_bootstrap().split(":")[1])
+    here = Path(__file__).parent
+    command = ([sys.executable, str(here / "bare_edge.py"), str(port)] if server == "uvicorn" else
+               [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "1", "--log-level", "warning", "bare_edge:app"])
+    process = subprocess.Popen(command, cwd=here, env={**os.environ, "BARE_EDGE": f"{users},{items},{d}"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, f"bench/bare_edge.py on {server} never answered"
+                time.sleep(0.2)
+        yield port
+    finally:
+        processes.stop(process)
+
+
+def processes_run(settings: Settings, args: argparse.Namespace, work: Path, paths: dict[str, list[str]]) -> dict[str, Any]:
+    """Issue 39: the bare app, the edge with one process and with one per core, driven alike."""
+    figures: dict[str, Any] = {}
+
+    def drive_all(port: int, label: str) -> None:
+        drive(port, ["/healthz"], 2, args.concurrency)  # warm-up
+        for route, asked in paths.items():
+            figures[f"{route}_{label}"] = drive(port, asked, args.seconds, args.concurrency)
+            progress_line(f"{route}_{label}", figures[f"{route}_{label}"])
+        most = figures[f"predict_{label}"]["requests_per_s"]
+        figures[f"predict_{label}_at_half"] = drive(port, paths["predict"], args.seconds, args.concurrency, rate=most / 2)
+        progress_line(f"predict_{label}_at_half", figures[f"predict_{label}_at_half"])
+
+    with bare(args.users, args.items, args.d, "uvicorn") as port:
+        drive_all(port, "bare")
+    if shutil.which("granian", path=str(Path(sys.executable).parent)):  # the other server the edge could run on
+        with bare(args.users, args.items, args.d, "granian") as port:
+            drive_all(port, "bare_granian")
+    cores = settings.replace(edge_processes=None).edge_process_count()
+    for count in sorted({1, max(cores, 2)}):
+        with edge(settings.replace(edge_processes=count), work / f"edge-{count}p.log") as port:
+            drive_all(port, f"{count}p")
+    figures["processes"] = max(cores, 2)
+    return figures
+
+
+def progress_line(name: str, figures: dict[str, Any]) -> None:
+    cores = f"   client {figures['client_cores']:.2f} cores" if "client_cores" in figures else ""
+    print(f"{name:22} {figures['requests_per_s']:8,.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
+          f"p99 {figures['p99_ms']:6.2f} ms{cores}", flush=True)
+
+
+def processes_checks(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 39's targets, from ``processes_run``'s figures."""
+    n = f["processes"]
+    rate = {name: f[name]["requests_per_s"] for name in ("predict_bare", "predict_1p", f"predict_{n}p", "top_k_1p",
+                                                          f"top_k_{n}p")}
+    one_over_bare = rate["predict_1p"] / rate["predict_bare"]
+    n_over_one = rate[f"predict_{n}p"] / rate["predict_1p"]
+    top_k_n_over_one = rate[f"top_k_{n}p"] / rate["top_k_1p"]
+    p99_one, p99_n = f["predict_1p_at_half"]["p99_ms"], f[f"predict_{n}p_at_half"]["p99_ms"]
+    client = f[f"predict_{n}p"].get("client_cores")
+    return [
+        {"what": "predict, the edge with one process against the bare Starlette app", "figure": round(one_over_bare, 3),
+         "target": ">= 0.9", "met": one_over_bare >= 0.9},
+        {"what": f"predict, the edge with {n} processes against one"
+                 + (f" (the load generator used {client:.2f} cores)" if client else ""),
+         "figure": round(n_over_one, 3), "target": ">= 1.5", "met": n_over_one >= 1.5},
+        {"what": f"top-k ({f['items']:,} items), the edge with {n} processes against one",
+         "figure": round(top_k_n_over_one, 3), "target": ">= 1.5", "met": top_k_n_over_one >= 1.5},
+        {"what": f"predict p99 at half the maximum rate, {n} processes against one", "figure": f"{p99_n:.2f} ms "
+                 f"against {p99_one:.2f} ms", "target": "no worse", "met": p99_n <= p99_one},
+    ]
 
 
 def main() -> None:
@@ -325,7 +410,7 @@ def main() -> None:
     parser.add_argument("--png", type=Path, help="latency distributions, drawn when matplotlib is installed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, throwaway_broker(Settings.from_env(data=Path(work))) as base:
-        settings = base.replace(namespace="bench-", partitions=8, d=args.d, items=args.items)
+        settings = base.replace(namespace="bench-", partitions=8, d=args.d, items=args.items, edge_processes=1)
         topics.ensure(settings)
         write_states(settings, args.users)
         model = f"/v1/models/{settings.model}"
@@ -363,10 +448,14 @@ def main() -> None:
             asked = [f"{model}/predict?user={uuid_id(u)}&item={uuid_id(i)}" for u, i in zip(users, items)]
             results["predict_uuid"] = measured(port, lambda: drive(port, asked, args.seconds, args.concurrency))
         uuid_ratio = results["predict_uuid"]["requests_per_s"] / results["predict"]["requests_per_s"]
+        users, items = uniform
+        results["processes"] = {"items": args.items, **processes_run(settings, args, Path(work), {
+            "predict": [f"{model}/predict?user={u}&item={i}" for u, i in zip(users, items)],
+            "top_k": [f"{model}/top_k?user={u}&k=10" for u in users]})}
         # After the served runs: this process's edge opens the same RocksDB secondaries.
         results["breakdown"] = breakdown(settings, *uniform)
     for name, figures in results.items():
-        if name == "breakdown":
+        if name in ("breakdown", "processes"):
             continue
         hits = f"   cache hits {figures['cache_hit_rate']:6.1%}" if "cache_hit_rate" in figures else ""
         print(f"{name:14} {figures['requests_per_s']:8,.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
@@ -387,7 +476,9 @@ def main() -> None:
     print(f"predict with 36-character UUID ids: {results['predict_uuid']['requests_per_s']:,.0f} req/s, "
           f"{uuid_ratio:.2f} of integer ids (target at least 0.85)")
     checks = [{"what": "predict throughput with 36-character UUID ids against integer ids", "figure": round(uuid_ratio, 3),
-               "target": ">= 0.85", "met": uuid_ratio >= 0.85}]
+               "target": ">= 0.85", "met": uuid_ratio >= 0.85}, *processes_checks(results["processes"])]
+    for check in checks:
+        print(f"{'met' if check['met'] else 'NOT MET'}: {check['what']}: {check['figure']} (target {check['target']})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,

@@ -1,7 +1,8 @@
 """`make compose-check`: docker-compose.yml run for real, and the loop checked end to end.
 
-Builds the image, starts the services, waits for the edge, asks a prediction, observes five 5.0
-ratings and sees the score move; crashes the worker (SIGKILL to its process, as a real crash)
+Builds the image, starts the services, waits for the edge, asks a prediction, sees `velox status`
+healthy, Prometheus scraping the worker and the edge and /dashboard/data answering, observes five
+5.0 ratings and sees the score move; crashes the worker (SIGKILL to its process, as a real crash)
 and sees Docker restart it with its state intact; `down` and `up` again and sees the observation
 count unchanged (no second load) and no second first version; then `down -v`. The edge's port is
 published on 127.0.0.1 only, and every request goes there. Prints one line per step with its time.
@@ -31,9 +32,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = "http://127.0.0.1:8000"
+PROMETHEUS = "http://127.0.0.1:9090"
 MODEL = f"{EDGE}/v1/models/default"
 USER, ITEM = 1, 2
-CHECKED = ("kafka", "worker", "edge", "controller")  # the services with a health check
+CHECKED = ("kafka", "worker", "edge", "controller", "prometheus")  # the services with a health check
 RATED = (10, 11, 12, 13, 14)  # the items the check rates 5.0
 COUNT = ("python -c \"from velox.kafka import positions; from velox.settings import Settings; s = Settings.from_env(); "
          "print(sum(positions.end_offsets(s, s.topic('observations')).values()))\"")
@@ -151,6 +153,13 @@ def check(compose: Compose) -> None:
         inspect(compose.container(name))["State"].get("Health", {}).get("Status") == "healthy" for name in CHECKED))
     say(f"healthy: {', '.join(CHECKED)}; the loader exited "
         f"{inspect(compose.container('load'))['State']['ExitCode']}")
+    status = compose.run_in("controller", "velox status --interval 1")  # exits the check if not healthy (1)
+    say(f"velox status: {status.splitlines()[0]}")
+    wait_for("Prometheus scraping the worker and the edge", lambda: {
+        t["labels"]["job"] for t in httpx.get(f"{PROMETHEUS}/api/v1/targets", timeout=5.0).json()["data"]["activeTargets"]
+        if t["health"] == "up"} == {"velox-worker", "velox-edge"})
+    series = httpx.get(f"{EDGE}/dashboard/data", timeout=5.0).json()["series"]
+    say(f"Prometheus scrapes both; /dashboard/data answers {len(series)} series")
 
     for item in RATED:
         httpx.post(f"{MODEL}/observe", json={"user": USER, "item": item, "score": 5.0}, timeout=5.0).raise_for_status()

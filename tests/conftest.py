@@ -28,6 +28,9 @@ hypothesis_settings.load_profile("velox")
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     env = Settings.from_env()
+    # One edge process unless a test asks for more (tests/serving/test_edge_processes.py): the
+    # default, one per core, would start twice the edges on this machine's two cores.
+    env = env.replace(edge_processes=env.edge_processes or 1)
     data = tmp_path_factory.mktemp("velox-data")
     if "VELOX_BOOTSTRAP" in os.environ:
         yield env.replace(data=data)

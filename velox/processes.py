@@ -6,17 +6,20 @@ reads the same configuration; its output is appended to a log file.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from velox.settings import Settings
+
+log = logging.getLogger("velox")
 
 _stop_asked = threading.Event()
 
@@ -68,16 +71,40 @@ def stop_asked() -> bool:
     return _stop_asked.is_set()
 
 
-def spawn(settings: Settings, log_file: Path, *command: str) -> subprocess.Popen[bytes]:
-    """``velox COMMAND`` with these settings, its output appended to ``log_file``.
+def spawn(settings: Settings, log_file: Path, *command: str,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``velox COMMAND`` with these settings (and ``env``), its output appended to ``log_file``.
 
     The child runs in a session of its own: Ctrl-C or a closed terminal signals the parent
     alone, which stops its children in order (``stop``) instead of leaving that to the signal.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "velox.cli", *command], env={**os.environ, **settings.to_env()},
+        return subprocess.Popen([sys.executable, "-m", "velox.cli", *command],
+                                env={**os.environ, **settings.to_env(), **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def supervise(what: str, start: Callable[[int], subprocess.Popen[bytes]], count: int,
+              died: Callable[[int], object] = lambda pid: None, restart_after: float = 1.0) -> None:
+    """Children ``start(0)`` to ``start(count - 1)``, each started again when it dies (``died``
+    told its pid first), until SIGTERM or SIGINT; then each is stopped cleanly, in order."""
+    stopping = threading.Event()
+    on_stop(stopping.set)
+    running = {slot: start(slot) for slot in range(count)}
+    log.info("%s: %d processes, pids %s", what, count, [p.pid for p in running.values()])
+    try:
+        while not stopping.wait(restart_after):
+            for slot, process in running.items():
+                if process.poll() is not None:
+                    log.warning("%s %d (pid %d) exited with %s: started again", what, slot, process.pid,
+                                process.returncode)
+                    died(process.pid)
+                    running[slot] = start(slot)
+    finally:
+        for process in running.values():
+            stop(process, timeout=10)
+    log.info("%s stopped", what)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> int:

@@ -76,6 +76,8 @@ class Settings:
     metrics_interval: seconds between prequential error records on ``model-metrics``.
     edge_host, edge_port: where the edge beside this worker listens; the worker announces it on
         ``owners`` so edges forward requests for its users there.
+    edge_processes: the edge's processes, all answering on ``edge_port`` (``velox serve
+        --processes``); unset: one per core available to the process (``edge_process_count``).
     epsilon: the share of top-k slots given to a random item (ε-greedy exploration; 0: none).
     cache_entries: answers the edge's prediction cache keeps (0: no cache).
     batching: whether concurrent full-catalog top-k requests share one matrix product.
@@ -127,6 +129,7 @@ class Settings:
     metrics_interval: float = 5.0
     edge_host: str = "127.0.0.1"
     edge_port: int = 8000
+    edge_processes: int | None = None
     epsilon: float = 0.0
     cache_entries: int = 100_000
     batching: bool = True
@@ -177,6 +180,8 @@ class Settings:
                               f"(none forgotten), got {self.forgetting}")
         if not 0 <= self.epsilon <= 1:
             raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
+        if self.edge_processes is not None and self.edge_processes < 1:
+            raise ConfigError(f"edge_processes must be at least 1 (unset: one per core), got {self.edge_processes}")
         if self.slo_ms <= 0:
             raise ConfigError(f"slo_ms must be positive, got {self.slo_ms}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -197,6 +202,10 @@ class Settings:
         ``velox.model.learner.make_rule`` takes."""
         return {"name": self.rule, "learning_rate": self.learning_rate, "l2": self.l2, "evidence": self.evidence,
                 "forgetting": self.forgetting}
+
+    def edge_process_count(self) -> int:
+        """The edge's processes: the setting, else the cores this process may run on."""
+        return self.edge_processes or len(os.sched_getaffinity(0))
 
     @property
     def broker_address(self) -> tuple[str, int]:

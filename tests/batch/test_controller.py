@@ -1,6 +1,7 @@
 """The retrain decision, one test per trigger, plus debounce."""
 
-from velox.batch.controller import Observed, Triggers, should_retrain, window_rmse
+from velox.batch.controller import Observed, Triggers, drift, should_retrain
+from velox.model.prequential import window_rmse
 from velox.schemas.error_window import ErrorWindow
 from velox.schemas.retrain_request import RetrainRequest
 
@@ -8,7 +9,7 @@ NOW = 10_000.0
 
 
 def seen(**changes: object) -> Observed:
-    base = dict(now=NOW, last_run=None, active_since=NOW - 10, new_observations=0, validation_rmse=0.9, windows=[])
+    base = dict(now=NOW, last_run=None, active_since=NOW - 600, new_observations=0, validation_rmse=0.9, windows=[])
     return Observed(**{**base, **changes})  # type: ignore[arg-type]
 
 
@@ -43,6 +44,30 @@ def test_drift_trigger_needs_the_error_above_tolerance_for_the_whole_window() ->
     # one drain back under the limit breaks "sustained"
     dip = windows(1.05, NOW - 61, NOW - 20) + windows(0.5, NOW - 20, NOW - 15) + windows(1.05, NOW - 15, NOW)
     assert should_retrain(seen(windows=dip), triggers) is None
+
+
+def test_drift_window_starts_again_at_each_activation_and_each_run() -> None:
+    """A rollback's version is judged on its own windows since the rollback: not on the error measured
+    before it (on the version rolled back from, or on this one when it was active before), nor again
+    on the windows that already started a run (which a pin kept from activating)."""
+    triggers = Triggers(drift=0.1, window=60, debounce=0)
+    drifting = windows(1.05, NOW - 300, NOW)
+    assert should_retrain(seen(windows=drifting), triggers) is not None
+    assert should_retrain(seen(windows=drifting, active_since=NOW - 30), triggers) is None
+    assert should_retrain(seen(windows=drifting, active_since=NOW - 61), triggers) is not None
+    assert should_retrain(seen(windows=drifting, last_run=NOW - 30), triggers) is None
+
+
+def test_drift_trigger_says_its_state_in_words() -> None:
+    triggers = Triggers(drift=0.1, window=60, debounce=0)
+    assert drift(seen(), Triggers()) == (None, "off")
+    assert drift(seen(validation_rmse=None), triggers)[1] == "waiting for an active version with a validation RMSE"
+    assert drift(seen(), triggers)[1].startswith("no online error measured yet")
+    assert drift(seen(windows=windows(1.05, NOW - 30, NOW)), triggers) == (
+        None, "online RMSE 1.0500 above 0.9900 for 30 of 60 s")
+    assert drift(seen(windows=windows(0.5, NOW - 61, NOW)), triggers) == (
+        None, "online RMSE 0.5000, not above 0.9900 throughout the last 61 s")
+    assert drift(seen(windows=windows(1.05, NOW - 61, NOW)), triggers)[1] == "fired"
 
 
 def test_drift_trigger_waits_for_a_validation_rmse() -> None:

@@ -84,12 +84,13 @@ class WarmJob:
         self.spark: SparkSession | None = None
         self.producer: Producer | None = None  # versions.announcer, kept
 
-    def __call__(self, reason: str) -> VersionInfo:
+    def __call__(self, reason: str, activate: bool = True) -> VersionInfo:
+        """Train and save a version; activate it if this job activates and ``activate`` (False: a pin holds)."""
         with exclusive(self.settings):
             if self.spark is None:
                 self.spark = spark_session(self.master, self.spark_conf, jars.fetch(jars.SPARK_KAFKA, self.settings.cache))
                 self.producer = versions.announcer(self.settings)
-            return _retrain(self.spark, self.settings, self.params, self.activate, reason, self.producer)
+            return _retrain(self.spark, self.settings, self.params, self.activate and activate, reason, self.producer)
 
     def close(self) -> None:
         if self.spark is not None:
@@ -115,7 +116,7 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
     info = VersionInfo(
         id=version_id, created_at=time.time(), d=version.d, training_end=training_end,
         training_rows=int(version.user_counts.sum()), holdout_rows=holdout_rows, validation_rmse=validation,
-        params={key: value for key, value in asdict(params).items()},
+        params={key: value for key, value in asdict(params).items()}, reason=reason,
     )
     ModelStore(settings.model_store).save(version, info, build_for(version, settings.topk_index_items,
                                                                    settings.topk_breadth))

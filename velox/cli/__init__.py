@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         reset,
         retrain,
         serve,
+        status,
         up,
         worker,
     )
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "each user's model kept fresh from a stream of feedback on Kafka.")
     add_global(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (local_kafka, worker, up, serve, retrain, model_store, load, evaluate, app, container, fetch_jars,
-                    reset):
+    for command in (local_kafka, worker, up, serve, status, retrain, model_store, load, evaluate, app, container,
+                    fetch_jars, reset):
         command.add(commands)
     return parser
 

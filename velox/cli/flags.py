@@ -32,14 +32,16 @@ def settings_flags(command: argparse.ArgumentParser, mapping: Mapping[str, str])
     command.set_defaults(settings_flags=dict(mapping))
 
 
-EDGE = {"edge_host": "edge_host", "edge_port": "edge_port", "worker_id": "worker_id", "tls_cert": "tls_cert",
-        "tls_key": "tls_key"}
+EDGE = {"edge_host": "edge_host", "edge_port": "edge_port", "edge_processes": "edge_processes",
+        "worker_id": "worker_id", "tls_cert": "tls_cert", "tls_key": "tls_key"}
 
 
 def add_edge(command: argparse.ArgumentParser) -> dict[str, str]:
     """The edge's flags (``serve`` and ``up``); returns their mapping to settings."""
     command.add_argument("--host", dest="edge_host", help="the edge's address (VELOX_EDGE_HOST, default 127.0.0.1)")
     command.add_argument("--port", dest="edge_port", type=int, help="the edge's port (VELOX_EDGE_PORT, default 8000)")
+    command.add_argument("--processes", dest="edge_processes", type=int,
+                         help="the edge's processes, on one port (VELOX_EDGE_PROCESSES, default one per core)")
     command.add_argument("--worker-id", dest="worker_id", help="the worker beside this edge (VELOX_WORKER_ID)")
     command.add_argument("--tls-cert", dest="tls_cert", type=Path,
                          help="serve HTTPS with this PEM certificate (VELOX_TLS_CERT)")

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Message, Producer
 
-from velox.control import compacted
+from velox.control import compacted, pins
 from velox.kafka import clients, topic_admin
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion, random_version
@@ -41,10 +41,14 @@ def announcer(settings: Settings) -> Producer:
     return clients.producer(settings)
 
 
-def activate(settings: Settings, version_id: str, reason: str, producer: Producer | None = None) -> Activation:
+def activate(settings: Settings, version_id: str, reason: str, producer: Producer | None = None,
+             by_hand: bool = False) -> Activation:
     """Announce ``version_id`` (which must be complete in the store) as the active version,
-    with the caller's ``announcer`` or a new one."""
+    with the caller's ``announcer`` or a new one. ``by_hand``: an operator's choice, pinned first
+    (``velox.control.pins``) so that no automatic retrain activates over it from then on."""
     info = ModelStore(settings.model_store).info(version_id)
+    if by_hand:
+        pins.pin(settings, version_id, reason)
     activation = Activation(settings.model, info, settings.model_store, time.time(), reason)
     producer = announcer(settings) if producer is None else producer  # (a Producer with nothing queued is falsy)
     producer.produce(topic(settings), key=settings.model.encode(), value=model_version.encode(activation))

@@ -41,14 +41,25 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         reader.close()
 
 
-def lag(settings: Settings, group: str, topic: str) -> int:
-    """Messages of ``topic`` that ``group`` has not committed yet (an empty partition counts 0)."""
+def group_positions(settings: Settings, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Each partition's (committed offset of ``group``, end offset); a partition never committed counts from 0."""
     reader = consumer(settings, group=group)
     try:
         partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
         ends = [watermarks(reader, tp)[1] for tp in partitions]
-        return sum(end - max(tp.offset, 0) for tp, end in zip(committed(reader, partitions), ends))
+        return {tp.partition: (max(tp.offset, 0), end) for tp, end in zip(committed(reader, partitions), ends)}
     finally:
         reader.close()
 
 
+def lag(settings: Settings, group: str, topic: str) -> int:
+    """Messages of ``topic`` that ``group`` has not committed yet (an empty partition counts 0)."""
+    return sum(end - done for done, end in group_positions(settings, group, topic).values())
+
+
+def offset_at(reader: Consumer, topic: str, partition: int, when: float, timeout: float = 30) -> int:
+    """The first offset of a message written at ``when`` (seconds since the epoch) or later; the end
+    offset if none was."""
+    asked = TopicPartition(topic, partition, int(when * 1000))
+    found = while_moving(lambda wait: reader.offsets_for_times([asked], timeout=wait), timeout)[0].offset
+    return found if found >= 0 else watermarks(reader, TopicPartition(topic, partition), timeout)[1]

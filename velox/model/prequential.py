@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,3 +35,13 @@ class PrequentialErrors:
         self._sums.clear()
         self._start = end
         return windows
+
+
+def window_rmse(windows: Sequence[ErrorWindow]) -> float:
+    """The RMSE of several windows together (weighted by their counts); 0 for none.
+
+    >>> window_rmse([ErrorWindow("v", 0, 0, 1, 3, 1.0, 1.0), ErrorWindow("v", 1, 0, 1, 1, 3.0, 3.0)])
+    1.7320508075688772
+    """
+    count = sum(w.count for w in windows)
+    return math.sqrt(sum(w.rmse**2 * w.count for w in windows) / count) if count else 0.0

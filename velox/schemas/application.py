@@ -37,6 +37,9 @@ class PredictRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     context: dict[str, Any] = {}
 
 
+ORIGIN_HEADER = "velox-origin"  # a decision's header: the edge process that made it (``Selector.owner``)
+
+
 class Decision(msgspec.Struct, frozen=True):
     id: str
     app: str

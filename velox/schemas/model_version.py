@@ -21,6 +21,7 @@ class VersionInfo(msgspec.Struct, frozen=True):
     holdout_rows: int = 0
     validation_rmse: float | None = None
     params: dict[str, float | int | str] = {}
+    reason: str = ""  # why it was trained: the retrain's trigger ("drift: ...", "manual", ...)
 
 
 class Activation(msgspec.Struct, frozen=True):
@@ -33,6 +34,17 @@ class Activation(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class Pin(msgspec.Struct, frozen=True):
+    """The record on the compacted ``model-pins`` topic, keyed by model name: a version an operator
+    chose, which automatic retrains do not activate over."""
+
+    model: str
+    version: str
+    at: float
+    by: str  # what pinned it ("velox model activate", "the edge's activate call")
+
+
 encode = records.encode
 decode_info = records.decoder(VersionInfo)
 decode_activation = records.decoder(Activation)
+decode_pin = records.decoder(Pin)

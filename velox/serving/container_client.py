@@ -225,7 +225,7 @@ class Containers:
             batcher = self.batchers[queue] = Batcher(self, model, version)
         try:
             score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)  # a future: no task made
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
                                                     f"{1000 * slo_s:g} ms") from None
         self.cache.put(key, score)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
@@ -39,6 +40,7 @@ from velox.serving.batching import TopKBatcher
 from velox.serving.cache import PredictionCache
 from velox.serving.container_client import Containers
 from velox.serving.models import Models
+from velox.serving.monitor import Monitor
 from velox.serving.selection import Selector
 from velox.settings import Settings
 from velox.state.reader import LocalState
@@ -66,9 +68,10 @@ class Edge:
     """What the routes share: settings, local state, model versions, partition owners and the producer."""
 
     def __init__(self, settings: Settings, state: LocalState, models: Models, owners: Owners, selector: Selector,
-                 containers: Containers, producer: Producer, ack_timeout: float = 5.0) -> None:
+                 containers: Containers, producer: Producer, monitor: Monitor, ack_timeout: float = 5.0) -> None:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
         self.selector, self.containers, self.producer, self.ack_timeout = selector, containers, producer, ack_timeout
+        self.monitor = monitor  # the dashboard's data, gathered off the request path
         self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
@@ -82,15 +85,18 @@ class Edge:
             self.producer.poll(0.05)
 
     @classmethod
-    def open(cls, settings: Settings) -> Edge:
+    def open(cls, settings: Settings, slot: int = 0, metrics_folder: Path | None = None) -> Edge:
+        """The edge's resources for one of its processes (``slot``; their metrics in ``metrics_folder``)."""
         topics.ensure(settings)  # the edge may start before any worker: it writes observations, follows item-corrections
         producer = clients.producer(settings)
-        return cls(settings, LocalState(settings.data, settings.partitions), Models(settings), Owners(settings),
-                   Selector(settings, producer), Containers(settings), producer)
+        return cls(settings, LocalState(settings.data, settings.partitions, slot=slot), Models(settings),
+                   Owners(settings), Selector(settings, producer, slot), Containers(settings), producer,
+                   Monitor(settings, metrics_folder).start())
 
     def close(self) -> None:
         self._stop.set()
         self._poller.join(5)
+        self.monitor.close()
         self.selector.close()
         self.containers.close()
         self.models.close()
@@ -227,7 +233,7 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int 
                 request.method, f"{owner.edge}{path}", params=request.query_params.multi_items(),
                 content=await request.body() if request.method == "POST" else None,
                 headers={FORWARDED_HEADER: edge.settings.worker_id}), slo_ms / 1000)
-        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.HTTPError) as exc:
             cause = "unreachable"
             reason = f"{owner.worker} at {owner.edge} gave no answer within {slo_ms:g} ms ({type(exc).__name__})"
         else:

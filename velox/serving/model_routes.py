@@ -132,7 +132,7 @@ async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int | No
                           on_delivery=on_delivery)  # the edge's delivery thread runs the callback
     try:
         return await asyncio.wait_for(acked, edge.ack_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 
@@ -168,12 +168,13 @@ async def list_versions(request: Request) -> Response:
 
 
 async def activate(request: Request) -> Response:
-    """Admin: make a stored version the active one (a rollback when it is older)."""
+    """Admin: make a stored version the active one (a rollback when it is older), pinned (``velox.control.pins``)."""
     edge = edge_of(request)
     authorize(edge, request)
     version = request.path_params["version"]
     try:
-        activation = await asyncio.to_thread(versions.activate, edge.settings, version, "activated through the edge")
+        activation = await asyncio.to_thread(versions.activate, edge.settings, version, "activated through the edge",
+                                             by_hand=True)
     except UnknownVersion as exc:
         raise HTTPException(404, str(exc)) from None
     return JSONResponse({"active": activation.version.id, "activated_at": activation.activated_at})

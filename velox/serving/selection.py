@@ -6,7 +6,10 @@ answered rewards the chosen model by the error of its score (``velox.model.polic
 few seconds the policies' state, the sticky choices and the offsets read so far go to the
 compacted ``policy-state`` topic, keyed by app and worker, so a restarted edge goes on from
 there. Requests for a user are answered at the edge of the user's owner (forwarded there), so
-one edge makes and learns from all of a user's decisions.
+one edge makes and learns from all of a user's decisions. An edge of several processes (``velox
+serve --processes``) spreads a user's requests across them: each process also reads the
+decisions the others make (``decisions``, by their origin header), so that every process keeps
+the same sticky choices and learns from every rating of every decision.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import time
 import uuid
 from collections import deque
 
+import msgspec
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
+from prometheus_client import Counter
 
 from velox.control import app_registry, compacted
 from velox.kafka import clients, positions
@@ -30,6 +35,8 @@ from velox.settings import Settings
 
 log = logging.getLogger("velox.selection")
 
+DECISIONS = Counter("velox_edge_app_decisions", "Apps' decisions made at this edge, by app and model chosen.",
+                    ["app", "model"])
 SNAPSHOT_INTERVAL = 2.0
 RECENT = 32  # decisions kept per app and user for their ratings to reward
 
@@ -39,8 +46,13 @@ def policy_of(app: App) -> Policy:
 
 
 class Selector:
-    def __init__(self, settings: Settings, producer: Producer) -> None:
+    """``slot``: which of the edge's processes this is; each keeps its own state on ``policy-state``."""
+
+    def __init__(self, settings: Settings, producer: Producer, slot: int = 0) -> None:
         self.settings, self.producer = settings, producer
+        self.owner = settings.worker_id if slot == 0 else f"{settings.worker_id}/{slot}"
+        self.decisions = settings.topic("decisions")
+        self.siblings = settings.edge_process_count() > 1  # other processes of this edge decide too
         self.apps = app_registry.follow(settings)
         self.rng = np.random.default_rng(settings.seed)
         self.lock = threading.Lock()
@@ -54,7 +66,9 @@ class Selector:
         self.dirty = False  # something to snapshot: offsets read on, or a sticky choice made
         self.reader = clients.consumer(settings, group=f"{settings.app_id}-selection-{uuid.uuid4().hex[:8]}")
         ends = positions.end_offsets(settings, self.source)
-        self.reader.assign([TopicPartition(self.source, p, self.offsets.get(p, end)) for p, end in ends.items()])
+        self.reader.assign([TopicPartition(self.source, p, self.offsets.get(p, end)) for p, end in ends.items()] + (
+            [TopicPartition(self.decisions, p, end) for p, end in positions.end_offsets(settings, self.decisions).items()]
+            if self.siblings else []))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._learn_loop, name="velox-selection", daemon=True)
         self._thread.start()
@@ -83,7 +97,9 @@ class Selector:
         decision = Decision(uuid.uuid4().hex[:16], app.name, user, model, propensity, app.policy, time.time(),
                             sticky, {str(item): score for item, score in predictions.items()})
         self.pending.setdefault((app.name, str(user)), deque(maxlen=RECENT)).append(decision)
-        self.producer.produce(self.settings.topic("decisions"), key=app.name.encode(), value=app_schema.encode(decision))
+        self.producer.produce(self.decisions, key=app.name.encode(), value=app_schema.encode(decision),
+                              headers={app_schema.ORIGIN_HEADER: self.owner})
+        DECISIONS.labels(app=app.name, model=model).inc()
         return decision
 
     def probabilities(self, app: App) -> dict[str, float]:
@@ -104,7 +120,9 @@ class Selector:
         last_snapshot = time.monotonic()
         while not self._stop.is_set():
             for message in clients.arrived(self.reader, 500, 0.1):
-                if message.error() is None:
+                if message.error() is None and message.topic() == self.decisions:
+                    self._sibling_decision(message)
+                elif message.error() is None:
                     try:
                         self._reward(message)
                     except Exception:  # one bad record must not stop every app from learning
@@ -115,6 +133,25 @@ class Selector:
             if time.monotonic() - last_snapshot >= SNAPSHOT_INTERVAL:
                 self.snapshot()
                 last_snapshot = time.monotonic()
+
+    def _sibling_decision(self, message: Message) -> None:
+        """A decision another process of this edge made: kept for the user's rating, and as their
+        sticky choice if it was a new one."""
+        origin = dict(message.headers() or ()).get(app_schema.ORIGIN_HEADER, b"").decode()
+        if origin == self.owner or origin.split("/")[0] != self.settings.worker_id:
+            return
+        try:
+            decision = app_schema.decode_decision(message.value())
+        except msgspec.DecodeError:
+            log.warning("a decision at %s[%d]@%d is not one: skipped", message.topic(), message.partition(),
+                        message.offset())
+            return
+        self.pending.setdefault((decision.app, str(decision.user)), deque(maxlen=RECENT)).append(decision)
+        app = self.apps.rows.get(decision.app)
+        if app is not None and app.sticky_s > 0 and not decision.sticky:
+            with self.lock:
+                self.sticky[(decision.app, str(decision.user))] = (decision.model, decision.propensity, decision.at)
+                self.dirty = True
 
     def _reward(self, message: Message) -> None:
         seen = observation.counted(message.key(), message.value(), message.partition(), self.settings.partitions)
@@ -154,14 +191,14 @@ class Selector:
             self.producer.flush(10)
 
     def _key(self, app: str) -> bytes:
-        return f"{app}@{self.settings.worker_id}".encode()
+        return f"{app}@{self.owner}".encode()
 
     def _restore(self) -> dict[int, int]:
         """This edge's policy states as last written; the offsets to read on from."""
         saved_states = compacted.read_table(self.settings, self.settings.topic("policy-state"), app_schema.decode_state)
         offsets: dict[int, int] = {}
         for key, state in saved_states.items():
-            if not key.endswith(f"@{self.settings.worker_id}"):
+            if not key.endswith(f"@{self.owner}"):
                 continue
             for scope, saved in state.arms.items():
                 self.arms[(state.app, scope)] = Arms(

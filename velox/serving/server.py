@@ -1,4 +1,4 @@
-"""The edge as one ASGI app: the model routes, the application routes, health, metrics, OpenAPI.
+"""The edge as one ASGI app: the model routes, the application routes, health, metrics, the dashboard, OpenAPI.
 
 ``velox serve`` opens an ``Edge`` (the resources every route shares: ``velox.serving.edge``) and
 runs ``create_app(edge)`` on uvicorn. Bad input never yields a 500: an unknown model is 404, a
@@ -16,14 +16,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from velox.control import app_registry
-from velox.serving import application_routes, model_routes, openapi
+from velox.serving import application_routes, dashboard, model_routes, openapi
 from velox.serving.edge import Edge, http_error, lifespan
+from velox.serving.monitor import edge_metrics
 
 
 def create_app(edge: Edge) -> Starlette:
     routes = [
         *model_routes.routes(),
         *application_routes.routes(),
+        *dashboard.routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -55,4 +57,6 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics; those of all the edge's processes when it runs several."""
+    return Response(generate_latest(edge_metrics(request.app.state.edge.monitor.metrics_folder)),
+                    media_type=CONTENT_TYPE_LATEST)

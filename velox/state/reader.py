@@ -24,8 +24,10 @@ from velox.state.layout import table_path
 
 
 class LocalState:
-    def __init__(self, data: Path, partitions: int, freshness: float = 0.05) -> None:
-        self.data = data
+    """``slot``: which of the edge's processes reads (each has its own secondary instances)."""
+
+    def __init__(self, data: Path, partitions: int, freshness: float = 0.05, slot: int = 0) -> None:
+        self.data, self.slot = data, slot
         self.partitions = partitions
         self.freshness = freshness
         self.dbs: dict[int, Rdict] = {}
@@ -67,7 +69,7 @@ class LocalState:
         if db is None and (table_path(self.data, partition) / "CURRENT").exists():
             options = Options(raw_mode=True)
             options.set_max_open_files(-1)  # what RocksDB asks of secondaries
-            secondary = self.data / "edge" / f"secondary-{partition}"
+            secondary = self.data / "edge" / f"process-{self.slot}" / f"secondary-{partition}"
             secondary.mkdir(parents=True, exist_ok=True)
             db = self.dbs[partition] = Rdict(
                 str(table_path(self.data, partition)), options, access_type=AccessType.secondary(str(secondary))
