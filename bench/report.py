@@ -99,13 +99,9 @@ def rows() -> list[tuple[str, ...]]:
     if restart := load("restart"):
         found += restart_rows(restart)
     if corrections := load("corrections"):
-        engine = corrections["kafka_engine_events_per_s"]
-        found.append(("edge: item corrections reader, catching up with the log (8 partitions)",
-                      f"{corrections['reader_events_per_s']:,.0f} events/s",
-                      f"bare consumer {corrections['bare_events_per_s']:,.0f}/s", f"{corrections['ratio_to_bare']:.2f}",
-                      "" if engine is None else f"≥ kafka engine's {engine:,.0f}/s",
-                      "" if engine is None else verdict(corrections["keeps_up"]), when("corrections"),
-                      "bench/corrections.py"))
+        for c in corrections["checks"]:
+            found.append((f"item corrections: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"],
+                          verdict(c["met"]), when("corrections"), "bench/corrections.py"))
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",

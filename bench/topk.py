@@ -32,9 +32,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the exact scan as the issu
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from serve import drive, edge, edge_metrics, write_states  # bench/serve.py
-from stream import send  # bench/stream.py
 
-from velox.control import topics, versions
+from velox.control import item_corrections, topics, versions
 from velox.kafka import clients
 from velox.local.broker import throwaway_broker
 from velox.model.batch_scores import predict_many
@@ -44,8 +43,9 @@ from velox.model.store import ModelStore
 from velox.model.synthetic import clustered
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
+from velox.schemas import item_totals
+from velox.schemas.item_totals import ItemTotalsMessage
 from velox.schemas.model_version import VersionInfo
-from velox.schemas.observation import Observation
 from velox.settings import Settings
 
 D, USERS, CANDIDATES, SHRINKAGE = 50, 2_000, 60, 5.0
@@ -76,14 +76,17 @@ def corrected(version: ModelVersion, seed: int = 0) -> ModelVersion:
 
 
 def publish_corrections(settings: Settings, version: ModelVersion) -> int:
-    """``correction_events`` on ``observations``."""
-    producer = clients.producer(settings, **{"linger.ms": 20, "batch.num.messages": 10_000})
-    topic = settings.topic("observations")
-    users, items, scores = correction_events(version)
-    for i, (user, item, score) in enumerate(zip(users.tolist(), items.tolist(), scores.tolist())):
-        send(producer, topic, Observation(user=user, item=item, score=score, time=float(i)))
+    """``correction_events``' item totals on ``item-corrections``, as the workers publish what they
+    count (all in partition 0's messages here: an edge sums the partitions)."""
+    seen = ItemCorrections(version)
+    seen.add(*correction_events(version))
+    codes, sums, squares, counts = seen.totals()
+    producer = clients.producer(settings)
+    whole = ItemTotalsMessage(version.id, 0, 0, seen.events, -1, True, codes, sums, squares, counts.astype(np.int64), {})
+    for part in item_totals.chunks(whole):
+        producer.produce(item_corrections.topic(settings), value=item_totals.encode(part), partition=0)
     assert producer.flush(120) == 0
-    return len(users)
+    return seen.events
 
 
 def exact_answers(version: ModelVersion, users: np.ndarray, k: int = 10) -> tuple[list[list[int]], float]:
@@ -277,7 +280,7 @@ def over_http(base: Settings, work: Path, version: ModelVersion, index: ItemInde
     """Maximum top-k rate through the edge, exact and indexed, and the indexed p99 at half its maximum."""
     settings = base.replace(namespace="topk-", partitions=2, d=D, item_shrinkage=SHRINKAGE)
     topics.ensure(settings)
-    events = publish_corrections(settings, version)  # each edge reads them at start: served with corrections
+    events = publish_corrections(settings, version)  # each edge reads their totals at start: served with them
     store = ModelStore(settings.model_store)
     store.save(version, VersionInfo(id=version.id, created_at=time.time(), d=D, training_end={}), index)
     versions.activate(settings, version.id, reason="bench/topk.py")

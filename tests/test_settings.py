@@ -39,6 +39,13 @@ def test_settings_zero_partitions_is_refused() -> None:
         Settings().replace(partitions=0)
 
 
+def test_the_item_shrinkage_floor_defaults_to_one_rating_and_is_never_negative() -> None:
+    assert Settings.from_env({}).item_shrinkage_floor == 1.0
+    assert Settings.from_env({"VELOX_ITEM_SHRINKAGE_FLOOR": "0"}).item_shrinkage_floor == 0.0
+    with pytest.raises(ConfigError, match="item_shrinkage_floor must be 0 or more"):
+        Settings.from_env({"VELOX_ITEM_SHRINKAGE_FLOOR": "-1"})
+
+
 def test_settings_survive_a_trip_through_the_environment() -> None:
     settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, forgetting=0.99, namespace="x-", initial_version=None,
                         batching=False)

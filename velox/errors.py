@@ -48,6 +48,10 @@ class InvalidUserState(VeloxError):
     """Stored bytes are not a user-state record this code can read (another format version?)."""
 
 
+class InvalidItemTotals(VeloxError):
+    """An ``item-corrections`` message this code cannot read: a reader skips it, with this reason."""
+
+
 class UnknownVersion(VeloxError):
     """The model store holds no complete version of that id."""
 

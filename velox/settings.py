@@ -49,6 +49,9 @@ class Settings:
         each item's mean residual since the version's training end, shrunk as if k more ratings
         had none; unset, k is estimated from those residuals (what bench/accuracy.py's robustness
         table supports); ``inf``: no corrections. See ``velox.model.corrections``.
+    item_shrinkage_floor: the least k an estimate may give (with no noise within items the
+        estimate is 0, and one rating would set an item's whole correction): a prior worth this
+        many ratings at least.
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
         version exists; ``initial_version`` is a version file (``.npz``) to use instead.
     model: the name this system's model is announced under on ``model-versions``.
@@ -105,6 +108,7 @@ class Settings:
     forgetting: float | None = None
     keep_known: bool = False
     item_shrinkage: float | None = None
+    item_shrinkage_floor: float = 1.0
     d: int = 50
     items: int = 10_000
     seed: int = 0
@@ -169,6 +173,8 @@ class Settings:
         if self.item_shrinkage is not None and not self.item_shrinkage > 0:
             raise ConfigError(f"item_shrinkage must be positive (inf: no item corrections; unset: estimated), "
                               f"got {self.item_shrinkage}")
+        if not self.item_shrinkage_floor >= 0:
+            raise ConfigError(f"item_shrinkage_floor must be 0 or more, got {self.item_shrinkage_floor}")
         if self.forgetting is not None and not 0.9 <= self.forgetting <= 1:
             raise ConfigError(f"forgetting must be between 0.9 (about the last ten observations count) and 1 "
                               f"(none forgotten), got {self.forgetting}")

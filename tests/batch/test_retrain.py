@@ -19,6 +19,7 @@ import pytest
 
 from tests.streams.harness import (
     WorkerProcess,
+    assert_item_totals_are_the_formula,
     produce,
     read_all,
     wait_until_committed,
@@ -210,6 +211,7 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
     assert {state.version for state in states.values()} == {bare.id}
     assert sum(state.count for state in states.values()) == produced(settings)  # every event of the module, once
     assert_matches(states, reference_on(settings, bare, start))
+    assert_item_totals_are_the_formula(settings, bare, start)  # the shadow's count, sent again after the kill
 
 
 def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_the_version_of_their_record(

@@ -153,15 +153,15 @@ def test_the_chosen_parameters_are_among_the_trials_and_the_stream_curves_cover_
     assert set(result.new_on_retrained_items) == {"sgd", "rls"} and None not in result.new_on_retrained_items.values()
 
 
-def test_the_item_corrections_are_what_the_edges_reader_took_from_the_topic_exactly_the_stream(
+def test_the_item_corrections_are_what_the_worker_counted_exactly_the_stream(
         result: Result, sample: Path, result_data: Path) -> None:
-    """The reader's estimated shrinkage is a function of every residual sum: one event missed or read
-    twice would move it. Served, the corrections are part of (b), which the users' updates alone
+    """The served estimated shrinkage is a function of every residual sum the worker published: one
+    event missed or counted twice would move it. Served, the corrections are part of (b), which the users' updates alone
     (``users_only``) are not."""
     parts = split(read_movielens(sample), seed=7)
     [models] = result_data.glob("evaluate-*/models")
     first = ModelStore(str(models)).load(result.versions["first"])
-    expected = accuracy.item_corrections(first, parts.stream).shrinkage()
+    expected = accuracy.item_corrections(first, parts.stream).shrinkage(Settings().item_shrinkage_floor)
     for rule in accuracy.RULES:
         assert result.item_shrinkage[rule] == pytest.approx(expected, rel=1e-9)
         assert result.users_only[rule] is not None and result.users_only[rule] != result.recovery[rule]["overall"]

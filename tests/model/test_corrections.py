@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from velox.model.batch_scores import predict_many
-from velox.model.corrections import ItemCorrections
+from velox.model.corrections import ItemCorrections, corrected
 from velox.model.synthetic import planted
 from velox.model.top_k import top_k
 
@@ -60,3 +60,34 @@ def test_the_corrected_version_scores_with_the_corrections_and_ranks_items_only_
     assert math.isclose(corrected.score(w, 2), version.score(w, 2), abs_tol=1e-6)
     assert 40 in top_k(corrected, w, 5).items and 40 not in top_k(version, w, 5).items
     assert corrected.user_vectors is version.user_vectors and corrected._user_row is version._user_row  # shared
+
+
+def test_the_estimated_shrinkage_has_a_floor() -> None:
+    """With no noise within items k comes out 0: one rating would set an item's whole correction."""
+    version = planted(users=3, items=4, d=2, seed=0)
+    users, items = np.zeros(4, np.int64), np.array([0, 0, 1, 1])
+    seen = ItemCorrections(version)
+    seen.add(users, items, predict_many(version, users, items) + np.array([1.0, 1.0, -1.0, -1.0]))
+    assert seen.shrinkage() == 0.0 and seen.shrinkage(floor=1.0) == 1.0
+    assert math.isclose(seen.values(np.array([0]), seen.shrinkage(floor=1.0))[0], 2.0 / 3.0)
+    w = version.prior(0)
+    assert math.isclose(seen.corrected(floor=1.0).score(w, 0), version.score(w, 0) + 2.0 / 3.0, abs_tol=1e-5)
+
+
+def test_a_refresh_from_the_previous_table_equals_a_rebuild_and_keeps_its_lookup() -> None:
+    version = planted(users=5, items=30, d=3, seed=3)
+    rng = np.random.default_rng(4)
+    seen = ItemCorrections(version)
+    seen.add(rng.integers(0, 5, 50), rng.integers(0, 35, 50), rng.normal(3.0, 1.0, 50))
+    first = corrected(version, seen, 2.0)
+    seen.add(rng.integers(0, 5, 50), rng.integers(0, 30, 50), rng.normal(3.0, 1.0, 50))  # no item appended
+    again = corrected(version, seen, 2.0, previous=first)
+    assert again.item_ids is first.item_ids and again._item_row is first._item_row
+    seen.add(np.array([1, 2]), np.array([77, 78]), np.array([5.0, 1.0]))  # two appended
+    grown = corrected(version, seen, 2.0, previous=again)
+    rebuilt = corrected(version, seen, 2.0)
+    np.testing.assert_array_equal(grown.item_ids, rebuilt.item_ids)
+    np.testing.assert_array_equal(grown.item_bias, rebuilt.item_bias)
+    assert all(grown.knows_item(item) for item in rebuilt.item_ids.tolist())
+    w = version.prior(1)
+    assert all(math.isclose(grown.score(w, item), rebuilt.score(w, item), abs_tol=1e-6) for item in (0, 7, 33, 77, 78))

@@ -11,12 +11,16 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
 
 from velox import processes
+from velox.control.item_corrections import ItemCorrectionsFollower
 from velox.control.versions import initial_version
 from velox.kafka import clients, positions
+from velox.model.corrections import ItemCorrections
 from velox.model.learner import Learner, make_rule
+from velox.model.version import ModelVersion
 from velox.schemas import ids, observation, user_state
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -183,3 +187,28 @@ def worker_states(settings: Settings) -> dict[int | str, UserState]:
             finally:
                 store.close()
     return states
+
+
+def assert_item_totals_are_the_formula(settings: Settings, version: ModelVersion,
+                                       training_end: dict[int, int] | None = None) -> None:
+    """The item totals the workers published on ``version`` equal the formula over the log: each event
+    counted from the version's training end, once (a dead letter never, a moved event where it went)."""
+    expected = ItemCorrections(version)
+    counted = [seen for m in read_all(settings, settings.topic("observations"))
+               if m.offset() >= (training_end or {}).get(m.partition(), 0)
+               and (seen := observation.counted(m.key(), m.value(), m.partition(), settings.partitions))]
+    expected.add(*np.array([(seen.user_code, seen.item_code, seen.score) for seen in counted]).T)
+    follower = ItemCorrectionsFollower(settings)
+    try:
+        deadline = time.monotonic() + 30  # the workers' last checkpoint publishes them
+        while (version.id not in follower.totals or follower.totals[version.id].events < len(counted)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with follower.lock:
+            totals = follower.totals[version.id]
+            codes = expected.totals()[0]
+            assert len(totals) == len(expected) and totals.events == expected.events == len(counted)
+            assert [totals.count_of(code) for code in codes.tolist()] == [expected.count_of(code) for code in codes.tolist()]
+            np.testing.assert_allclose(totals.values(codes, 1.0), expected.values(codes, 1.0), atol=1e-9)
+    finally:
+        follower.close()

@@ -1,12 +1,13 @@
 """The topics the feedback pipeline needs, created by whichever process starts first.
 
 ``observations`` and its dead letters have ``VELOX_PARTITIONS`` partitions (by user); the
-worker's table changelog has as many, compacted; ``owners`` says who holds which.
+worker's table changelog has as many, compacted, and so has ``item-corrections`` (the partitions'
+item totals, not compacted); ``owners`` says who holds which.
 """
 
 from __future__ import annotations
 
-from velox.control import owners
+from velox.control import item_corrections, owners
 from velox.errors import ConfigError
 from velox.kafka import topic_admin
 from velox.settings import Settings
@@ -35,4 +36,5 @@ def ensure(settings: Settings) -> None:
         raise ConfigError(f"topic {observations} has {partitions} partitions but VELOX_PARTITIONS is "
                           f"{settings.partitions}: set VELOX_PARTITIONS={partitions} for every worker and edge")
     topic_admin.create_topics(settings, {changelog(settings): settings.partitions}, {"cleanup.policy": "compact"})
+    item_corrections.ensure_topic(settings)
     owners.ensure_topic(settings)

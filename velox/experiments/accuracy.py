@@ -16,7 +16,7 @@
 5. Per rule, a worker (``velox worker``, a child process) starts where a worker that had seen
    the earliest share would be, on the first version; the stream is produced to Kafka and the
    worker applies it; its RocksDB states score the test set, with the item corrections the
-   edge's reader (``velox.serving.live_corrections``) takes from the same topic.
+   worker counted and an edge serves (``velox.serving.live_corrections``).
 6. A full retrain (the same Spark job) on everything before the test set.
 
 Test RMSE of (a) the first version's static scores, (b) the worker's online states served with
@@ -157,9 +157,10 @@ def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -
 
 
 def choose(version: ModelVersion, rule: str, stream: Sequence[Observation],
-           shrinkage: float | None = None) -> tuple[Trial, list[Trial]]:
+           shrinkage: float | None = None, floor: float = 0.0) -> tuple[Trial, list[Trial]]:
     """The setting whose states best score each user's last 30% of the stream, having learned the first 70%
-    (served with the item corrections of those 70%, at ``shrinkage``), among those that keep the
+    (served with the item corrections of those 70%, at ``shrinkage``, else estimated at least ``floor``),
+    among those that keep the
     version's users no worse than the version alone there.
 
     This is the test's own question asked of the stream: the prequential error (predict the next
@@ -170,7 +171,8 @@ def choose(version: ModelVersion, rule: str, stream: Sequence[Observation],
     tune, verify = each_users_first(stream, STREAM_SHARE)
     known = known_mask(version, verify)
     static_known = rmse((observed(verify) - predict_many(version, *pairs(verify)))[known])
-    corrections = item_corrections(version, tune).values(pairs(verify)[1], shrinkage)
+    tuned = item_corrections(version, tune)
+    corrections = tuned.values(pairs(verify)[1], tuned.shrinkage(floor) if shrinkage is None else shrinkage)
 
     def trial(learning_rate: float, l2: float, evidence: float, forgetting: float, keep_known: bool) -> Trial:
         setting = Trial(rule, learning_rate, l2, evidence, forgetting, keep_known, None, None, static_known, None)
@@ -341,9 +343,9 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
         chosen: dict[str, Trial] = {}
         trials: list[Trial] = []
         states: dict[str, dict[int, user_state.UserState]] = {}
-        served: dict[str, Corrections] = {}
+        served: dict[str, tuple[ModelVersion, float]] = {}
         for rule, run in runs.items():
-            chosen[rule], tried = choose(first, rule, parts.stream, run.item_shrinkage)
+            chosen[rule], tried = choose(first, rule, parts.stream, run.item_shrinkage, run.item_shrinkage_floor)
             trials += tried
             pick = chosen[rule]
             log.info("chosen for %s on the stream: rate %g, l2 %g, evidence %g, forgetting %g, known users %s",
@@ -352,7 +354,7 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, seed
             states[rule] = online(run.replace(learning_rate=pick.learning_rate, l2=pick.l2, evidence=pick.evidence,
                                               forgetting=pick.forgetting,
                                               keep_known=pick.keep_known), first_info, parts.stream)
-            served[rule] = served_corrections(run, first, first_info)
+            served[rule] = served_corrections(run, first)
         full_info = job("evaluate: full retrain, everything before the test set")
     finally:
         job.close()
@@ -406,12 +408,14 @@ def online(run: Settings, first: VersionInfo, stream: Sequence[Observation]) -> 
     return _worker_states(run)
 
 
-def served_corrections(run: Settings, first: ModelVersion, info: VersionInfo) -> Corrections:
-    """The item corrections an edge of this run serves with the first version once the stream is in
-    the topic: the edge's own reader, read to the topic's end."""
-    corrections = Corrections(run, first, info.training_end)
-    corrections.close()
-    return corrections
+def served_corrections(run: Settings, first: ModelVersion) -> tuple[ModelVersion, float]:
+    """The first version as an edge of this run serves it once the worker has applied the stream
+    (its item corrections, from the totals the worker published), and their k."""
+    corrections = Corrections(run)
+    try:
+        return corrections.served(first).version, corrections.shrinkage_served(first.id)
+    finally:
+        corrections.close()
 
 
 def _start_group_at(run: Settings, offsets: Mapping[int, int]) -> None:
@@ -498,7 +502,7 @@ def on_retrained_items(first: ModelVersion, full: ModelVersion, trial: Trial, pa
 
 def _result(data: str, seed: int, first_fraction: float, parts: Split, first: ModelVersion, full: ModelVersion,
             full_info: VersionInfo, chosen: Mapping[str, Trial], trials: list[Trial],
-            states: Mapping[str, Mapping[int, user_state.UserState]], served: Mapping[str, Corrections],
+            states: Mapping[str, Mapping[int, user_state.UserState]], served: Mapping[str, tuple[ModelVersion, float]],
             params: TrainParams) -> Result:
     known = known_mask(first, parts.test)
     truth, test_pairs = observed(parts.test), pairs(parts.test)
@@ -508,7 +512,7 @@ def _result(data: str, seed: int, first_fraction: float, parts: Split, first: Mo
     for rule, trial in chosen.items():
         worker = {user: state.w for user, state in states[rule].items()}
         users_only[rule] = online_errors(first, worker, parts.test)
-        corrections[rule] = predict_many(served[rule].served.version, *test_pairs) - predict_many(first, *test_pairs)
+        corrections[rule] = predict_many(served[rule][0], *test_pairs) - predict_many(first, *test_pairs)
         errors[f"b-{rule}"] = users_only[rule] - corrections[rule]
         replayed = replay(first, trial, parts.stream)
         curves[f"b-{rule}"] = curve(replayed.errors)
@@ -531,7 +535,7 @@ def _result(data: str, seed: int, first_fraction: float, parts: Split, first: Mo
         worse_known={rule: worse_share(errors["a"][known], errors[f"b-{rule}"][known], users) for rule in chosen},
         users_only={rule: recovered(rmses["a"]["overall"], rmse(users_only[rule]), rmses["c"]["overall"])
                     for rule in chosen},
-        item_shrinkage={rule: served[rule].shrinkage_served() for rule in chosen},
+        item_shrinkage={rule: served[rule][1] for rule in chosen},
         ceiling=ceiling, new_on_retrained_items=retrained,
         chosen=dict(chosen), trials=trials, stream_rmse=curves, worker_vs_replay=gaps,
         versions={"first": first.id, "full": full.id}, train_params=asdict(params),

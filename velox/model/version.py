@@ -51,9 +51,10 @@ class ModelVersion:
             array.setflags(write=False)
         self._index_items()
 
-    def _index_items(self) -> None:
+    def _index_items(self, rows: dict[int, int] | None = None) -> None:
         object.__setattr__(self, "item_base", (self.global_mean + self.item_bias).astype(np.float32))
-        object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)})
+        object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)}
+                           if rows is None else rows)
         for array in (self.item_ids, self.item_factors, self.item_bias, self.item_base):
             array.setflags(write=False)
 
@@ -62,6 +63,8 @@ class ModelVersion:
         """The same version (id, users) over another item table, the users' lookups shared rather
         than built again: the edge's item corrections replace the table every second or so, and
         building a million users' lookups would hold the edge's GIL for a long while each time.
+        The items' lookup is shared too when ``item_ids`` is this version's, and extended when it
+        is theirs with ids appended.
 
         >>> version = random_version(3, 2)
         >>> other = version.with_items(version.item_ids[:1], version.item_factors[:1], version.item_bias[:1] + 1)
@@ -73,7 +76,15 @@ class ModelVersion:
             object.__setattr__(other, name, value)
         if names:
             object.__setattr__(other, "names", {**self.names, **names})
-        other._index_items()
+        # The lookup is kept when the ids are, extended when ids were appended to them.
+        n = len(self.item_ids)
+        lookup = None
+        if item_ids is self.item_ids:
+            lookup = self._item_row
+        elif len(item_ids) > n and np.array_equal(item_ids[:n], self.item_ids):
+            lookup = dict(self._item_row)
+            lookup.update(zip(item_ids[n:].tolist(), range(n, len(item_ids))))
+        other._index_items(lookup)
         return other
 
     def named(self, names: Mapping[int, str]) -> ModelVersion:

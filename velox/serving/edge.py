@@ -87,7 +87,7 @@ class Edge:
     @classmethod
     def open(cls, settings: Settings, slot: int = 0, metrics_folder: Path | None = None) -> Edge:
         """The edge's resources for one of its processes (``slot``; their metrics in ``metrics_folder``)."""
-        topics.ensure(settings)  # the edge may start before any worker: it reads observations too
+        topics.ensure(settings)  # the edge may start before any worker: it writes observations, follows item-corrections
         producer = clients.producer(settings)
         return cls(settings, LocalState(settings.data, settings.partitions, slot=slot), Models(settings),
                    Owners(settings), Selector(settings, producer, slot), Containers(settings), producer,

@@ -1,13 +1,20 @@
-"""The active version's item corrections (``velox.model.corrections``), kept current from ``observations``.
+"""Versions as the edge serves them: with their item corrections (``velox.model.corrections``),
+from the cluster's item totals.
 
-Each edge reads every partition of the log from the version's training end, so every edge serves
-the same corrections and none has state to lose: a restarted edge reads the same events again.
-Only what a worker applies counts: an event that fails validation (the dead-letter topic has it)
-or that landed outside its user's home partition (the worker moves it there, where it is read
-again) is skipped, and the log is read committed, so a moved event counts once. The corrected
-version is rebuilt at most every ``refresh`` seconds, and answers cached under the previous one
-are not served again (``generation``). Reading the log costs each edge a decode of every event
-(msgspec) and one vectorized residual per batch read.
+The workers count the corrections' totals of their partitions exactly once and publish them
+(``velox.streams.item_tallies``); the edge follows them (``velox.control.item_corrections``) and
+never reads ``observations``: it starts from the latest snapshots in seconds whatever the log's
+length, and each event is decoded for the corrections once per cluster, by its worker.
+
+Every version the edge serves (the active one, the one before it while a swap rewrites the
+users' records, a new one some users are written on already) is served with its own corrections:
+a version's totals only cover the partitions that counted on it, so during a swap the old
+version's freeze partition by partition as they switch, and a new version's grow as they do (its
+first users are served with the corrections of the partitions switched so far, none for the very
+first). A version's corrected table is rebuilt in a thread at most every ``refresh`` seconds
+when its totals changed (a bias vector; the item table is only extended by items appended since,
+``corrected``'s ``previous``), and answers cached under the previous one are not served again
+(``generation``).
 """
 
 from __future__ import annotations
@@ -16,29 +23,21 @@ import logging
 import math
 import threading
 import time
-import uuid
-from collections.abc import Mapping
 from typing import NamedTuple
 
-import numpy as np
-from confluent_kafka import Message, TopicPartition
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
-from velox.kafka import clients, positions
-from velox.model.corrections import ItemCorrections
+from velox.control.item_corrections import VERSIONS_KEPT, ItemCorrectionsFollower
+from velox.model.corrections import corrected
 from velox.model.index import index_of
 from velox.model.version import ModelVersion
-from velox.schemas import observation
 from velox.settings import Settings
 
 log = logging.getLogger("velox.serving.live_corrections")
 
-READ = Counter("velox_edge_correction_events", "Events of observations read into the item corrections.")
-SHRINKAGE = Gauge("velox_edge_item_shrinkage", "k of the item corrections served (inf: none served).")
-CORRECTED = Gauge("velox_edge_corrected_items", "Items the served corrections have ratings of.")
-
-CATCH_UP_TIMEOUT = 120.0
-QUIET, SILENCE = 2.0, 10.0
+MESSAGES = Gauge("velox_edge_correction_messages", "Messages of item-corrections read (the edge reads no observations).")
+SHRINKAGE = Gauge("velox_edge_item_shrinkage", "k of the active version's item corrections (inf: none served).")
+CORRECTED = Gauge("velox_edge_corrected_items", "Items the active version's corrections have ratings of.")
 
 
 class Served(NamedTuple):
@@ -47,108 +46,83 @@ class Served(NamedTuple):
 
 
 class Corrections:
-    """Reads the log after ``training_end`` into a version's corrections: up to the end it has now
-    when constructed, then in a thread (``start``) as events arrive."""
+    """Each version served with its corrections, rebuilt as the cluster's totals move."""
 
-    def __init__(self, settings: Settings, version: ModelVersion, training_end: Mapping[int, int],
-                 refresh: float = 1.0) -> None:
-        self.settings, self.shrinkage, self.refresh = settings, settings.item_shrinkage, refresh
-        self.seen = ItemCorrections(version)
-        self.served = Served(version, 0)
+    def __init__(self, settings: Settings, refresh: float = 1.0) -> None:
+        self.settings, self.refresh = settings, refresh
+        off = settings.item_shrinkage is not None and math.isinf(settings.item_shrinkage)
+        self.follower = None if off else ItemCorrectionsFollower(settings)
+        self.active: str | None = None  # the version whose k and items the metrics show
+        # version id → (as trained, as served, the totals' generation it was built from)
+        self._served: dict[str, tuple[ModelVersion, Served, int]] = {}
+        self._builds = 0  # every build a new generation: the prediction cache never mixes two tables
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.reader = None
-        if self.shrinkage is not None and math.isinf(self.shrinkage):
-            return
-        topic = settings.topic("observations")
-        self.reader = clients.consumer(settings, group=f"{settings.app_id}-corrections-{uuid.uuid4().hex[:8]}")
-        starts = {p: training_end.get(p, 0) for p in range(settings.partitions)}
-        self.reader.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-        self._catch_up(starts, {p: positions.watermarks(self.reader, TopicPartition(topic, p))[1] for p in starts})
 
-    def shrinkage_served(self) -> float:
-        """The k the corrections are served with: the setting's, else estimated (∞: none served)."""
-        return self.seen.shrinkage() if self.shrinkage is None else self.shrinkage
+    def ready(self, version_id: str) -> bool:
+        """Whether the version's corrections are published: every partition has counted on it."""
+        return self.follower is None or self.follower.published(version_id)
 
-    def _catch_up(self, starts: Mapping[int, int], ends: Mapping[int, int]) -> None:
-        """Read until every partition has given its messages up to ``ends``. A transaction's marker
-        can be a partition's last offset, which no message reaches: a partition the reader has
-        fetched from (its position is known) with nothing more to give for ``QUIET`` seconds is at
-        its end too; one it never fetched from (only markers of aborted moves left) is waited for
-        up to ``SILENCE`` seconds."""
-        started = silent = time.monotonic()
-        topic = self.settings.topic("observations")
-        behind = {p: end for p, end in ends.items() if starts.get(p, 0) < end}
-        while behind:
-            if time.monotonic() - started > CATCH_UP_TIMEOUT:
-                log.warning("item corrections for %s: not at the log's end after %.0f s; serving what is read, "
-                            "reading on", self.seen.version.id, CATCH_UP_TIMEOUT)
-                break
-            messages = clients.arrived(self.reader, 10_000, 1.0)
-            self._take(messages)
-            for message in messages:
-                if message.offset() + 1 >= behind.get(message.partition(), math.inf):
-                    del behind[message.partition()]
-            if messages:
-                silent = time.monotonic()
-                continue
-            fetched = all(tp.offset >= 0 for tp in self.reader.position([TopicPartition(topic, p) for p in behind]))
-            if time.monotonic() - silent > (QUIET if fetched else SILENCE):
-                break
-        shrinkage = self._publish()
-        log.info("item corrections for %s: %d events read in %.1f s, %d items, shrinkage %g%s",
-                 self.seen.version.id, self.seen.events, time.monotonic() - started, len(self.seen.sums),
-                 shrinkage, " (estimated)" if self.shrinkage is None else "")
+    def served(self, version: ModelVersion) -> Served:
+        """``version`` (as trained) as served now; built at once the first time it is asked for."""
+        found = self._served.get(version.id)
+        return found[1] if found is not None else self._build(version)
 
-    def _take(self, messages: list[Message]) -> None:
-        users, items, scores, names = [], [], [], {}
-        for message in messages:
-            seen = None if message.error() is not None else observation.counted(
-                message.key(), message.value(), message.partition(), self.settings.partitions)
-            if seen is None:
-                continue
-            users.append(seen.user_code)
-            items.append(item := seen.item_code)
-            scores.append(seen.score)
-            if item < 0:
-                names[item] = seen.item
-        self.seen.add(np.array(users, np.int64), np.array(items, np.int64), np.array(scores, np.float64), names)
-        READ.inc(len(users))
+    def shrinkage_served(self, version_id: str) -> float:
+        """The k the version's corrections are served with (∞: none)."""
+        return math.inf if self.follower is None else self.follower.shrinkage(version_id)
 
-    def _publish(self) -> float:
-        """Serve the corrections as they are now; return the k served."""
-        shrinkage = self.shrinkage_served()
-        version = self.seen.corrected(shrinkage)
-        if (index := index_of(version)) is not None:
-            index.served_table(version)  # here, in the reader's thread, not in the first request after
-        self.served = Served(version, self.served.generation + 1)
-        SHRINKAGE.set(shrinkage)
-        CORRECTED.set(len(self.seen.sums))
-        return shrinkage
+    def _build(self, version: ModelVersion) -> Served:
+        """Serve the version's corrections as they are now (from its previous table, if any)."""
+        follower, table, basis = self.follower, version, 0
+        if follower is not None:
+            before = self._served.get(version.id)
+            k = follower.shrinkage(version.id)
+            basis = min(follower.generation(version.id), follower.settled(version.id))
+            with follower.lock:
+                totals = follower.totals.get(version.id)
+                if totals is not None:
+                    table = corrected(version, totals, k, None if before is None else before[1].version)
+                items = 0 if totals is None else len(totals)
+            if table is not version and (index := index_of(table)) is not None:
+                index.served_table(table)  # here, off the request path
+            if version.id == self.active:
+                SHRINKAGE.set(k)
+                CORRECTED.set(items)
+            MESSAGES.set(follower.messages)
+        with self._lock:
+            self._builds += 1
+            served = Served(table, self._builds if follower is not None else 0)
+            self._served.pop(version.id, None)  # (the most recently built last: the oldest go first)
+            self._served[version.id] = (version, served, basis)
+            while len(self._served) > VERSIONS_KEPT:
+                del self._served[next(iter(self._served))]
+        return served
 
     def start(self) -> Corrections:
-        """Follow the log in a thread from here on."""
-        if self.reader is not None:
-            self._thread = threading.Thread(target=self._follow, name="velox-item-corrections", daemon=True)
+        """Rebuild in a thread from here on."""
+        if self.follower is not None:
+            self._thread = threading.Thread(target=self._follow, name="velox-served-corrections", daemon=True)
             self._thread.start()
         return self
 
     def _follow(self) -> None:
-        """Read as events arrive; rebuild what is served at most every ``refresh`` seconds, and
-        spend at most a tenth of the time rebuilding (the item table and its lookup are rebuilt:
-        a cost that grows with the items)."""
-        published = self.seen.events
+        """Rebuild each version served whose totals changed, at most every ``refresh`` seconds, and
+        spend at most a tenth of the time rebuilding."""
+        assert self.follower is not None
         while not self._stop.is_set():
-            self._take(clients.arrived(self.reader, 10_000, 0.1))
-            if self.seen.events != published:
-                started = time.monotonic()
-                self._publish()
-                published = self.seen.events
-                self._stop.wait(max(self.refresh, 10 * (time.monotonic() - started)))
+            started = time.monotonic()
+            with self._lock:
+                stale = [trained for trained, _, basis in self._served.values()
+                         if basis != self.follower.generation(trained.id)]
+            for trained in stale:
+                self._build(trained)
+            self._stop.wait(max(self.refresh, 10 * (time.monotonic() - started)))
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        if self.reader is not None:
-            self.reader.close()
+        if self.follower is not None:
+            self.follower.close()

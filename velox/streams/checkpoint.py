@@ -1,6 +1,8 @@
 """A worker's commit of source offsets, in order, so that one never runs ahead of the changelog.
 
-1. Flush: every changelog record and dead letter sent so far is acknowledged (``flush_changelog``).
+1. Flush: each partition's item totals that changed are sent (``velox.streams.item_tallies``), then
+   every changelog record, dead letter and item-totals message sent so far is acknowledged
+   (``flush_changelog``): the totals' ``through`` is never below the offsets committed next.
 2. Remember: each partition's DB stores the last changelog offset it reflects, so a restart's
    recovery reads only the changelog after it (``flush_changelog`` too).
 3. Commit the source offsets: the kafka engine commits its group's offsets, inside the move
@@ -9,7 +11,8 @@
    offsets itself (``velox.streams.faust_engine``).
 
 Every record carries its user's source offset, so events replayed after ``kill -9`` (those past
-the last commit) change nothing: exactly once without a transaction on the local DB.
+the last commit) change nothing: exactly once without a transaction on the local DB; the item
+totals skip them by their ``through``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from velox.kafka import retry
 from velox.state.partition_store import PartitionStore
 from velox.streams.changelog import Changelog
+from velox.streams.item_tallies import Tallies
 from velox.streams.moves import Mover
 
 log = logging.getLogger("velox.worker")
@@ -34,8 +38,9 @@ class Outcome(Enum):
     REWIND = "rewind"  # the move transaction was aborted: read the partitions again from their commits
 
 
-def flush_changelog(changelog: Changelog, stores: dict[int, PartitionStore]) -> None:
-    """Steps 1 and 2: the changelog is acknowledged, and each DB remembers how far."""
+def flush_changelog(changelog: Changelog, stores: dict[int, PartitionStore], tallies: Tallies) -> None:
+    """Steps 1 and 2: the item totals sent, the changelog acknowledged, and each DB remembers how far."""
+    tallies.publish()
     changelog.flush()
     for partition, offset in changelog.delivered.items():
         if partition in stores:

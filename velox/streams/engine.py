@@ -12,9 +12,12 @@ it hands over as one batch, ``Engine.apply``:
    applied source offset is skipped (a replay after a crash), and a user whose events were all
    skipped is written to the changelog again, since the local DB may have kept a write whose
    changelog message died with the process;
-3. predicts, records the prequential errors, applies the update rule: the events of every
-   partition in one ``Learner.observe_many`` (vectorized across users, each user's events in
-   order), on the version each partition is on (``velox.streams.swap``);
+3. counts each partition's events in its item totals (``velox.streams.item_tallies``), predicts,
+   records the prequential errors of the model as served (the prediction plus the cluster's item
+   correction, ``velox.control.item_corrections``: what the retrain controller's drift trigger
+   judges), applies the update rule: the events of every partition in one
+   ``Learner.observe_many`` (vectorized across users, each user's events in order), on the
+   version each partition is on (``velox.streams.swap``);
 4. per partition, puts the records, each with its last applied offset inside, in one write
    batch, and sends each to the changelog (``velox.streams.changelog``).
 """
@@ -28,6 +31,7 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from velox.control import owners
+from velox.control.item_corrections import ItemCorrectionsFollower
 from velox.errors import InvalidObservation
 from velox.kafka import positions
 from velox.model.learner import Event, Learner
@@ -39,6 +43,7 @@ from velox.state.partition_store import PartitionStore
 from velox.streams import worker_metrics
 from velox.streams.arrival import Arrival
 from velox.streams.changelog import Changelog
+from velox.streams.item_tallies import Tallies
 from velox.streams.moves import Mover
 from velox.streams.swap import Swap
 
@@ -59,7 +64,9 @@ class Engine:
         self.errors = PrequentialErrors()
         self.changelog = Changelog(settings)
         self.producer = self.changelog.producer  # also announces owners and publishes the error windows
-        self.swap = Swap(settings, self.stores, self.changelog, self.position)
+        self.tallies = Tallies(settings, self.changelog)
+        self.corrections = ItemCorrectionsFollower(settings)  # the cluster's, to judge the model as served
+        self.swap = Swap(settings, self.stores, self.changelog, self.position, self.tallies)
         self.mover = Mover(settings, self.source)
 
     def log_start(self, engine: str) -> None:
@@ -91,6 +98,7 @@ class Engine:
         vectorized updates; one changelog record per user)."""
         started = time.perf_counter()
         local: dict[int, list[Event]] = {}
+        names: dict[int, str] = {}  # the string ids of hashed item codes, for the item totals
         stamps: list[float] = []  # Kafka timestamps (ms) of the events applied here
         for arrival in arrivals:
             partition, offset, key, value, timestamp, _ = arrival
@@ -110,8 +118,12 @@ class Engine:
                 self.mover.move(arrival, key, home)
                 continue
             local.setdefault(partition, []).append(Event(key, seen.user_code, seen.item_code, seen.score, offset))
+            if seen.item_code < 0:
+                names[seen.item_code] = str(seen.item)
             if timestamp is not None:
                 stamps.append(timestamp)
+        for partition, events in local.items():
+            self.tallies.count(partition, events, names)
         applied = sum(self._learn(learner, batch) for learner, batch in self.swap.learners(local))
         if applied:
             worker_metrics.APPLIED.inc(applied)
@@ -144,7 +156,8 @@ class Engine:
             worker_metrics.RECORD_BYTES.labels(to="changelog").inc(written)
             done = [(e, p) for e, p in zip(part, predictions[first:first + len(part)]) if p is not None]
             first += len(part)
-            self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]))
+            served = self.corrections.values(version.id, np.fromiter((e.item for e, _ in done), np.int64, len(done)))
+            self.errors.record_many(version.id, partition, np.array([e.score - p for e, p in done]) - served)
             applied += len(done)
         if unknown := sum(not version.knows_item(e.item) for e, p in zip(events, predictions) if p is not None):
             worker_metrics.UNKNOWN_ITEMS.inc(unknown)
@@ -155,7 +168,10 @@ class Engine:
     def opened(self, partition: int, store: PartitionStore) -> None:
         """Take an assigned partition's store, recovered, and build it on the current version if it is on another."""
         self.stores[partition] = store
-        self.swap.opened(partition)
+        self.swap.opened(partition)  # (a partition built on the current version here has its totals already)
+        if partition not in self.tallies.parts:
+            self.tallies.restore(self.swap.learner.version, partition, self.swap.training_end.get(partition, 0),
+                                 self.position(partition))
 
     def announce(self) -> None:
         """Tell the edges which partitions this worker answers for."""
@@ -169,4 +185,5 @@ class Engine:
                 store.close()
             self.positions.pop(partition, None)
         self.changelog.forget(partitions)
+        self.tallies.forget(partitions)
         self.mover.forget(partitions)

@@ -113,7 +113,7 @@ class FaustEngine(Engine):
     def sync(self) -> None:
         """Before Faust commits source offsets: steps 1 and 2 of ``velox.streams.checkpoint``, then the
         move transaction with the moves' own progress (Faust's offsets cannot join it)."""
-        checkpoint.flush_changelog(self.changelog, self.stores)
+        checkpoint.flush_changelog(self.changelog, self.stores, self.tallies)
         self.mover.finish()
 
     def close(self) -> None:
@@ -123,6 +123,7 @@ class FaustEngine(Engine):
         self.mover.close()
         self.offsets.close()
         self.swap.follower.close()
+        self.corrections.close()
         self.producer.flush(10)
 
 

@@ -103,6 +103,7 @@ class Worker(Engine):
             self.mover.close()
             self.consumer.close()
             self.swap.follower.close()
+            self.corrections.close()
             self.producer.flush(10)
             for store in self.stores.values():
                 store.close()
@@ -132,7 +133,7 @@ class Worker(Engine):
         pending = {p: o for p, o in self.positions.items() if self.committed.get(p) != o}
         if not pending:
             return
-        checkpoint.flush_changelog(self.changelog, self.stores)  # steps 1 and 2
+        checkpoint.flush_changelog(self.changelog, self.stores, self.tallies)  # steps 1 and 2
         outcome = checkpoint.commit_offsets(  # step 3
             self.consumer, self.mover, [TopicPartition(self.source, p, o) for p, o in pending.items()])
         if outcome is checkpoint.Outcome.FENCED:

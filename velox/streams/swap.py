@@ -24,6 +24,11 @@ version (``live``) until its shadow is written; the shadows are built one partit
 time, in slices of ``SWAP_SLICE`` seconds between live batches, and once caught up written
 ``SWAP_CHUNK`` users at a time: the stream is never stopped for a swap.
 
+The replay also counts the new version's item totals (``velox.streams.item_tallies``): it sees
+exactly the partition's events from the version's training end. They are sent as a snapshot just
+before the last chunk (its write flushes them first), and from then on the partition's live
+events count on the new version.
+
 The version marker is written with the last chunk. Until then a crash leaves the old marker, and
 the worker builds the whole partition again when it restarts (a user written already is simply
 written again); a worker recovering from the changelog does the same when the changelog's last
@@ -51,6 +56,7 @@ from velox.settings import Settings
 from velox.state.partition_store import VERSION_KEY, PartitionStore
 from velox.streams import worker_metrics
 from velox.streams.changelog import Changelog
+from velox.streams.item_tallies import Tallies, Tally
 
 CHUNK = 250  # messages read and applied per step: a few milliseconds
 SWAP_SLICE = 0.02  # seconds of a swap's work (replay, then writing) between two live batches
@@ -81,6 +87,7 @@ class Shadow:
         self.written: set[bytes] = set()
         self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
         self.replayed = 0
+        self.tally = Tally(version, partition, start)  # the item totals on the new version, counted in the replay
         self.source = settings.topic("observations")
         self.reader: Consumer = clients.consumer(settings, group=f"{settings.app_id}-replay")
         self.reader.assign([TopicPartition(self.source, partition, start)])
@@ -112,11 +119,13 @@ class Shadow:
         return offset >= end
 
     def _apply(self, messages: list[Message]) -> None:
-        events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, m.offset()) for m in messages
-                  if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
+        counted = [(m, seen) for m in messages
+                   if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
-        if not events:
+        if not counted:
             return
+        events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, m.offset()) for m, seen in counted]
+        self.tally.count(events, {seen.item_code: str(seen.item) for _, seen in counted if seen.item_code < 0})
         for key in {event.key for event in events}:
             if key not in self.states and key in self.trained:
                 self.states[key] = self._trained(key)
@@ -158,8 +167,9 @@ class Swap:
     """The version a worker's partitions are on, and their move to each newly activated one."""
 
     def __init__(self, settings: Settings, stores: dict[int, PartitionStore], changelog: Changelog,
-                 position: Callable[[int], int]) -> None:
+                 position: Callable[[int], int], tallies: Tallies) -> None:
         self.settings, self.stores, self.changelog, self.position = settings, stores, changelog, position
+        self.tallies = tallies
         self.rule = make_rule(**settings.rule_params())
         self.follower = versions.Follower(settings)
         # During a swap: the partitions still on an older version, those still to build on the
@@ -242,7 +252,10 @@ class Swap:
         if not shadow.advance(self.position(shadow.partition), deadline):
             return
         while True:
-            self._write(shadow.partition, shadow.take(self.stores[shadow.partition], SWAP_CHUNK))
+            records = shadow.take(self.stores[shadow.partition], SWAP_CHUNK)
+            if shadow.done:  # the new version's item totals go out before its marker
+                self.tallies.switched(shadow.tally, self.position(shadow.partition))
+            self._write(shadow.partition, records)
             if shadow.done:
                 self._switched()
                 return
@@ -268,7 +281,9 @@ class Swap:
         """Replay up to the live position and write every record not written yet, at once."""
         while not shadow.advance(self.position(shadow.partition), time.monotonic() + 1.0):
             pass
-        self._write(shadow.partition, shadow.take(self.stores[shadow.partition]))
+        records = shadow.take(self.stores[shadow.partition])
+        self.tallies.switched(shadow.tally, self.position(shadow.partition))  # before the marker
+        self._write(shadow.partition, records)
 
     def _shadow(self, partition: int) -> Shadow:
         return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
