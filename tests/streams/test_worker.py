@@ -73,7 +73,9 @@ def worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -
 BAD_EVENTS: dict[str, tuple[bytes | None, bytes | None, str, str]] = {
     # name: key, value, field named, words in the reason
     "not-json": (b"1", b"{user: 1", "", "not a JSON observation"),
-    "missing-field": (b"1", b'{"user":1,"item":2,"time":5}', "score", "missing required field"),
+    "missing-field": (b"1", b'{"user":1,"time":5,"score":3}', "item", "missing required field"),
+    "neither-score-nor-kind": (b"1", b'{"user":1,"item":2,"time":5}', "score", "a score, a kind or both"),
+    "kind-on-explicit": (b"1", b'{"user":1,"item":2,"kind":"click","time":5}', "score", "learns from scores"),
     "mistyped-field": (b"1", b'{"user":1,"item":["two"],"score":3,"time":5}', "item", "Expected `int | str`, got `array`"),
     "nan-score": (b"1", b'{"user":1,"item":2,"score":NaN,"time":5}', "", "not a JSON observation"),
     "infinite-score": (b"1", b'{"user":1,"item":2,"score":1e999,"time":5}', "score", "must be finite"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from velox.cli.flags import add_edge, one_blas_thread, settings_flags
+from velox.cli.flags import add_edge, add_feedback, one_blas_thread, settings_flags
 from velox.settings import Settings
 
 
 def add(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the edge (predict, top-k, observe) beside a worker")
-    settings_flags(serve, add_edge(serve))
+    settings_flags(serve, {**add_edge(serve), **add_feedback(serve)})
     serve.set_defaults(run=run)
 
 

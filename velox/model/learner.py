@@ -22,6 +22,8 @@ from velox.model.rls import RLS
 from velox.model.sgd import SGD
 from velox.model.stats import Stats
 from velox.model.version import ModelVersion
+from velox.schemas.feedback import Feedback
+from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 
 MAX_SEEN = 1000  # seen items kept per user, for top-k's exclude_seen
@@ -53,13 +55,22 @@ def make_rule(name: str, learning_rate: float | None = None, l2: float | None = 
 
 class Event(NamedTuple):
     """One observation for the learner: whose state (``key``), and its source ``offset``. ``user``
-    and ``item`` are the ids' codes (``velox.schemas.ids``): the version's rows are looked up by them."""
+    and ``item`` are the ids' codes (``velox.schemas.ids``): the version's rows are looked up by them.
+    ``score`` is the rating, or an interaction's preference with its ``confidence``
+    (``velox.schemas.feedback``)."""
 
     key: bytes
     user: int
     item: int
     score: float
     offset: int
+    confidence: float = 1.0
+
+
+def event_of(seen: Observation, offset: int, feedback: Feedback) -> Event:
+    """The learner's event of an observation; InvalidObservation if it cannot teach this system."""
+    target, confidence = feedback.target(seen)
+    return Event(seen.key, seen.user_code, seen.item_code, target, offset, confidence)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ a Faust agent and table) decides how observations are consumed, where each parti
 is opened, and how the group's offsets are committed (``velox.streams.checkpoint``). For what
 it hands over as one batch, ``Engine.apply``:
 
-1. decodes and validates each event; a bad one goes to ``observations-dlq`` with the reason and
+1. decodes and validates each event (for what the system learns from: ``velox.schemas.feedback``);
+   a bad one goes to ``observations-dlq`` with the reason and
    source; one outside its user's home partition is moved there (``velox.streams.moves``) and
    applied when it comes back from there;
 2. loads the batch's users, one multi-get per partition; an event at or below its user's last
@@ -30,10 +31,11 @@ from confluent_kafka import Consumer, TopicPartition
 from velox.control import owners
 from velox.errors import InvalidObservation
 from velox.kafka import positions
-from velox.model.learner import Event, Learner
+from velox.model.learner import Event, Learner, event_of
 from velox.model.prequential import PrequentialErrors
 from velox.schemas import observation, partitioning, user_state
 from velox.schemas.dead_letter import DeadLetter
+from velox.schemas.feedback import Feedback
 from velox.settings import Settings
 from velox.state.partition_store import PartitionStore
 from velox.streams import worker_metrics
@@ -61,6 +63,7 @@ class Engine:
         self.producer = self.changelog.producer  # also announces owners and publishes the error windows
         self.swap = Swap(settings, self.stores, self.changelog, self.position)
         self.mover = Mover(settings, self.source)
+        self.feedback = Feedback(settings.implicit, settings.confidences)
 
     def log_start(self, engine: str) -> None:
         version = self.swap.learner.version
@@ -97,19 +100,18 @@ class Engine:
             if offset >= self.positions.get(partition, 0):  # (not an event delivered again)
                 self.positions[partition] = offset + 1
             try:
-                seen = observation.from_message(key, value)
+                event = event_of(observation.from_message(key, value), offset, self.feedback)
             except InvalidObservation as exc:
                 letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
                 self.changelog.dead_letter(key, value, partition, letter.headers())
                 worker_metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
                 continue
-            if key is None:
-                key = seen.key
+            key = event.key
             home = partitioning.home(key, self.settings.partitions)
             if home != partition:
                 self.mover.move(arrival, key, home)
                 continue
-            local.setdefault(partition, []).append(Event(key, seen.user_code, seen.item_code, seen.score, offset))
+            local.setdefault(partition, []).append(event)
             if timestamp is not None:
                 stamps.append(timestamp)
         applied = sum(self._learn(learner, batch) for learner, batch in self.swap.learners(local))

@@ -42,9 +42,10 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from velox.control import versions
 from velox.kafka import clients
-from velox.model.learner import Event, Learner, make_rule
+from velox.model.learner import Event, Learner, event_of, make_rule
 from velox.model.store import ModelStore
 from velox.schemas import observation, partitioning, user_state
+from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import Activation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -112,8 +113,9 @@ class Shadow:
         return offset >= end
 
     def _apply(self, messages: list[Message]) -> None:
-        events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, m.offset()) for m in messages
-                  if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
+        feedback = Feedback(self.settings.implicit, self.settings.confidences)
+        events = [event_of(seen, m.offset(), feedback) for m in messages if (seen := observation.counted(
+                  m.key(), m.value(), self.partition, self.settings.partitions, feedback.target))]
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
         if not events:
             return
