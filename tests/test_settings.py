@@ -45,6 +45,8 @@ def test_settings_survive_a_trip_through_the_environment() -> None:
     settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, forgetting=0.99, namespace="x-", initial_version=None,
                         batching=False)
     assert Settings.from_env(settings.to_env()) == settings
+    rule = make_rule(**Settings.from_env({"VELOX_FEEDBACK": "implicit", "VELOX_L2": "3"}).rule_params())
+    assert (rule.name, rule.l2) == ("implicit", 3.0)
 
 
 def test_settings_switches_read_words_and_refuse_others() -> None:
@@ -81,6 +83,8 @@ def test_an_implicit_system_learns_with_the_implicit_rule_and_serves_no_item_cor
     assert (settings.rule, settings.item_shrinkage, settings.implicit) == ("implicit", math.inf, True)
     assert settings.confidences == {"view": 1.0, "buy": 20.0, "dismiss": -3.0}
     assert Settings.from_env(settings.to_env()) == settings
+    rule = make_rule(**Settings.from_env({"VELOX_FEEDBACK": "implicit", "VELOX_L2": "3"}).rule_params())
+    assert (rule.name, rule.l2) == ("implicit", 3.0)
     assert Settings.from_env({}).confidences == {"view": 1.0, "click": 4.0, "cart": 10.0, "purchase": 20.0,
                                                  "dismiss": -4.0}
 

@@ -122,6 +122,36 @@ def test_bad_events_go_to_the_dlq_with_reason_and_source_and_the_worker_keeps_go
     assert_same_states(states, reference_states(settings, source))
 
 
+def test_an_implicit_worker_learns_kinds_and_sends_what_it_cannot_learn_from_to_the_dlq(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    worker = WorkerProcess(worker_settings(settings, tmp_path, feedback="implicit"))
+    source = worker.settings.topic("observations")
+    clicks = [Observation(user=u, item=i, kind=kind, time=1.7e9) for u, i, kind in
+              [(1, 5, "view"), (1, 5, "click"), (1, 9, "purchase"), (2, 5, "dismiss"), ("ana", "SKU-3", "click")]]
+    bad = {  # value: field, words in the reason
+        b'{"user":1,"item":2,"kind":"share","time":5}': ("kind", "unknown kind 'share'"),
+        b'{"user":1,"item":2,"score":4,"time":5}': ("kind", "learns from kinds (implicit feedback)"),
+    }
+    worker.start()
+    try:
+        produce(worker.settings, source, [(seen.key, observation.encode(seen)) for seen in clicks[:3]]
+                + [(b"1", value) for value in bad] + [(seen.key, observation.encode(seen)) for seen in clicks[3:]])
+        wait_until_committed(worker.settings, source, worker)
+    finally:
+        worker.stop()
+    letters = read_all(worker.settings, worker.settings.topic("observations-dlq"))
+    assert sorted(m.value() for m in letters) == sorted(bad)
+    for m in letters:
+        field, words = bad[m.value()]
+        header = DeadLetter.from_headers(m.headers())
+        assert header.field == field and words in header.reason, header
+    states = worker_states(worker.settings)
+    assert (states[1].count, states[2].count, states["ana"].count) == (3, 1, 1)
+    assert states[1].weights is not None and sorted(states[1].weights.tolist()) == [5.0, 20.0]  # view + click summed
+    assert_same_states(states, reference_states(worker.settings, source))
+
+
 def test_unknown_items_move_the_user_bias_and_are_counted(worker: WorkerProcess) -> None:
     settings = worker.settings
     source = settings.topic("observations")

@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from velox.errors import ConfigError
+from velox.model.implicit import Implicit
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
 from velox.model.stats import Stats
@@ -44,13 +45,16 @@ class UpdateRule(Protocol):
 def make_rule(name: str, learning_rate: float | None = None, l2: float | None = None,
               evidence: float | None = None, forgetting: float | None = None) -> UpdateRule:
     """The rule called ``name``; a parameter left None keeps the rule's own default (rls has no
-    rate, sgd no forgetting factor: a step that never reaches zero forgets already)."""
+    rate, sgd no forgetting factor: a step that never reaches zero forgets already; implicit has
+    only λ)."""
     given = {key: value for key, value in (("l2", l2), ("evidence", evidence)) if value is not None}
     if name == "sgd":
         return SGD(**given) if learning_rate is None else SGD(learning_rate=learning_rate, **given)
     if name == "rls":
         return RLS(**given) if forgetting is None else RLS(forgetting=forgetting, **given)
-    raise ConfigError(f"update rule {name!r} is unknown; use 'sgd' or 'rls'")
+    if name == "implicit":
+        return Implicit(l2=l2) if l2 is not None else Implicit()
+    raise ConfigError(f"update rule {name!r} is unknown; use 'sgd', 'rls' or 'implicit'")
 
 
 class Event(NamedTuple):
@@ -80,8 +84,17 @@ class Learner:
     keeps_seen: bool = True  # a swap's replay keeps none: its records take the stored record's
     keep_known: bool = False  # users the version knows keep its vector (``velox evaluate`` found no safe step)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.rule, Implicit):  # its prior is the version's Gramian
+            object.__setattr__(self, "rule", self.rule.given(self.version))
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the rule weighs each observation by its confidence (implicit feedback)."""
+        return isinstance(self.rule, Implicit)
+
     def observe(
-        self, state: UserState | None, user: int, item: int, score: float, offset: int
+        self, state: UserState | None, user: int, item: int, score: float, offset: int, confidence: float = 1.0
     ) -> tuple[UserState, float | None]:
         """The user's new state and the score predicted before learning (None: applied already).
 
@@ -98,10 +111,20 @@ class Learner:
         new = Stats.of(state, features=self._features, room=1)
         moves = self._moves(user)
         if moves:
-            new = self.rule.update(new, f, np.array([score - base]), prior[None].astype(np.float64),
-                                   np.array([state.count]))
+            new = self._update(new, f, np.array([score]) - base, prior[None].astype(np.float64),
+                               np.array([state.count]), np.array([confidence]),
+                               np.array([item not in set(state.seen.tolist())]))
         seen = self._remembered(state.seen, [item])
-        return new.state(0, state, 1, offset, seen, [item] if moves else ()), prediction
+        return new.state(0, state, 1, offset, seen, [item] if moves else (), [confidence] if moves else ()), prediction
+
+    def _update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray, evidence: np.ndarray,
+                confidence: np.ndarray, first: np.ndarray) -> Stats:
+        """The rule's update; an implicit one's with each interaction's confidence, and its target
+        such that c t = p (c + 1) on the user's first interaction with the item (``velox.model.implicit``)."""
+        if not self.weighted:
+            return self.rule.update(stats, f, targets, priors, evidence)
+        return self.rule.update(stats, f, targets * (1.0 + first / confidence), priors,  # type: ignore[call-arg]
+                                evidence, confidence)
 
     def observe_many(
         self, states: Mapping[bytes, UserState | None], events: Sequence[Event]
@@ -160,6 +183,8 @@ class Learner:
         moves: list[bool] = []
         done: list[int] = []  # per row, the last offset applied so far
         rated: list[list[int]] = []  # per row, the items of its events, applied or not, in order
+        known: list[set[int]] = []  # per row (implicit rule), the items interacted with before
+        first: list[bool] = []  # per event to apply (implicit rule): the user's first with its item
         for index, event in enumerate(events):
             row = keys.get(event.key)
             if row is None:
@@ -171,9 +196,14 @@ class Learner:
                 moves.append(self._moves(event.user))
                 done.append(starts[-1].offset)
                 rated.append([])
+                if self.weighted:
+                    known.append(set(start.seen.tolist()))
             rated[row].append(event.item)
             if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
+            if self.weighted:
+                first.append(event.item not in known[row])
+                known[row].add(event.item)
             done[row] = event.offset
             rows.append(row)
             rounds.append(depth[row])
@@ -189,6 +219,8 @@ class Learner:
         f, bias = self.version.features_many([events[i].item for i in applied])
         base = self.version.global_mean + bias
         targets = np.array([events[i].score for i in applied]) - base
+        confidence = np.array([events[i].confidence for i in applied])
+        firsts = np.array(first, bool) if self.weighted else np.zeros(len(applied), bool)
         rows_, rounds_ = np.array(rows), np.array(rounds)
         counts, moving = np.array([start.count for start in starts]), np.array(moves)
         scores = np.empty(len(applied))
@@ -198,16 +230,19 @@ class Learner:
             at = at[moving[rows_[at]]]
             here = rows_[at]
             if len(here) == len(starts) and (here == np.arange(len(here))).all():  # every row, in order: no copy
-                stats = self.rule.update(stats, f[at], targets[at], prior, counts + r)
+                stats = self._update(stats, f[at], targets[at], prior, counts + r, confidence[at], firsts[at])
             elif len(at):
-                stats.put(here, self.rule.update(stats.take(here), f[at], targets[at], prior[here], counts[here] + r))
+                stats.put(here, self._update(stats.take(here), f[at], targets[at], prior[here], counts[here] + r,
+                                             confidence[at], firsts[at]))
         for k, index in enumerate(applied):
             predictions[index] = float(scores[k])
 
         last = {row: index for row, index in zip(rows, applied)}
         items: list[list[int]] = [[] for _ in starts]
+        weights: list[list[float]] = [[] for _ in starts]
         for row, index in zip(rows, applied):
             items[row].append(events[index].item)
+            weights[row].append(events[index].confidence)
         result: dict[bytes, UserState] = {}
         for key, row in keys.items():
             start = starts[row]
@@ -216,7 +251,7 @@ class Learner:
                 continue
             seen = self._remembered(start.seen, rated[row])
             result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen,
-                                      items[row] if moves[row] else ())
+                                      items[row] if moves[row] else (), weights[row] if moves[row] else ())
         return result, predictions
 
     def _seen(self, state: UserState, items: list[int]) -> UserState:
@@ -225,7 +260,9 @@ class Learner:
         return state if seen is state.seen else state._replace(seen=seen)
 
     def _remembered(self, seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
-        return remember(seen, items) if self.keeps_seen else seen
+        """An implicit rule's replay keeps them too: which interaction is a user's first with an item
+        is said by them."""
+        return remember(seen, items) if self.keeps_seen or self.weighted else seen
 
     def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
         """The user's state on this version, in the form the rule updates next: started from the
