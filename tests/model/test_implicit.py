@@ -7,6 +7,7 @@ import pytest
 
 from velox.model.implicit import Implicit
 from velox.model.learner import Event, Learner, make_rule
+from velox.model.top_k import top_k
 from velox.model.version import ModelVersion, random_version
 from velox.schemas import user_state
 from velox.schemas.user_state import UserState
@@ -87,3 +88,18 @@ def test_a_trained_user_starts_from_their_vector_and_moves_towards_what_they_cli
     state, predicted = learner.observe(None, 7, 3, 1.0, 0, 20.0)
     assert predicted == pytest.approx(before, abs=1e-6)
     assert version.score(state.w, 3) > before
+
+
+def test_exclude_seen_holds_past_a_thousand_items() -> None:
+    """A heavy user's every interaction stays out of their top-k: the first purchases too."""
+    version = random_version(1_500, D, seed=7)
+    learner = Learner(version, make_rule("implicit"))
+    states: dict[bytes, UserState] = {}
+    for start in range(0, 1_300, 400):
+        new, _ = learner.observe_many(states, [Event(b"0", 0, item, 1.0, item, 20.0)
+                                               for item in range(start, min(start + 400, 1_300))])
+        states = {key: user_state.decode(user_state.encode(state)) for key, state in new.items()}
+    seen = states[b"0"].seen
+    assert sorted(seen.tolist()) == list(range(1_300))
+    best = top_k(version, states[b"0"].w, 1_000, exclude=seen)
+    assert len(best.items) == 200 and min(best.items) == 1_300

@@ -27,7 +27,6 @@ from velox.schemas.feedback import Feedback
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 
-MAX_SEEN = 1000  # seen items kept per user, for top-k's exclude_seen
 PASS_BYTES = 4 * 2**20  # users' state arrays updated in one vectorized pass (see observe_many)
 
 
@@ -298,7 +297,9 @@ def _passes(events: Sequence[Event], apart: Set[bytes], users: int) -> list[list
 
 
 def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
-    """The user's seen items with ``items`` added in order (each once), keeping the most recent ``MAX_SEEN``.
+    """The user's seen items with ``items`` added in order (each once): every item they rated or
+    interacted with, for top-k's ``exclude_seen`` (a heavy user keeps every purchase out of their
+    top-k, not only the recent ones), 8 bytes of their record each.
 
     >>> remember(np.array([3, 5]), [5]).tolist(), remember(np.array([3, 5]), [8, 3, 9]).tolist()
     ([3, 5], [3, 5, 8, 9])
@@ -315,4 +316,4 @@ def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
            if (item not in known if known is not None else not (seen == item).any())]
     if not new:
         return seen
-    return np.concatenate([seen, np.array(new, np.int64)])[-MAX_SEEN:]
+    return np.concatenate([seen, np.array(new, np.int64)])

@@ -182,7 +182,7 @@ class Weights(NamedTuple):
     version: ModelVersion  # the version whose θ goes with w
     w: np.ndarray
     known: bool
-    seen: np.ndarray  # items the user rated (most recent 1,000)
+    seen: np.ndarray  # every item the user rated or interacted with
     identity: tuple[object, ...]  # changes whenever w or the item corrections do: the prediction cache's key
 
 
