@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from velox.model import implicit_als
 from velox.model.implicit import Implicit
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.top_k import top_k
@@ -103,3 +104,17 @@ def test_exclude_seen_holds_past_a_thousand_items() -> None:
     assert sorted(seen.tolist()) == list(range(1_300))
     best = top_k(version, states[b"0"].w, 1_000, exclude=seen)
     assert len(best.items) == 200 and min(best.items) == 1_300
+
+
+def test_the_batch_fit_ends_at_each_users_exact_solve_given_the_versions_items() -> None:
+    """What the online rule solves from: a trained vector is the closed form of its user's interactions."""
+    found = interactions(8, 300, 20, 40)
+    users, items, preference, confidence = (np.array(column) for column in zip(*found))
+    fitted = implicit_als.fit(users, items, preference, confidence, rank=D - 1, l2=0.5, iterations=3)
+    version = ModelVersion("v", 0.0, fitted.item_ids, fitted.item_factors, np.zeros(len(fitted.item_ids), np.float32),
+                           fitted.user_ids, fitted.user_vectors, fitted.user_counts)
+    rows = {int(item): row for row, item in enumerate(fitted.item_ids)}
+    for row, user in enumerate(fitted.user_ids.tolist()):
+        mine = [(rows[i], p, c) for u, i, p, c in found if u == user]
+        np.testing.assert_allclose(fitted.user_vectors[row], closed_form(version, mine, 0.5), atol=1e-5)
+        assert fitted.user_counts[row] == len({i for i, _, _ in mine})
