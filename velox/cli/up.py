@@ -96,8 +96,10 @@ def load_if_new(settings: Settings, ratings: Path | None) -> None:
     if held == 0:
         path = ratings or loader.PYSPARK_SAMPLE
         events = loader.read_movielens(path)
+        if settings.implicit:  # each rating a view, a high one a click too
+            events = loader.as_interactions(events)
         loader.produce(settings, events, total=len(events))
-        log.info("loaded %d ratings from %s", len(events), path)
+        log.info("loaded %d %s from %s", len(events), "interactions" if settings.implicit else "ratings", path)
     elif ratings is not None:
         log.warning("%s was NOT loaded: this system already holds %d observations (in %s); add the file with "
                     "`velox load movielens %s`, or start over with `velox reset`", ratings, held, settings.data,
