@@ -50,6 +50,11 @@ def event(user: int | str, item: int | str, score: float, t: float = 1.7e9) -> t
     return seen.key, observation.encode(seen)
 
 
+def interaction(user: int | str, item: int | str, kind: str, t: float = 1.7e9) -> tuple[bytes, bytes]:
+    seen = Observation(user=user, item=item, kind=kind, time=t)
+    return seen.key, observation.encode(seen)
+
+
 def assert_same_states(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:
     assert actual.keys() == expected.keys()
     for user, want in expected.items():
@@ -187,20 +192,26 @@ def test_prequential_error_windows_are_published_per_version_and_partition(worke
     assert all(0 < w.mae <= w.rmse for w in windows)
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="module", params=[*ENGINES, "kafka-implicit"])
 def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
                request: pytest.FixtureRequest) -> Iterator[tuple[Settings, dict]]:
-    """Produce a steady load while the worker is killed with -9 five times and restarted."""
-    own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300, engine=request.param)
+    """Produce a steady load while the worker is killed with -9 five times and restarted; on an
+    implicit system, of views, clicks and purchases."""
+    engine, _, feedback = request.param.partition("-")
+    own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300, engine=engine,
+                          feedback=feedback or "explicit")
     source = own.topic("observations")
     worker = WorkerProcess(own)
     worker.start()
     rng = random.Random(7)
-    load = [event(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), round(rng.uniform(0.5, 5), 1))
+    kinds = ["view", "view", "click", "purchase", "dismiss"]
+    load = [interaction(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), rng.choice(kinds))
+            if own.implicit else
+            event(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), round(rng.uniform(0.5, 5), 1))
             for _ in range(30_000)]
 
     # Five kills come 1.5-4 s apart (Faust: 3-5 s): the load lasts about as long as they do.
-    pause = 0.6 if request.param == "kafka" else 0.8
+    pause = 0.6 if engine == "kafka" else 0.8
 
     def steady() -> None:
         for start in range(0, len(load), 1_000):
@@ -210,7 +221,7 @@ def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     try:
         # A Faust worker takes about 3 s to start (its imports): kills closer than that would land
         # before it processes anything.
-        kill9_during(worker, steady, 5, rng, (1.5, 4.0) if request.param == "kafka" else (3.0, 5.0))
+        kill9_during(worker, steady, 5, rng, (1.5, 4.0) if engine == "kafka" else (3.0, 5.0))
         wait_until_committed(own, source, worker, timeout=240)
     finally:
         worker.stop()
