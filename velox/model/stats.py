@@ -69,8 +69,10 @@ class Stats(NamedTuple):
             assert start.weights is not None
             weights = start.weights
             if len(observed):
-                items, where = np.unique(items, return_inverse=True)
-                weights = np.bincount(where, np.concatenate([weights, np.asarray(confidences, np.float64)]))
+                weights = np.concatenate([weights, np.asarray(confidences, np.float64)])
+                if len(set(items.tolist())) < len(items):  # an item again: one row, its confidences summed
+                    items, where = np.unique(items, return_inverse=True)
+                    weights = np.bincount(where, weights)
             return UserState(start.version, self.w[row], count, offset, None, self.b[row], seen, items,
                              weights=weights)
         assert self.strength is not None
