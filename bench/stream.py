@@ -404,8 +404,9 @@ def main() -> None:
             checks.append({"what": "implicit rule's worker throughput against sgd's (same run)",
                            "figure": round(ratio, 3), "target": ">= 0.5", "met": ratio >= 0.5})
         if "implicit" in rules:
-            # An interaction changes w (f32[d]), b (f64[d]), one item and its confidence, one seen item.
-            changes = 12 * args.d + 24
+            # An interaction changes w (f32[d]), count and offset, one seen item, b (f64[d]), one item
+            # and its confidence (as bench/report.py counts it).
+            changes = 12 * args.d + 40
             written = rules["implicit"]["table_bytes_per_event"] / changes
             checks.append({"what": f"implicit rule's record bytes per event over what the event changes ({changes} B)",
                            "figure": round(written, 2), "target": "<= 2", "met": written <= 2})

@@ -43,7 +43,7 @@ log = logging.getLogger("velox.experiments.ranking")
 
 K = 10
 LIKED = 4.0  # a rating this high is a click as well as a view
-ONLINE_L2 = (1.0, 10.0, 100.0, 1000.0)  # λ of the online rule, chosen on the stream
+ONLINE_L2 = (0.1, 1.0, 10.0, 100.0)  # λ of the online rule, chosen on the stream
 BATCH_L2 = (0.1, 1.0, 10.0, 50.0)  # λ of (c) and the implicit library's ALS, chosen on the validation split
 BPR_GRID = ((0.01, 0.01), (0.05, 0.01), (0.05, 0.001))  # (learning rate, regularisation)
 BPR_ITERATIONS = 100
