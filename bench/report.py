@@ -40,6 +40,10 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/topk.py --json bench/results/topk.json
     .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
+    .venv/bin/python bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix \
+        --engines kafka --json bench/results/stream-implicit.json
+    .venv/bin/velox evaluate ../shared/data/ml-100k/u.data --feedback implicit --json bench/results/ranking-ml-100k.json
+    .venv/bin/velox evaluate --feedback implicit --json bench/results/ranking-sample.json
     .venv/bin/python bench/report.py
 
 MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its licence forbids
@@ -92,6 +96,8 @@ def rows() -> list[tuple[str, ...]]:
                           f"{b['ratio']:.2f}", "", "", when("broker_start"), "bench/broker_start.py"))
     if stream := load("stream"):
         found += stream_rows(stream)
+    if implicit := load("stream-implicit"):  # bench/stream.py --rules sgd,implicit: the implicit rule's rows
+        found += stream_rows(implicit, "stream-implicit", ("implicit",))
     if swap := load("swap"):
         found += swap_rows(swap)
     if takeover := load("takeover"):
@@ -217,12 +223,15 @@ def container_load_rows(c: dict[str, Any], date: str) -> list[tuple[str, ...]]:
     return found
 
 
-def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The worker's figures per rule, against bench/stream.py's ceilings and issue 14's targets."""
+def stream_rows(stream: dict[str, Any], name: str = "stream", only: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The worker's figures per rule (``only`` those, if given; sgd's rate is the run's reference),
+    against bench/stream.py's ceilings and issue 14's targets."""
     found: list[tuple[str, ...]] = []
-    rules, d, date = stream["rules"], stream["d"], when("stream")
+    rules, d, date = stream["rules"], stream["d"], when(name)
     sgd_rate = rules.get("sgd", {}).get("worker_events_per_s")
     for rule, r in rules.items():
+        if only and rule not in only:
+            continue
         rate = r["worker_events_per_s"]
         found.append((f"worker throughput ({rule}, d={d})", f"{rate:,} events/s",
                       f"per-event minimal loop {r['minimal_loop_events_per_s']:,}/s", f"{r['ratio']:.2f}",

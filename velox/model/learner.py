@@ -11,7 +11,7 @@ event is the sequential case (``observe``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple, Protocol
 
@@ -83,14 +83,12 @@ class Learner:
     keeps_seen: bool = True  # a swap's replay keeps none: its records take the stored record's
     keep_known: bool = False  # users the version knows keep its vector (``velox evaluate`` found no safe step)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.rule, Implicit):  # its prior is the version's Gramian
-            object.__setattr__(self, "rule", self.rule.given(self.version))
+    weighted: bool = field(init=False)  # the rule weighs each observation by its confidence (implicit feedback)
 
-    @property
-    def weighted(self) -> bool:
-        """Whether the rule weighs each observation by its confidence (implicit feedback)."""
-        return isinstance(self.rule, Implicit)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weighted", isinstance(self.rule, Implicit))
+        if self.weighted:  # its prior is the version's Gramian
+            object.__setattr__(self, "rule", self.rule.given(self.version))
 
     def observe(
         self, state: UserState | None, user: int, item: int, score: float, offset: int, confidence: float = 1.0
