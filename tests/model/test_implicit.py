@@ -118,3 +118,29 @@ def test_the_batch_fit_ends_at_each_users_exact_solve_given_the_versions_items()
         mine = [(rows[i], p, c) for u, i, p, c in found if u == user]
         np.testing.assert_allclose(fitted.user_vectors[row], closed_form(version, mine, 0.5), atol=1e-5)
         assert fitted.user_counts[row] == len({i for i, _, _ in mine})
+
+
+def test_a_trained_user_continues_the_fits_solve_over_all_their_interactions() -> None:
+    """On a version that keeps its training interactions, a trained user's vector is the exact solve
+    of them (the fit ended with the users); after more, online, it is the exact solve of all of them,
+    in either record form, through a version file's round trip."""
+    found = interactions(9, 400, 60, 40)
+    training, online = found[:300], found[300:]
+    users, items, preference, confidence = (np.array(column) for column in zip(*training))
+    fitted = implicit_als.fit(users, items, preference, confidence, rank=D - 1, l2=0.5, iterations=3)
+    version = ModelVersion.from_npz(ModelVersion(
+        "v", 0.0, fitted.item_ids, fitted.item_factors, np.zeros(len(fitted.item_ids), np.float32), fitted.user_ids,
+        fitted.user_vectors, fitted.user_counts, interactions=fitted.interactions).to_npz())
+    learner = Learner(version, Implicit(l2=0.5))
+    rows = {int(item): row for row, item in enumerate(version.item_ids)}
+    states: dict[bytes, UserState] = {}
+    for start in range(0, len(online), 7):
+        events = [Event(str(u).encode(), u, item, p, start + k, c)
+                  for k, (u, item, p, c) in enumerate(online[start:start + 7]) if item in rows]
+        new, _ = learner.observe_many(states, events)
+        states.update((key, user_state.decode(user_state.encode(state))) for key, state in new.items())
+    assert {state.a_inv is None for state in states.values()} == {True, False}
+    for key, state in states.items():
+        user = int(key)
+        mine = [(rows[i], p, c) for u, i, p, c in found if u == user and i in rows]
+        np.testing.assert_allclose(state.w, closed_form(version, mine, 0.5), atol=1e-5)

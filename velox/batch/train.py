@@ -139,7 +139,7 @@ def fit_implicit(interactions: Ratings, confidence: np.ndarray, params: TrainPar
     return ModelVersion(
         id=version_id, global_mean=0.0, item_ids=fitted.item_ids, item_factors=fitted.item_factors,
         item_bias=np.zeros(len(fitted.item_ids), np.float32), user_ids=fitted.user_ids,
-        user_vectors=fitted.user_vectors, user_counts=fitted.user_counts,
+        user_vectors=fitted.user_vectors, user_counts=fitted.user_counts, interactions=fitted.interactions,
     )
 
 

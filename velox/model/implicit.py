@@ -68,6 +68,7 @@ class Implicit:
     l2: float = 1.0  # λ
     prior: np.ndarray | None = field(default=None, repr=False)  # P = YᵀY + λI of the version given
     prior_inv: np.ndarray | None = field(default=None, repr=False)
+    version: ModelVersion | None = field(default=None, repr=False)
     name = "implicit"
 
     def given(self, version: ModelVersion) -> Implicit:
@@ -80,12 +81,23 @@ class Implicit:
         prior[-1, -1] = len(v)
         prior[np.arange(d), np.arange(d)] += self.l2
         prior_inv = np.linalg.inv(prior)
-        return replace(self, prior=prior, prior_inv=(prior_inv + prior_inv.T) / 2)
+        return replace(self, prior=prior, prior_inv=(prior_inv + prior_inv.T) / 2, version=version)
 
-    def start(self, version: str, prior: np.ndarray, trained: int) -> UserState:
-        assert self.prior is not None, "an Implicit rule is given its version first"
-        return UserState(version, np.array(prior, dtype=np.float32), count=trained,
-                         b=self.prior @ prior.astype(np.float64), observed=NO_ITEMS, weights=NO_WEIGHTS)
+    def start(self, version: str, prior: np.ndarray, trained: int,
+              interactions: tuple[np.ndarray, np.ndarray] | None = None) -> UserState:
+        """The user's state before their first interaction on the version: centred on ``prior``, or,
+        given their training ``interactions`` (items, signed summed confidences: the version keeps
+        them), those interactions themselves, b = YᵀC_u p_u over them."""
+        assert self.prior is not None and self.version is not None, "an Implicit rule is given its version first"
+        w = np.array(prior, dtype=np.float32)
+        if interactions is None or not len(interactions[0]):
+            return UserState(version, w, count=trained, b=self.prior @ prior.astype(np.float64), observed=NO_ITEMS,
+                             weights=NO_WEIGHTS)
+        items, signed = interactions
+        f = self.version.features_many(items.tolist())[0]
+        b = ((1.0 + np.abs(signed)) * (signed > 0)) @ f
+        return UserState(version, w, count=trained, b=b, observed=np.asarray(items, np.int64),
+                         weights=np.abs(signed).astype(np.float64))
 
     def resume(self, state: UserState, features: Callable[[Sequence[int]], np.ndarray]) -> UserState:
         """``state`` in the form its next update takes: A⁻¹ itself once the user has d distinct items."""

@@ -16,7 +16,9 @@ Gramian once per pass, the users' last:
     items:  V_i = (UᵀU + Uᵀ(C_i − I)U + λI)⁻¹ UᵀC_i (p_i − o),    U, o the users' factors and offsets
 
 A negative kind's interaction ("dismiss") is preference 0 with its confidence: an item with any
-positive interaction is preferred, its confidence the sum of all.
+positive interaction is preferred, its confidence the sum of all. The fit's interactions go with
+the version (summed per user and item, negative where not preferred): the online rule continues
+each trained user's solve from them.
 
 >>> import numpy as np
 >>> users, items = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0])
@@ -38,6 +40,7 @@ class Fitted(NamedTuple):
     user_counts: np.ndarray  # int64: distinct items each user interacted with
     item_ids: np.ndarray  # int64, sorted
     item_factors: np.ndarray  # float32[items, rank]
+    interactions: tuple[np.ndarray, np.ndarray, np.ndarray]  # by user row: offsets, items, signed confidences
 
 
 def fit(users: np.ndarray, items: np.ndarray, preference: np.ndarray, confidence: np.ndarray, rank: int,
@@ -59,8 +62,9 @@ def fit(users: np.ndarray, items: np.ndarray, preference: np.ndarray, confidence
     # Users last: each trained vector is the exact solve given the version's items, which is what
     # the online rule solves from there.
     vectors = _users(factors, item_of, by_user, weight, preferred, l2)
-    return Fitted(user_ids, vectors.astype(np.float32), np.bincount(user_of, minlength=len(user_ids)),
-                  item_ids, factors.astype(np.float32))
+    counts = np.bincount(user_of, minlength=len(user_ids))
+    interactions = (np.concatenate([[0], np.cumsum(counts)]), item_ids[item_of], np.where(preferred, weight, -weight))
+    return Fitted(user_ids, vectors.astype(np.float32), counts, item_ids, factors.astype(np.float32), interactions)
 
 
 def _users(factors: np.ndarray, item_of: np.ndarray, by_user: list[np.ndarray], weight: np.ndarray,

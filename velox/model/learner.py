@@ -110,9 +110,16 @@ class Learner:
         if moves:
             new = self._update(new, f, np.array([score]) - base, prior[None].astype(np.float64),
                                np.array([state.count]), np.array([confidence]),
-                               np.array([item not in set(state.seen.tolist())]))
+                               np.array([item not in self._interacted(state, user)]))
         seen = self._remembered(state.seen, [item])
         return new.state(0, state, 1, offset, seen, [item] if moves else (), [confidence] if moves else ()), prediction
+
+    def _interacted(self, state: UserState, user: int) -> set[int]:
+        """The items a user interacted with before ``state``'s next event: seen, or in the version's
+        training interactions (an implicit version keeps them)."""
+        known = set(state.seen.tolist())
+        trained = self.version.trained_interactions(user)
+        return known if trained is None else known.union(trained[0].tolist())
 
     def _update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray, evidence: np.ndarray,
                 confidence: np.ndarray, first: np.ndarray) -> Stats:
@@ -194,7 +201,7 @@ class Learner:
                 done.append(starts[-1].offset)
                 rated.append([])
                 if self.weighted:
-                    known.append(set(start.seen.tolist()))
+                    known.append(self._interacted(start, event.user))
             rated[row].append(event.item)
             if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
@@ -266,7 +273,9 @@ class Learner:
         prior if new, or if built on another (counting the user's training observations, as a
         swap does)."""
         if state is None or state.version != self.version.id:
-            start = self.rule.start(self.version.id, prior, self.version.training_count(user))
+            trained = self.version.training_count(user)
+            start = (self.rule.start(self.version.id, prior, trained, self.version.trained_interactions(user))
+                     if self.weighted else self.rule.start(self.version.id, prior, trained))  # type: ignore[call-arg]
             return start if state is None else start._replace(offset=state.offset, seen=state.seen)
         return self.rule.resume(state, self._features)
 
