@@ -22,11 +22,15 @@ over the user's interactions e on the version, each of confidence cₑ (its kind
 repeated interactions with an item: Σₑ cₑ fₑ fₑᵀ = Yᵀ(C_u − I)Y). The target tₑ makes Σ cₑ tₑ fₑ
 = YᵀC_u p_u: a positive interaction's is 1, plus 1/cₑ on the item's first interaction (the
 preference's own weight 1 in c_ui = 1 + r_ui; ``velox.model.learner`` says which is first); a
-negative kind's ("dismiss") is 0, preference 0 with its confidence. w₀ is where the version left
-the user (their trained vector, or the mean user): for a user the version does not know of a
-version without users it is 0, and w is Hu, Koren and Volinsky's solve exactly; for a trained
-user P stands for the precision of their trained vector (the training interactions it was fit to
-are not kept), so new interactions move it as they would move a fresh solve.
+negative kind's ("dismiss") is 0, preference 0 with its confidence.
+
+A user the version was trained on starts from their training interactions, which an implicit
+version keeps (``velox.model.implicit_als``): their items and confidences in A, YᵀC_u p_u over
+them in b, w₀ = 0. Their vector is then the version's (the fit's last step solved exactly this),
+and after new interactions it is the exact solve over all of them, as a retrain's user step on the
+same items would give. Any other user starts centred on w₀, the mean user (0 for a version
+without users, where w is Hu, Koren and Volinsky's solve exactly), or on the trained vector of a
+version that keeps no interactions, P then standing for its precision.
 
 A is kept in one of two exact forms, as ``velox.model.rls`` keeps its own: while a user has fewer
 distinct items than dimensions d, by the items and their summed confidences (the record stores
