@@ -40,8 +40,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/topk.py --json bench/results/topk.json
     .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
-    .venv/bin/python bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix \
-        --engines kafka --json bench/results/stream-implicit.json
+    .venv/bin/python bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix --engines kafka --json bench/results/stream-implicit.json
     .venv/bin/velox evaluate ../shared/data/ml-100k/u.data --feedback implicit --json bench/results/ranking-ml-100k.json
     .venv/bin/velox evaluate --feedback implicit --json bench/results/ranking-sample.json
     .venv/bin/python bench/report.py
