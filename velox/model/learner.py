@@ -101,7 +101,7 @@ class Learner:
         if state is not None and offset <= state.offset:
             return self._seen(state, [item]), None
         prior = self.version.prior(user)
-        state = self._current(state, user, prior)
+        state = self._current(state, user)
         f, bias = self.version.features_many([item])
         base = self.version.global_mean + float(bias[0])
         prediction = base + float(state.w @ f[0])
@@ -153,7 +153,7 @@ class Learner:
         for event in events:
             if event.key not in starts:
                 prior = self.version.prior(event.user)
-                starts[event.key] = self._current(states.get(event.key), event.user, prior), prior
+                starts[event.key] = self._current(states.get(event.key), event.user), prior
         dense = {key for key, (start, _) in starts.items() if start.a_inv is not None}
         if not dense:
             return self._observe(states, starts, events)
@@ -268,16 +268,24 @@ class Learner:
         is said by them."""
         return remember(seen, items) if self.keeps_seen or self.weighted else seen
 
-    def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
+    def _current(self, state: UserState | None, user: int) -> UserState:
         """The user's state on this version, in the form the rule updates next: started from the
         prior if new, or if built on another (counting the user's training observations, as a
         swap does)."""
         if state is None or state.version != self.version.id:
-            trained = self.version.training_count(user)
-            start = (self.rule.start(self.version.id, prior, trained, self.version.trained_interactions(user))
-                     if self.weighted else self.rule.start(self.version.id, prior, trained))  # type: ignore[call-arg]
+            start = self.start(user)
             return start if state is None else start._replace(offset=state.offset, seen=state.seen)
         return self.rule.resume(state, self._features)
+
+    def start(self, user: int) -> UserState:
+        """The user's state on this version before any event of theirs (a swap writes it for every
+        user the version knows): from their trained vector and training count, or the mean user; on
+        an implicit version that keeps them, from their training interactions too."""
+        prior, trained = self.version.prior(user), self.version.training_count(user)
+        if self.weighted:
+            return self.rule.start(self.version.id, prior, trained,  # type: ignore[call-arg]
+                                   self.version.trained_interactions(user))
+        return self.rule.start(self.version.id, prior, trained)
 
     def _moves(self, user: int) -> bool:
         return not (self.keep_known and self.version.knows_user(user))

@@ -130,8 +130,7 @@ class Shadow:
 
     def _trained(self, key: bytes) -> UserState:
         version, row = self.learner.version, self.trained[key]
-        first = self.learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
-        return first._replace(offset=self.start - 1)
+        return self.learner.start(int(version.user_ids[row]))._replace(offset=self.start - 1)
 
     def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
         """The records of up to ``most`` users not written yet (all if None), now counted as written;
