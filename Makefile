@@ -46,6 +46,10 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 3
 	$(PY) bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
 	$(PY) bench/containers.py --json bench/results/containers.json
 	$(PY) bench/accuracy.py
+	$(PY) bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix --engines kafka \
+		--json bench/results/stream-implicit.json
+	$(VELOX) evaluate ../shared/data/ml-100k/u.data --feedback implicit --json bench/results/ranking-ml-100k.json
+	$(VELOX) evaluate --feedback implicit --json bench/results/ranking-sample.json
 	$(PY) bench/report.py
 
 compose-check: install  # build the images, up, predict, observe, crash the worker, down and up, down -v

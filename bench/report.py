@@ -40,6 +40,9 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/topk.py --json bench/results/topk.json
     .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
+    .venv/bin/python bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix --engines kafka --json bench/results/stream-implicit.json
+    .venv/bin/velox evaluate ../shared/data/ml-100k/u.data --feedback implicit --json bench/results/ranking-ml-100k.json
+    .venv/bin/velox evaluate --feedback implicit --json bench/results/ranking-sample.json
     .venv/bin/python bench/report.py
 
 MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its licence forbids
@@ -92,6 +95,8 @@ def rows() -> list[tuple[str, ...]]:
                           f"{b['ratio']:.2f}", "", "", when("broker_start"), "bench/broker_start.py"))
     if stream := load("stream"):
         found += stream_rows(stream)
+    if implicit := load("stream-implicit"):  # bench/stream.py --rules sgd,implicit: the implicit rule's rows
+        found += stream_rows(implicit, "stream-implicit", ("implicit",))
     if swap := load("swap"):
         found += swap_rows(swap)
     if takeover := load("takeover"):
@@ -102,6 +107,9 @@ def rows() -> list[tuple[str, ...]]:
         for c in corrections["checks"]:
             found.append((f"item corrections: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"],
                           verdict(c["met"]), when("corrections"), "bench/corrections.py"))
+    for name, data in (("ranking-ml-100k", "ml-100k"), ("ranking-sample", "pyspark's sample")):
+        if ranking := load(name):
+            found += ranking_rows(ranking, data, when(name), name)
     if retrain := load("retrain"):
         for label, key, ratio in (("cold", "end_to_end_s", "ratio"), ("warm session", "end_to_end_warm_s", "ratio_warm")):
             found.append((f"retrain end to end, ml-100k ({label})", f"{retrain[key]:.1f} s",
@@ -210,19 +218,22 @@ def container_load_rows(c: dict[str, Any], date: str) -> list[tuple[str, ...]]:
     return found
 
 
-def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The worker's figures per rule, against bench/stream.py's ceilings and issue 14's targets."""
+def stream_rows(stream: dict[str, Any], name: str = "stream", only: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The worker's figures per rule (``only`` those, if given; sgd's rate is the run's reference),
+    against bench/stream.py's ceilings and issue 14's targets."""
     found: list[tuple[str, ...]] = []
-    rules, d, date = stream["rules"], stream["d"], when("stream")
+    rules, d, date = stream["rules"], stream["d"], when(name)
     sgd_rate = rules.get("sgd", {}).get("worker_events_per_s")
     for rule, r in rules.items():
+        if only and rule not in only:
+            continue
         rate = r["worker_events_per_s"]
         found.append((f"worker throughput ({rule}, d={d})", f"{rate:,} events/s",
                       f"per-event minimal loop {r['minimal_loop_events_per_s']:,}/s", f"{r['ratio']:.2f}",
                       "≥ 2, ≥ 50,000/s" if rule == "sgd" else "",
                       verdict(r["ratio"] >= 2 and rate >= 50_000) if rule == "sgd" else "", date, "bench/stream.py"))
-        if rule == "rls" and sgd_rate:
-            found.append(("worker throughput, rls against sgd", f"{rate:,} events/s", f"sgd {sgd_rate:,}/s",
+        if rule in ("rls", "implicit") and sgd_rate:
+            found.append((f"worker throughput, {rule} against sgd", f"{rate:,} events/s", f"sgd {sgd_rate:,}/s",
                           f"{rate / sgd_rate:.2f}", "≥ 0.5", verdict(rate >= 0.5 * sgd_rate), date, "bench/stream.py"))
         for guarantee in ("exactly_once", "at_least_once"):
             if (quix := r.get(f"quix_{guarantee}_events_per_s")) is not None:
@@ -234,7 +245,8 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
         # What one event changes: w (float32), count and offset, one seen item; RLS adds b (float64)
         # and the observation's item, which give A⁻¹ until the user has d observations (after
         # that an event changes A⁻¹'s d(d+1)/2 values: few users of this stream get there).
-        changed = 4 * d + 24 + (8 * d + 8 if rule == "rls" else 0)
+        # The implicit rule's b and item come with the item's confidence (8 bytes more).
+        changed = 4 * d + 24 + {"rls": 8 * d + 8, "implicit": 8 * d + 16}.get(rule, 0)
         most = max(r["table_bytes_per_event"], r["changelog_bytes_per_event"])
         found.append((f"user-state bytes written per event ({rule})",
                       f"table {r['table_bytes_per_event']:,.0f}, changelog {r['changelog_bytes_per_event']:,.0f}",
@@ -255,6 +267,34 @@ def stream_rows(stream: dict[str, Any]) -> list[tuple[str, ...]]:
                           verdict(r["p99_ms"] <= 50), date, "bench/stream.py"))
         if faust := r.get("faust"):
             found += faust_rows(faust, rule, d, rate, stream["users"], date)
+    return found
+
+
+def ranking_rows(ranking: dict[str, Any], data: str, date: str, name: str) -> list[tuple[str, ...]]:
+    """``velox evaluate --feedback implicit``'s targets (issue 35): (c) against the implicit library's
+    ALS and popularity, (b)'s share of the gap, the first version's users under (b)."""
+    rows, command = ranking["rows"], f"velox evaluate --feedback implicit --json bench/results/{name}.json"
+    recall = {row: m["recall_at_10"] for row, m in rows.items()}
+    found = []
+    if "implicit-als" in recall:
+        ratio = recall["c"] / recall["implicit-als"]
+        found.append((f"implicit: (c) full retrain's recall@10 against the implicit library's ALS ({data})",
+                      f"{recall['c']:.4f}",
+                      f"implicit ALS {recall['implicit-als']:.4f}, BPR {recall.get('implicit-bpr', float('nan')):.4f}",
+                      f"{ratio:.3f}", "≥ 0.98", verdict(ratio >= 0.98),
+                      date, command))
+    found.append((f"implicit: (c) full retrain's recall@10 against popularity ({data})", f"{recall['c']:.4f}",
+                  f"popularity {recall['popularity']:.4f}", f"{recall['c'] / recall['popularity']:.2f}", "well above",
+                  verdict(recall["c"] > recall["popularity"]), date, command))
+    share = ranking["recovered"]
+    found.append((f"implicit: (b) online updates' share of the (a)–(c) recall@10 gap ({data})",
+                  f"{recall['b']:.4f}", f"(a) {recall['a']:.4f}, (c) {recall['c']:.4f}",
+                  "n/a" if share is None else f"{share:.3f}", "≥ 0.9", verdict(share is not None and share >= 0.9),
+                  date, command))
+    known = {row: m["recall_at_10"] for row, m in ranking["known"].items()}
+    found.append((f"implicit: the first version's users' recall@10 under (b) ({data})", f"{known['b']:.4f}",
+                  f"(a) {known['a']:.4f}", f"{known['b'] / known['a']:.3f}", "≥ 1", verdict(known["b"] >= known["a"]),
+                  date, command))
     return found
 
 

@@ -1,6 +1,7 @@
 """Sustained events per second of one worker, against a minimal loop doing the same math, in one run.
 
-For each update rule (``--rules sgd,rls``):
+For each update rule (``--rules sgd,rls,implicit``; ``implicit`` on an implicit system, its
+events views, clicks and purchases instead of ratings):
 
 1. Produce ``--events`` observations for ``--users`` users over ``--items`` items (d = ``--d``).
 2. Ceiling: a minimal per-event loop in this process: confluent-kafka consumer, decode, load
@@ -52,8 +53,9 @@ from velox.control import topics
 from velox.control.versions import initial_version
 from velox.kafka import clients, topic_admin
 from velox.local.broker import free_bootstrap, throwaway_broker
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Learner, event_of, make_rule
 from velox.schemas import ids, observation, user_state
+from velox.schemas.feedback import Feedback
 from velox.schemas.observation import Observation
 from velox.settings import Settings
 
@@ -107,17 +109,19 @@ def send(producer: Producer, topic: str, seen: Observation) -> None:
 
 def produce(settings: Settings, topic: str, events: int, users: int, items: int, rate: float | None = None,
             named: Callable[[int], int | str] = int) -> None:
-    """``events`` ratings of random users and items (each id as ``named`` gives it)."""
+    """``events`` ratings of random users and items (each id as ``named`` gives it); on an implicit
+    system, interactions of a kind the system knows instead."""
     producer = clients.producer(settings, **({"linger.ms": 1} if rate else {"linger.ms": 20, "batch.num.messages": 10_000}))
     # An idempotent producer first needs a producer id from the broker; don't time that wait.
     topic_admin.create_topics(settings, {settings.topic("bench-warmup"): 1})
     producer.produce(settings.topic("bench-warmup"), value=b"warm-up")
     producer.flush(30)
     rng = random.Random(11)
+    kinds = sorted(settings.confidences)
     started = time.monotonic()
     for i in range(events):
-        seen = Observation(user=named(rng.randrange(users)), item=named(rng.randrange(items)),
-                           score=rng.randint(1, 5), time=i)
+        seen = Observation(user=named(rng.randrange(users)), item=named(rng.randrange(items)), time=i,
+                           **({"kind": rng.choice(kinds)} if settings.implicit else {"score": rng.randint(1, 5)}))
         send(producer, topic, seen)
         if rate is not None:
             ahead = (i + 1) / rate - (time.monotonic() - started)
@@ -133,6 +137,7 @@ def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> flo
     """Events per second of the bare loop, from its first message to its last."""
     rule = make_rule(**settings.rule_params())
     learner = Learner(initial_version(settings), rule)
+    feedback = Feedback(settings.implicit, settings.confidences)
     consumer = clients.consumer(settings, group=f"bench-minimal-{uuid.uuid4().hex[:6]}")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     dbs = {p: Rdict(str(work / f"minimal-{p}.db"), Options(raw_mode=True)) for p in range(settings.partitions)}
@@ -143,11 +148,11 @@ def minimal_loop(settings: Settings, topic: str, events: int, work: Path) -> flo
             if message.error():
                 continue
             started = started or time.perf_counter()
-            seen = observation.decode(message.value())
+            event = event_of(observation.decode(message.value()), message.offset(), feedback)
             db = dbs[message.partition()]
             stored = db.get(message.key())
             state = user_state.decode(stored) if stored is not None else None
-            new, _ = learner.observe(state, seen.user_code, seen.item_code, seen.score, message.offset())
+            new, _ = learner.observe(state, event.user, event.item, event.score, event.offset, event.confidence)
             db.put(message.key(), user_state.encode(new))
             done += 1
     elapsed = time.perf_counter() - started
@@ -363,7 +368,8 @@ def main() -> None:
     with broker_settings("stream") as base:
         for rule in args.rules.split(","):
             settings = base.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", partitions=args.partitions,
-                                    d=args.d, items=args.items, rule=rule, data=base.data / rule)
+                                    d=args.d, items=args.items, rule=rule, data=base.data / rule,
+                                    feedback="implicit" if rule == "implicit" else "explicit")
             topics.ensure(settings)
             topic = settings.topic("observations")
             progress(f"{rule}: producing {args.events:,} events for {args.users:,} users, {args.items:,} items, d={args.d}")
@@ -393,6 +399,17 @@ def main() -> None:
                                "figure": figures["uuid_ids"]["ratio_to_integer_ids"], "target": ">= 0.85",
                                "met": figures["uuid_ids"]["ratio_to_integer_ids"] >= 0.85})
             rules[rule] = figures
+        if "implicit" in rules and "sgd" in rules:
+            ratio = rules["implicit"]["worker_events_per_s"] / rules["sgd"]["worker_events_per_s"]
+            checks.append({"what": "implicit rule's worker throughput against sgd's (same run)",
+                           "figure": round(ratio, 3), "target": ">= 0.5", "met": ratio >= 0.5})
+        if "implicit" in rules:
+            # An interaction changes w (f32[d]), count and offset, one seen item, b (f64[d]), one item
+            # and its confidence (as bench/report.py counts it).
+            changes = 12 * args.d + 40
+            written = rules["implicit"]["table_bytes_per_event"] / changes
+            checks.append({"what": f"implicit rule's record bytes per event over what the event changes ({changes} B)",
+                           "figure": round(written, 2), "target": "<= 2", "met": written <= 2})
     result = {"events": args.events, "users": args.users, "items": args.items, "d": args.d,
               "partitions": args.partitions, "latency_rate": args.latency_rate, "rules": rules, "checks": checks}
     for rule, figures in rules.items():

@@ -1,3 +1,5 @@
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,8 @@ def test_settings_survive_a_trip_through_the_environment() -> None:
     settings = Settings(bootstrap="h:1", data=Path("/d"), l2=0.5, forgetting=0.99, namespace="x-", initial_version=None,
                         batching=False)
     assert Settings.from_env(settings.to_env()) == settings
+    rule = make_rule(**Settings.from_env({"VELOX_FEEDBACK": "implicit", "VELOX_L2": "3"}).rule_params())
+    assert (rule.name, rule.l2) == ("implicit", 3.0)
 
 
 def test_settings_switches_read_words_and_refuse_others() -> None:
@@ -79,3 +83,28 @@ def test_a_tls_file_that_is_not_there_is_refused_at_start(tmp_path: Path) -> Non
     key.write_text("a key")
     with pytest.raises(ConfigError, match=f"tls_cert: no file at {tmp_path / 'cert.pem'}"):
         Settings.from_env({"VELOX_TLS_CERT": str(tmp_path / "cert.pem"), "VELOX_TLS_KEY": str(key)})
+
+
+def test_an_implicit_system_learns_with_the_implicit_rule_and_serves_no_item_corrections() -> None:
+    settings = Settings.from_env({"VELOX_FEEDBACK": "implicit", "VELOX_CONFIDENCE": "view=1, buy=20,dismiss=-3"})
+    assert (settings.rule, settings.item_shrinkage, settings.implicit) == ("implicit", math.inf, True)
+    assert settings.confidences == {"view": 1.0, "buy": 20.0, "dismiss": -3.0}
+    assert Settings.from_env(settings.to_env()) == settings
+    rule = make_rule(**Settings.from_env({"VELOX_FEEDBACK": "implicit", "VELOX_L2": "3"}).rule_params())
+    assert (rule.name, rule.l2) == ("implicit", 3.0)
+    assert Settings.from_env({}).confidences == {"view": 1.0, "click": 4.0, "cart": 10.0, "purchase": 20.0,
+                                                 "dismiss": -4.0}
+
+
+@pytest.mark.parametrize(("environ", "words"), [
+    ({"VELOX_FEEDBACK": "ratings"}, "feedback must be 'explicit' or 'implicit'"),
+    ({"VELOX_RULE": "implicit"}, "the implicit rule learns from kinds"),
+    ({"VELOX_FEEDBACK": "implicit", "VELOX_ITEM_SHRINKAGE": "5"}, "serves no item corrections"),
+    ({"VELOX_CONFIDENCE": "view=1,click"}, "confidence 'click': each is kind=number"),
+    ({"VELOX_CONFIDENCE": "view=0"}, "the number finite and not 0"),
+    ({"VELOX_CONFIDENCE": "=2"}, "each is kind=number"),
+    ({"VELOX_CONFIDENCE": " , "}, "maps no kind"),
+])
+def test_bad_feedback_settings_are_refused_at_start(environ: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Settings.from_env(environ)

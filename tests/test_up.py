@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,19 +54,28 @@ def call(url: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
+def call_error(url: str, body: dict[str, Any]) -> str:
+    """The detail of the 4xx that ``url`` answers ``body`` with."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        call(url, body)
+    assert 400 <= refused.value.code < 500
+    return json.loads(refused.value.read())["detail"]
+
+
 # Ctrl-C in a terminal and a closed terminal both signal the terminal's whole process group;
 # `velox reset --yes` from another terminal stops it too, and deletes its data. One of them runs
-# the worker on the Faust engine.
-@pytest.mark.parametrize("stop,engine", [(signal.SIGINT, "kafka"), (signal.SIGHUP, "faust"), ("reset", "kafka")],
-                         ids=["ctrl-c", "terminal-closed-faust-engine", "reset"])
+# the worker on the Faust engine; one is an implicit system, learning from a user's purchases.
+@pytest.mark.parametrize("stop,engine,feedback", [(signal.SIGINT, "kafka", "explicit"), (signal.SIGHUP, "faust", "explicit"),
+                                                  ("reset", "kafka", "explicit"), (signal.SIGINT, "kafka", "implicit")],
+                         ids=["ctrl-c", "terminal-closed-faust-engine", "reset", "ctrl-c-implicit"])
 def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_everything(
-    settings: Settings, tmp_path: Path, stop: signal.Signals | str, engine: str
+    settings: Settings, tmp_path: Path, stop: signal.Signals | str, engine: str, feedback: str
 ) -> None:
     port = int(free_bootstrap().split(":")[1])
     own = settings.replace(data=tmp_path / "data", bootstrap=free_bootstrap(), worker_metrics_port=0, partitions=2)
     log = tmp_path / "up.log"
     base = f"http://127.0.0.1:{port}/v1/models/default"
-    with velox_up(own, log, "--port", str(port), "--engine", engine) as up:
+    with velox_up(own, log, "--port", str(port), "--engine", engine, "--feedback", feedback) as up:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert up.poll() is None, log.read_text()
@@ -78,14 +88,19 @@ def test_up_serves_a_trained_version_learns_from_feedback_and_ctrl_c_stops_every
         assert not models[0]["version"].startswith("initial"), models  # the first version, trained with Spark
         scores = {item: call(f"{base}/predict?user=1&item={item}")["score"] for item in range(0, 100, 7)}
         item = min(scores, key=scores.__getitem__)
+        before = call(f"{base}/top_k?user=1&k=10")["items"]
+        said = {"kind": "purchase"} if feedback == "implicit" else {"score": 5.0}
         for _ in range(5):
-            assert call(f"{base}/observe", {"user": 1, "item": item, "score": 5.0})["status"] == "accepted"
+            assert call(f"{base}/observe", {"user": 1, "item": item, **said})["status"] == "accepted"
         deadline = time.monotonic() + 1.0
         while (score := call(f"{base}/predict?user=1&item={item}")["score"]) <= scores[item]:
             assert time.monotonic() < deadline, "the score did not move within a second"
             time.sleep(0.02)
         top = call(f"{base}/top_k?user=1&k=10")["items"]
         assert len(top) == 10 and top == sorted(top, key=lambda entry: -entry["score"])
+        assert top != before  # the top-k moved with what the user did
+        if feedback == "implicit":
+            assert "learns from kinds" in call_error(f"{base}/observe", {"user": 1, "item": item, "score": 5.0})
         pids = [int(pid) for pid in re.findall(r"(?:worker|controller) pid (\d+)", log.read_text())]
         broker_pid = LocalBroker(own).status().pid
         if stop == "reset":

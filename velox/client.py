@@ -81,8 +81,9 @@ class Routes:
         params = {"user": user, "k": k, "exclude_seen": "true" if exclude_seen else "false"}
         return Call("GET", f"{self.model}/top_k", params, None, TopK)
 
-    def observe(self, user: Id, item: Id, score: float, at: float | None) -> Call:
-        body = {"user": user, "item": item, "score": score, **({"time": at} if at is not None else {})}
+    def observe(self, user: Id, item: Id, score: float | None, at: float | None, kind: str | None = None) -> Call:
+        body = {"user": user, "item": item, **({"score": score} if score is not None else {}),
+                **({"kind": kind} if kind is not None else {}), **({"time": at} if at is not None else {})}
         return Call("POST", f"{self.model}/observe", None, body, Accepted, self.observing)
 
     def app_predict(self, app: str, user: Id, item: Id) -> Call:
@@ -129,8 +130,10 @@ class Client:
     def top_k(self, user: Id, k: int = 10, exclude_seen: bool = False, candidates: list[Id] | None = None) -> TopK:
         return self._call(self.routes.top_k(user, k, exclude_seen, candidates))
 
-    def observe(self, user: Id, item: Id, score: float, at: float | None = None) -> Accepted:
-        return self._call(self.routes.observe(user, item, score, at))
+    def observe(self, user: Id, item: Id, score: float | None = None, at: float | None = None,
+                kind: str | None = None) -> Accepted:
+        """A rating (``score``), or on an implicit system an interaction (``kind``: "click", ...)."""
+        return self._call(self.routes.observe(user, item, score, at, kind))
 
     def app_predict(self, app: str, user: Id, item: Id) -> AppPrediction:
         return self._call(self.routes.app_predict(app, user, item))
@@ -170,8 +173,9 @@ class AsyncClient:
                     candidates: list[Id] | None = None) -> TopK:
         return await self._call(self.routes.top_k(user, k, exclude_seen, candidates))
 
-    async def observe(self, user: Id, item: Id, score: float, at: float | None = None) -> Accepted:
-        return await self._call(self.routes.observe(user, item, score, at))
+    async def observe(self, user: Id, item: Id, score: float | None = None, at: float | None = None,
+                      kind: str | None = None) -> Accepted:
+        return await self._call(self.routes.observe(user, item, score, at, kind))
 
     async def app_predict(self, app: str, user: Id, item: Id) -> AppPrediction:
         return await self._call(self.routes.app_predict(app, user, item))
@@ -206,9 +210,11 @@ class FeedbackProducer:
         self.failures: list[str] = []
         self.producer = clients.producer(self.settings, **config)
 
-    def send(self, user: Id, item: Id, score: float, at: float | None = None,
-             context: dict[str, Any] | None = None) -> None:
-        seen = Observation(user=user, item=item, score=score, time=time.time() if at is None else at, context=context)
+    def send(self, user: Id, item: Id, score: float | None = None, at: float | None = None,
+             context: dict[str, Any] | None = None, kind: str | None = None) -> None:
+        """A rating (``score``), or on an implicit system an interaction (``kind``)."""
+        seen = Observation(user=user, item=item, score=score, kind=kind, time=time.time() if at is None else at,
+                           context=context)
         clients.send(self.producer, self.topic, key=seen.key, value=observation.encode(seen), on_delivery=self._delivered)
         self.producer.poll(0)
 

@@ -6,6 +6,7 @@ Nothing else in the project reads a ``VELOX_*`` variable: children get theirs fr
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from velox.errors import ConfigError
+
+# An interaction's confidence per kind (Hu, Koren and Volinsky's c − 1): a purchase says more than a view.
+CONFIDENCE = "view=1,click=4,cart=10,purchase=20,dismiss=-4"
+FEEDBACK = ("explicit", "implicit")
 
 
 def _home() -> Path:
@@ -43,6 +48,13 @@ class Settings:
         multiplies the weight of those before it by (1: none forgotten); see ``velox.model.sgd``
         and ``velox.model.rls``. The defaults (and sgd as the rule) are what bench/accuracy.py's
         robustness table supports.
+    feedback, confidence: what the system learns from. ``explicit`` (the default): each event's
+        score, as a rating. ``implicit``: each event's kind ("view", "click", ...), an interaction
+        whose preference is 1 with the confidence ``confidence`` maps the kind to
+        (``VELOX_CONFIDENCE="view=1,click=4,purchase=20"``; a negative confidence is a negative
+        kind, preference 0 with that confidence's size; default ``CONFIDENCE``). An implicit
+        system learns with the ``implicit`` rule (``velox.model.implicit``) and serves without
+        item corrections (``item_shrinkage`` is inf: a residual bias per item is a rating's notion).
     keep_known: users the active version was trained on keep its vector; only the others learn
         online (what ``velox evaluate`` chooses when no step kept those users as good).
     item_shrinkage: k of the item corrections the edge adds to the active version's item biases:
@@ -106,6 +118,8 @@ class Settings:
     l2: float | None = None
     evidence: float | None = None
     forgetting: float | None = None
+    feedback: str = "explicit"
+    confidence: str = CONFIDENCE
     keep_known: bool = False
     item_shrinkage: float | None = None
     item_shrinkage_floor: float = 1.0
@@ -138,6 +152,12 @@ class Settings:
     topk_index_items: int = 100_000
     topk_breadth: int = 48
 
+    def __post_init__(self) -> None:
+        if self.feedback == "implicit":  # (said once here: the rule and the corrections follow the feedback)
+            object.__setattr__(self, "rule", "implicit")
+            if self.item_shrinkage is None:
+                object.__setattr__(self, "item_shrinkage", float("inf"))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``VELOX_<FIELD>`` variables, then apply non-None overrides."""
@@ -166,8 +186,17 @@ class Settings:
             raise ConfigError(f"engine must be 'kafka' or 'faust', got {self.engine!r}")
         if self.standby_replicas < 0:
             raise ConfigError(f"standby_replicas must be 0 or more, got {self.standby_replicas}")
-        if self.rule not in ("sgd", "rls"):
-            raise ConfigError(f"rule must be 'sgd' or 'rls', got {self.rule!r}")
+        if self.feedback not in FEEDBACK:
+            raise ConfigError(f"feedback must be 'explicit' or 'implicit', got {self.feedback!r}")
+        if self.rule not in ("sgd", "rls", "implicit"):
+            raise ConfigError(f"rule must be 'sgd', 'rls' or 'implicit', got {self.rule!r}")
+        if self.rule == "implicit" and self.feedback != "implicit":
+            raise ConfigError("the implicit rule learns from kinds, not scores: set feedback to implicit "
+                              "(VELOX_FEEDBACK=implicit, --feedback implicit)")
+        if self.feedback == "implicit" and self.item_shrinkage != float("inf"):
+            raise ConfigError(f"an implicit system serves no item corrections (item_shrinkage inf), got "
+                              f"{self.item_shrinkage}")
+        confidences_of(self.confidence)  # (a bad map said at start, not at the first event)
         if self.evidence is not None and not self.evidence > 0:
             raise ConfigError(f"evidence must be positive (inf: no scaling), got {self.evidence}")
         if self.item_shrinkage is not None and not self.item_shrinkage > 0:
@@ -208,6 +237,15 @@ class Settings:
         return self.edge_processes or len(os.sched_getaffinity(0))
 
     @property
+    def implicit(self) -> bool:
+        return self.feedback == "implicit"
+
+    @property
+    def confidences(self) -> dict[str, float]:
+        """``confidence`` as a map of kinds to confidences (negative: a negative kind)."""
+        return confidences_of(self.confidence)
+
+    @property
     def broker_address(self) -> tuple[str, int]:
         """Host and port of the first bootstrap server: where the local broker listens."""
         host, _, port = self.bootstrap.split(",")[0].rpartition(":")
@@ -246,6 +284,27 @@ class Settings:
         settings = dataclasses.replace(self, **changes)
         settings.validate()
         return settings
+
+
+def confidences_of(text: str) -> dict[str, float]:
+    """A map of kinds to confidences from its text (``VELOX_CONFIDENCE``).
+
+    >>> confidences_of("view=1, purchase=20,dismiss=-2")
+    {'view': 1.0, 'purchase': 20.0, 'dismiss': -2.0}
+    """
+    found: dict[str, float] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, value = (half.strip() for half in pair.partition("="))
+        try:
+            found[kind] = float(value)
+        except ValueError:
+            found[kind] = math.nan
+        if not kind or not math.isfinite(found[kind]) or found[kind] == 0:
+            raise ConfigError(f"confidence {pair!r}: each is kind=number, the number finite and not 0 "
+                              f"(negative: a negative kind), as in {CONFIDENCE!r}")
+    if not found:
+        raise ConfigError(f"confidence {text!r} maps no kind, as in {CONFIDENCE!r}")
+    return found
 
 
 def _absolute(path: Path) -> Path:

@@ -15,6 +15,7 @@ import pyspark
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from tests.model.test_implicit import closed_form
 from velox.batch import job
 from velox.batch.rows import ROW_SCHEMA
 from velox.batch.train import Ratings, TrainParams, fit, fit_arrays, rmse, spark_session
@@ -108,8 +109,9 @@ def test_the_job_splits_and_holds_out_the_same_rows_on_the_driver_as_in_spark(
         offset[partition == p] = np.cumsum(np.random.default_rng(p).integers(1, 3, (partition == p).sum()))
     log = tmp_path / "log"
     (log / "from=0").mkdir(parents=True)
-    # A log as written before ids were strings (no name columns): both readers give the names as nulls.
-    before_names = pa.schema([field for field in ROW_SCHEMA if not field.name.endswith("_name")])
+    # A log as written before ids were strings and kinds (no name or confidence columns): both readers
+    # give them as nulls.
+    before_names = pa.schema([field for field in ROW_SCHEMA if not field.name.endswith(("_name", "confidence"))])
     pq.write_table(pa.table({"user": users, "item": items, "score": scores, "time": np.zeros(len(users)),
                              "partition": partition, "offset": offset}, schema=before_names), log / "from=0" / "rows.parquet")
     settings = Settings(data=tmp_path, training_log=str(log), holdout=0.2)
@@ -187,3 +189,43 @@ def test_the_driver_reads_the_same_log_rows_from_kafka_as_sparks_kafka_source(sp
     later = {p: offset // 2 for p, offset in end.items()}  # a range that starts where a run stopped
     assert rows(job.read_on_driver(own, topic, later, end)) == rows(job.read_kafka(spark, own, topic, later, end).toArrow())
     assert [row for row in on_driver if row[1] >= later[row[0]]] == rows(job.read_on_driver(own, topic, later, end))
+
+
+def test_an_implicit_retrain_reads_kinds_as_confidences_and_fits_implicit_als(
+        spark: SparkSession, settings: Settings, tmp_path: Path) -> None:
+    """Both readers of Kafka give each counted interaction its preference and confidence (a rating,
+    an unknown kind: not counted); the driver's fit is implicit ALS, each trained user the exact
+    solve of their training interactions given the version's items."""
+    own = settings.replace(namespace=f"imp{uuid.uuid4().hex[:8]}-", partitions=2, feedback="implicit",
+                           confidence="view=1,click=4,purchase=20,dismiss=-4", data=tmp_path,
+                           training_log=str(tmp_path / "log"), holdout=0.0)
+    topic = own.topic("observations")
+    topic_admin.create_topics(own, {topic: 2})
+    rng = np.random.default_rng(3)
+    kinds = ["view", "click", "purchase", "dismiss"]
+    events = [Observation(user=int(rng.integers(12)), item=int(rng.integers(30)), kind=kinds[rng.integers(4)],
+                          time=1.7e9) for _ in range(300)]
+    producer = clients.producer(own)
+    for seen in events + [Observation(user=1, item=2, score=4.0, time=1.7e9),
+                          Observation(user=1, item=2, kind="share", time=1.7e9)]:
+        clients.send(producer, topic, key=seen.key, partition=partitioning.home(seen.key, 2), value=encode(seen))
+    assert producer.flush(30) == 0
+    end = positions.end_offsets(own, topic)
+
+    def rows(table: pa.Table) -> list[tuple]:
+        return sorted(zip(*(table[name].to_pylist() for name in ("partition", "offset", "user", "item", "score",
+                                                                  "confidence"))))
+
+    on_driver = job.read_on_driver(own, topic, {}, end)
+    assert rows(on_driver) == rows(job.read_kafka(spark, own, topic, {}, end).toArrow())
+    learned = {"view": (1.0, 1.0), "click": (1.0, 4.0), "purchase": (1.0, 20.0), "dismiss": (0.0, 4.0)}
+    assert sorted(row[2:] for row in rows(on_driver)) == sorted((s.user, s.item, *learned[s.kind]) for s in events)
+
+    log = job.LogFolder(own.training_log_path)
+    log.write("from=0", on_driver)
+    version, _, _ = job.train_and_hold_out(spark, own, log, end, TrainParams(rank=4, reg=0.5, iterations=3), "v")
+    assert version.global_mean == 0.0 and not version.item_bias.any() and version.d == 5
+    rows_of = {int(item): row for row, item in enumerate(version.item_ids)}
+    for row, user in enumerate(version.user_ids.tolist()):
+        mine = [(rows_of[s.item], *learned[s.kind]) for s in events if s.user == user]
+        np.testing.assert_allclose(version.user_vectors[row], closed_form(version, mine, 0.5), atol=1e-5)

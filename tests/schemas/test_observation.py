@@ -21,8 +21,16 @@ def event(**changes: object) -> bytes:
 
 def test_decode_valid_event() -> None:
     decoded = observation.decode(event(context={"device": "tv", "slot": 3}))
-    assert decoded == Observation(22, 27632, 4.5, 881250949.0, {"device": "tv", "slot": 3})
+    assert decoded == Observation(user=22, item=27632, score=4.5, time=881250949.0, context={"device": "tv", "slot": 3})
     assert decoded.key == b"22"
+
+
+def test_an_event_carries_a_kind_instead_of_or_beside_a_score() -> None:
+    assert observation.decode(event(score=..., kind="click")) == Observation(user=22, item=27632, time=881250949.0,
+                                                                             kind="click")
+    both = observation.decode(event(kind="purchase"))
+    assert (both.score, both.kind) == (4.5, "purchase")
+    assert observation.decode(observation.encode(both)) == both
 
 
 def test_encode_decode_round_trip() -> None:
@@ -36,8 +44,8 @@ def test_encode_decode_round_trip() -> None:
         (b"not json", "", "not a JSON observation"),
         (event(user=...), "user", "missing required field"),
         (event(item=["27632"]), "item", "Expected `int | str`, got `array`"),
-        (event(score="high"), "score", "Expected `float`, got `str`"),
-        (event(score=True), "score", "Expected `float`, got `bool`"),
+        (event(score="high"), "score", "Expected `float | null`, got `str`"),
+        (event(score=True), "score", "Expected `float | null`, got `bool`"),
         (b'{"user":1,"item":2,"score":1e999,"time":1}', "score", "must be finite"),
         (b'{"user":1,"item":2,"score":NaN,"time":1}', "", "not a JSON observation"),
         (event(user=-1), "user", ">= 0"),
@@ -53,6 +61,11 @@ def test_encode_decode_round_trip() -> None:
         (event(time=-5), "time", ">= 0"),
         (event(context={"tags": ["a"]}), "context", "got `array`"),
         (event(colour="red"), "colour", "unknown field"),
+        (event(score=...), "score", "an event has a score, a kind or both"),
+        (event(score=None), "score", "an event has a score, a kind or both"),
+        (event(kind=""), "kind", "length >= 1"),
+        (event(kind="Add To Cart"), "kind", "matching regex"),
+        (event(kind="x" * 33), "kind", "length <= 32"),
     ],
 )
 def test_decode_bad_event_names_field_and_reason(data: bytes, field: str, reason: str) -> None:
@@ -110,7 +123,7 @@ def test_decode_arbitrary_json_objects_returns_valid_event_or_clear_error(fields
         assert exc.reason
     else:
         assert ids.problem(decoded.user) is None and ids.problem(decoded.item) is None
-        assert math.isfinite(decoded.score) and decoded.time >= 0
+        assert decoded.score is not None and math.isfinite(decoded.score) and decoded.time >= 0
 
 
 def test_json_schema_file_matches_the_python_type() -> None:

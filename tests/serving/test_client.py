@@ -101,3 +101,9 @@ def test_observe_carries_the_observe_token_and_activate_the_admin_token() -> Non
     assert routes.observe(1, 2, 3.0, None).headers == {"Authorization": "Bearer obs"}
     assert routes.activate("v1").headers == {"Authorization": "Bearer adm"}
     assert routes.predict(1, 2).headers is None and routes.top_k(1, 3, False, None).headers is None
+
+
+def test_observe_sends_a_kind_for_an_implicit_system() -> None:
+    routes = Routes("default")
+    assert routes.observe(1, 2, None, 5.0, "click").body == {"user": 1, "item": 2, "kind": "click", "time": 5.0}
+    assert routes.observe(1, 2, 4.0, None).body == {"user": 1, "item": 2, "score": 4.0}

@@ -81,6 +81,8 @@ def test_top_k_can_leave_out_what_the_user_rated(served) -> None:
         ("get", "/v1/models/default/top_k", {"params": {"user": 1, "k": 0}}, 400, "'k' must be"),
         ("post", "/v1/models/default/observe", {"content": b"{not json"}, 400, "bad observation"),
         ("post", "/v1/models/default/observe", {"json": {"user": 1, "item": 2}}, 400, "score"),
+        ("post", "/v1/models/default/observe", {"json": {"user": 1, "item": 2, "kind": "click"}}, 400,
+         "score: this system learns from scores"),
         ("post", "/v1/models/default/observe", {"json": [1, 2]}, 400, "JSON object"),
         ("post", "/v1/models/default/observe", {"content": b"x" * (64 * 1024 + 1)}, 413, "over 64 KiB"),
     ],

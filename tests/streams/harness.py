@@ -19,9 +19,10 @@ from velox.control.item_corrections import ItemCorrectionsFollower
 from velox.control.versions import initial_version
 from velox.kafka import clients, positions
 from velox.model.corrections import ItemCorrections
-from velox.model.learner import Learner, make_rule
+from velox.model.learner import Learner, event_of, make_rule
 from velox.model.version import ModelVersion
 from velox.schemas import ids, observation, user_state
+from velox.schemas.feedback import Feedback
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
 from velox.state.layout import table_path
@@ -165,13 +166,16 @@ def reference_states(settings: Settings, topic: str) -> dict[int | str, UserStat
     by user id as ``worker_states`` gives them."""
     rule = make_rule(**settings.rule_params())
     learner = Learner(initial_version(settings), rule)
+    feedback = Feedback(settings.implicit, settings.confidences)
     states: dict[int | str, UserState] = {}
     for message in read_all(settings, topic):
-        seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions)
+        seen = observation.counted(message.key(), message.value(), message.partition(), settings.partitions,
+                                   feedback.target)
         if seen is not None:
             user = ids.given(seen.key.decode())
-            states[user], _ = learner.observe(states.get(user), seen.user_code, seen.item_code, seen.score,
-                                              message.offset())
+            event = event_of(seen, message.offset(), feedback)
+            states[user], _ = learner.observe(states.get(user), event.user, event.item, event.score, event.offset,
+                                              event.confidence)
     return states
 
 

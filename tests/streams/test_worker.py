@@ -50,6 +50,11 @@ def event(user: int | str, item: int | str, score: float, t: float = 1.7e9) -> t
     return seen.key, observation.encode(seen)
 
 
+def interaction(user: int | str, item: int | str, kind: str, t: float = 1.7e9) -> tuple[bytes, bytes]:
+    seen = Observation(user=user, item=item, kind=kind, time=t)
+    return seen.key, observation.encode(seen)
+
+
 def assert_same_states(actual: dict[int, UserState], expected: dict[int, UserState]) -> None:
     assert actual.keys() == expected.keys()
     for user, want in expected.items():
@@ -73,7 +78,9 @@ def worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -
 BAD_EVENTS: dict[str, tuple[bytes | None, bytes | None, str, str]] = {
     # name: key, value, field named, words in the reason
     "not-json": (b"1", b"{user: 1", "", "not a JSON observation"),
-    "missing-field": (b"1", b'{"user":1,"item":2,"time":5}', "score", "missing required field"),
+    "missing-field": (b"1", b'{"user":1,"time":5,"score":3}', "item", "missing required field"),
+    "neither-score-nor-kind": (b"1", b'{"user":1,"item":2,"time":5}', "score", "a score, a kind or both"),
+    "kind-on-explicit": (b"1", b'{"user":1,"item":2,"kind":"click","time":5}', "score", "learns from scores"),
     "mistyped-field": (b"1", b'{"user":1,"item":["two"],"score":3,"time":5}', "item", "Expected `int | str`, got `array`"),
     "nan-score": (b"1", b'{"user":1,"item":2,"score":NaN,"time":5}', "", "not a JSON observation"),
     "infinite-score": (b"1", b'{"user":1,"item":2,"score":1e999,"time":5}', "score", "must be finite"),
@@ -120,6 +127,36 @@ def test_bad_events_go_to_the_dlq_with_reason_and_source_and_the_worker_keeps_go
     assert_same_states(states, reference_states(settings, source))
 
 
+def test_an_implicit_worker_learns_kinds_and_sends_what_it_cannot_learn_from_to_the_dlq(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    worker = WorkerProcess(worker_settings(settings, tmp_path, feedback="implicit"))
+    source = worker.settings.topic("observations")
+    clicks = [Observation(user=u, item=i, kind=kind, time=1.7e9) for u, i, kind in
+              [(1, 5, "view"), (1, 5, "click"), (1, 9, "purchase"), (2, 5, "dismiss"), ("ana", "SKU-3", "click")]]
+    bad = {  # value: field, words in the reason
+        b'{"user":1,"item":2,"kind":"share","time":5}': ("kind", "unknown kind 'share'"),
+        b'{"user":1,"item":2,"score":4,"time":5}': ("kind", "learns from kinds (implicit feedback)"),
+    }
+    worker.start()
+    try:
+        produce(worker.settings, source, [(seen.key, observation.encode(seen)) for seen in clicks[:3]]
+                + [(b"1", value) for value in bad] + [(seen.key, observation.encode(seen)) for seen in clicks[3:]])
+        wait_until_committed(worker.settings, source, worker)
+    finally:
+        worker.stop()
+    letters = read_all(worker.settings, worker.settings.topic("observations-dlq"))
+    assert sorted(m.value() for m in letters) == sorted(bad)
+    for m in letters:
+        field, words = bad[m.value()]
+        header = DeadLetter.from_headers(m.headers())
+        assert header.field == field and words in header.reason, header
+    states = worker_states(worker.settings)
+    assert (states[1].count, states[2].count, states["ana"].count) == (3, 1, 1)
+    assert states[1].weights is not None and sorted(states[1].weights.tolist()) == [5.0, 20.0]  # view + click summed
+    assert_same_states(states, reference_states(worker.settings, source))
+
+
 def test_unknown_items_move_the_user_bias_and_are_counted(worker: WorkerProcess) -> None:
     settings = worker.settings
     source = settings.topic("observations")
@@ -155,20 +192,26 @@ def test_prequential_error_windows_are_published_per_version_and_partition(worke
     assert all(0 < w.mae <= w.rmse for w in windows)
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="module", params=[*ENGINES, "kafka-implicit"])
 def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
                request: pytest.FixtureRequest) -> Iterator[tuple[Settings, dict]]:
-    """Produce a steady load while the worker is killed with -9 five times and restarted."""
-    own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300, engine=request.param)
+    """Produce a steady load while the worker is killed with -9 five times and restarted; on an
+    implicit system, of views, clicks and purchases."""
+    engine, _, feedback = request.param.partition("-")
+    own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300, engine=engine,
+                          feedback=feedback or "explicit")
     source = own.topic("observations")
     worker = WorkerProcess(own)
     worker.start()
     rng = random.Random(7)
-    load = [event(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), round(rng.uniform(0.5, 5), 1))
+    kinds = ["view", "view", "click", "purchase", "dismiss"]
+    load = [interaction(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), rng.choice(kinds))
+            if own.implicit else
+            event(mixed(rng.randrange(400), "user-"), mixed(rng.randrange(330), "SKU-"), round(rng.uniform(0.5, 5), 1))
             for _ in range(30_000)]
 
     # Five kills come 1.5-4 s apart (Faust: 3-5 s): the load lasts about as long as they do.
-    pause = 0.6 if request.param == "kafka" else 0.8
+    pause = 0.6 if engine == "kafka" else 0.8
 
     def steady() -> None:
         for start in range(0, len(load), 1_000):
@@ -178,7 +221,7 @@ def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     try:
         # A Faust worker takes about 3 s to start (its imports): kills closer than that would land
         # before it processes anything.
-        kill9_during(worker, steady, 5, rng, (1.5, 4.0) if request.param == "kafka" else (3.0, 5.0))
+        kill9_during(worker, steady, 5, rng, (1.5, 4.0) if engine == "kafka" else (3.0, 5.0))
         wait_until_committed(own, source, worker, timeout=240)
     finally:
         worker.stop()

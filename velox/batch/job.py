@@ -43,16 +43,18 @@ from velox.batch.train import (
     collect_ratings,
     fit,
     fit_arrays,
+    fit_implicit,
     rmse,
     spark_session,
 )
 from velox.control import versions
-from velox.errors import IdCollision, RetrainBusy
+from velox.errors import ConfigError, IdCollision, RetrainBusy
 from velox.kafka import client_config, clients, positions
 from velox.local import jars
 from velox.model.index import build_for
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
+from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
 
@@ -155,6 +157,9 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     them (bench/retrain.py times the warm retrain they were part of). A larger log is split in Spark.
     """
     table = log_dir.table(settings.driver_rows)
+    if table is None and settings.implicit:
+        raise ConfigError(f"an implicit retrain fits on the driver, up to driver_rows ({settings.driver_rows}) rows; "
+                          f"the log holds more: raise VELOX_DRIVER_ROWS")
     if table is None:
         rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
         training_end = split_offsets(rows, end, settings.holdout)
@@ -171,8 +176,12 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     users, items, scores = (table[name].to_numpy() for name in ("user", "item", "score"))
     held_out = (users[~inside], items[~inside], scores[~inside])
     given = names(pair for side in ("user", "item") for pair in named_pairs(table, side))
-    trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id, log_dir.scratch,
-                         given)
+    if settings.implicit:
+        confidence = table["confidence"].fill_null(1.0).to_numpy()
+        trained = fit_implicit((users[inside], items[inside], scores[inside]), confidence[inside], params, version_id)
+    else:
+        trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id,
+                             log_dir.scratch, given)
     return trained.named(given), training_end, held_out
 
 
@@ -224,7 +233,7 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str, start: dict[
     # A task per core, not per Kafka partition: each task starts a consumer and feeds a Python
     # worker, a fixed cost that more tasks than cores pay in turn.
     return (raw.select("key", "value", "partition", "offset").coalesce(spark.sparkContext.defaultParallelism)
-            .mapInArrow(valid_rows(settings.partitions), ROWS))
+            .mapInArrow(valid_rows(settings.partitions, feedback_of(settings)), ROWS))
 
 
 def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: dict[int, int],
@@ -232,7 +241,9 @@ def read_on_driver(settings: Settings, topic: str, start: dict[int, int], end: d
     """``read_kafka``'s rows, read by the driver: a Spark job (a consumer and a Python worker per
     task) costs more than the reading itself up to millions of small records (bench/retrain.py
     times the warm retrain this is part of). Up to ``chunk`` rows at a time in Python lists."""
-    batches = [counted_rows(((m.key(), m.value(), partition, m.offset()) for m in messages), settings.partitions)
+    feedback = feedback_of(settings)
+    batches = [counted_rows(((m.key(), m.value(), partition, m.offset()) for m in messages), settings.partitions,
+                            feedback)
                for partition, last in end.items()
                for messages in clients.read_range(settings, topic, partition, start.get(partition, 0), last, chunk)]
     return pa.Table.from_batches(batches, schema=ROW_SCHEMA)
@@ -294,6 +305,11 @@ class LogFolder:
         self.fs.create_dir(self.path, recursive=True)
         with self.fs.open_output_stream(f"{self.path}/{CONSUMED}") as out:
             out.write(json.dumps(end).encode())
+
+
+def feedback_of(settings: Settings) -> Feedback:
+    """What the system's events teach, as the worker reads them."""
+    return Feedback(settings.implicit, settings.confidences)
 
 
 @contextmanager

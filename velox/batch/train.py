@@ -5,6 +5,9 @@
 Biases carry most of what explains a rating; fitting them first leaves ALS's rank to the
 interactions. The version stores ``[U_u, b_u]`` as the user's vector, so ``ModelVersion.score``
 reproduces this sum and the online rules keep moving the user's bias.
+
+Implicit feedback (``fit_implicit``) has no rating to centre: implicit ALS on the driver
+(``velox.model.implicit_als``), μ = 0 and no item biases, the user's last coordinate their offset.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pyspark.sql import functions as F
 
 import velox
 from velox import processes
+from velox.model import implicit_als
 from velox.model.batch_scores import predict_many
 from velox.model.store import filesystem
 from velox.model.version import ModelVersion
@@ -122,6 +126,21 @@ def fit(ratings: DataFrame, params: TrainParams, version_id: str, scratch: str, 
         if ratings.count() <= driver_rows:
             return fit_arrays(ratings.sparkSession, collect_ratings(ratings), params, version_id, scratch)
         return _version(version_id, *_fit_on_spark(ratings, params))
+
+
+def fit_implicit(interactions: Ratings, confidence: np.ndarray, params: TrainParams, version_id: str) -> ModelVersion:
+    """A version trained on interactions already on the driver (``score`` their preference), by
+    implicit ALS with λ = ``params.reg``: its exact solves share each side's Gramian, where Spark's
+    ALS(implicitPrefs) regularises each user by their number of items, another objective than the
+    one the online rule solves (``velox.model.implicit``)."""
+    users, items, preference = interactions
+    fitted = implicit_als.fit(users, items, preference, confidence, params.rank, params.reg, params.iterations,
+                              params.seed)
+    return ModelVersion(
+        id=version_id, global_mean=0.0, item_ids=fitted.item_ids, item_factors=fitted.item_factors,
+        item_bias=np.zeros(len(fitted.item_ids), np.float32), user_ids=fitted.user_ids,
+        user_vectors=fitted.user_vectors, user_counts=fitted.user_counts, interactions=fitted.interactions,
+    )
 
 
 def _version(version_id: str, mean: float, items: _Side, users: _Side) -> ModelVersion:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from velox.cli.flags import output_file, settings_flags
+from velox.cli.flags import add_feedback, output_file, settings_flags
 from velox.settings import Settings
 
 
@@ -20,20 +20,21 @@ def add(commands: argparse._SubParsersAction) -> None:
                           help="the earliest share of the ratings that trains the first version (default 0.5)")
     evaluate.add_argument("--master", default="local[*]", help="Spark master")
     evaluate.add_argument("--json", type=Path, help="also write the result to this file")
-    settings_flags(evaluate, {"seed": "seed"})
+    settings_flags(evaluate, {"seed": "seed", **add_feedback(evaluate)})
     evaluate.set_defaults(run=run)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """On a throwaway broker and scratch folder: the experiment never touches a running system."""
-    from velox.experiments import accuracy
+    from velox.experiments import accuracy, ranking
     from velox.local import loader
 
     path = args.path or loader.PYSPARK_SAMPLE
     ratings = loader.read_movielens(path)
     out = None if args.json is None else output_file("--json", args.json)
     with accuracy.isolated(settings) as private:
-        result = accuracy.evaluate(private, ratings, str(path), settings.seed, args.first_fraction, master=args.master)
+        experiment = ranking.evaluate if settings.implicit else accuracy.evaluate  # ratings as interactions: a ranking
+        result = experiment(private, ratings, str(path), settings.seed, args.first_fraction, master=args.master)
     print(result.table())
     if out is not None:
         out.write_text(json.dumps(result.to_json(), indent=2) + "\n")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from velox.errors import ConfigError
-from velox.settings import Settings
+from velox.settings import FEEDBACK, Settings
 
 # Flags every command takes, before its name: velox --data D worker ...
 GLOBAL = {"bootstrap": "bootstrap", "data": "data", "cache": "cache"}
@@ -48,6 +48,14 @@ def add_edge(command: argparse.ArgumentParser) -> dict[str, str]:
     command.add_argument("--tls-key", dest="tls_key", type=Path,
                          help="the certificate's PEM private key (VELOX_TLS_KEY)")
     return EDGE
+
+
+def add_feedback(command: argparse.ArgumentParser) -> dict[str, str]:
+    """``--feedback`` (the commands that start a worker, an edge or a retrain); returns its mapping."""
+    command.add_argument("--feedback", choices=FEEDBACK,
+                         help="learn from scores (explicit, the default) or kinds of interaction (implicit) "
+                              "(VELOX_FEEDBACK)")
+    return {"feedback": "feedback"}
 
 
 def settings_of(args: argparse.Namespace) -> Settings:

@@ -67,6 +67,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             log.info("nothing loaded: %s already holds %d observations", settings.topic("observations"), held)
             return 0
         events = loader.read_movielens(path)
+        if settings.implicit:  # each rating a view, a high one a click too, as velox up loads them
+            events = loader.as_interactions(events)
     if args.order == "time":
         events.sort(key=lambda event: event.time)
     loader.produce(settings, events, total=len(events))

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from velox import processes
+from velox.cli.flags import add_feedback, settings_flags
 from velox.errors import ConfigError
 from velox.settings import Settings
 
@@ -29,6 +30,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     retrain.add_argument("--debounce", type=float, default=30.0, help="with --watch: seconds between runs")
     retrain.add_argument("--first", action="store_true",
                          help="with --watch: train and activate a first version before watching, if none is active")
+    settings_flags(retrain, add_feedback(retrain))
     retrain.set_defaults(run=run)
 
 

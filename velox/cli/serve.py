@@ -17,7 +17,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from velox.cli.flags import add_edge, one_blas_thread, settings_flags
+from velox.cli.flags import add_edge, add_feedback, one_blas_thread, settings_flags
 from velox.settings import Settings
 
 METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when imported
@@ -25,7 +25,7 @@ METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when i
 
 def add(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the edge (predict, top-k, observe) beside a worker")
-    settings_flags(serve, add_edge(serve))
+    settings_flags(serve, {**add_edge(serve), **add_feedback(serve)})
     serve.add_argument("--slot", type=int, help=argparse.SUPPRESS)  # one of the edge's processes: what --processes starts
     serve.set_defaults(run=run)
 

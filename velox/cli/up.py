@@ -9,7 +9,7 @@ from pathlib import Path
 
 from velox import processes
 from velox.cli import serve
-from velox.cli.flags import add_edge, settings_flags
+from velox.cli.flags import add_edge, add_feedback, settings_flags
 from velox.cli.worker import ENGINES, RULES
 from velox.errors import VeloxError
 from velox.local.broker import LocalCluster
@@ -24,7 +24,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--rule", choices=RULES, help="online update rule (VELOX_RULE)")
     up.add_argument("--engine", choices=ENGINES, help="the worker's stream engine (VELOX_ENGINE)")
     up.add_argument("--ratings", type=Path, help="MovieLens file loaded into an empty system (default: pyspark's sample)")
-    settings_flags(up, {"rule": "rule", "engine": "engine", **add_edge(up)})
+    settings_flags(up, {"rule": "rule", "engine": "engine", **add_edge(up), **add_feedback(up)})
     up.set_defaults(run=run)
 
 
@@ -96,8 +96,10 @@ def load_if_new(settings: Settings, ratings: Path | None) -> None:
     if held == 0:
         path = ratings or loader.PYSPARK_SAMPLE
         events = loader.read_movielens(path)
+        if settings.implicit:  # each rating a view, a high one a click too
+            events = loader.as_interactions(events)
         loader.produce(settings, events, total=len(events))
-        log.info("loaded %d ratings from %s", len(events), path)
+        log.info("loaded %d %s from %s", len(events), "interactions" if settings.implicit else "ratings", path)
     elif ratings is not None:
         log.warning("%s was NOT loaded: this system already holds %d observations (in %s); add the file with "
                     "`velox load movielens %s`, or start over with `velox reset`", ratings, held, settings.data,

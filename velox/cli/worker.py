@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from velox.cli.flags import one_blas_thread, settings_flags
+from velox.cli.flags import add_feedback, one_blas_thread, settings_flags
 from velox.settings import Settings
 
-RULES = ["sgd", "rls"]
+RULES = ["sgd", "rls", "implicit"]
 ENGINES = ["kafka", "faust"]
 
 
@@ -19,7 +19,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--metrics-port", dest="worker_metrics_port", type=int,
                         help="Prometheus port, 0 for none (VELOX_WORKER_METRICS_PORT)")
     settings_flags(worker, {"rule": "rule", "engine": "engine", "partitions": "partitions",
-                            "worker_metrics_port": "worker_metrics_port"})
+                            "worker_metrics_port": "worker_metrics_port", **add_feedback(worker)})
     worker.set_defaults(run=run)
 
 

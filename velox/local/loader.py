@@ -56,6 +56,21 @@ def read_movielens(path: Path) -> list[Observation]:
     return [_rating(path, number, line, separator) for number, line in lines]
 
 
+def as_interactions(ratings: Iterable[Observation], liked: float = 4.0) -> list[Observation]:
+    """Ratings as implicit feedback: every rating a view, one of at least ``liked`` a click too (its
+    own event, at the same time): MovieLens for an implicit system.
+
+    >>> [e.kind for e in as_interactions([Observation(user=1, item=2, score=5.0, time=0.0)])]
+    ['view', 'click']
+    """
+    found = []
+    for r in ratings:
+        found.append(Observation(user=r.user, item=r.item, time=r.time, kind="view"))
+        if r.score is not None and r.score >= liked:
+            found.append(Observation(user=r.user, item=r.item, time=r.time, kind="click"))
+    return found
+
+
 def as_number(text: str) -> float | None:
     """``text`` as a number, None if it is not one."""
     try:

@@ -11,20 +11,22 @@ event is the sequential case (``observe``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from velox.errors import ConfigError
+from velox.model.implicit import Implicit
 from velox.model.rls import RLS
 from velox.model.sgd import SGD
 from velox.model.stats import Stats
 from velox.model.version import ModelVersion
+from velox.schemas.feedback import Feedback
+from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
 
-MAX_SEEN = 1000  # seen items kept per user, for top-k's exclude_seen
 PASS_BYTES = 4 * 2**20  # users' state arrays updated in one vectorized pass (see observe_many)
 
 
@@ -42,24 +44,36 @@ class UpdateRule(Protocol):
 def make_rule(name: str, learning_rate: float | None = None, l2: float | None = None,
               evidence: float | None = None, forgetting: float | None = None) -> UpdateRule:
     """The rule called ``name``; a parameter left None keeps the rule's own default (rls has no
-    rate, sgd no forgetting factor: a step that never reaches zero forgets already)."""
+    rate, sgd no forgetting factor: a step that never reaches zero forgets already; implicit has
+    only λ)."""
     given = {key: value for key, value in (("l2", l2), ("evidence", evidence)) if value is not None}
     if name == "sgd":
         return SGD(**given) if learning_rate is None else SGD(learning_rate=learning_rate, **given)
     if name == "rls":
         return RLS(**given) if forgetting is None else RLS(forgetting=forgetting, **given)
-    raise ConfigError(f"update rule {name!r} is unknown; use 'sgd' or 'rls'")
+    if name == "implicit":
+        return Implicit(l2=l2) if l2 is not None else Implicit()
+    raise ConfigError(f"update rule {name!r} is unknown; use 'sgd', 'rls' or 'implicit'")
 
 
 class Event(NamedTuple):
     """One observation for the learner: whose state (``key``), and its source ``offset``. ``user``
-    and ``item`` are the ids' codes (``velox.schemas.ids``): the version's rows are looked up by them."""
+    and ``item`` are the ids' codes (``velox.schemas.ids``): the version's rows are looked up by them.
+    ``score`` is the rating, or an interaction's preference with its ``confidence``
+    (``velox.schemas.feedback``)."""
 
     key: bytes
     user: int
     item: int
     score: float
     offset: int
+    confidence: float = 1.0
+
+
+def event_of(seen: Observation, offset: int, feedback: Feedback) -> Event:
+    """The learner's event of an observation; InvalidObservation if it cannot teach this system."""
+    target, confidence = feedback.target(seen)
+    return Event(seen.key, seen.user_code, seen.item_code, target, offset, confidence)
 
 
 @dataclass(frozen=True)
@@ -69,8 +83,15 @@ class Learner:
     keeps_seen: bool = True  # a swap's replay keeps none: its records take the stored record's
     keep_known: bool = False  # users the version knows keep its vector (``velox evaluate`` found no safe step)
 
+    weighted: bool = field(init=False)  # the rule weighs each observation by its confidence (implicit feedback)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weighted", isinstance(self.rule, Implicit))
+        if self.weighted:  # its prior is the version's Gramian
+            object.__setattr__(self, "rule", self.rule.given(self.version))
+
     def observe(
-        self, state: UserState | None, user: int, item: int, score: float, offset: int
+        self, state: UserState | None, user: int, item: int, score: float, offset: int, confidence: float = 1.0
     ) -> tuple[UserState, float | None]:
         """The user's new state and the score predicted before learning (None: applied already).
 
@@ -80,17 +101,34 @@ class Learner:
         if state is not None and offset <= state.offset:
             return self._seen(state, [item]), None
         prior = self.version.prior(user)
-        state = self._current(state, user, prior)
+        state = self._current(state, user)
         f, bias = self.version.features_many([item])
         base = self.version.global_mean + float(bias[0])
         prediction = base + float(state.w @ f[0])
         new = Stats.of(state, features=self._features, room=1)
         moves = self._moves(user)
         if moves:
-            new = self.rule.update(new, f, np.array([score - base]), prior[None].astype(np.float64),
-                                   np.array([state.count]))
+            new = self._update(new, f, np.array([score]) - base, prior[None].astype(np.float64),
+                               np.array([state.count]), np.array([confidence]),
+                               np.array([item not in self._interacted(state, user)]))
         seen = self._remembered(state.seen, [item])
-        return new.state(0, state, 1, offset, seen, [item] if moves else ()), prediction
+        return new.state(0, state, 1, offset, seen, [item] if moves else (), [confidence] if moves else ()), prediction
+
+    def _interacted(self, state: UserState, user: int) -> set[int]:
+        """The items a user interacted with before ``state``'s next event: seen, or in the version's
+        training interactions (an implicit version keeps them)."""
+        known = set(state.seen.tolist())
+        trained = self.version.trained_interactions(user)
+        return known if trained is None else known.union(trained[0].tolist())
+
+    def _update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray, evidence: np.ndarray,
+                confidence: np.ndarray, first: np.ndarray) -> Stats:
+        """The rule's update; an implicit one's with each interaction's confidence, and its target
+        such that c t = p (c + 1) on the user's first interaction with the item (``velox.model.implicit``)."""
+        if not self.weighted:
+            return self.rule.update(stats, f, targets, priors, evidence)
+        return self.rule.update(stats, f, targets * (1.0 + first / confidence), priors,  # type: ignore[call-arg]
+                                evidence, confidence)
 
     def observe_many(
         self, states: Mapping[bytes, UserState | None], events: Sequence[Event]
@@ -115,7 +153,7 @@ class Learner:
         for event in events:
             if event.key not in starts:
                 prior = self.version.prior(event.user)
-                starts[event.key] = self._current(states.get(event.key), event.user, prior), prior
+                starts[event.key] = self._current(states.get(event.key), event.user), prior
         dense = {key for key, (start, _) in starts.items() if start.a_inv is not None}
         if not dense:
             return self._observe(states, starts, events)
@@ -149,6 +187,8 @@ class Learner:
         moves: list[bool] = []
         done: list[int] = []  # per row, the last offset applied so far
         rated: list[list[int]] = []  # per row, the items of its events, applied or not, in order
+        known: list[set[int]] = []  # per row (implicit rule), the items interacted with before
+        first: list[bool] = []  # per event to apply (implicit rule): the user's first with its item
         for index, event in enumerate(events):
             row = keys.get(event.key)
             if row is None:
@@ -160,9 +200,14 @@ class Learner:
                 moves.append(self._moves(event.user))
                 done.append(starts[-1].offset)
                 rated.append([])
+                if self.weighted:
+                    known.append(self._interacted(start, event.user))
             rated[row].append(event.item)
             if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
+            if self.weighted:
+                first.append(event.item not in known[row])
+                known[row].add(event.item)
             done[row] = event.offset
             rows.append(row)
             rounds.append(depth[row])
@@ -178,6 +223,8 @@ class Learner:
         f, bias = self.version.features_many([events[i].item for i in applied])
         base = self.version.global_mean + bias
         targets = np.array([events[i].score for i in applied]) - base
+        confidence = np.array([events[i].confidence for i in applied])
+        firsts = np.array(first, bool) if self.weighted else np.zeros(len(applied), bool)
         rows_, rounds_ = np.array(rows), np.array(rounds)
         counts, moving = np.array([start.count for start in starts]), np.array(moves)
         scores = np.empty(len(applied))
@@ -187,16 +234,19 @@ class Learner:
             at = at[moving[rows_[at]]]
             here = rows_[at]
             if len(here) == len(starts) and (here == np.arange(len(here))).all():  # every row, in order: no copy
-                stats = self.rule.update(stats, f[at], targets[at], prior, counts + r)
+                stats = self._update(stats, f[at], targets[at], prior, counts + r, confidence[at], firsts[at])
             elif len(at):
-                stats.put(here, self.rule.update(stats.take(here), f[at], targets[at], prior[here], counts[here] + r))
+                stats.put(here, self._update(stats.take(here), f[at], targets[at], prior[here], counts[here] + r,
+                                             confidence[at], firsts[at]))
         for k, index in enumerate(applied):
             predictions[index] = float(scores[k])
 
         last = {row: index for row, index in zip(rows, applied)}
         items: list[list[int]] = [[] for _ in starts]
+        weights: list[list[float]] = [[] for _ in starts]
         for row, index in zip(rows, applied):
             items[row].append(events[index].item)
+            weights[row].append(events[index].confidence)
         result: dict[bytes, UserState] = {}
         for key, row in keys.items():
             start = starts[row]
@@ -205,7 +255,7 @@ class Learner:
                 continue
             seen = self._remembered(start.seen, rated[row])
             result[key] = stats.state(row, start, depth[row], events[last[row]].offset, seen,
-                                      items[row] if moves[row] else ())
+                                      items[row] if moves[row] else (), weights[row] if moves[row] else ())
         return result, predictions
 
     def _seen(self, state: UserState, items: list[int]) -> UserState:
@@ -214,16 +264,28 @@ class Learner:
         return state if seen is state.seen else state._replace(seen=seen)
 
     def _remembered(self, seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
-        return remember(seen, items) if self.keeps_seen else seen
+        """An implicit rule's replay keeps them too: which interaction is a user's first with an item
+        is said by them."""
+        return remember(seen, items) if self.keeps_seen or self.weighted else seen
 
-    def _current(self, state: UserState | None, user: int, prior: np.ndarray) -> UserState:
+    def _current(self, state: UserState | None, user: int) -> UserState:
         """The user's state on this version, in the form the rule updates next: started from the
         prior if new, or if built on another (counting the user's training observations, as a
         swap does)."""
         if state is None or state.version != self.version.id:
-            start = self.rule.start(self.version.id, prior, self.version.training_count(user))
+            start = self.start(user)
             return start if state is None else start._replace(offset=state.offset, seen=state.seen)
         return self.rule.resume(state, self._features)
+
+    def start(self, user: int) -> UserState:
+        """The user's state on this version before any event of theirs (a swap writes it for every
+        user the version knows): from their trained vector and training count, or the mean user; on
+        an implicit version that keeps them, from their training interactions too."""
+        prior, trained = self.version.prior(user), self.version.training_count(user)
+        if self.weighted:
+            return self.rule.start(self.version.id, prior, trained,  # type: ignore[call-arg]
+                                   self.version.trained_interactions(user))
+        return self.rule.start(self.version.id, prior, trained)
 
     def _moves(self, user: int) -> bool:
         return not (self.keep_known and self.version.knows_user(user))
@@ -250,7 +312,9 @@ def _passes(events: Sequence[Event], apart: Set[bytes], users: int) -> list[list
 
 
 def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
-    """The user's seen items with ``items`` added in order (each once), keeping the most recent ``MAX_SEEN``.
+    """The user's seen items with ``items`` added in order (each once): every item they rated or
+    interacted with, for top-k's ``exclude_seen`` (a heavy user keeps every purchase out of their
+    top-k, not only the recent ones), 8 bytes of their record each.
 
     >>> remember(np.array([3, 5]), [5]).tolist(), remember(np.array([3, 5]), [8, 3, 9]).tolist()
     ([3, 5], [3, 5, 8, 9])
@@ -267,4 +331,4 @@ def remember(seen: np.ndarray, items: Sequence[int]) -> np.ndarray:
            if (item not in known if known is not None else not (seen == item).any())]
     if not new:
         return seen
-    return np.concatenate([seen, np.array(new, np.int64)])[-MAX_SEEN:]
+    return np.concatenate([seen, np.array(new, np.int64)])

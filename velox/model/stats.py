@@ -15,8 +15,9 @@ from velox.schemas.user_state import UserState
 
 
 class Stats(NamedTuple):
-    """Row i is one user: ``w`` scores items; the rest are RLS's statistics (None for SGD): ``b``,
-    and either ``a_inv`` or the observations that give it (``strength``, ``past``, ``length``)."""
+    """Row i is one user: ``w`` scores items; the rest are RLS's or Implicit's statistics (None for
+    SGD): ``b``, and either ``a_inv`` or the observations that give it (``past``, ``length``, and
+    RLS's ``strength`` or Implicit's ``weights``)."""
 
     w: np.ndarray  # float32[n, d]
     a_inv: np.ndarray | None = None  # float64[n, d, d]
@@ -24,6 +25,7 @@ class Stats(NamedTuple):
     strength: np.ndarray | None = None  # float64[n]: the prior's strength s
     past: np.ndarray | None = None  # float64[n, room, d]: the observations' features, then zero rows
     length: np.ndarray | None = None  # int[n]: how many rows of ``past`` are observations
+    weights: np.ndarray | None = None  # float64[n, room]: Implicit's confidence of each row of ``past``
 
     @classmethod
     def of(cls, *states: UserState, features: Callable[[Sequence[int]], np.ndarray] | None = None,
@@ -39,23 +41,41 @@ class Stats(NamedTuple):
         assert features is not None, "states given by their observations need the version's features"
         length = np.array([len(s.observed) for s in states])
         past = np.zeros((len(states), int(length.max()) + room, w.shape[1]))
+        weighted = states[0].weights is not None
+        weights = np.zeros(past.shape[:2]) if weighted else None
         if length.any():
             rows = np.repeat(np.arange(len(states)), length)
             slots = np.arange(len(rows)) - np.repeat(np.cumsum(length) - length, length)
             past[rows, slots] = features(np.concatenate([s.observed for s in states]).tolist())
+            if weights is not None:
+                weights[rows, slots] = np.concatenate([s.weights for s in states])
+        if weighted:
+            return cls(w, None, b, None, past, length, weights)
         return cls(w, None, b, np.array([s.strength for s in states]), past, length)
 
     def state(self, row: int, start: UserState, applied: int, offset: int, seen: np.ndarray,
-              observed: Sequence[int] = ()) -> UserState:
+              observed: Sequence[int] = (), confidences: Sequence[float] = ()) -> UserState:
         """Row ``row`` as the state that ``start`` became after ``applied`` more observations, of
-        which the rule learned from ``observed`` (a view: ``put`` must not write that row again)."""
+        which the rule learned from ``observed`` (with ``confidences``, for Implicit: an item's
+        repeated interactions summed into one) (a view: ``put`` must not write that row again)."""
         count = start.count + applied
         if self.b is None:
             return UserState(start.version, self.w[row], count, offset, seen=seen)
         if self.a_inv is not None:
             return UserState(start.version, self.w[row], count, offset, self.a_inv[row], self.b[row], seen)
-        assert self.strength is not None and start.observed is not None
+        assert start.observed is not None
         items = np.concatenate([start.observed, np.asarray(observed, np.int64)]) if len(observed) else start.observed
+        if self.weights is not None:
+            assert start.weights is not None
+            weights = start.weights
+            if len(observed):
+                weights = np.concatenate([weights, np.asarray(confidences, np.float64)])
+                if len(set(items.tolist())) < len(items):  # an item again: one row, its confidences summed
+                    items, where = np.unique(items, return_inverse=True)
+                    weights = np.bincount(where, weights)
+            return UserState(start.version, self.w[row], count, offset, None, self.b[row], seen, items,
+                             weights=weights)
+        assert self.strength is not None
         return UserState(start.version, self.w[row], count, offset, None, self.b[row], seen, items,
                          float(self.strength[row]))
 

@@ -36,6 +36,9 @@ class ModelVersion:
     user_vectors: np.ndarray  # float32[n_users, d]
     user_counts: np.ndarray  # int64[n_users]: each user's observations in the training set
     names: Mapping[int, str] = field(default_factory=dict)  # code → string, for ids that are not integers
+    # An implicit version's training interactions, by user row (CSR): each user's items, and each
+    # item's summed confidence, negative where none of them was a positive kind (velox.model.implicit).
+    interactions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # int64 offsets, int64 items, f64
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     _item_row: dict[int, int] = field(init=False, repr=False)
@@ -133,6 +136,14 @@ class ModelVersion:
             bias[unknown] = 0.0
         return f, bias
 
+    def trained_interactions(self, user: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The user's training interactions (items, signed summed confidences), if the version keeps them."""
+        row = self._user_row.get(user)
+        if self.interactions is None or row is None:
+            return None
+        offsets, items, weights = self.interactions
+        return items[offsets[row]:offsets[row + 1]], weights[offsets[row]:offsets[row + 1]]
+
     def prior(self, user: int) -> np.ndarray:
         """Where a user's weights start: their trained vector, or the mean user if unknown."""
         row = self._user_row.get(user)
@@ -155,6 +166,7 @@ class ModelVersion:
             name_codes=np.fromiter(self.names, np.int64, len(self.names)),
             # Ids hold no control characters: a line feed separates them.
             name_text=np.frombuffer("\n".join(self.names.values()).encode(), np.uint8),
+            **({} if self.interactions is None else dict(zip(_INTERACTIONS, self.interactions))),
         )
         return out.getvalue()
 
@@ -169,7 +181,11 @@ class ModelVersion:
                 item_ids=arrays["item_ids"], item_factors=arrays["item_factors"], item_bias=arrays["item_bias"],
                 user_ids=arrays["user_ids"], user_vectors=arrays["user_vectors"], user_counts=arrays["user_counts"],
                 names=names,
+                interactions=tuple(arrays[name] for name in _INTERACTIONS) if _INTERACTIONS[0] in arrays else None,
             )
+
+
+_INTERACTIONS = ("interaction_offsets", "interaction_items", "interaction_weights")
 
 
 def random_version(n_items: int, d: int, seed: int = 0, global_mean: float = 0.0) -> ModelVersion:

@@ -1,4 +1,9 @@
-"""The observation event: user ``user`` gave item ``item`` the score ``score`` at ``time``.
+"""The observation event: user ``user`` gave item ``item`` the score ``score``, or an interaction
+of kind ``kind`` ("view", "click", "purchase", ...), at ``time``.
+
+An event carries a score, a kind or both: an explicit system learns from the score, an implicit one
+from the kind (``velox.model.feedback``); what the system needs and the event lacks makes it a dead
+letter there, not here.
 
 On the ``observations`` topic the value is this event as JSON and the key is the user id's UTF-8
 bytes (``velox.schemas.ids``: an integer id's decimal digits), or no key: the user in the value
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -22,20 +28,29 @@ from velox.schemas import ids, partitioning
 from velox.schemas.ids import Id
 
 Context = dict[str, str | int | float | bool]
+MAX_KIND = 32  # characters of a kind
 
 
-class Observation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One piece of feedback. ``time`` is the event time in seconds since the Unix epoch."""
+Kind = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KIND, pattern="^[a-z0-9_-]+$",
+                                    description="An interaction's kind: lowercase letters, digits, _ and -.")]
+
+
+class Observation(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """One piece of feedback: a ``score``, a ``kind`` or both. ``time`` is the event time in seconds
+    since the Unix epoch."""
 
     user: Id
     item: Id
-    score: float
     time: Annotated[float, msgspec.Meta(ge=0)]
+    score: float | None = None
+    kind: Kind | None = None
     context: Context | None = None
 
     def __post_init__(self) -> None:
+        if self.score is None and self.kind is None:
+            raise ValueError("score: an event has a score, a kind or both")
         # JSON cannot carry NaN or infinity, but Python callers can.
-        if not math.isfinite(self.score):
+        if self.score is not None and not math.isfinite(self.score):
             raise ValueError("score: must be a finite number")
         for field, value in (("user", self.user), ("item", self.item)):
             if (why := ids.problem(value)) is not None:  # (what the type cannot say: bytes, not characters)
@@ -106,15 +121,23 @@ def from_message(key: bytes | None, value: bytes | None) -> Observation:
     return seen
 
 
-def counted(key: bytes | None, value: bytes | None, partition: int, partitions: int) -> Observation | None:
-    """The event if it counts where it is: valid and in its user's home partition; else None.
+def counted(key: bytes | None, value: bytes | None, partition: int, partitions: int,
+            teaches: Callable[[Observation], object] | None = None) -> Observation | None:
+    """The event if it counts where it is: valid (``teaches`` it without raising InvalidObservation;
+    by default, it has a score) and in its user's home partition; else None.
 
     Every reader of ``observations`` but the worker (replays, the retrain job, rewards) reads it
     this way: a dead letter counts nowhere, and an event outside its home partition counts as the
-    copy the worker moved home.
+    copy the worker moved home. ``teaches`` is the system's ``Feedback.target``
+    (``velox.schemas.feedback``); a reader of ratings need not say it.
     """
     try:
         seen = from_message(key, value)
+        if teaches is None:
+            if seen.score is None:
+                return None
+        else:
+            teaches(seen)
     except InvalidObservation:
         return None
     return seen if partitioning.home(seen.key, partitions) == partition else None

@@ -3,13 +3,15 @@
 Binary, little-endian, never pickle::
 
     u8  format version (2)         u8  flags (bit 0: has the RLS statistics; bit 1: A⁻¹ is its
-                                              upper triangle; bit 2: A⁻¹ is given by observations)
+                                              upper triangle; bit 2: A⁻¹ is given by observations;
+                                              bit 3: and their confidences, Implicit's)
     u16 d                          i64 observation count
     i64 last applied source offset (-1 before the first)
     u16 length of the model version id, then the id in UTF-8
     u32 number of seen items
     f32[d] w
     (RLS, bit 2)   f64 s, f64[d] b, u32 m, i64[m] the items observed on this version, oldest first
+                   (bit 3: Implicit's, the distinct items, then f64[m] their summed confidences)
     (RLS, bit 1)   f64[d(d+1)/2] A⁻¹'s upper triangle, row by row, f64[d] b
     (RLS, neither) f64[d*d] A⁻¹, f64[d] b
     i64[seen] the items the user rated, oldest first (for top-k's ``exclude_seen``)
@@ -43,6 +45,7 @@ NO_ITEMS.flags.writeable = False
 _HAS_RLS = 1
 _TRIANGLE = 2
 _OBSERVED = 4
+_WEIGHTED = 8
 _STRENGTH = struct.Struct("<d")
 
 
@@ -58,8 +61,8 @@ def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class UserState(NamedTuple):
-    """``w`` scores items; ``b`` and either ``a_inv`` or ``observed`` with ``strength`` are the RLS
-    sufficient statistics (all None for SGD). A tuple: the worker makes two per event, and a
+    """``w`` scores items; ``b`` and either ``a_inv`` or ``observed`` with ``strength`` (RLS) or
+    ``weights`` (Implicit) are the rule's sufficient statistics (all None for SGD). A tuple: the worker makes two per event, and a
     frozen dataclass costs more to make."""
 
     version: str
@@ -69,8 +72,9 @@ class UserState(NamedTuple):
     a_inv: np.ndarray | None = None
     b: np.ndarray | None = None
     seen: np.ndarray = NO_ITEMS
-    observed: np.ndarray | None = None  # RLS before d observations on the version: their items
-    strength: float = 0.0  # with ``observed``: the prior's strength s
+    observed: np.ndarray | None = None  # RLS or Implicit before d observations on the version: their items
+    strength: float = 0.0  # with ``observed``: RLS's prior's strength s
+    weights: np.ndarray | None = None  # Implicit, with ``observed``: each item's summed confidence
 
 
 def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
@@ -80,6 +84,8 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
     seen = state.seen.astype("<i8", copy=False).tobytes() if seen_of is None else _raw_seen(seen_of)
     version = state.version.encode()
     flags = 0 if state.b is None else _HAS_RLS | (_OBSERVED if state.observed is not None else _TRIANGLE)
+    if state.weights is not None:
+        flags |= _WEIGHTED
     parts = [
         _HEADER.pack(FORMAT_VERSION, flags, state.w.shape[0], state.count, state.offset, len(version)),
         version,
@@ -91,6 +97,8 @@ def encode(state: UserState, seen_of: bytes | None = None) -> bytes:
         if state.observed is not None:
             parts += [_STRENGTH.pack(state.strength), b, _U32.pack(len(state.observed)),
                       state.observed.astype("<i8", copy=False).tobytes()]
+            if state.weights is not None:
+                parts.append(state.weights.astype("<f8", copy=False).tobytes())
         else:
             assert state.a_inv is not None, "an RLS state has A⁻¹ or its observations"
             parts += [np.take(state.a_inv, _upper(state.w.shape[0])[0]).astype("<f8", copy=False).tobytes(), b]
@@ -121,7 +129,7 @@ def decode(data: bytes) -> UserState:
         if len(data) < at + _U32.size:
             raise InvalidUserState(f"user-state record is {len(data)} bytes, too short for d={d}")
         (observed,) = _U32.unpack_from(data, at)
-        rls = _STRENGTH.size + 8 * d + _U32.size + 8 * observed
+        rls = _STRENGTH.size + 8 * d + _U32.size + (16 if flags & _WEIGHTED else 8) * observed
     else:
         cells = d * (d + 1) // 2 if flags & _TRIANGLE else d * d
         rls = (8 * cells + 8 * d) if flags & _HAS_RLS else 0
@@ -136,8 +144,10 @@ def decode(data: bytes) -> UserState:
     if flags & _OBSERVED:
         (strength,) = _STRENGTH.unpack_from(data, position)
         b = np.frombuffer(data, "<f8", d, position + _STRENGTH.size)
-        items = np.frombuffer(data, "<i8", observed, position + _STRENGTH.size + 8 * d + _U32.size)
-        return UserState(version, w, count, offset, None, b, seen, items, strength)
+        at = position + _STRENGTH.size + 8 * d + _U32.size
+        items = np.frombuffer(data, "<i8", observed, at)
+        weights = np.frombuffer(data, "<f8", observed, at + 8 * observed) if flags & _WEIGHTED else None
+        return UserState(version, w, count, offset, None, b, seen, items, strength, weights)
     stored = np.frombuffer(data, "<f8", cells, position)
     if flags & _TRIANGLE:
         a_inv = np.take(stored, _upper(d)[1]).reshape(d, d)

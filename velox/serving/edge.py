@@ -34,6 +34,7 @@ from velox.kafka import clients
 from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.schemas import ids, partitioning, user_state
+from velox.schemas.feedback import Feedback
 from velox.schemas.top_k_request import TopKRequest
 from velox.serving import top_k_index
 from velox.serving.batching import TopKBatcher
@@ -75,6 +76,7 @@ class Edge:
         self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
+        self.feedback = Feedback(settings.implicit, settings.confidences)  # what observe accepts
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._deliver, name="velox-edge-deliveries", daemon=True)
         self._poller.start()
@@ -188,7 +190,7 @@ class Weights(NamedTuple):
     version: ModelVersion  # the version whose θ goes with w
     w: np.ndarray
     known: bool
-    seen: np.ndarray  # items the user rated (most recent 1,000)
+    seen: np.ndarray  # every item the user rated or interacted with
     identity: tuple[object, ...]  # changes whenever w or the item corrections do: the prediction cache's key
 
 

@@ -108,6 +108,7 @@ async def accept(edge: Edge, body: bytes) -> Response:
             raise InvalidObservation("", "the body must be a JSON object")
         fields.setdefault("time", time.time())
         seen = observation.decode(msgspec.json.encode(fields))
+        edge.feedback.target(seen)  # what this system cannot learn from is refused here, not dead-lettered
     except (msgspec.DecodeError, InvalidObservation) as exc:
         raise HTTPException(400, f"bad observation: {exc}") from None
     delivered = await send(edge, seen)

@@ -32,9 +32,11 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
     the containers with a live replica), which the link call's path states."""
     served = served or ["default", "popularity"]
     observation_body = {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["user", "item", "score"], "additionalProperties": False,
-        "properties": {"user": ID, "item": ID, "score": {"type": "number"}, "time": {"type": "number", "minimum": 0},
-                       "context": {"type": "object"}}}}}}
+        "type": "object", "required": ["user", "item"], "additionalProperties": False,
+        "description": "a score (explicit feedback), a kind (implicit: view, click, ...) or both",
+        "properties": {"user": ID, "item": ID, "score": {"type": "number"},
+                       "kind": {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"},
+                       "time": {"type": "number", "minimum": 0}, "context": {"type": "object"}}}}}}
     predict_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["user", "item"], "additionalProperties": False,
         "properties": {"user": ID, "item": ID, "context": {"type": "object"}}}}}}

@@ -5,7 +5,8 @@ a Faust agent and table) decides how observations are consumed, where each parti
 is opened, and how the group's offsets are committed (``velox.streams.checkpoint``). For what
 it hands over as one batch, ``Engine.apply``:
 
-1. decodes and validates each event; a bad one goes to ``observations-dlq`` with the reason and
+1. decodes and validates each event (for what the system learns from: ``velox.schemas.feedback``);
+   a bad one goes to ``observations-dlq`` with the reason and
    source; one outside its user's home partition is moved there (``velox.streams.moves``) and
    applied when it comes back from there;
 2. loads the batch's users, one multi-get per partition; an event at or below its user's last
@@ -34,10 +35,11 @@ from velox.control import owners
 from velox.control.item_corrections import ItemCorrectionsFollower
 from velox.errors import InvalidObservation
 from velox.kafka import positions
-from velox.model.learner import Event, Learner
+from velox.model.learner import Event, Learner, event_of
 from velox.model.prequential import PrequentialErrors
 from velox.schemas import observation, partitioning, user_state
 from velox.schemas.dead_letter import DeadLetter
+from velox.schemas.feedback import Feedback
 from velox.settings import Settings
 from velox.state.partition_store import PartitionStore
 from velox.streams import worker_metrics
@@ -68,6 +70,7 @@ class Engine:
         self.corrections = ItemCorrectionsFollower(settings)  # the cluster's, to judge the model as served
         self.swap = Swap(settings, self.stores, self.changelog, self.position, self.tallies)
         self.mover = Mover(settings, self.source)
+        self.feedback = Feedback(settings.implicit, settings.confidences)
 
     def log_start(self, engine: str) -> None:
         version = self.swap.learner.version
@@ -106,20 +109,20 @@ class Engine:
                 self.positions[partition] = offset + 1
             try:
                 seen = observation.from_message(key, value)
+                event = event_of(seen, offset, self.feedback)
             except InvalidObservation as exc:
                 letter = DeadLetter(str(exc), exc.field, self.source, partition, offset)
                 self.changelog.dead_letter(key, value, partition, letter.headers())
                 worker_metrics.DEAD_LETTERS.labels(field=exc.field or "event").inc()
                 continue
-            if key is None:
-                key = seen.key
+            key = event.key
             home = partitioning.home(key, self.settings.partitions)
             if home != partition:
                 self.mover.move(arrival, key, home)
                 continue
-            local.setdefault(partition, []).append(Event(key, seen.user_code, seen.item_code, seen.score, offset))
-            if seen.item_code < 0:
-                names[seen.item_code] = str(seen.item)
+            local.setdefault(partition, []).append(event)
+            if event.item < 0:
+                names[event.item] = str(seen.item)
             if timestamp is not None:
                 stamps.append(timestamp)
         for partition, events in local.items():

@@ -47,9 +47,10 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from velox.control import versions
 from velox.kafka import clients
-from velox.model.learner import Event, Learner, make_rule
+from velox.model.learner import Event, Learner, event_of, make_rule
 from velox.model.store import ModelStore
 from velox.schemas import observation, partitioning, user_state
+from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import Activation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -119,12 +120,13 @@ class Shadow:
         return offset >= end
 
     def _apply(self, messages: list[Message]) -> None:
-        counted = [(m, seen) for m in messages
-                   if (seen := observation.counted(m.key(), m.value(), self.partition, self.settings.partitions))]
+        feedback = Feedback(self.settings.implicit, self.settings.confidences)
+        counted = [(m, seen) for m in messages if (seen := observation.counted(
+                   m.key(), m.value(), self.partition, self.settings.partitions, feedback.target))]
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
         if not counted:
             return
-        events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, m.offset()) for m, seen in counted]
+        events = [event_of(seen, m.offset(), feedback) for m, seen in counted]
         self.tally.count(events, {seen.item_code: str(seen.item) for _, seen in counted if seen.item_code < 0})
         for key in {event.key for event in events}:
             if key not in self.states and key in self.trained:
@@ -137,8 +139,7 @@ class Shadow:
 
     def _trained(self, key: bytes) -> UserState:
         version, row = self.learner.version, self.trained[key]
-        first = self.learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
-        return first._replace(offset=self.start - 1)
+        return self.learner.start(int(version.user_ids[row]))._replace(offset=self.start - 1)
 
     def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
         """The records of up to ``most`` users not written yet (all if None), now counted as written;
