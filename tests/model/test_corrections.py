@@ -59,4 +59,4 @@ def test_the_corrected_version_scores_with_the_corrections_and_ranks_items_only_
     assert math.isclose(corrected.score(w, 40), version.score(w, 40) + 6.0 / 3.0, abs_tol=1e-5)
     assert math.isclose(corrected.score(w, 2), version.score(w, 2), abs_tol=1e-6)
     assert 40 in top_k(corrected, w, 5).items and 40 not in top_k(version, w, 5).items
-    assert corrected.user_vectors is version.user_vectors and corrected._user_row is version._user_row  # shared
+    assert corrected.user_vectors is version.user_vectors and corrected.users is version.users  # shared
