@@ -232,7 +232,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
         versions.activate(own, bare.id, reason="chunks")
         during.join()
         deadline = time.monotonic() + 60
-        while worker.swap.building or positions.lag(own, own.app_id, own.topic("observations")) > 0:
+        while worker.swap.swapping or positions.lag(own, own.app_id, own.topic("observations")) > 0:
             assert thread.is_alive() and time.monotonic() < deadline, "the worker did not finish the swap"
             time.sleep(0.2)
     finally:

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from velox.model.lookup import Lookup
-from velox.schemas import ids
+from velox.schemas import ids, partitioning
+
+HOMES_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +93,27 @@ class ModelVersion:
     def key_of(self, code: int) -> bytes:
         """A user's Kafka key: their id's UTF-8 bytes."""
         return ids.key(self.id_of(code))
+
+    def user_homes(self, partitions: int) -> np.ndarray:
+        """Each user's home partition (int16, by row), from their keys, vectorized: a swap groups a
+        version's users by partition without a Python step per user.
+
+        >>> version = ModelVersion("v", 0.0, np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32),
+        ...                        np.array([21, -5]), np.zeros((2, 2), np.float32), np.zeros(2, np.int64), {-5: "abc"})
+        >>> version.user_homes(8).tolist() == [partitioning.home(b"21", 8), partitioning.home(b"abc", 8)]
+        True
+        """
+        homes = np.empty(len(self.user_ids), np.int16)
+        for start in range(0, len(homes), HOMES_CHUNK):  # the keys' bytes a chunk at a time
+            codes = self.user_ids[start:start + HOMES_CHUNK]
+            numbers = codes >= 0  # an integer id's key is its decimal string
+            chunk = np.empty(len(codes), np.int16)
+            chunk[numbers] = partitioning.homes(codes[numbers].astype(np.bytes_), partitions)
+            if not numbers.all():
+                keys = [ids.key(self.names[code]) for code in codes[~numbers].tolist()]
+                chunk[~numbers] = partitioning.homes(np.array(keys, np.bytes_), partitions)
+            homes[start:start + len(codes)] = chunk
+        return homes
 
     @property
     def d(self) -> int:

@@ -19,8 +19,9 @@ replay applies and those before the training end the worker has reached, so the 
 none; a worker behind the training end gets the rest later, and the learner remembers the items
 of those events, which the version has counted already.
 
-``Swap`` runs it for a worker: when a version is activated, each owned partition stays on its
-version (``live``) until its shadow is written; the shadows are built one partition at a
+``Swap`` runs it for a worker: when a version is activated, it is loaded and its users grouped
+by home partition in a thread (vectorized: ``ModelVersion.user_homes``), the stream going on; then
+each owned partition stays on its version (``live``) until its shadow is written; the shadows are built one partition at a
 time, in slices of ``SWAP_SLICE`` seconds between live batches, and once caught up written
 ``SWAP_CHUNK`` users at a time: the stream is never stopped for a swap.
 
@@ -33,18 +34,22 @@ marker is not the new version.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import replace
 from itertools import islice
+from typing import NamedTuple
 
+import numpy as np
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from velox.control import versions
 from velox.kafka import clients
 from velox.model.learner import Event, Learner, make_rule
 from velox.model.store import ModelStore
-from velox.schemas import observation, partitioning, user_state
+from velox.schemas import observation, user_state
 from velox.schemas.model_version import Activation
 from velox.schemas.user_state import UserState
 from velox.settings import Settings
@@ -59,19 +64,19 @@ SWAP_CHUNK = 500  # a swap's records written at once: a few milliseconds, then t
 log = logging.getLogger("velox.worker")
 
 
-def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
-    """The version's users (as rows), grouped by the partition that owns each."""
-    grouped: dict[int, list[int]] = {}
-    version = learner.version
-    for row, user in enumerate(version.user_ids.tolist()):
-        grouped.setdefault(partitioning.home(version.key_of(user), partitions), []).append(row)
-    return grouped
+class Prepared(NamedTuple):
+    """A version made ready to swap to: its learner, and its users' home partitions (by row)."""
+
+    activation: Activation | None  # None: the initial version
+    learner: Learner
+    training_end: Mapping[int, int]
+    homes: np.ndarray
 
 
 class Shadow:
     """One partition's states on ``learner.version``, replayed from ``start`` towards the live position."""
 
-    def __init__(self, settings: Settings, learner: Learner, rows: list[int], partition: int, start: int) -> None:
+    def __init__(self, settings: Settings, learner: Learner, rows: np.ndarray, partition: int, start: int) -> None:
         self.settings, self.learner, self.partition = settings, replace(learner, keeps_seen=False), partition
         self.start = start
         version = learner.version
@@ -169,17 +174,35 @@ class Swap:
         self.shadow: Shadow | None = None
         self.started = 0.0
         self.replayed = 0
-        self._use(self.follower.latest())
+        self.preparing: tuple[str, Future[Prepared]] | None = None  # a version being loaded, by id
+        self._use(self._prepare(self.follower.latest()))
 
-    def _use(self, activation: Activation | None) -> None:
-        """Make ``activation``'s version (the initial one if None) the one new states are built on."""
+    def _prepare(self, activation: Activation | None) -> Prepared:
+        """``activation``'s version (the initial one if None) loaded, with its users' partitions."""
         if activation is None:
-            version, self.training_end = versions.initial_version(self.settings), {}
+            version, training_end = versions.initial_version(self.settings), {}
         else:
             version = ModelStore(activation.store).load(activation.version.id)
-            self.training_end = activation.version.training_end
-        self.learner = Learner(version, self.rule, keep_known=self.settings.keep_known)
-        self.version_users = users_by_partition(self.learner, self.settings.partitions)
+            training_end = activation.version.training_end
+        return Prepared(activation, Learner(version, self.rule, keep_known=self.settings.keep_known), training_end,
+                        version.user_homes(self.settings.partitions))
+
+    def _prepare_in_thread(self, activation: Activation) -> Future[Prepared]:
+        """``_prepare`` beside the stream: loading a version of millions of users takes seconds."""
+        future: Future[Prepared] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._prepare(activation))
+            except BaseException as exc:  # raised again in the worker's loop, by result()
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="velox-swap-prepare", daemon=True).start()
+        return future
+
+    def _use(self, prepared: Prepared) -> None:
+        """Make the prepared version the one new states are built on."""
+        self.learner, self.training_end, self.homes = prepared.learner, prepared.training_end, prepared.homes
 
     def learners(self, local: dict[int, list[Event]]) -> list[tuple[Learner, dict[int, list[Event]]]]:
         """Each learner with the events it applies, by partition: the active version's, and during a
@@ -200,11 +223,25 @@ class Swap:
                 add(learner, partition, [e for e in events if e.key not in shadow.written])
         return list(groups.values())
 
+    @property
+    def swapping(self) -> bool:
+        """Whether a version is being prepared or partitions built on it."""
+        return self.preparing is not None or bool(self.building)
+
     def follow(self) -> None:
-        """Start a swap when a new version was activated, and advance the one in progress."""
+        """Prepare a newly activated version, start a swap to it once prepared, and advance the one in
+        progress. A later activation replaces one still being prepared (back to the current version:
+        none)."""
         activation = self.follower.poll()
-        if activation is not None and activation.version.id != self.learner.version.id:
-            self._start(activation)
+        if activation is not None:
+            wanted = activation.version.id
+            if wanted == self.learner.version.id:
+                self.preparing = None
+            elif self.preparing is None or self.preparing[0] != wanted:
+                self.preparing = wanted, self._prepare_in_thread(activation)
+        if self.preparing is not None and self.preparing[1].done():
+            prepared, self.preparing = self.preparing[1].result(), None
+            self._start(prepared)
         if self.building:
             self._advance()
 
@@ -215,9 +252,11 @@ class Swap:
             self._complete(shadow)
             shadow.close()
 
-    def _start(self, activation: Activation) -> None:
+    def _start(self, prepared: Prepared) -> None:
         """Start building every owned partition on the announced version, beside the live states;
         the live stream goes on meanwhile."""
+        activation = prepared.activation
+        assert activation is not None
         if self.shadow is not None and self.shadow.written:  # half written: finish it, one version per partition
             self._complete(self.shadow)
             self._switched()
@@ -226,7 +265,7 @@ class Swap:
             self.shadow = None
         for partition in self.stores:  # each partition stays on its version until its shadow is written
             self.live.setdefault(partition, self.learner)
-        self._use(activation)
+        self._use(prepared)
         self.building = sorted(self.stores)
         self.started, self.replayed = time.monotonic(), 0
         log.info("swapping to version %s (%s): building partitions %s beside the live states",
@@ -271,7 +310,7 @@ class Swap:
         self._write(shadow.partition, shadow.take(self.stores[shadow.partition]))
 
     def _shadow(self, partition: int) -> Shadow:
-        return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
+        return Shadow(self.settings, self.learner, np.flatnonzero(self.homes == partition), partition,
                       self.training_end.get(partition, 0))
 
     def _write(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:
