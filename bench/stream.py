@@ -197,40 +197,60 @@ def rss_mb(pid: int) -> float:
 def run_worker(settings: Settings, topic: str, events: int, latency_rate: float, latency_seconds: float,
                users: int, items: int) -> dict[str, float]:
     """The worker's rate over ``events``, its memory, its record bytes per event, then its latency."""
+    with worker_process(settings) as (worker, port):
+        result = applying(worker, port, events, settings.data / "worker.log")
+        progress(f"  worker: {result['rate']:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
+        if latency_seconds > 0:
+            result |= latency(settings, topic, port, latency_rate, latency_seconds, users, items)
+        return result
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`velox worker` with its metrics on a free port (yielded with the process), until the block ends."""
     port = int(free_bootstrap().split(":")[1])
     worker = processes.spawn(settings.replace(worker_metrics_port=port), settings.data / "worker.log", "worker")
     try:
-        while applied(port) == 0:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited; see {settings.data / 'worker.log'}")
-            time.sleep(0.02)
-        started = time.perf_counter()
-        rss_start = rss_mb(worker.pid)
-        last_report = started
-        rss_half = None
-        while (count := applied(port)) < events:
-            time.sleep(0.2)  # each scrape costs the worker a little
-            if rss_half is None and count >= events / 2:
-                rss_half = rss_mb(worker.pid)
-            if time.perf_counter() - last_report > 5:
-                progress(f"  worker applied {count:,.0f}")
-                last_report = time.perf_counter()
-        rate = events / (time.perf_counter() - started)
-        written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
-        result = {"rate": rate, "rss_start_mb": rss_start, "rss_half_mb": rss_half or rss_start, "rss_end_mb": rss_mb(worker.pid),
-                  "table_bytes_per_event": written["table"] / events,
-                  "changelog_bytes_per_event": written["changelog"] / events}
-        progress(f"  worker: {rate:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
-        if latency_seconds > 0:
-            before = visible_buckets(port)
-            produce(settings, topic, int(latency_rate * latency_seconds), users, items, rate=latency_rate)
-            while applied(port) < events + int(latency_rate * latency_seconds):
-                time.sleep(0.05)
-            after = visible_buckets(port)
-            result |= {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
-        return result
+        yield worker, port
     finally:
         processes.stop(worker)
+
+
+def applying(worker: subprocess.Popen, port: int, events: int, log: Path) -> dict[str, float]:
+    """The worker's rate from its first applied event to its ``events``-th, its memory, its record bytes per event."""
+    while applied(port) == 0:
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited; see {log}")
+        time.sleep(0.02)
+    started = time.perf_counter()
+    rss_start = rss_mb(worker.pid)
+    last_report = started
+    rss_half = None
+    while (count := applied(port)) < events:
+        time.sleep(0.2)  # each scrape costs the worker a little
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited; see {log}")
+        if rss_half is None and count >= events / 2:
+            rss_half = rss_mb(worker.pid)
+        if time.perf_counter() - last_report > 5:
+            progress(f"  worker applied {count:,.0f}")
+            last_report = time.perf_counter()
+    rate = events / (time.perf_counter() - started)
+    written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
+    return {"rate": rate, "rss_start_mb": rss_start, "rss_half_mb": rss_half or rss_start, "rss_end_mb": rss_mb(worker.pid),
+            "table_bytes_per_event": written["table"] / events, "changelog_bytes_per_event": written["changelog"] / events}
+
+
+def latency(settings: Settings, topic: str, port: int, rate: float, seconds: float, users: int,
+            items: int) -> dict[str, float]:
+    """Produce-to-visible p50 and p99 (ms) of events produced at ``rate`` for ``seconds`` to a worker
+    that has applied everything before them."""
+    before_count, before = applied(port), visible_buckets(port)
+    produce(settings, topic, int(rate * seconds), users, items, rate=rate)
+    while applied(port) < before_count + int(rate * seconds):
+        time.sleep(0.05)
+    after = visible_buckets(port)
+    return {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
 
 
 def recovery(settings: Settings) -> dict[str, float]:

@@ -71,6 +71,7 @@ class Prepared(NamedTuple):
     learner: Learner
     training_end: Mapping[int, int]
     homes: np.ndarray
+    seconds: float  # taken to prepare it
 
 
 class Shadow:
@@ -179,13 +180,14 @@ class Swap:
 
     def _prepare(self, activation: Activation | None) -> Prepared:
         """``activation``'s version (the initial one if None) loaded, with its users' partitions."""
+        started = time.monotonic()
         if activation is None:
             version, training_end = versions.initial_version(self.settings), {}
         else:
             version = ModelStore(activation.store).load(activation.version.id)
             training_end = activation.version.training_end
         return Prepared(activation, Learner(version, self.rule, keep_known=self.settings.keep_known), training_end,
-                        version.user_homes(self.settings.partitions))
+                        version.user_homes(self.settings.partitions), time.monotonic() - started)
 
     def _prepare_in_thread(self, activation: Activation) -> Future[Prepared]:
         """``_prepare`` beside the stream: loading a version of millions of users takes seconds."""
@@ -268,8 +270,9 @@ class Swap:
         self._use(prepared)
         self.building = sorted(self.stores)
         self.started, self.replayed = time.monotonic(), 0
-        log.info("swapping to version %s (%s): building partitions %s beside the live states",
-                 activation.version.id, activation.reason or "no reason given", self.building)
+        log.info("swapping to version %s (%s): %d users loaded and placed in %.2f s; building partitions %s beside "
+                 "the live states", activation.version.id, activation.reason or "no reason given",
+                 len(prepared.homes), prepared.seconds, self.building)
 
     def _advance(self) -> None:
         """One slice of the swap: replay, and once caught up, write chunks of the shadow's records
