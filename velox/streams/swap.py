@@ -80,12 +80,14 @@ class Shadow:
     def __init__(self, settings: Settings, learner: Learner, rows: np.ndarray, partition: int, start: int) -> None:
         self.settings, self.learner, self.partition = settings, replace(learner, keeps_seen=False), partition
         self.start = start
-        version = learner.version
-        # A trained user's state is made when the replay or the writing first needs it.
-        self.trained = {version.key_of(user): row for row, user in zip(rows, version.user_ids[rows].tolist())}
+        # A trained user's state is made when the replay or the writing first needs it, and their
+        # keys as they are written, a chunk at a time: a partition holds hundreds of thousands.
+        self.rows = rows  # the version's users of the partition
         self.states: dict[bytes, UserState] = {}
+        self.unknown: set[bytes] = set()  # users of the replay the version does not know
         self.written: set[bytes] = set()
-        self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
+        self.unwritten: set[bytes] | None = None  # from the first take on: unknown users still to write
+        self.next_row = 0  # from the first take on: the trained users before it are written
         self.replayed = 0
         self.source = settings.topic("observations")
         self.reader: Consumer = clients.consumer(settings, group=f"{settings.app_id}-replay")
@@ -123,30 +125,43 @@ class Shadow:
         # (counted is None for a dead letter, or an event the worker moved to its home partition)
         if not events:
             return
-        for key in {event.key for event in events}:
-            if key not in self.states and key in self.trained:
-                self.states[key] = self._trained(key)
+        version, unknown = self.learner.version, []
+        for event in events:
+            if event.key not in self.states:
+                row = version.users.row(event.user)  # home here: one of the partition's rows if known
+                if row >= 0:
+                    self.states[event.key] = self._trained(row)
+                elif event.key not in self.unknown:
+                    unknown.append(event.key)
         new, _ = self.learner.observe_many(self.states, events)
         self.states.update(new)
         self.replayed += len(events)
+        self.unknown.update(unknown)
         if self.unwritten is not None:  # a user new to the replay since writing began
-            self.unwritten.update(key for key in new if key not in self.written)
+            self.unwritten.update(key for key in unknown if key not in self.written)
 
-    def _trained(self, key: bytes) -> UserState:
-        version, row = self.learner.version, self.trained[key]
+    def _trained(self, row: int) -> UserState:
+        version = self.learner.version
         first = self.learner.rule.start(version.id, version.user_vectors[row], int(version.user_counts[row]))
         return first._replace(offset=self.start - 1)
 
     def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
-        """The records of up to ``most`` users not written yet (all if None), now counted as written;
-        after the last, the version marker. Call once the shadow has caught up."""
+        """The records of up to ``most`` users not written yet (all if None), now counted as written:
+        users the version does not know, then its own in row order; after the last, the version
+        marker. Call once the shadow has caught up."""
         if self.unwritten is None:
-            self.unwritten = set(self.trained) | set(self.states)
+            self.unwritten = set(self.unknown)
         keys = list(islice(self.unwritten, most))
         self.unwritten.difference_update(keys)
+        states = [self.states[key] for key in keys]
+        rows = self.rows[self.next_row:len(self.rows) if most is None else self.next_row + most - len(keys)]
+        self.next_row += len(rows)
+        for key, row in zip(self.learner.version.user_keys(rows).tolist(), rows.tolist()):
+            keys.append(key)
+            states.append(self.states.get(key) or self._trained(row))
         self.written.update(keys)
-        records = [(key, user_state.encode(self.states.get(key) or self._trained(key), stored))
-                   for key, stored in zip(keys, store.get_many(keys))]
+        records = [(key, user_state.encode(state, stored))
+                   for key, state, stored in zip(keys, states, store.get_many(keys))]
         if self.done:
             records.append((VERSION_KEY, self.learner.version.id.encode()))
         return records
@@ -154,7 +169,7 @@ class Shadow:
     @property
     def done(self) -> bool:
         """Whether every user's record and the version marker have been taken."""
-        return self.unwritten is not None and not self.unwritten
+        return self.unwritten is not None and not self.unwritten and self.next_row == len(self.rows)
 
     def close(self) -> None:
         self.reader.close()
