@@ -109,16 +109,20 @@ def cache_bytes(entries: int) -> int:
     return size
 
 
-def corrections_cost(version: ModelVersion, batches: int = 300) -> float:
-    """Microseconds per event of ``ItemCorrections.add`` over batches of 100 ratings of the version's users."""
+def corrections_cost(version: ModelVersion, batches: int = 300, runs: int = 5) -> float:
+    """Microseconds per event of ``ItemCorrections.add`` over batches of 100 ratings of the version's
+    users: the least of ``runs`` (the cores are shared: the least is the least disturbed)."""
     rng = np.random.default_rng(3)
-    seen = ItemCorrections(version)
     drawn = [(rng.choice(version.user_ids, 100), rng.choice(version.item_ids, 100), rng.normal(3.5, 1, 100))
              for _ in range(batches)]
-    started = time.perf_counter()
-    for users, items, scores in drawn:
-        seen.add(users, items, scores)
-    return (time.perf_counter() - started) / (batches * 100) * 1e6
+    best = float("inf")
+    for _ in range(runs):
+        seen = ItemCorrections(version)
+        started = time.perf_counter()
+        for users, items, scores in drawn:
+            seen.add(users, items, scores)
+        best = min(best, (time.perf_counter() - started) / (batches * 100) * 1e6)
+    return best
 
 
 def prepared(log: Path, version_id: str) -> dict[str, float]:
