@@ -40,6 +40,7 @@ import json
 import re
 import time
 import tracemalloc
+import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -172,7 +173,9 @@ def edge_figures(settings: Settings, args: argparse.Namespace, users: int, versi
                  index: ItemIndex | None) -> dict[str, Any]:
     """The edge beside the worker: start to ready, the log its corrections read, its rates and memory."""
     started = time.monotonic()
-    with edge(settings, settings.data / "edge.log") as port:
+    with edge(settings, settings.data / "edge.log") as port:  # (gives up waiting after a minute)
+        while not ready(port):
+            time.sleep(0.2)
         ready_s = time.monotonic() - started
         metrics = edge_metrics(port)
         read = metrics.get("velox_edge_correction_events_total", 0.0)
@@ -191,6 +194,13 @@ def edge_figures(settings: Settings, args: argparse.Namespace, users: int, versi
             **{f"{name}_p99_ms": round(r["p99_ms"], 2) for name, r in rates.items()},
             "rss_mb": round(rss / 2**20), "version_arrays_mb": round(arrays / 2**20), "caches_mb": round(caches / 2**20),
             "rss_over_arrays_and_caches": round(rss / (arrays + caches), 3)}
+
+
+def ready(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200
+    except OSError:  # refused while it starts, or 503 (HTTPError) until every partition has an owner
+        return False
 
 
 def checks(small: dict[str, Any], full: dict[str, Any]) -> list[dict[str, Any]]:
