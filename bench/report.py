@@ -38,6 +38,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/topk.py --json bench/results/topk.json
+    .venv/bin/python bench/scale.py --json bench/results/scale.json      # 24 GiB of memory, an hour or more
     .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
     .venv/bin/python bench/report.py
@@ -176,6 +177,12 @@ def rows() -> list[tuple[str, ...]]:
         for c in topk["checks"]:
             found.append((f"top-k index: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"], verdict(c["met"]),
                           when("topk"), "bench/topk.py"))
+    if scale := load("scale"):
+        full, small = scale["sizes"]["full"], scale["sizes"]["small"]
+        size = f"{full['users']:,} users, {full['items']:,} items, {full['events']:,} events"
+        for c in scale["checks"]:
+            found.append((f"scale ({size}; small: {small['users']:,} users): {c['what']}", f"{c['figure']:,.4g}", "", "",
+                          c["target"], verdict(c["met"]), when("scale"), "bench/scale.py"))
     if accuracy := load("accuracy"):
         for rule in ("sgd", "rls"):
             recovered = accuracy["recovery"][rule]
