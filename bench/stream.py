@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Producer, TopicPartition
@@ -241,16 +242,49 @@ def applying(worker: subprocess.Popen, port: int, events: int, log: Path) -> dic
             "table_bytes_per_event": written["table"] / events, "changelog_bytes_per_event": written["changelog"] / events}
 
 
+def rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {name: round(value, 2) if isinstance(value, float) else value for name, value in figures.items()}
+
+
 def latency(settings: Settings, topic: str, port: int, rate: float, seconds: float, users: int,
-            items: int) -> dict[str, float]:
+            items: int) -> dict[str, Any]:
     """Produce-to-visible p50 and p99 (ms) of events produced at ``rate`` for ``seconds`` to a worker
-    that has applied everything before them."""
-    before_count, before = applied(port), visible_buckets(port)
+    that has applied everything before them; and where the worker's time went meanwhile (``where``)."""
+    before_count, before, stages_before = applied(port), visible_buckets(port), stages(port)
     produce(settings, topic, int(rate * seconds), users, items, rate=rate)
     while applied(port) < before_count + int(rate * seconds):
         time.sleep(0.05)
-    after = visible_buckets(port)
-    return {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
+    after, stages_after = visible_buckets(port), stages(port)
+    return {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99),
+            "where": where(stages_before, stages_after)}
+
+
+def stages(port: int) -> dict[str, dict[str, float]]:
+    """The worker's loop steps and garbage-collector pauses so far, by stage: count, seconds, and
+    the cumulative count at each bucket bound (``velox_worker_stage_seconds``)."""
+    found: dict[str, dict[str, float]] = {}
+    for sample in scrape(port).get("velox_worker_stage_seconds", []):
+        stage = found.setdefault(sample.labels["stage"], {})
+        if sample.name.endswith("_bucket"):
+            stage[sample.labels["le"]] = sample.value
+        else:
+            stage[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found
+
+
+def where(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per stage between two scrapes: steps, seconds, steps over 20 ms, and the longest (its bucket's
+    bound, ms): a late event waited through such a step (a fetch wait is the loop idle, not late)."""
+    found = {}
+    for stage, now in after.items():
+        then = before.get(stage, {})
+        grew = {le: now[le] - then.get(le, 0.0) for le in now if le not in ("count", "sum", "created")}
+        steps = now.get("count", 0.0) - then.get("count", 0.0)
+        bounds = sorted((float(le), count) for le, count in grew.items())
+        longest = next((bound for bound, count in bounds if count >= steps), float("inf"))
+        found[stage] = {"steps": int(steps), "seconds": round(now.get("sum", 0.0) - then.get("sum", 0.0), 3),
+                        "over_20_ms": int(steps - grew.get("0.02", 0.0)), "longest_ms": 1000 * longest}
+    return found
 
 
 def recovery(settings: Settings) -> dict[str, float]:
@@ -344,7 +378,7 @@ def faust_engine(settings: Settings, args: argparse.Namespace, kafka_rate: float
     progress(f"{own.rule}: Faust engine recovery of an empty data directory")
     return {"worker_events_per_s": round(rate), "faust_noop_events_per_s": round(ceiling),
             "ratio_to_noop": round(rate / ceiling, 3), "ratio_to_kafka_engine": round(rate / kafka_rate, 3),
-            **{name: round(value, 2) for name, value in worker.items()}, "recovery": faust_recovery(own)}
+            **rounded(worker), "recovery": faust_recovery(own)}
 
 
 def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) -> dict[str, float]:
@@ -361,7 +395,7 @@ def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) 
     worker = run_worker(named, topic, args.events, args.latency_rate, 0, args.users, args.items)
     rate = worker.pop("rate")
     return {"worker_events_per_s": round(rate), "ratio_to_integer_ids": round(rate / integer_rate, 3),
-            **{name: round(value, 2) for name, value in worker.items()}}
+            **rounded(worker)}
 
 
 def main() -> None:
@@ -397,7 +431,7 @@ def main() -> None:
                                 args.latency_seconds if first else 0, args.users, args.items)
             figures = {"worker_events_per_s": round(worker.pop("rate")), "minimal_loop_events_per_s": round(ceiling)}
             figures["ratio"] = round(figures["worker_events_per_s"] / ceiling, 3)
-            figures |= {name: round(value, 2) for name, value in worker.items()}
+            figures |= rounded(worker)
             progress(f"{rule}: recovery of an empty data directory")
             figures["recovery"] = recovery(settings)
             if rule == "sgd" and not args.no_quix:
@@ -424,6 +458,9 @@ def main() -> None:
         if "p99_ms" in figures:
             print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
                   f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+            print(f"{rule}: meanwhile, the worker's loop: " + "; ".join(
+                f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, longest "
+                f"≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items()))
         if (named := figures.get("uuid_ids")) is not None:
             print(f"{rule}: worker with UUID ids {named['worker_events_per_s']:>7,} events/s, "
                   f"{named['ratio_to_integer_ids']:.2f} of integer ids; record bytes per event: table "
