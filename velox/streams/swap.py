@@ -21,9 +21,10 @@ of those events, which the version has counted already.
 
 ``Swap`` runs it for a worker: when a version is activated, it is loaded and its users grouped
 by home partition in a thread (vectorized: ``ModelVersion.user_homes``), the stream going on; then
-each owned partition stays on its version (``live``) until its shadow is written; the shadows are built one partition at a
-time, in slices of ``SWAP_SLICE`` seconds between live batches, and once caught up written
-``SWAP_CHUNK`` users at a time: the stream is never stopped for a swap.
+each owned partition stays on its version (``live``) until its shadow is written; the shadows are
+built one partition at a time, in slices of ``SWAP_SLICE`` seconds between live batches, and once
+caught up written ``SWAP_CHUNK`` users at a time (their keys made a chunk at a time too): the
+stream is never stopped for a swap.
 
 The version marker is written with the last chunk. Until then a crash leaves the old marker, and
 the worker builds the whole partition again when it restarts (a user written already is simply
