@@ -180,6 +180,17 @@ def rows() -> list[tuple[str, ...]]:
     if scale := load("scale"):
         full, small = scale["sizes"]["full"], scale["sizes"]["small"]
         size = f"{full['users']:,} users, {full['items']:,} items, {full['events']:,} events"
+        for one in (small, full):
+            w, s, e = one["worker"], one["swap"], one["edge"]
+            found.append((f"scale, {one['users']:,} users, {one['items']:,} items, {one['events']:,} events",
+                          (f"worker {w['rate']:,.0f} events/s, RSS {w['rss_end_mb']:,.0f} MB; swap after "
+                          f"{one['since_training_end']:,} events {s['swap_s']:.0f} s (its preparation {s['prepare_s']:.1f} s "
+                          f"beside the stream), produce to visible during it p99 ≤ {s['p99_ms']:.0f} ms, longest ≤ "
+                          f"{s['longest_ms']:.0f} ms; edge ready in {e['ready_s']:.1f} s having read "
+                          f"{e['corrections_events_read']:,} events, predict {e['predict_per_s']:,}/s, top-k "
+                          f"{e['top_k_per_s']:,}/s, RSS {e['rss_mb']:,} MB (version {e['version_arrays_mb']:,} MB, caches "
+                          f"{e['caches_mb']:,} MB); corrections {one['corrections_us_per_event']:.2f} µs/event"),
+                          "", "", "", "", when("scale"), "bench/scale.py"))
         for c in scale["checks"]:
             found.append((f"scale ({size}; small: {small['users']:,} users): {c['what']}", f"{c['figure']:,.4g}", "", "",
                           c["target"], verdict(c["met"]), when("scale"), "bench/scale.py"))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 import tracemalloc
@@ -258,7 +259,8 @@ def main() -> None:
         small = one_size(base, args, args.small_users, small_events, small_since, index, base.data)
         full = one_size(base, args, args.users, args.events, args.since, index, base.data)
     result = {"d": D, "partitions": PARTITIONS, "sizes": {"small": small, "full": full}, "checks": checks(small, full),
-              "spark_retrain": "not run (see bench/README.md)", "seconds": round(time.monotonic() - started)}
+              "spark_retrain": "not run (see bench/README.md)", "seconds": round(time.monotonic() - started),
+              "load_average_15_min": round(os.getloadavg()[2], 1)}
     for size in (small, full):
         w, s, e = size["worker"], size["swap"], size["edge"]
         print(f"{size['users']:>10,} users, {size['items']:,} items, {size['events']:,} events: worker {w['rate']:,.0f} "
