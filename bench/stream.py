@@ -10,7 +10,9 @@ For each update rule (``--rules sgd,rls``):
    endpoint); its resident memory at the first event and the last, and the user-state record
    bytes it wrote per event, to its table and to the changelog.
 4. Latency (first rule only): produce at ``--latency-rate`` for ``--latency-seconds``; the
-   worker's histogram of Kafka timestamp to table write gives p50 and p99.
+   worker's histogram of Kafka timestamp to table write gives p50 and p99, and its loop's steps
+   meanwhile (``velox_worker_stage_seconds``: fetch wait, apply, commit, swap, GC pauses) where a
+   late event's time went: the steps over 20 ms of each, and the longest.
 5. Recovery: a second worker on an empty data directory rebuilds the tables from the changelog.
 6. sgd only: Quix Streams doing the same per-event update on the same topic (bench/quix_worker.py,
    in a virtualenv of its own under the cache), exactly-once and at-least-once.
