@@ -38,6 +38,7 @@ or one at a time (each starts its own Kafka broker and stops it):
     .venv/bin/python bench/retrain.py --json bench/results/retrain.json
     .venv/bin/python bench/serve.py --json bench/results/serve.json --png bench/results/serve.png
     .venv/bin/python bench/topk.py --json bench/results/topk.json
+    .venv/bin/python bench/scale.py --json bench/results/scale.json      # 24 GiB of memory, an hour or more
     .venv/bin/python bench/containers.py --json bench/results/containers.json
     .venv/bin/python bench/accuracy.py        # accuracy.json, accuracy-robustness.json, accuracy.png
     .venv/bin/python bench/stream.py --events 200000 --users 20000 --rules sgd,implicit --no-quix --engines kafka --json bench/results/stream-implicit.json
@@ -180,6 +181,23 @@ def rows() -> list[tuple[str, ...]]:
         for c in topk["checks"]:
             found.append((f"top-k index: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"], verdict(c["met"]),
                           when("topk"), "bench/topk.py"))
+    if scale := load("scale"):
+        full, small = scale["sizes"]["full"], scale["sizes"]["small"]
+        size = f"{full['users']:,} users, {full['items']:,} items, {full['events']:,} events"
+        for one in (small, full):
+            w, s, e = one["worker"], one["swap"], one["edge"]
+            found.append((f"scale, {one['users']:,} users, {one['items']:,} items, {one['events']:,} events",
+                          (f"worker {w['rate']:,.0f} events/s, RSS {w['rss_end_mb']:,.0f} MB; swap after "
+                          f"{one['since_training_end']:,} events {s['swap_s']:.0f} s (its preparation {s['prepare_s']:.1f} s "
+                          f"beside the stream), produce to visible during it p99 ≤ {s['p99_ms']:.0f} ms, longest ≤ "
+                          f"{s['longest_ms']:.0f} ms; edge ready in {e['ready_s']:.1f} s having read "
+                          f"{e['corrections_events_read']:,} events, predict {e['predict_per_s']:,}/s, top-k "
+                          f"{e['top_k_per_s']:,}/s, RSS {e['rss_mb']:,} MB (version {e['version_arrays_mb']:,} MB, caches "
+                          f"{e['caches_mb']:,} MB); corrections {one['corrections_us_per_event']:.2f} µs/event"),
+                          "", "", "", "", when("scale"), "bench/scale.py"))
+        for c in scale["checks"]:
+            found.append((f"scale ({size}; small: {small['users']:,} users): {c['what']}", f"{c['figure']:,.4g}", "", "",
+                          c["target"], verdict(c["met"]), when("scale"), "bench/scale.py"))
     if accuracy := load("accuracy"):
         for rule in ("sgd", "rls"):
             recovered = accuracy["recovery"][rule]

@@ -275,7 +275,13 @@ def breakdown(settings: Settings, users: list[int], items: list[int], n: int = 2
         return partitioning.home(str(users[j]).encode(), settings.partitions), str(users[j]).encode()
 
     def weights(j: int) -> Weights:
-        return local_weights(edge_, partitioning.home(str(users[j]).encode(), settings.partitions), users[j])
+        """local_weights run to its end here: with every version loaded it never waits."""
+        step = local_weights(edge_, partitioning.home(str(users[j]).encode(), settings.partitions), users[j])
+        try:
+            step.send(None)
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("local_weights waited for a version to load")
 
     try:
         asyncio.run(app_calls(model, lambda j: f"user={users[j]}&item={items[j]}", 0))  # warm-up

@@ -11,7 +11,9 @@ events views, clicks and purchases instead of ratings):
    endpoint); its resident memory at the first event and the last, and the user-state record
    bytes it wrote per event, to its table and to the changelog.
 4. Latency (first rule only): produce at ``--latency-rate`` for ``--latency-seconds``; the
-   worker's histogram of Kafka timestamp to table write gives p50 and p99.
+   worker's histogram of Kafka timestamp to table write gives p50 and p99, and its loop's steps
+   meanwhile (``velox_worker_stage_seconds``: fetch wait, apply, commit, swap, GC pauses) where a
+   late event's time went: the steps over 20 ms of each, and the longest.
 5. Recovery: a second worker on an empty data directory rebuilds the tables from the changelog.
 6. sgd only: Quix Streams doing the same per-event update on the same topic (bench/quix_worker.py,
    in a virtualenv of its own under the cache), exactly-once and at-least-once.
@@ -42,6 +44,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Producer, TopicPartition
@@ -202,40 +205,93 @@ def rss_mb(pid: int) -> float:
 def run_worker(settings: Settings, topic: str, events: int, latency_rate: float, latency_seconds: float,
                users: int, items: int) -> dict[str, float]:
     """The worker's rate over ``events``, its memory, its record bytes per event, then its latency."""
+    with worker_process(settings) as (worker, port):
+        result = applying(worker, port, events, settings.data / "worker.log")
+        progress(f"  worker: {result['rate']:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
+        if latency_seconds > 0:
+            result |= latency(settings, topic, port, latency_rate, latency_seconds, users, items)
+        return result
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`velox worker` with its metrics on a free port (yielded with the process), until the block ends."""
     port = int(free_bootstrap().split(":")[1])
     worker = processes.spawn(settings.replace(worker_metrics_port=port), settings.data / "worker.log", "worker")
     try:
-        while applied(port) == 0:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited; see {settings.data / 'worker.log'}")
-            time.sleep(0.02)
-        started = time.perf_counter()
-        rss_start = rss_mb(worker.pid)
-        last_report = started
-        rss_half = None
-        while (count := applied(port)) < events:
-            time.sleep(0.2)  # each scrape costs the worker a little
-            if rss_half is None and count >= events / 2:
-                rss_half = rss_mb(worker.pid)
-            if time.perf_counter() - last_report > 5:
-                progress(f"  worker applied {count:,.0f}")
-                last_report = time.perf_counter()
-        rate = events / (time.perf_counter() - started)
-        written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
-        result = {"rate": rate, "rss_start_mb": rss_start, "rss_half_mb": rss_half or rss_start, "rss_end_mb": rss_mb(worker.pid),
-                  "table_bytes_per_event": written["table"] / events,
-                  "changelog_bytes_per_event": written["changelog"] / events}
-        progress(f"  worker: {rate:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
-        if latency_seconds > 0:
-            before = visible_buckets(port)
-            produce(settings, topic, int(latency_rate * latency_seconds), users, items, rate=latency_rate)
-            while applied(port) < events + int(latency_rate * latency_seconds):
-                time.sleep(0.05)
-            after = visible_buckets(port)
-            result |= {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99)}
-        return result
+        yield worker, port
     finally:
         processes.stop(worker)
+
+
+def applying(worker: subprocess.Popen, port: int, events: int, log: Path) -> dict[str, float]:
+    """The worker's rate from its first applied event to its ``events``-th, its memory, its record bytes per event."""
+    while applied(port) == 0:
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited; see {log}")
+        time.sleep(0.02)
+    started = time.perf_counter()
+    rss_start = rss_mb(worker.pid)
+    last_report = started
+    rss_half = None
+    while (count := applied(port)) < events:
+        time.sleep(0.2)  # each scrape costs the worker a little
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited; see {log}")
+        if rss_half is None and count >= events / 2:
+            rss_half = rss_mb(worker.pid)
+        if time.perf_counter() - last_report > 5:
+            progress(f"  worker applied {count:,.0f}")
+            last_report = time.perf_counter()
+    rate = events / (time.perf_counter() - started)
+    written = {s.labels["to"]: s.value for s in scrape(port)["velox_worker_record_bytes"] if s.name.endswith("_total")}
+    return {"rate": rate, "rss_start_mb": rss_start, "rss_half_mb": rss_half or rss_start, "rss_end_mb": rss_mb(worker.pid),
+            "table_bytes_per_event": written["table"] / events, "changelog_bytes_per_event": written["changelog"] / events}
+
+
+def rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {name: round(value, 2) if isinstance(value, float) else value for name, value in figures.items()}
+
+
+def latency(settings: Settings, topic: str, port: int, rate: float, seconds: float, users: int,
+            items: int) -> dict[str, Any]:
+    """Produce-to-visible p50 and p99 (ms) of events produced at ``rate`` for ``seconds`` to a worker
+    that has applied everything before them; and where the worker's time went meanwhile (``where``)."""
+    before_count, before, stages_before = applied(port), visible_buckets(port), stages(port)
+    produce(settings, topic, int(rate * seconds), users, items, rate=rate)
+    while applied(port) < before_count + int(rate * seconds):
+        time.sleep(0.05)
+    after, stages_after = visible_buckets(port), stages(port)
+    return {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99),
+            "where": where(stages_before, stages_after)}
+
+
+def stages(port: int) -> dict[str, dict[str, float]]:
+    """The worker's loop steps and garbage-collector pauses so far, by stage: count, seconds, and
+    the cumulative count at each bucket bound (``velox_worker_stage_seconds``)."""
+    found: dict[str, dict[str, float]] = {}
+    for sample in scrape(port).get("velox_worker_stage_seconds", []):
+        stage = found.setdefault(sample.labels["stage"], {})
+        if sample.name.endswith("_bucket"):
+            stage[sample.labels["le"]] = sample.value
+        else:
+            stage[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found
+
+
+def where(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per stage between two scrapes: steps, seconds, steps over 20 ms, and the longest (its bucket's
+    bound, ms): a late event waited through such a step (a fetch wait is the loop idle, not late)."""
+    found = {}
+    for stage, now in after.items():
+        then = before.get(stage, {})
+        grew = {le: now[le] - then.get(le, 0.0) for le in now if le not in ("count", "sum", "created")}
+        steps = now.get("count", 0.0) - then.get("count", 0.0)
+        bounds = sorted((float(le), count) for le, count in grew.items())
+        longest = next((bound for bound, count in bounds if count >= steps), float("inf"))
+        found[stage] = {"steps": int(steps), "seconds": round(now.get("sum", 0.0) - then.get("sum", 0.0), 3),
+                        "over_20_ms": int(steps - grew.get("0.02", 0.0)), "longest_ms": 1000 * longest}
+    return found
 
 
 def recovery(settings: Settings) -> dict[str, float]:
@@ -329,7 +385,7 @@ def faust_engine(settings: Settings, args: argparse.Namespace, kafka_rate: float
     progress(f"{own.rule}: Faust engine recovery of an empty data directory")
     return {"worker_events_per_s": round(rate), "faust_noop_events_per_s": round(ceiling),
             "ratio_to_noop": round(rate / ceiling, 3), "ratio_to_kafka_engine": round(rate / kafka_rate, 3),
-            **{name: round(value, 2) for name, value in worker.items()}, "recovery": faust_recovery(own)}
+            **rounded(worker), "recovery": faust_recovery(own)}
 
 
 def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) -> dict[str, float]:
@@ -346,7 +402,7 @@ def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) 
     worker = run_worker(named, topic, args.events, args.latency_rate, 0, args.users, args.items)
     rate = worker.pop("rate")
     return {"worker_events_per_s": round(rate), "ratio_to_integer_ids": round(rate / integer_rate, 3),
-            **{name: round(value, 2) for name, value in worker.items()}}
+            **rounded(worker)}
 
 
 def main() -> None:
@@ -383,7 +439,7 @@ def main() -> None:
                                 args.latency_seconds if first else 0, args.users, args.items)
             figures = {"worker_events_per_s": round(worker.pop("rate")), "minimal_loop_events_per_s": round(ceiling)}
             figures["ratio"] = round(figures["worker_events_per_s"] / ceiling, 3)
-            figures |= {name: round(value, 2) for name, value in worker.items()}
+            figures |= rounded(worker)
             progress(f"{rule}: recovery of an empty data directory")
             figures["recovery"] = recovery(settings)
             if rule == "sgd" and not args.no_quix:
@@ -421,6 +477,9 @@ def main() -> None:
         if "p99_ms" in figures:
             print(f"{rule}: produce-to-state-visible at {args.latency_rate:,.0f} events/s: "
                   f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+            print(f"{rule}: meanwhile, the worker's loop: " + "; ".join(
+                f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, longest "
+                f"≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items()))
         if (named := figures.get("uuid_ids")) is not None:
             print(f"{rule}: worker with UUID ids {named['worker_events_per_s']:>7,} events/s, "
                   f"{named['ratio_to_integer_ids']:.2f} of integer ids; record bytes per event: table "

@@ -113,8 +113,10 @@ class Steady(threading.Thread):
                 "ack_longest_ms": round(1000 * float(seconds.max()), 1)}
 
 
-def swap(settings: Settings, port: int, log_file: Path, rate: float, ceiling: float) -> dict[str, float]:
-    version_id = bare_version(settings)
+def swap(settings: Settings, port: int, log_file: Path, rate: float, ceiling: float,
+         version_id: str | None = None) -> dict[str, float]:
+    """A swap to ``version_id`` (default: a bare version, replaying everything) under ``rate`` events/s."""
+    version_id = version_id or bare_version(settings)
     steady = Steady(settings, rate)
     steady.start()
     try:

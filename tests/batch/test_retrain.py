@@ -177,14 +177,16 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     assert "rollback" in Path(worker.log).read_text()
 
 
-def save_bare(settings: Settings) -> tuple[ModelVersion, dict[int, int]]:
-    """Save the active θ (or the initial one) with no users and training_end 0: a swap to it replays everything."""
+def save_bare(settings: Settings, users: np.ndarray | None = None) -> tuple[ModelVersion, dict[int, int]]:
+    """Save the active θ (or the initial one) with no users (or ``users`` with random vectors) and
+    training_end 0: a swap to it replays everything."""
     store = ModelStore(settings.model_store)
     active = versions.active(settings)
     trained = store.load(active.version.id) if active else versions.initial_version(settings)
-    empty = np.zeros(0, np.int64)
-    bare = replace(trained, id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=empty, user_counts=empty,
-                   user_vectors=np.zeros((0, trained.d), np.float32))
+    users = np.zeros(0, np.int64) if users is None else users
+    vectors = np.random.default_rng(3).normal(0, 0.3, (len(users), trained.d)).astype(np.float32)
+    bare = replace(trained, id=f"bare-{uuid.uuid4().hex[:6]}", user_ids=users, user_counts=np.full(len(users), 2),
+                   user_vectors=vectors)
     start = {p: 0 for p in range(settings.partitions)}
     store.save(bare, VersionInfo(id=bare.id, created_at=time.time(), d=bare.d, training_end=start))
     return bare, start
@@ -218,7 +220,8 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A worker in this process, so that a partition's 30 users take 8 chunks, each between two live
-    # batches (a slice of a millisecond ends after one chunk).
+    # batches (a slice of a millisecond ends after one chunk). The version knows 80 of the log's 120
+    # users, in shuffled rows, and 20 the log never names: each is written, once.
     monkeypatch.setattr(swap, "SWAP_CHUNK", 4)
     monkeypatch.setattr(swap, "SWAP_SLICE", 0.001)
     own = settings.replace(data=tmp_path, namespace=f"c{uuid.uuid4().hex[:8]}-", partitions=4, d=5, items=60,
@@ -229,12 +232,13 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
     thread.start()
     try:
         steady_load(own, 4_000, seed=8, per_second=None).join()
-        bare, start = save_bare(own)
+        known = np.random.default_rng(4).permutation([*range(80), *range(5_000, 5_020)])
+        bare, start = save_bare(own, known)
         during = steady_load(own, 6_000, seed=9)
         versions.activate(own, bare.id, reason="chunks")
         during.join()
         deadline = time.monotonic() + 60
-        while worker.swap.building or positions.lag(own, own.app_id, own.topic("observations")) > 0:
+        while worker.swap.swapping or positions.lag(own, own.app_id, own.topic("observations")) > 0:
             assert thread.is_alive() and time.monotonic() < deadline, "the worker did not finish the swap"
             time.sleep(0.2)
     finally:
@@ -243,7 +247,7 @@ def test_while_a_swap_writes_a_partition_a_chunk_at_a_time_each_user_learns_on_t
 
     states = worker_states(own)
     assert {state.version for state in states.values()} == {bare.id}
-    assert sum(state.count for state in states.values()) == 10_000
+    assert sum(state.count for state in states.values()) == 10_000 + int(bare.user_counts.sum())
     assert_matches(states, reference_on(own, bare, start))
 
 

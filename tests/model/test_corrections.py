@@ -59,7 +59,7 @@ def test_the_corrected_version_scores_with_the_corrections_and_ranks_items_only_
     assert math.isclose(corrected.score(w, 40), version.score(w, 40) + 6.0 / 3.0, abs_tol=1e-5)
     assert math.isclose(corrected.score(w, 2), version.score(w, 2), abs_tol=1e-6)
     assert 40 in top_k(corrected, w, 5).items and 40 not in top_k(version, w, 5).items
-    assert corrected.user_vectors is version.user_vectors and corrected._user_row is version._user_row  # shared
+    assert corrected.user_vectors is version.user_vectors and corrected.users is version.users  # shared
 
 
 def test_the_estimated_shrinkage_has_a_floor() -> None:
@@ -82,7 +82,7 @@ def test_a_refresh_from_the_previous_table_equals_a_rebuild_and_keeps_its_lookup
     first = corrected(version, seen, 2.0)
     seen.add(rng.integers(0, 5, 50), rng.integers(0, 30, 50), rng.normal(3.0, 1.0, 50))  # no item appended
     again = corrected(version, seen, 2.0, previous=first)
-    assert again.item_ids is first.item_ids and again._item_row is first._item_row
+    assert again.item_ids is first.item_ids and again.items.sorted is first.items.sorted
     seen.add(np.array([1, 2]), np.array([77, 78]), np.array([5.0, 1.0]))  # two appended
     grown = corrected(version, seen, 2.0, previous=again)
     rebuilt = corrected(version, seen, 2.0)

@@ -277,15 +277,19 @@ class Learner:
             return start if state is None else start._replace(offset=state.offset, seen=state.seen)
         return self.rule.resume(state, self._features)
 
-    def start(self, user: int) -> UserState:
+    def start(self, user: int, row: int | None = None) -> UserState:
         """The user's state on this version before any event of theirs (a swap writes it for every
-        user the version knows): from their trained vector and training count, or the mean user; on
-        an implicit version that keeps them, from their training interactions too."""
-        prior, trained = self.version.prior(user), self.version.training_count(user)
+        user the version knows, giving the ``row`` it knows already): from their trained vector and
+        training count, or the mean user; on an implicit version that keeps them, from their
+        training interactions too."""
+        version = self.version
+        row = version.users.row(user) if row is None else row
+        prior = version.mean_user if row < 0 else version.user_vectors[row]
+        trained = 0 if row < 0 else int(version.user_counts[row])
         if self.weighted:
-            return self.rule.start(self.version.id, prior, trained,  # type: ignore[call-arg]
-                                   self.version.trained_interactions(user))
-        return self.rule.start(self.version.id, prior, trained)
+            return self.rule.start(version.id, prior, trained,  # type: ignore[call-arg]
+                                   version.trained_interactions(user))
+        return self.rule.start(version.id, prior, trained)
 
     def _moves(self, user: int) -> bool:
         return not (self.keep_known and self.version.knows_user(user))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from velox.model.batch_scores import rows
 from velox.model.version import ModelVersion
 
 
@@ -69,7 +68,7 @@ def item_scores(version: ModelVersion, w: np.ndarray, items: np.ndarray) -> np.n
         scores += np.float32(w[-1])
         return scores
     w = np.asarray(w, np.float64)
-    item_rows = rows(version.item_ids, items)
+    item_rows = version.items.rows(np.asarray(items, np.int64))
     known = item_rows < len(version.item_ids)
     scores = np.full(len(items), version.global_mean + w[-1])
     safe = item_rows[known]

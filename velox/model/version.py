@@ -15,17 +15,19 @@ import copy
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from velox.schemas import ids
+from velox.model.lookup import Lookup
+from velox.schemas import ids, partitioning
+
+HOMES_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
 class ModelVersion:
-    """Arrays are read-only after construction; ``item_ids`` and ``user_ids`` map ids to rows."""
+    """Arrays are read-only after construction; ``items`` and ``users`` find ids' rows (``velox.model.lookup``)."""
 
     id: str
     global_mean: float
@@ -41,23 +43,22 @@ class ModelVersion:
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # int64 offsets, int64 items, f64
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
-    _item_row: dict[int, int] = field(init=False, repr=False)
-    _user_row: dict[int, int] = field(init=False, repr=False)
+    users: Lookup = field(init=False, repr=False)  # user ids to rows
+    items: Lookup = field(init=False, repr=False)  # item ids to rows
     item_index: Any = field(default=None, init=False, repr=False)  # velox.model.index.attach: top-k on large catalogs
 
     def __post_init__(self) -> None:
         d = self.item_factors.shape[1] + 1
         mean = self.user_vectors.mean(axis=0) if len(self.user_ids) else np.zeros(d)
         object.__setattr__(self, "mean_user", mean.astype(np.float32))
-        object.__setattr__(self, "_user_row", {int(u): row for row, u in enumerate(self.user_ids)})
+        object.__setattr__(self, "users", Lookup(self.user_ids))
         for array in (self.user_ids, self.user_vectors, self.user_counts, self.mean_user):
             array.setflags(write=False)
-        self._index_items()
+        self._index_items(Lookup(self.item_ids))
 
-    def _index_items(self, rows: dict[int, int] | None = None) -> None:
+    def _index_items(self, items: Lookup) -> None:
         object.__setattr__(self, "item_base", (self.global_mean + self.item_bias).astype(np.float32))
-        object.__setattr__(self, "_item_row", {int(i): row for row, i in enumerate(self.item_ids)}
-                           if rows is None else rows)
+        object.__setattr__(self, "items", items)
         for array in (self.item_ids, self.item_factors, self.item_bias, self.item_base):
             array.setflags(write=False)
 
@@ -79,15 +80,9 @@ class ModelVersion:
             object.__setattr__(other, name, value)
         if names:
             object.__setattr__(other, "names", {**self.names, **names})
-        # The lookup is kept when the ids are, extended when ids were appended to them.
         n = len(self.item_ids)
-        lookup = None
-        if item_ids is self.item_ids:
-            lookup = self._item_row
-        elif len(item_ids) > n and np.array_equal(item_ids[:n], self.item_ids):
-            lookup = dict(self._item_row)
-            lookup.update(zip(item_ids[n:].tolist(), range(n, len(item_ids))))
-        other._index_items(lookup)
+        extends = len(item_ids) >= n and np.array_equal(item_ids[:n], self.item_ids)
+        other._index_items(self.items.extended(item_ids) if extends else Lookup(item_ids))
         return other
 
     def named(self, names: Mapping[int, str]) -> ModelVersion:
@@ -104,29 +99,64 @@ class ModelVersion:
         """A user's Kafka key: their id's UTF-8 bytes."""
         return ids.key(self.id_of(code))
 
+    def user_keys(self, rows: np.ndarray) -> np.ndarray:
+        """The Kafka keys of the users at ``rows``, as a ``bytes_`` array: made in numpy, not a Python
+        step per user (a swap takes a partition's hundreds of thousands of users a chunk at a time).
+
+        >>> version = ModelVersion("v", 0.0, np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32),
+        ...                        np.array([21, -5]), np.zeros((2, 2), np.float32), np.zeros(2, np.int64), {-5: "abc"})
+        >>> version.user_keys(np.array([1, 0])).tolist()
+        [b'abc', b'21']
+        """
+        codes = self.user_ids[rows]
+        numbers = codes >= 0  # an integer id's key is its decimal string
+        if numbers.all():
+            return codes.astype(np.bytes_)
+        named = np.array([ids.key(self.names[code]) for code in codes[~numbers].tolist()], np.bytes_)
+        keys = np.empty(len(codes), f"S{max(named.dtype.itemsize, 20)}")
+        keys[numbers] = codes[numbers].astype(np.bytes_)
+        keys[~numbers] = named
+        return keys
+
+    def user_homes(self, partitions: int) -> np.ndarray:
+        """Each user's home partition (int16, by row): a swap groups a version's users by partition
+        without a Python step per user.
+
+        >>> version = ModelVersion("v", 0.0, np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32),
+        ...                        np.array([21, -5]), np.zeros((2, 2), np.float32), np.zeros(2, np.int64), {-5: "abc"})
+        >>> version.user_homes(8).tolist() == [partitioning.home(b"21", 8), partitioning.home(b"abc", 8)]
+        True
+        """
+        homes = np.empty(len(self.user_ids), np.int16)
+        for start in range(0, len(homes), HOMES_CHUNK):  # the keys' bytes a chunk at a time
+            rows = np.arange(start, min(start + HOMES_CHUNK, len(homes)))
+            homes[rows] = partitioning.homes(self.user_keys(rows), partitions)
+        return homes
+
     @property
     def d(self) -> int:
         return self.item_factors.shape[1] + 1
 
     def knows_item(self, item: int) -> bool:
-        return item in self._item_row
+        return self.items.row(item) >= 0
 
     def knows_user(self, user: int) -> bool:
-        return user in self._user_row
+        return self.users.row(user) >= 0
 
     def training_count(self, user: int) -> int:
         """The user's observations in the training set (0 for a user the version does not know)."""
-        row = self._user_row.get(user)
-        return 0 if row is None else int(self.user_counts[row])
+        row = self.users.row(user)
+        return 0 if row < 0 else int(self.user_counts[row])
 
     def features_many(self, items: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """f(item) for each item as rows of float64, and each item's bias; an unknown item has
         zeros but the bias coordinate, and a zero bias."""
-        rows = np.fromiter(map(self._item_row.get, items, repeat(-1)), np.int64, len(items))
-        unknown = rows < 0
+        rows = self.items.rows(np.fromiter(items, np.int64, len(items)))
+        unknown = rows == len(self.item_ids)
         if unknown.all():
             return np.tile(np.eye(self.d)[-1], (len(items), 1)), np.zeros(len(items))
-        # Taken whole (an unknown item's row -1 is the last, then cleared): masks cost more.
+        # Taken whole (an unknown item as row 0, then cleared): masks cost more.
+        rows[unknown] = 0
         f = np.empty((len(items), self.d))
         f[:, :-1] = self.item_factors[rows]
         f[:, -1] = 1.0
@@ -138,21 +168,21 @@ class ModelVersion:
 
     def trained_interactions(self, user: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The user's training interactions (items, signed summed confidences), if the version keeps them."""
-        row = self._user_row.get(user)
-        if self.interactions is None or row is None:
+        row = self.users.row(user)
+        if self.interactions is None or row < 0:
             return None
         offsets, items, weights = self.interactions
         return items[offsets[row]:offsets[row + 1]], weights[offsets[row]:offsets[row + 1]]
 
     def prior(self, user: int) -> np.ndarray:
         """Where a user's weights start: their trained vector, or the mean user if unknown."""
-        row = self._user_row.get(user)
-        return self.mean_user if row is None else self.user_vectors[row]
+        row = self.users.row(user)
+        return self.mean_user if row < 0 else self.user_vectors[row]
 
     def score(self, w: np.ndarray, item: int) -> float:
         """μ + b_item + w · f(item), without building f (this is the edge's hot path)."""
-        row = self._item_row.get(item)
-        if row is None:
+        row = self.items.row(item)
+        if row < 0:
             return self.global_mean + float(w[-1])
         return self.global_mean + float(self.item_bias[row]) + float(self.item_factors[row] @ w[:-1]) + float(w[-1])
 

@@ -197,19 +197,20 @@ class Weights(NamedTuple):
 Answer = Callable[[Weights], Awaitable[dict[str, Any]]]
 
 
-def local_weights(edge: Edge, partition: int, user: int | str) -> Weights:
-    """The user's weights on the version their record is on; the version's prior if no record."""
+async def local_weights(edge: Edge, partition: int, user: int | str) -> Weights:
+    """The user's weights on the version their record is on (loaded first, off the event loop,
+    if the edge had let it go); the version's prior if no record."""
     stored = edge.state.get(partition, ids.key(user))
     if stored is None:
         return default_weights(edge, user)
     state = user_state.decode(stored)
-    version, generation = edge.models.serving(state.version)
+    version, generation = edge.models.serving(state.version) or await edge.models.load(state.version)
     return Weights(version, state.w, True, state.seen, (state.version, generation, user, state.offset))
 
 
 def default_weights(edge: Edge, user: int | str) -> Weights:
     """The active version's own answer for the user: their trained vector, or the mean user."""
-    version, generation = edge.models.serving(None)
+    version, generation = edge.models.served
     code = ids.code(user)
     return Weights(version, version.prior(code), version.knows_user(code), np.zeros(0, np.int64),
                    (version.id, generation, user))
@@ -223,7 +224,7 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int 
     partition = partitioning.home(ids.key(user), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
-        return JSON({"default": False, **await body(local_weights(edge, partition, user)), "served_by": owner.worker})
+        return JSON({"default": False, **await body(await local_weights(edge, partition, user)), "served_by": owner.worker})
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"
     elif FORWARDED_HEADER in request.headers:

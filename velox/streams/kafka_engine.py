@@ -75,31 +75,44 @@ class Worker(Engine):
 
     def run(self) -> None:
         last_commit = last_metrics = time.monotonic()
+        fetch, apply, commit, swap = (worker_metrics.STAGE_SECONDS.labels(stage=name)
+                                      for name in ("fetch", "apply", "commit", "swap"))
+        gc_pauses = worker_metrics.GcPauses()
         try:
             while not self.stopping:
                 # Wait for one message, then take what has arrived with it: batches under load,
                 # no waiting for a full batch when the stream is slow. An idle wait of 50 ms bounds
                 # how late an activation is noticed when no events come.
-                if messages := clients.arrived(self.consumer, BATCH, 0 if self.swap.building else 0.05):
+                started = time.perf_counter()
+                messages = clients.arrived(self.consumer, BATCH, 0 if self.swap.building else 0.05)
+                fetched = time.perf_counter()
+                fetch.observe(fetched - started)
+                if messages:
                     self._apply(messages)
+                    apply.observe(time.perf_counter() - fetched)
                 if self.fenced:
                     self._rejoin()
                     continue
                 self.producer.poll(0)
                 if self.mover.due:  # home partitions wait at an open move transaction: keep it short
-                    self._commit()
-                self.swap.follow()
+                    with commit.time():
+                        self._commit()
+                with swap.time():
+                    self.swap.follow()
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
-                    self._commit()
+                    with commit.time():
+                        self._commit()
                     last_commit = now
                 if now - last_metrics >= self.settings.metrics_interval:
                     self._publish_metrics()
+                    gc_pauses.flush()
                     last_metrics = now
             self._commit()
             self._publish_metrics()
             owners.announce(self.settings, self.producer, [])
         finally:
+            gc_pauses.close()
             self.mover.close()
             self.consumer.close()
             self.swap.follower.close()

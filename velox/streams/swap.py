@@ -19,10 +19,12 @@ replay applies and those before the training end the worker has reached, so the 
 none; a worker behind the training end gets the rest later, and the learner remembers the items
 of those events, which the version has counted already.
 
-``Swap`` runs it for a worker: when a version is activated, each owned partition stays on its
-version (``live``) until its shadow is written; the shadows are built one partition at a
-time, in slices of ``SWAP_SLICE`` seconds between live batches, and once caught up written
-``SWAP_CHUNK`` users at a time: the stream is never stopped for a swap.
+``Swap`` runs it for a worker: when a version is activated, it is loaded and its users grouped
+by home partition in a thread (vectorized: ``ModelVersion.user_homes``), the stream going on; then
+each owned partition stays on its version (``live``) until its shadow is written; the shadows are
+built one partition at a time, in slices of ``SWAP_SLICE`` seconds between live batches, and once
+caught up written ``SWAP_CHUNK`` users at a time (their keys made a chunk at a time too): the
+stream is never stopped for a swap.
 
 The replay also counts the new version's item totals (``velox.streams.item_tallies``): it sees
 exactly the partition's events from the version's training end. They are sent as a snapshot just
@@ -38,18 +40,22 @@ marker is not the new version.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import replace
 from itertools import islice
+from typing import NamedTuple
 
+import numpy as np
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from velox.control import versions
 from velox.kafka import clients
 from velox.model.learner import Event, Learner, event_of, make_rule
 from velox.model.store import ModelStore
-from velox.schemas import observation, partitioning, user_state
+from velox.schemas import observation, user_state
 from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import Activation
 from velox.schemas.user_state import UserState
@@ -66,29 +72,32 @@ SWAP_CHUNK = 500  # a swap's records written at once: a few milliseconds, then t
 log = logging.getLogger("velox.worker")
 
 
-def users_by_partition(learner: Learner, partitions: int) -> dict[int, list[int]]:
-    """The version's users (as rows), grouped by the partition that owns each."""
-    grouped: dict[int, list[int]] = {}
-    version = learner.version
-    for row, user in enumerate(version.user_ids.tolist()):
-        grouped.setdefault(partitioning.home(version.key_of(user), partitions), []).append(row)
-    return grouped
+class Prepared(NamedTuple):
+    """A version made ready to swap to: its learner, and its users' home partitions (by row)."""
+
+    activation: Activation | None  # None: the initial version
+    learner: Learner
+    training_end: Mapping[int, int]
+    homes: np.ndarray
+    seconds: float  # taken to prepare it
 
 
 class Shadow:
     """One partition's states on ``learner.version``, replayed from ``start`` towards the live position."""
 
-    def __init__(self, settings: Settings, learner: Learner, rows: list[int], partition: int, start: int) -> None:
+    def __init__(self, settings: Settings, learner: Learner, rows: np.ndarray, partition: int, start: int) -> None:
         self.settings, self.learner, self.partition = settings, replace(learner, keeps_seen=False), partition
         self.start = start
-        version = learner.version
-        # A trained user's state is made when the replay or the writing first needs it.
-        self.trained = {version.key_of(user): row for row, user in zip(rows, version.user_ids[rows].tolist())}
+        # A trained user's state is made when the replay or the writing first needs it, and their
+        # keys as they are written, a chunk at a time: a partition holds hundreds of thousands.
+        self.rows = rows  # the version's users of the partition
         self.states: dict[bytes, UserState] = {}
+        self.unknown: set[bytes] = set()  # users of the replay the version does not know
         self.written: set[bytes] = set()
-        self.unwritten: set[bytes] | None = None  # from the first take on: the users still to write
+        self.unwritten: set[bytes] | None = None  # from the first take on: unknown users still to write
+        self.next_row = 0  # from the first take on: the trained users before it are written
         self.replayed = 0
-        self.tally = Tally(version, partition, start)  # the item totals on the new version, counted in the replay
+        self.tally = Tally(learner.version, partition, start)  # the item totals on the new version, counted in the replay
         self.source = settings.topic("observations")
         self.reader: Consumer = clients.consumer(settings, group=f"{settings.app_id}-replay")
         self.reader.assign([TopicPartition(self.source, partition, start)])
@@ -128,29 +137,42 @@ class Shadow:
             return
         events = [event_of(seen, m.offset(), feedback) for m, seen in counted]
         self.tally.count(events, {seen.item_code: str(seen.item) for _, seen in counted if seen.item_code < 0})
-        for key in {event.key for event in events}:
-            if key not in self.states and key in self.trained:
-                self.states[key] = self._trained(key)
+        version, unknown = self.learner.version, []
+        for event in events:
+            if event.key not in self.states:
+                row = version.users.row(event.user)  # home here: one of the partition's rows if known
+                if row >= 0:
+                    self.states[event.key] = self._trained(row)
+                elif event.key not in self.unknown:
+                    unknown.append(event.key)
         new, _ = self.learner.observe_many(self.states, events)
         self.states.update(new)
         self.replayed += len(events)
+        self.unknown.update(unknown)
         if self.unwritten is not None:  # a user new to the replay since writing began
-            self.unwritten.update(key for key in new if key not in self.written)
+            self.unwritten.update(key for key in unknown if key not in self.written)
 
-    def _trained(self, key: bytes) -> UserState:
-        version, row = self.learner.version, self.trained[key]
-        return self.learner.start(int(version.user_ids[row]))._replace(offset=self.start - 1)
+    def _trained(self, row: int) -> UserState:
+        version = self.learner.version
+        return self.learner.start(int(version.user_ids[row]), row)._replace(offset=self.start - 1)
 
     def take(self, store: PartitionStore, most: int | None = None) -> list[tuple[bytes, bytes]]:
-        """The records of up to ``most`` users not written yet (all if None), now counted as written;
-        after the last, the version marker. Call once the shadow has caught up."""
+        """The records of up to ``most`` users not written yet (all if None), now counted as written:
+        users the version does not know, then its own in row order; after the last, the version
+        marker. Call once the shadow has caught up."""
         if self.unwritten is None:
-            self.unwritten = set(self.trained) | set(self.states)
+            self.unwritten = set(self.unknown)
         keys = list(islice(self.unwritten, most))
         self.unwritten.difference_update(keys)
+        states = [self.states[key] for key in keys]
+        rows = self.rows[self.next_row:len(self.rows) if most is None else self.next_row + most - len(keys)]
+        self.next_row += len(rows)
+        for key, row in zip(self.learner.version.user_keys(rows).tolist(), rows.tolist()):
+            keys.append(key)
+            states.append(self.states.get(key) or self._trained(row))
         self.written.update(keys)
-        records = [(key, user_state.encode(self.states.get(key) or self._trained(key), stored))
-                   for key, stored in zip(keys, store.get_many(keys))]
+        records = [(key, user_state.encode(state, stored))
+                   for key, state, stored in zip(keys, states, store.get_many(keys))]
         if self.done:
             records.append((VERSION_KEY, self.learner.version.id.encode()))
         return records
@@ -158,7 +180,7 @@ class Shadow:
     @property
     def done(self) -> bool:
         """Whether every user's record and the version marker have been taken."""
-        return self.unwritten is not None and not self.unwritten
+        return self.unwritten is not None and not self.unwritten and self.next_row == len(self.rows)
 
     def close(self) -> None:
         self.reader.close()
@@ -180,17 +202,36 @@ class Swap:
         self.shadow: Shadow | None = None
         self.started = 0.0
         self.replayed = 0
-        self._use(self.follower.latest())
+        self.preparing: tuple[str, Future[Prepared]] | None = None  # a version being loaded, by id
+        self._use(self._prepare(self.follower.latest()))
 
-    def _use(self, activation: Activation | None) -> None:
-        """Make ``activation``'s version (the initial one if None) the one new states are built on."""
+    def _prepare(self, activation: Activation | None) -> Prepared:
+        """``activation``'s version (the initial one if None) loaded, with its users' partitions."""
+        started = time.monotonic()
         if activation is None:
-            version, self.training_end = versions.initial_version(self.settings), {}
+            version, training_end = versions.initial_version(self.settings), {}
         else:
             version = ModelStore(activation.store).load(activation.version.id)
-            self.training_end = activation.version.training_end
-        self.learner = Learner(version, self.rule, keep_known=self.settings.keep_known)
-        self.version_users = users_by_partition(self.learner, self.settings.partitions)
+            training_end = activation.version.training_end
+        return Prepared(activation, Learner(version, self.rule, keep_known=self.settings.keep_known), training_end,
+                        version.user_homes(self.settings.partitions), time.monotonic() - started)
+
+    def _prepare_in_thread(self, activation: Activation) -> Future[Prepared]:
+        """``_prepare`` beside the stream: loading a version of millions of users takes seconds."""
+        future: Future[Prepared] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._prepare(activation))
+            except BaseException as exc:  # raised again in the worker's loop, by result()
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="velox-swap-prepare", daemon=True).start()
+        return future
+
+    def _use(self, prepared: Prepared) -> None:
+        """Make the prepared version the one new states are built on."""
+        self.learner, self.training_end, self.homes = prepared.learner, prepared.training_end, prepared.homes
 
     def learners(self, local: dict[int, list[Event]]) -> list[tuple[Learner, dict[int, list[Event]]]]:
         """Each learner with the events it applies, by partition: the active version's, and during a
@@ -211,11 +252,25 @@ class Swap:
                 add(learner, partition, [e for e in events if e.key not in shadow.written])
         return list(groups.values())
 
+    @property
+    def swapping(self) -> bool:
+        """Whether a version is being prepared or partitions built on it."""
+        return self.preparing is not None or bool(self.building)
+
     def follow(self) -> None:
-        """Start a swap when a new version was activated, and advance the one in progress."""
+        """Prepare a newly activated version, start a swap to it once prepared, and advance the one in
+        progress. A later activation replaces one still being prepared (back to the current version:
+        none)."""
         activation = self.follower.poll()
-        if activation is not None and activation.version.id != self.learner.version.id:
-            self._start(activation)
+        if activation is not None:
+            wanted = activation.version.id
+            if wanted == self.learner.version.id:
+                self.preparing = None
+            elif self.preparing is None or self.preparing[0] != wanted:
+                self.preparing = wanted, self._prepare_in_thread(activation)
+        if self.preparing is not None and self.preparing[1].done():
+            prepared, self.preparing = self.preparing[1].result(), None
+            self._start(prepared)
         if self.building:
             self._advance()
 
@@ -226,9 +281,11 @@ class Swap:
             self._complete(shadow)
             shadow.close()
 
-    def _start(self, activation: Activation) -> None:
+    def _start(self, prepared: Prepared) -> None:
         """Start building every owned partition on the announced version, beside the live states;
         the live stream goes on meanwhile."""
+        activation = prepared.activation
+        assert activation is not None
         if self.shadow is not None and self.shadow.written:  # half written: finish it, one version per partition
             self._complete(self.shadow)
             self._switched()
@@ -237,11 +294,12 @@ class Swap:
             self.shadow = None
         for partition in self.stores:  # each partition stays on its version until its shadow is written
             self.live.setdefault(partition, self.learner)
-        self._use(activation)
+        self._use(prepared)
         self.building = sorted(self.stores)
         self.started, self.replayed = time.monotonic(), 0
-        log.info("swapping to version %s (%s): building partitions %s beside the live states",
-                 activation.version.id, activation.reason or "no reason given", self.building)
+        log.info("swapping to version %s (%s): %d users loaded and placed in %.2f s; building partitions %s beside "
+                 "the live states", activation.version.id, activation.reason or "no reason given",
+                 len(prepared.homes), prepared.seconds, self.building)
 
     def _advance(self) -> None:
         """One slice of the swap: replay, and once caught up, write chunks of the shadow's records
@@ -287,7 +345,7 @@ class Swap:
         self._write(shadow.partition, records)
 
     def _shadow(self, partition: int) -> Shadow:
-        return Shadow(self.settings, self.learner, self.version_users.get(partition, []), partition,
+        return Shadow(self.settings, self.learner, np.flatnonzero(self.homes == partition), partition,
                       self.training_end.get(partition, 0))
 
     def _write(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -79,8 +81,39 @@ VISIBLE_SECONDS = BatchHistogram(
 RECORD_BYTES = Counter(
     "velox_worker_record_bytes", "Bytes of user-state records written, to the local table or to the changelog.", ["to"],
 )
+STAGE_SECONDS = Histogram(
+    "velox_worker_stage_seconds",
+    "Each step of the kafka engine's loop (fetch: waiting for messages; apply: a batch; commit; swap: following "
+    "versions), and the garbage collector's pauses (gc): where a late event's time went (bench/stream.py).",
+    ["stage"], buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 SWAPS = Counter("velox_worker_version_swaps", "Model versions this worker rebuilt its users' states on.")
 CONSUMER_LAG = Gauge("velox_worker_consumer_lag", "Observations not yet processed, per partition.", ["partition"])
+
+
+class GcPauses:
+    """The garbage collector's pauses, kept by its callback and counted in ``STAGE_SECONDS`` by
+    ``flush``: the callback only appends (a Prometheus observe takes a lock that the collection may
+    have interrupted the holder of)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: list[float] = []
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self.started)
+
+    def flush(self) -> None:
+        pauses, self.pauses = self.pauses, []
+        for pause in pauses:
+            STAGE_SECONDS.labels(stage="gc").observe(pause)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def serve(port: int) -> None:
