@@ -75,6 +75,8 @@ def serve(settings: Settings, slot: int | None) -> int:
     try:
         with one_blas_thread():
             uvicorn.Server(config).run(sockets=None if slot is None else [shared_port(settings)])
+    except KeyboardInterrupt:  # Ctrl-C: the server has shut down cleanly (what uvicorn.run swallows too)
+        pass
     finally:
         edge.close()
     return 0
