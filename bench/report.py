@@ -172,6 +172,18 @@ def rows() -> list[tuple[str, ...]]:
             found.append(("top-k with adaptive batching", f"{batched['requests_per_s']:,.0f} req/s, p99 {batched['p99_ms']:.1f} ms",
                           f"without: {alone['requests_per_s']:,.0f} req/s, p99 {alone['p99_ms']:.1f} ms",
                           f"{batched['requests_per_s'] / alone['requests_per_s']:.2f}", "", "", when("serve"), "bench/serve.py"))
+        if "processes" in serve:  # issue 39: the bare app, the edge with one process and with one per core
+            p = serve["processes"]
+            for label, key in (("bare Starlette app (uvicorn)", "bare"), ("bare Starlette app (granian)", "bare_granian"),
+                               ("edge, 1 process", "1p"), (f"edge, {p['processes']} processes", f"{p['processes']}p")):
+                if f"predict_{key}" in p:
+                    found.append((f"served alike ({label}): predict, top-k, predict p99 at half rate",
+                                  f"{p[f'predict_{key}']['requests_per_s']:,.0f} req/s, {p[f'top_k_{key}']['requests_per_s']:,.0f} "
+                                  f"req/s, {p[f'predict_{key}_at_half']['p99_ms']:.1f} ms", "", "", "", "", when("serve"),
+                                  "bench/serve.py"))
+        for c in serve.get("checks", []):
+            found.append((f"edge: {c['what']}", str(c["figure"]), "", "", c["target"], verdict(c["met"]), when("serve"),
+                          "bench/serve.py"))
         for name in ("predict_zipf", "top_k_zipf"):
             if name in serve:
                 found.append((f"cache hit rate, Zipf mix ({name.split('_zipf')[0]})",
