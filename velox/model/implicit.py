@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from velox.model.stats import Stats
+from velox.model.stats import Stats, padded_groups
 from velox.model.version import ModelVersion
 from velox.schemas.user_state import NO_ITEMS, UserState
 
@@ -139,10 +139,7 @@ class Implicit:
         length = stats.length + 1
         d = f.shape[1]
         w = np.empty_like(b)
-        # Users padded to a multiple of four rows (zero rows change nothing), as RLS pads its own.
-        room = np.minimum(-(-length // 4) * 4, past.shape[1])
-        for size in np.unique(room):
-            at = np.flatnonzero(room == size)
+        for size, at in padded_groups(length, past.shape[1]):
             g, c = past[at, :size], weights[at, :size]
             if size >= d:
                 a = self.prior + np.matmul(g.transpose(0, 2, 1) * c[:, None, :], g)

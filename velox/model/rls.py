@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from velox.model.stats import Stats
+from velox.model.stats import Stats, padded_groups
 from velox.schemas.user_state import NO_ITEMS, UserState
 
 WINDUP = 1e3  # the forgetting pauses once trace(A⁻¹) passes this many times the weakest prior's
@@ -123,11 +123,7 @@ class RLS:
         length = stats.length + 1
         d = f.shape[1]
         w = np.empty_like(b)
-        # Users padded to a multiple of four observations (zero rows change nothing): a few
-        # vectorized solves, none much larger than its users need.
-        room = np.minimum(-(-length // 4) * 4, past.shape[1])
-        for size in np.unique(room):
-            at = np.flatnonzero(room == size)
+        for size, at in padded_groups(length, past.shape[1]):
             if size >= d:
                 w[at] = np.linalg.solve(self._matrix(past[at, :size], length[at], s[at]), b[at, :, None])[:, :, 0]
                 continue
