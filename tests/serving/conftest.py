@@ -44,14 +44,22 @@ def edge_beside_worker(settings: Settings) -> Iterator[tuple[TestClient, Setting
     seen = [Observation(user=7, item=i, score=3.0, time=0) for i in range(5)]
     produce(own, own.topic("observations"), [(e.key, observation.encode(e)) for e in seen])
     wait_until_committed(own, own.topic("observations"), worker)
+    with client_beside(own, worker) as client:
+        yield client, own
+
+
+@contextmanager
+def client_beside(own: Settings, worker: WorkerProcess) -> Iterator[TestClient]:
+    """A test client of an edge opened on ``own`` beside the started ``worker``; the edge closed,
+    then the worker stopped (even if closing the edge fails)."""
     edge = Edge.open(own)
     try:
         with TestClient(create_app(edge)) as client:
-            yield client, own
+            yield client
     finally:
         try:
             edge.close()
-        finally:  # the worker stops even if closing the edge fails
+        finally:
             worker.stop()
 
 

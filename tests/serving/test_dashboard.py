@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.serving.conftest import over_http
+from tests.serving.conftest import client_beside, over_http
 from tests.streams.harness import WorkerProcess, produce
 from velox.control import owners, topics, versions
 from velox.kafka import clients
@@ -26,8 +26,6 @@ from velox.model.synthetic import planted
 from velox.schemas import ids, observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
-from velox.serving.edge import Edge
-from velox.serving.server import create_app
 from velox.settings import Settings
 
 TOKEN = {"Authorization": "Bearer s3cret"}
@@ -47,15 +45,8 @@ def dashboard(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     worker = WorkerProcess(own)
     worker.start()
     worker.wait_ready()
-    edge = Edge.open(own)
-    try:
-        with TestClient(create_app(edge)) as client:
-            yield client, own
-    finally:
-        try:
-            edge.close()
-        finally:
-            worker.stop()
+    with client_beside(own, worker) as client:
+        yield client, own
 
 
 def observe(own: Settings, worker_count: int = 5) -> None:
