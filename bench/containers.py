@@ -43,7 +43,7 @@ import httpx
 import numpy as np
 from container_load import capacity, checks, sweep
 from container_model import model, planted
-from stream import broker_settings, progress
+from stream import broker_settings, print_checks, progress
 
 from velox import processes
 from velox.control import container_registry as registry
@@ -225,8 +225,7 @@ def main() -> None:
     print(f"128 in flight: batched {f['batched_per_s']:,.0f} calls/s, one input per call {f['unbatched_per_s']:,.0f} "
           f"(gain {f['batched_per_s'] / f['unbatched_per_s']:.1f}x)")
     figures["checks"] = figures["under_load"].pop("checks")
-    for check in figures["checks"]:
-        print(f"{'met' if check['met'] else 'NOT MET'}: {check['what']}: {check['figure']} (target {check['target']})")
+    print_checks(figures["checks"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -54,6 +54,7 @@ from stream import (  # bench/stream.py
     applying,
     broker_settings,
     latency,
+    print_checks,
     produce,
     progress,
     rss_mb,
@@ -275,8 +276,7 @@ def main() -> None:
               f"item-corrections messages, predict {e['predict_per_s']:,}/s, top-k {e['top_k_per_s']:,}/s, RSS {e['rss_mb']:,} MB "
               f"(arrays {e['version_arrays_mb']:,} + caches {e['caches_mb']:,}); corrections "
               f"{size['corrections_us_per_event']:.2f} µs/event")
-    for c in result["checks"]:
-        print(f"{'met' if c['met'] else 'NOT met':8} {c['what']}: {c['figure']} (target {c['target']})")
+    print_checks(result["checks"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import plotting
-from stream import uuid_id, uuid_version  # bench/stream.py
+from stream import print_checks, uuid_id, uuid_version  # bench/stream.py
 
 from velox import processes
 from velox.control import owners, topics
@@ -483,8 +483,7 @@ def main() -> None:
           f"{uuid_ratio:.2f} of integer ids (target at least 0.85)")
     checks = [{"what": "predict throughput with 36-character UUID ids against integer ids", "figure": round(uuid_ratio, 3),
                "target": ">= 0.85", "met": uuid_ratio >= 0.85}, *processes_checks(results["processes"])]
-    for check in checks:
-        print(f"{'met' if check['met'] else 'NOT MET'}: {check['what']}: {check['figure']} (target {check['target']})")
+    print_checks(checks)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,

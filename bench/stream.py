@@ -67,6 +67,12 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def print_checks(checks: list[dict[str, Any]]) -> None:
+    """A benchmark's targets, one line each, as its JSON's ``checks`` hold them."""
+    for c in checks:
+        print(f"{'met' if c['met'] else 'NOT MET':8} {c['what']}: {c['figure']} (target {c['target']})")
+
+
 @contextmanager
 def broker_settings(name: str) -> Iterator[Settings]:
     """Settings on a scratch folder of the benchmark ``name`` (removed after), on the broker at

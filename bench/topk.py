@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the exact scan as the issu
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from serve import drive, edge, edge_metrics, write_states  # bench/serve.py
+from stream import print_checks  # bench/stream.py
 
 from velox.control import item_corrections, topics, versions
 from velox.kafka import clients
@@ -351,8 +352,7 @@ def main() -> None:
               small["served_ms"] / small["exact_again_ms"], "≤ 1.05 (not slower, within timing noise)",
               small["served_ms"] <= 1.05 * small["exact_again_ms"]),
     ]
-    for c in checks:
-        print(f"{'met' if c['met'] else 'NOT MET':8} {c['what']}: {c['figure']} (target {c['target']})")
+    print_checks(checks)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"d": D, "compare_items": args.compare_items, "libraries": libraries,
