@@ -100,22 +100,6 @@ def test_a_topic_with_fewer_replicas_than_configured_is_reported_in_one_line(
     assert f"{name} (1)" in line and "fewer than 3 replicas" in line
 
 
-def test_status_covers_every_broker_and_stop_ends_them_all(settings: Settings, tmp_path: Path) -> None:
-    own = settings.replace(data=tmp_path, bootstrap=free_bootstrap(ports=6))
-    brokers = LocalCluster(own, brokers=3)
-    brokers.start()
-    pids = [status.pid for status in brokers.status()]
-    try:
-        status = subprocess.run([sys.executable, "-m", "velox.cli", "--bootstrap", own.bootstrap, "--data",
-                                 str(tmp_path), "kafka", "status"], capture_output=True, text=True, timeout=60)
-        assert status.returncode == 0 and status.stdout.count("kafka running") == 3, status.stdout
-    finally:
-        stopped = subprocess.run([sys.executable, "-m", "velox.cli", "--bootstrap", own.bootstrap, "--data",
-                                  str(tmp_path), "kafka", "stop"], capture_output=True, text=True, timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    assert all(not Path(f"/proc/{pid}").exists() or is_zombie(pid) for pid in pids)
-
-
 def busiest_leader(settings: Settings, topic: str) -> int:
     """The node that leads the most partitions of ``topic``."""
     meta = clients.admin_client(settings).list_topics(topic, timeout=30).topics[topic]
@@ -221,3 +205,19 @@ def test_killing_the_busiest_broker_then_the_active_controller_loses_and_doubles
     assert len(messages) == len(acked) + len(taken)
     print(f"observes answered 503 but taken later: {sum(at in taken for status, at, _ in observes if status == 503)}")
     assert_same_states(worker_states(own), reference_states(own, topic))
+
+
+# Last in the module: it stops the module's cluster (the fixture's stop then finds nothing running).
+def test_status_covers_every_broker_and_stop_ends_them_all(cluster) -> None:
+    own, brokers = cluster
+    pids = [status.pid for status in brokers.status()]
+    where = ["--bootstrap", brokers.nodes[0].address, "--data", str(own.data)]
+    try:
+        status = subprocess.run([sys.executable, "-m", "velox.cli", *where, "kafka", "status"],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and status.stdout.count("kafka running") == 3, status.stdout
+    finally:
+        stopped = subprocess.run([sys.executable, "-m", "velox.cli", *where, "kafka", "stop"],
+                                 capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert all(not Path(f"/proc/{pid}").exists() or is_zombie(pid) for pid in pids)

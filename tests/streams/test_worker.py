@@ -192,11 +192,12 @@ def test_prequential_error_windows_are_published_per_version_and_partition(worke
     assert all(0 < w.mae <= w.rmse for w in windows)
 
 
-@pytest.fixture(scope="module", params=[*ENGINES, "kafka-implicit"])
+# Each engine once: Faust on ratings, ours on an implicit system's views, clicks and purchases (the
+# rule is a pure function of the events replayed; what kill -9 tests is the engine's commits).
+@pytest.fixture(scope="module", params=["faust", "kafka-implicit"])
 def killed_run(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
                request: pytest.FixtureRequest) -> Iterator[tuple[Settings, dict]]:
-    """Produce a steady load while the worker is killed with -9 five times and restarted; on an
-    implicit system, of views, clicks and purchases."""
+    """Produce a steady load while the worker is killed with -9 five times and restarted."""
     engine, _, feedback = request.param.partition("-")
     own = worker_settings(settings, tmp_path_factory.mktemp("killed"), d=12, items=300, engine=engine,
                           feedback=feedback or "explicit")
