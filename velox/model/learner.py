@@ -110,16 +110,18 @@ class Learner:
         if moves:
             new = self._update(new, f, np.array([score]) - base, prior[None].astype(np.float64),
                                np.array([state.count]), np.array([confidence]),
-                               np.array([item not in self._interacted(state, user)]))
+                               np.array([not self._interacted(state, user, item)]))
         seen = self._remembered(state.seen, [item])
         return new.state(0, state, 1, offset, seen, [item] if moves else (), [confidence] if moves else ()), prediction
 
-    def _interacted(self, state: UserState, user: int) -> set[int]:
-        """The items a user interacted with before ``state``'s next event: seen, or in the version's
-        training interactions (an implicit version keeps them)."""
-        known = set(state.seen.tolist())
+    def _interacted(self, state: UserState, user: int, item: int) -> bool:
+        """Whether a user interacted with ``item`` before ``state``'s next event: seen, or in the
+        version's training interactions (an implicit version keeps them). Searched in the arrays,
+        not made a set: a heavy user's history would be copied for each batch of theirs."""
+        if item in (state.seen.tolist() if len(state.seen) <= 64 else state.seen):  # a short list: no array made
+            return True
         trained = self.version.trained_interactions(user)
-        return known if trained is None else known.union(trained[0].tolist())
+        return trained is not None and item in trained[0]
 
     def _update(self, stats: Stats, f: np.ndarray, targets: np.ndarray, priors: np.ndarray, evidence: np.ndarray,
                 confidence: np.ndarray, first: np.ndarray) -> Stats:
@@ -187,7 +189,7 @@ class Learner:
         moves: list[bool] = []
         done: list[int] = []  # per row, the last offset applied so far
         rated: list[list[int]] = []  # per row, the items of its events, applied or not, in order
-        known: list[set[int]] = []  # per row (implicit rule), the items interacted with before
+        batch_items: list[set[int]] = []  # per row (implicit rule), the items of its events applied so far
         first: list[bool] = []  # per event to apply (implicit rule): the user's first with its item
         for index, event in enumerate(events):
             row = keys.get(event.key)
@@ -201,13 +203,14 @@ class Learner:
                 done.append(starts[-1].offset)
                 rated.append([])
                 if self.weighted:
-                    known.append(self._interacted(start, event.user))
+                    batch_items.append(set())
             rated[row].append(event.item)
             if event.offset <= done[row]:  # applied before, or earlier in this batch (delivered again)
                 continue
             if self.weighted:
-                first.append(event.item not in known[row])
-                known[row].add(event.item)
+                first.append(event.item not in batch_items[row]
+                             and not self._interacted(starts[row], event.user, event.item))
+                batch_items[row].add(event.item)
             done[row] = event.offset
             rows.append(row)
             rounds.append(depth[row])

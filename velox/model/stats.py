@@ -70,7 +70,7 @@ class Stats(NamedTuple):
             weights = start.weights
             if len(observed):
                 weights = np.concatenate([weights, np.asarray(confidences, np.float64)])
-                if len(set(items.tolist())) < len(items):  # an item again: one row, its confidences summed
+                if _again(start.observed, observed):  # an item again: one row, its confidences summed
                     items, where = np.unique(items, return_inverse=True)
                     weights = np.bincount(where, weights)
             return UserState(start.version, self.w[row], count, offset, None, self.b[row], seen, items,
@@ -87,6 +87,18 @@ class Stats(NamedTuple):
         for mine, theirs in zip(self, new):
             if mine is not None and theirs is not None:
                 mine[rows] = theirs
+
+
+def _again(before: np.ndarray, added: Sequence[int]) -> bool:
+    """Whether ``added`` repeats an item of its own or of ``before`` (distinct): the usual case,
+    one new item, is one comparison over ``before``, not a set of all of them.
+
+    >>> _again(np.array([3, 5]), [7]), _again(np.array([3, 5]), [5]), _again(np.array([3]), [7, 7])
+    (False, True, True)
+    """
+    if len(added) == 1:
+        return bool(len(before)) and bool((before == added[0]).any())
+    return len(set(added)) < len(added) or bool(np.isin(before, added).any())
 
 
 def padded_groups(length: np.ndarray, capacity: int) -> Iterator[tuple[int, np.ndarray]]:
