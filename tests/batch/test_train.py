@@ -195,7 +195,8 @@ def test_an_implicit_retrain_reads_kinds_as_confidences_and_fits_implicit_als(
         spark: SparkSession, settings: Settings, tmp_path: Path) -> None:
     """Both readers of Kafka give each counted interaction its preference and confidence (a rating,
     an unknown kind: not counted); the driver's fit is implicit ALS, each trained user the exact
-    solve of their training interactions given the version's items."""
+    solve of their training interactions given the version's items, whether the log came to the
+    driver whole or summed in Spark."""
     own = settings.replace(namespace=f"imp{uuid.uuid4().hex[:8]}-", partitions=2, feedback="implicit",
                            confidence="view=1,click=4,purchase=20,dismiss=-4", data=tmp_path,
                            training_log=str(tmp_path / "log"), holdout=0.0)
@@ -229,3 +230,10 @@ def test_an_implicit_retrain_reads_kinds_as_confidences_and_fits_implicit_als(
     for row, user in enumerate(version.user_ids.tolist()):
         mine = [(rows_of[s.item], *learned[s.kind]) for s in events if s.user == user]
         np.testing.assert_allclose(version.user_vectors[row], closed_form(version, mine, 0.5), atol=1e-5)
+    # A log larger than driver_rows: split in Spark, its interactions summed there, the same fit.
+    in_spark, _, _ = job.train_and_hold_out(spark, own.replace(driver_rows=0), log, end,
+                                            TrainParams(rank=4, reg=0.5, iterations=3), "v")
+    np.testing.assert_array_equal(in_spark.user_ids, version.user_ids)
+    np.testing.assert_allclose(in_spark.user_vectors, version.user_vectors, atol=1e-5)
+    np.testing.assert_allclose(in_spark.item_factors, version.item_factors, atol=1e-5)
+    np.testing.assert_array_equal(in_spark.interactions[1], version.interactions[1])

@@ -48,7 +48,7 @@ from velox.batch.train import (
     spark_session,
 )
 from velox.control import versions
-from velox.errors import ConfigError, IdCollision, RetrainBusy
+from velox.errors import IdCollision, RetrainBusy
 from velox.kafka import client_config, clients, positions
 from velox.local import jars
 from velox.model.index import build_for
@@ -157,14 +157,15 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
     them (bench/retrain.py times the warm retrain they were part of). A larger log is split in Spark.
     """
     table = log_dir.table(settings.driver_rows)
-    if table is None and settings.implicit:
-        raise ConfigError(f"an implicit retrain fits on the driver, up to driver_rows ({settings.driver_rows}) rows; "
-                          f"the log holds more: raise VELOX_DRIVER_ROWS")
     if table is None:
         rows = spark.read.schema(ROWS).parquet(settings.training_log_path)
         training_end = split_offsets(rows, end, settings.holdout)
         train, holdout = split(spark, rows, training_end)
-        trained = fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch, settings.driver_rows)
+        if settings.implicit:
+            trained = fit_implicit(*summed_interactions(train), params, version_id)
+        else:
+            trained = fit(train.select("user", "item", "score"), params, version_id, log_dir.scratch,
+                          settings.driver_rows)
         named = (rows.where(F.col(f"{side}_name").isNotNull()).select(side, f"{side}_name") for side in ("user", "item"))
         pairs = [(row[0], row[1]) for frame in named for row in frame.distinct().collect()]
         return trained.named(names(pairs)), training_end, collect_ratings(holdout)
@@ -183,6 +184,16 @@ def train_and_hold_out(spark: SparkSession, settings: Settings, log_dir: LogFold
         trained = fit_arrays(spark, (users[inside], items[inside], scores[inside]), params, version_id,
                              log_dir.scratch, given)
     return trained.named(given), training_end, held_out
+
+
+def summed_interactions(train: DataFrame) -> tuple[Ratings, np.ndarray]:
+    """The training interactions summed per user and item in Spark (preferred if any of them was,
+    their confidences added), for the driver's implicit ALS: a log larger than ``driver_rows``
+    comes to the driver as its distinct pairs only, which is all the fit reads of it."""
+    pairs = train.groupBy("user", "item").agg(
+        F.max("score").alias("score"), F.sum(F.coalesce("confidence", F.lit(1.0))).alias("confidence")).toArrow()
+    return (pairs["user"].to_numpy(), pairs["item"].to_numpy(), pairs["score"].to_numpy()), \
+        pairs["confidence"].to_numpy()
 
 
 def named_pairs(table: pa.Table, side: str) -> Iterator[tuple[int, str]]:
