@@ -84,3 +84,18 @@ def test_a_bad_csv_row_is_refused_naming_its_line_and_column(tmp_path: Path, tex
     path.write_text(text)
     with pytest.raises(VeloxError, match=re.escape(said)):
         read_csv(path, "who", "what", "stars")
+
+
+def test_a_csv_of_interactions_reads_each_rows_kind_or_one_kind_for_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("who,what,did\nana,SKU-1,view\n42,SKU-2,purchase\n")
+    kinds = ["view", "click", "purchase"]
+    assert [(e.user, e.item, e.kind, e.score) for e in read_csv(path, "who", "what", None, kind="did", kinds=kinds)] \
+        == [("ana", "SKU-1", "view", None), (42, "SKU-2", "purchase", None)]
+    assert {e.kind for e in read_csv(path, "who", "what", None, kind="click", kinds=kinds)} == {"click"}
+    with pytest.raises(VeloxError, match=re.escape("line 3, column 'did': unknown kind 'purchase' (this system "
+                                                   "knows view, click)")):
+        read_csv(path, "who", "what", None, kind="did", kinds=["view", "click"])
+    with pytest.raises(VeloxError, match=re.escape("no column 'share' in the header (who, what, did), and not a "
+                                                   "kind this system knows (view, click, purchase)")):
+        read_csv(path, "who", "what", None, kind="share", kinds=kinds)

@@ -23,6 +23,8 @@ def add(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--user", help="csv: the column of the user ids")
     load.add_argument("--item", help="csv: the column of the item ids")
     load.add_argument("--score", help="csv: the column of the scores, or a number every row scores (clicks)")
+    load.add_argument("--kind", help="csv: the column of the interactions' kinds (implicit feedback), or a "
+                                     "kind every row is (e.g. click)")
     load.add_argument("--time", help="csv: the column of the event times in seconds since the epoch "
                                      "(default: the time of loading)")
     load.add_argument("--order", choices=["file", "time"], default="file", help="file order or event-time order")
@@ -54,11 +56,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                  args.events, truth.id, args.noise, 100 * args.changed)
         return 0
     if args.kind == "csv":
-        if args.path is None or not (args.user and args.item and args.score):
-            raise ConfigError("load csv needs FILE, --user COL, --item COL and --score (a column, or a number)")
-        number = loader.as_number(args.score)
+        if args.path is None or not (args.user and args.item and (args.score or args.kind)):
+            raise ConfigError("load csv needs FILE, --user COL, --item COL and --score (a column, or a number) "
+                              "or --kind (a column, or a kind)")
+        number = None if args.score is None else loader.as_number(args.score)
         score = args.score if number is None else number
-        path, events = args.path, loader.read_csv(args.path, args.user, args.item, score, args.time)
+        path, events = args.path, loader.read_csv(args.path, args.user, args.item, score, args.time, args.kind,
+                                                  list(settings.confidences))
         topics.ensure(settings)
     else:
         path = loader.ratings_file(args.path or loader.PYSPARK_SAMPLE)  # said before the broker is asked

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -88,11 +88,13 @@ def _rating(path: Path, number: int, line: str, separator: str) -> Observation:
                          f"{separator!r}, got {line.strip()[:80]!r} ({exc})") from None
 
 
-def read_csv(path: Path, user: str, item: str, score: str | float, at: str | None = None) -> list[Observation]:
+def read_csv(path: Path, user: str, item: str, score: str | float | None, at: str | None = None,
+             kind: str | None = None, kinds: Collection[str] = ()) -> list[Observation]:
     """The feedback of a CSV file with a header, in file order: ``user``, ``item`` and ``score`` name
     its columns (``score`` a number: every row's score, for a file of clicks without one), ``at`` the
-    column of each event's time (seconds since the epoch; none: the time of loading). A bad row is
-    refused naming its line and column."""
+    column of each event's time (seconds since the epoch; none: the time of loading), ``kind`` the
+    column of each interaction's kind, or one of ``kinds`` (the system's) that every row is. A bad
+    row is refused naming its line and column."""
     if not path.is_file():
         raise VeloxError(f"no CSV file at {path}")
     now = time.time()
@@ -101,15 +103,22 @@ def read_csv(path: Path, user: str, item: str, score: str | float, at: str | Non
         header = next(rows, None)
         if header is None:
             raise VeloxError(f"{path} is empty: a CSV of feedback starts with a header")
-        named = [user, item, *([score] if isinstance(score, str) else []), *([at] if at else [])]
+        every = kind if kind is not None and kind not in header and kind in kinds else None  # every row's kind
+        named = [user, item, *([score] if isinstance(score, str) else []), *([at] if at else []),
+                 *([kind] if kind is not None and every is None else [])]
         if missing := [name for name in named if name not in header]:
-            raise VeloxError(f"{path}: no column {missing[0]!r} in the header ({', '.join(header)})")
+            also = f", and not a kind this system knows ({', '.join(kinds)})" if missing[0] == kind else ""
+            raise VeloxError(f"{path}: no column {missing[0]!r} in the header ({', '.join(header)}){also}")
         column = {name: header.index(name) for name in named}
-        return [_row(path, rows.line_num, cells, column, user, item, score, at, now) for cells in rows if cells]
+        return [_row(path, rows.line_num, cells, column, (user, item, score, at, kind, every), kinds, now)
+                for cells in rows if cells]
 
 
-def _row(path: Path, line: int, cells: list[str], column: dict[str, int], user: str, item: str,
-         score: str | float, at: str | None, now: float) -> Observation:
+def _row(path: Path, line: int, cells: list[str], column: dict[str, int],
+         names: tuple[str, str, str | float | None, str | None, str | None, str | None], kinds: Collection[str],
+         now: float) -> Observation:
+    user, item, score, at, kind, every = names
+
     def cell(name: str) -> str:
         if column[name] >= len(cells):
             raise VeloxError(f"{path}, line {line}: no {name!r} column (the row has {len(cells)} cells)")
@@ -122,12 +131,16 @@ def _row(path: Path, line: int, cells: list[str], column: dict[str, int], user: 
             raise VeloxError(f"{path}, line {line}, column {name!r}: {cell(name)!r} is not a number") from None
 
     rating = number(score) if isinstance(score, str) else score
+    said = every if every is not None or kind is None else cell(kind)
+    if said is not None and kinds and said not in kinds:
+        raise VeloxError(f"{path}, line {line}, column {kind!r}: unknown kind {said!r} (this system knows "
+                         f"{', '.join(kinds)})")
     try:
-        return Observation(user=ids.given(cell(user)), item=ids.given(cell(item)), score=rating,
+        return Observation(user=ids.given(cell(user)), item=ids.given(cell(item)), score=rating, kind=said,
                            time=number(at) if at else now)
     except ValueError as exc:  # the event's rule, said of the field: said of its column here
         field, _, why = str(exc).partition(": ")
-        name = {"user": user, "item": item, "score": score}.get(field)
+        name = {"user": user, "item": item, "score": score, "kind": kind}.get(field)
         where = f", column {name!r}" if isinstance(name, str) else ""
         raise VeloxError(f"{path}, line {line}{where}: {why if where else exc}") from None
 

@@ -1,8 +1,9 @@
-"""Choosing a model per request for an application, and learning from the ratings that follow.
+"""Choosing a model per request for an application, and learning from the feedback that follows.
 
 Each decision is logged on ``decisions`` with its propensity and the scores it answered. A
 background thread reads ``observations``; a rating of an item that a decision for that user
-answered rewards the chosen model by the error of its score (``velox.model.policies``). Every
+answered rewards the chosen model by the error of its score, an interaction with it by the
+interaction itself (``velox.serving.rewards``; ``velox.model.policies``). Every
 few seconds the policies' state, the sticky choices and the offsets read so far go to the
 compacted ``policy-state`` topic, keyed by app and worker, so a restarted edge goes on from
 there. Requests for a user are answered at the edge of the user's owner (forwarded there), so
@@ -18,8 +19,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
-
 import msgspec
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
@@ -27,10 +26,13 @@ from prometheus_client import Counter
 
 from velox.control import app_registry, compacted
 from velox.kafka import clients, positions
-from velox.model.policies import Arms, Policy, choose, learn, probabilities, reward_of
+from velox.errors import InvalidObservation
+from velox.model.policies import Arms, Policy, choose, learn, probabilities
 from velox.schemas import application as app_schema
 from velox.schemas import observation
 from velox.schemas.application import App, ArmState, Decision, PolicyState
+from velox.schemas.feedback import Feedback
+from velox.serving.rewards import PendingDecisions
 from velox.settings import Settings
 
 log = logging.getLogger("velox.selection")
@@ -38,7 +40,8 @@ log = logging.getLogger("velox.selection")
 DECISIONS = Counter("velox_edge_app_decisions", "Apps' decisions made at this edge, by app and model chosen.",
                     ["app", "model"])
 SNAPSHOT_INTERVAL = 2.0
-RECENT = 32  # decisions kept per app and user for their ratings to reward
+# On an implicit system, a decision no interaction follows within this long earns 0.
+UNANSWERED_AFTER_S = 300.0
 
 
 def policy_of(app: App) -> Policy:
@@ -59,8 +62,8 @@ class Selector:
         self.writing = threading.Lock()  # one snapshot at a time
         self.arms: dict[tuple[str, str], Arms] = {}  # (app, scope) → what its policy learned
         self.sticky: dict[tuple[str, str], tuple[str, float, float]] = {}  # (app, user) → model, propensity, at
-        # (app, user) → the user's recent decisions, newest last: a rating may come after later requests
-        self.pending: dict[tuple[str, int], deque[Decision]] = {}
+        self.feedback = Feedback(settings.implicit, settings.confidences)
+        self.pending = PendingDecisions(settings.implicit, UNANSWERED_AFTER_S)
         self.source = settings.topic("observations")
         self.offsets = self._restore()
         self.dirty = False  # something to snapshot: offsets read on, or a sticky choice made
@@ -96,7 +99,7 @@ class Selector:
         ``"42"`` are one id)."""
         decision = Decision(uuid.uuid4().hex[:16], app.name, user, model, propensity, app.policy, time.time(),
                             sticky, {str(item): score for item, score in predictions.items()})
-        self.pending.setdefault((app.name, str(user)), deque(maxlen=RECENT)).append(decision)
+        self._unanswered(self.pending.keep(decision))
         self.producer.produce(self.decisions, key=app.name.encode(), value=app_schema.encode(decision),
                               headers={app_schema.ORIGIN_HEADER: self.owner})
         DECISIONS.labels(app=app.name, model=model).inc()
@@ -131,6 +134,7 @@ class Selector:
                     self.offsets[message.partition()] = message.offset() + 1
                     self.dirty = True
             if time.monotonic() - last_snapshot >= SNAPSHOT_INTERVAL:
+                self._unanswered(self.pending.expired(time.time()))
                 self.snapshot()
                 last_snapshot = time.monotonic()
 
@@ -146,7 +150,7 @@ class Selector:
             log.warning("a decision at %s[%d]@%d is not one: skipped", message.topic(), message.partition(),
                         message.offset())
             return
-        self.pending.setdefault((decision.app, str(decision.user)), deque(maxlen=RECENT)).append(decision)
+        self._unanswered(self.pending.keep(decision))
         app = self.apps.rows.get(decision.app)
         if app is not None and app.sticky_s > 0 and not decision.sticky:
             with self.lock:
@@ -157,16 +161,25 @@ class Selector:
         seen = observation.counted(message.key(), message.value(), message.partition(), self.settings.partitions)
         if seen is None:
             return
-        for name, app in self.apps.rows.items():
-            item = str(seen.item)
-            recent = self.pending.get((name, str(seen.user)), ())
-            decision = next((d for d in reversed(recent) if item in d.predictions), None)
-            if decision is None or decision.model not in app.models:
-                continue
-            error = seen.score - decision.predictions.pop(item)
-            with self.lock:
-                learn(policy_of(app), self._arms(app, seen.user), app.models.index(decision.model),
-                      decision.propensity, reward_of(error))
+        try:
+            target, _ = self.feedback.target(seen)  # a rating, or an interaction's preference
+        except InvalidObservation:  # not feedback this system learns from (a dead letter for the worker)
+            return
+        for name in list(self.apps.rows):
+            for decision, reward in self.pending.rewards(name, seen.user, str(seen.item), target):
+                self._learn(decision, reward)
+
+    def _unanswered(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            self._learn(decision, 0.0)
+
+    def _learn(self, decision: Decision, reward: float) -> None:
+        app = self.apps.rows.get(decision.app)
+        if app is None or decision.model not in app.models:
+            return
+        with self.lock:
+            learn(policy_of(app), self._arms(app, decision.user), app.models.index(decision.model),
+                  decision.propensity, reward)
 
     def snapshot(self) -> None:
         """Write each app's learned state and the offsets read to ``policy-state``, if anything changed.
