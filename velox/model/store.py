@@ -51,8 +51,14 @@ class ModelStore:
         return model_version.decode_info(self._read(f"{self.path}/{version_id}/info.json", version_id))
 
     def load(self, version_id: str) -> ModelVersion:
+        """The version's arrays read one at a time from the file (not the whole file into memory
+        first: that held each array twice, a peak of twice the version's size)."""
         self.info(version_id)  # refuses an incomplete version
-        return ModelVersion.from_npz(self._read(f"{self.path}/{version_id}/model.npz", version_id))
+        try:
+            with self.fs.open_input_file(f"{self.path}/{version_id}/model.npz") as source:
+                return ModelVersion.from_npz(source)
+        except FileNotFoundError:
+            raise UnknownVersion(f"no complete version {version_id!r} in the model store {self.root}") from None
 
     def load_index(self, version: ModelVersion, breadth: int) -> ItemIndex | None:
         """The top-k index saved beside ``version``, or None if none was."""

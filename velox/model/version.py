@@ -15,7 +15,7 @@ import copy
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -201,8 +201,9 @@ class ModelVersion:
         return out.getvalue()
 
     @classmethod
-    def from_npz(cls, data: bytes) -> ModelVersion:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+    def from_npz(cls, data: bytes | BinaryIO) -> ModelVersion:
+        """The version of ``to_npz``'s bytes, or of a file holding them (read an array at a time)."""
+        with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as arrays:
             names = {}  # (none in a version saved before ids were strings)
             if "name_codes" in arrays and len(arrays["name_codes"]):
                 names = dict(zip(arrays["name_codes"].tolist(), arrays["name_text"].tobytes().decode().split("\n")))
