@@ -29,6 +29,7 @@ from velox.schemas import observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.serving.live_corrections import Corrections
+from velox.serving import models as models_module
 from velox.serving.models import Models
 from velox.settings import Settings
 
@@ -205,3 +206,27 @@ def test_a_new_version_becomes_active_once_its_corrections_are_published_and_the
         if models is not None:
             models.close()
         worker.stop()
+
+
+def test_a_version_whose_corrections_nobody_publishes_is_activated_without_them_after_a_while(
+        settings: Settings, tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """No worker runs: an operator's activation waits for the corrections, then goes ahead, said in the log."""
+    monkeypatch.setattr(models_module, "UNPUBLISHED_AFTER", 1.0)
+    own = own_settings(settings, tmp_path, item_shrinkage=1.0)
+    old, new = (replace(planted(users=10, items=6, d=3, seed=seed), id=name) for seed, name in ((1, "old"), (2, "new")))
+    announce(own, old, {})
+    models = Models(own)
+    try:
+        assert models.active.id == "old"
+        with caplog.at_level("WARNING", logger="velox.serving.models"):
+            announce(own, new, {0: 0, 1: 0})
+            time.sleep(0.5)
+            assert models.active.id == "old"  # still waiting for its corrections
+            deadline = time.monotonic() + 30
+            while models.active.id != "new":
+                assert time.monotonic() < deadline, "the new version was never activated"
+                time.sleep(0.05)
+        assert not models.corrections.follower.published("new")
+        assert any("activated without its item corrections" in r.getMessage() for r in caplog.records)
+    finally:
+        models.close()

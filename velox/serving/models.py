@@ -7,7 +7,8 @@ one version with w of another. Every version is served with its own item correct
 record a swap has not rebuilt yet gets the answers they got before it, never the version
 uncorrected. A newly announced version becomes active once every partition has published its
 corrections on it (each worker's swap sends them as it switches a partition), not after a fixed
-silence.
+silence; or, if they are not all published within ``UNPUBLISHED_AFTER`` seconds (no worker running,
+or one stuck), without them, said in the log: an operator's activation is not held forever.
 
 The edge cannot list which versions its records are on without reading them all, so use stands
 for need: a version neither active nor the one before is let go once no answer used it for
@@ -37,6 +38,7 @@ log = logging.getLogger("velox.serving.models")
 IDLE = 300.0  # seconds without an answer after which a version other than the active one and the one before goes
 KEPT = 2  # such versions kept at most: each holds a version's users
 BUSY = 1.0  # seconds: one used this recently is kept over the bound (a request may be answering with it)
+UNPUBLISHED_AFTER = 120.0  # seconds an announced version waits for its corrections before it is activated without
 
 
 class Models:
@@ -56,7 +58,7 @@ class Models:
         self._before: str | None = None  # the version active before this one: its records are being rebuilt
         self._activate(trained)
         self.corrections.start()
-        self._pending: Activation | None = None  # announced, its corrections not yet published
+        self._pending: tuple[Activation, float] | None = None  # announced (when), its corrections not yet published
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="velox-versions", daemon=True)
         self._thread.start()
@@ -140,14 +142,21 @@ class Models:
 
     def _follow(self) -> None:
         while not self._stop.is_set():
-            activation = self.follower.poll() or self._pending
-            if activation is not None and activation.version.id != self._active.id:
+            announced = self.follower.poll()
+            pending = (announced, time.monotonic()) if announced is not None else self._pending
+            if pending is not None and pending[0].version.id != self._active.id:
+                activation, since = pending
                 self.store = ModelStore(activation.store)
                 trained = self._loading(activation.version.id).result()
                 ready = self.corrections.ready(activation.version.id)
+                if not ready and time.monotonic() - since > UNPUBLISHED_AFTER:
+                    log.warning("version %s activated without its item corrections: not every partition published "
+                                "them within %.0f s (is every worker running?)", activation.version.id,
+                                UNPUBLISHED_AFTER)
+                    ready = True
                 if ready:
                     self._activate(trained)
-                self._pending = None if ready else activation
+                self._pending = None if ready else pending
             self._evict(time.monotonic())
             time.sleep(0.1)
 
