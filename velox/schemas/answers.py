@@ -33,6 +33,13 @@ class TopK(msgspec.Struct, frozen=True):
     default: bool = False
 
 
+class ItemAttributes(msgspec.Struct, frozen=True):
+    """An item's attributes (``velox.schemas.item_attributes``): written, or as an edge holds them (None: none)."""
+
+    item: Id
+    attributes: dict[str, str | list[str] | float] | None
+
+
 class Accepted(msgspec.Struct, frozen=True):
     """An observation the broker acknowledged: where it is in ``observations``."""
 

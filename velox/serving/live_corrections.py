@@ -31,6 +31,7 @@ from velox.control.item_corrections import VERSIONS_KEPT, ItemCorrectionsFollowe
 from velox.model.corrections import corrected
 from velox.model.index import index_of
 from velox.model.version import ModelVersion
+from velox.serving.item_content import ItemContent
 from velox.settings import Settings
 
 log = logging.getLogger("velox.serving.live_corrections")
@@ -52,6 +53,7 @@ class Corrections:
         self.settings, self.refresh = settings, refresh
         off = settings.item_shrinkage is not None and math.isinf(settings.item_shrinkage)
         self.follower = None if off else ItemCorrectionsFollower(settings)
+        self.content = ItemContent(settings)  # the items' attributes
         self.active: str | None = None  # the version whose k and items the metrics show
         # version id → (as trained, as served, the totals' generation it was built from)
         self._served: dict[str, tuple[ModelVersion, Served, int]] = {}
@@ -126,3 +128,4 @@ class Corrections:
             self._thread.join(5)
         if self.follower is not None:
             self.follower.close()
+        self.content.close()

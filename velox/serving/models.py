@@ -28,6 +28,7 @@ from velox.control import versions
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import Activation
+from velox.serving.item_content import ItemContent
 from velox.serving.live_corrections import Corrections, Served
 from velox.serving.top_k_index import with_index
 from velox.settings import Settings
@@ -60,6 +61,11 @@ class Models:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="velox-versions", daemon=True)
         self._thread.start()
+
+    @property
+    def content(self) -> ItemContent:
+        """The items' attributes this edge follows."""
+        return self.corrections.content
 
     @property
     def active(self) -> ModelVersion:
