@@ -5,7 +5,9 @@
 ``V_x`` is the item's factor row (float32, rank ``d - 1``), ``b_x`` its bias and μ the global
 mean. Users and items are rows looked up by their ids' 64-bit codes (``velox.schemas.ids``);
 ``names`` keeps the strings of the codes that are hashes, so ids go back out as they were given. The last coordinate of ``w_u`` is the user's bias. An item the version does not know has
-``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias. A user the version
+``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias; where its attributes
+are known, the edge serves it with what the version's content model maps them to (``content``,
+``velox.model.content``). A user the version
 does not know starts from the mean user vector (cold start).
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from velox.model.content import ContentModel
 from velox.model.lookup import Lookup
 from velox.schemas import ids, partitioning
 
@@ -41,6 +44,8 @@ class ModelVersion:
     # An implicit version's training interactions, by user row (CSR): each user's items, and each
     # item's summed confidence, negative where none of them was a positive kind (velox.model.implicit).
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # int64 offsets, int64 items, f64
+    # Factors and bias from an item's attributes, for items it did not train on (velox.model.content).
+    content: ContentModel | None = None
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     users: Lookup = field(init=False, repr=False)  # user ids to rows
@@ -197,6 +202,7 @@ class ModelVersion:
             # Ids hold no control characters: a line feed separates them.
             name_text=np.frombuffer("\n".join(self.names.values()).encode(), np.uint8),
             **({} if self.interactions is None else dict(zip(_INTERACTIONS, self.interactions))),
+            **({} if self.content is None else self.content.to_arrays()),
         )
         return out.getvalue()
 
@@ -212,6 +218,7 @@ class ModelVersion:
                 user_ids=arrays["user_ids"], user_vectors=arrays["user_vectors"], user_counts=arrays["user_counts"],
                 names=names,
                 interactions=tuple(arrays[name] for name in _INTERACTIONS) if _INTERACTIONS[0] in arrays else None,
+                content=ContentModel.from_arrays(arrays),
             )
 
 
