@@ -90,6 +90,16 @@ class ModelVersion:
         other._index_items(self.items.extended(item_ids) if extends else Lookup(item_ids))
         return other
 
+    def appended(self, item_ids: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray,
+                 names: Mapping[int, str] | None = None) -> ModelVersion:
+        """The same version with items appended after its own (its lookups extended, not rebuilt):
+        items described by content (``velox.serving.item_content``)."""
+        if not len(item_ids):
+            return self
+        return self.with_items(np.concatenate([self.item_ids, item_ids]),
+                               np.vstack([self.item_factors, np.asarray(item_factors, np.float32)]),
+                               np.concatenate([self.item_bias, np.asarray(item_bias, np.float32)]), names)
+
     def named(self, names: Mapping[int, str]) -> ModelVersion:
         """The same version with ``names`` for its string ids' codes (the retrain adds them once fitted)."""
         other = copy.copy(self)

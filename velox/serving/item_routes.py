@@ -1,5 +1,5 @@
 """The edge's routes for items' attributes: ``POST /v1/items/{item}`` (admin) writes them to the
-``items`` topic, ``GET /v1/items/{item}`` says what this edge holds."""
+``items`` topic, ``GET /v1/items/{item}`` says what this edge holds (404: none)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ async def item_route(request: Request) -> Response:
     edge: Edge = request.app.state.edge
     item = checked_id("item", ids.given(request.path_params["item"]))
     if request.method == "GET":
-        return JSONResponse({"item": item, "attributes": edge.models.content.attributes(item)})
+        held = edge.models.content.attributes(item)
+        if held is None:
+            raise HTTPException(404, f"this edge holds no attributes of item {item!r}")
+        return JSONResponse({"item": item, "attributes": held})
     authorize(edge, request)
     try:
         attributes = item_attributes.decode(await bounded_body(request))

@@ -67,9 +67,9 @@ async def predict(request: Request) -> Response:
     user, item = id_param(request, "user"), id_param(request, "item")
 
     async def body(weights: Weights) -> dict[str, Any]:
-        version = weights.version
+        version, features = weights.version, edge.models.features_of(weights.version.id, ids.code(item))
         return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
-                "known_user": weights.known, "known_item": edge.models.trained(version.id).knows_item(ids.code(item))}
+                "known_user": weights.known, "known_item": features == "trained", "features": features}
 
     return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
 

@@ -67,6 +67,13 @@ class Models:
         """The items' attributes this edge follows."""
         return self.corrections.content
 
+    def features_of(self, version_id: str, item: int) -> str:
+        """What scores ``item`` (a code) on a loaded version: its ``trained`` factors, those its
+        ``content`` maps to, or ``none`` (zero factors)."""
+        if self.trained(version_id).knows_item(item):
+            return "trained"
+        return "content" if self.content.mapped(version_id, item) else "none"
+
     @property
     def active(self) -> ModelVersion:
         return self.served.version
