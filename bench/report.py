@@ -230,7 +230,9 @@ def rows() -> list[tuple[str, ...]]:
                           f"{check['figure']:.4g}",
                           f"cold RMSE (a) {rmse['a']['cold']:.4f}, (b) {rmse['b']['cold']:.4f}, (c) {rmse['c']['cold']:.4f}; "
                           f"with item corrections (a) {cold['recovery']['a+corrections']:.1%}, "
-                          f"(b) {cold['recovery']['b+corrections']:.1%} of the gap", "",
+                          f"(b) {cold['recovery']['b+corrections']:.1%} of the gap; with users' online updates too "
+                          f"(a) {cold['recovery']['a+corrections+users']:.1%}, "
+                          f"(b) {cold['recovery']['b+corrections+users']:.1%}", "",
                           f"{check['target']}", verdict(check["met"]), when("cold_items"), command))
     return found
 

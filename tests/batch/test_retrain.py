@@ -262,11 +262,13 @@ def test_a_worker_behind_a_new_versions_training_end_counts_nothing_twice_and_ke
     own = settings.replace(data=tmp_path, namespace=f"b{uuid.uuid4().hex[:8]}-", partitions=2, d=5, items=60,
                            worker_metrics_port=0, holdout=0.2, item_features=CUSTOM_FEATURES)
     topics.ensure(own)
-    items.save(own, [(item, {"title": "x" * (item + 1)}) for item in range(40)])
+    items.save(own, [(item, {"title": "x" * (item + 1)}) for item in [*range(40), 100, 101]])  # 100, 101: never rated
     steady_load(own, 3_000, seed=8, per_second=None).join()
     info = retrain(own, PARAMS, master="local[2]", reason="before any worker")
-    model = ModelStore(own.model_store).load(info.id).content
+    saved = ModelStore(own.model_store).load(info.id)
+    model = saved.content
     assert model is not None and model.function == CUSTOM_FEATURES and len(model.columns) == 2
+    assert saved.item_ids[saved.trained_items:].tolist() == [100, 101]  # described at the retrain: the worker learns on them
     worker = WorkerProcess(own)
     worker.start()
     try:

@@ -11,6 +11,7 @@ from velox.experiments.cold_items import cold_draw, described, judged
 from velox.model import content
 from velox.model.version import ModelVersion
 from velox.schemas.observation import Observation
+from velox.settings import Settings
 
 
 def test_mapped_factors_recover_the_gap_where_content_decides_the_items_and_leave_trained_items_alone() -> None:
@@ -33,7 +34,7 @@ def test_mapped_factors_recover_the_gap_where_content_decides_the_items_and_leav
     mapped = described(first, by_code)
     assert sorted(mapped.item_ids[len(first.item_ids):].tolist()) == sorted(cold)
     result = judged("planted", "planted", 0, 0.5, 0.2, ratings[:1000], ratings[1000:], cold, first, mapped, full,
-                     1.0, TrainParams())
+                    Settings(), TrainParams())
     assert result.recovery["b"] > 0.9  # the planted map is linear in what the default features hold
     assert result.rmse["b"]["other"] == result.rmse["a"]["other"]
     assert [check["met"] for check in result.checks] == [True, True, True]

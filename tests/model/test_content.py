@@ -94,3 +94,34 @@ def test_learn_takes_the_trained_items_that_have_attributes() -> None:
     model = content.learn(ids, truth, np.ones((2, 3)), {100 + x: items[x] for x in range(0, 30, 2)}, "")
     assert model is not None and model.intercept == pytest.approx(truth[::2].mean(axis=0), abs=1e-5)
     assert content.learn(ids, truth, np.ones((2, 3)), {100: items[0]}, "") is None
+
+
+def described_version() -> ModelVersion:
+    """Two trained items and one (item 9) described by content at the retrain, with one user."""
+    return ModelVersion("v", 3.0, np.array([0, 1, 9]), np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], np.float32),
+                        np.array([0.1, -0.1, 0.5], np.float32), np.array([7]), np.array([[0.5, 0.5, 0.0]], np.float32),
+                        np.array([4]), trained_items=2)
+
+
+def test_rows_described_at_the_retrain_are_the_versions_but_not_trained() -> None:
+    version = described_version()
+    assert version.knows_item(9) and not version.trained_on(9) and version.trained_on(1)
+    loaded = ModelVersion.from_npz(version.to_npz())
+    assert loaded.trained_items == 2 and not loaded.trained_on(9)
+    assert loaded.as_trained().item_ids.tolist() == [0, 1] and not loaded.as_trained().knows_item(9)
+
+
+def test_online_updates_on_a_described_item_learn_along_its_mapped_factors() -> None:
+    """The worker learns on the version it loaded: a described item's rating moves the user's factors,
+    where on zero factors it could move only their bias."""
+    from velox.model.learner import Learner, make_rule
+
+    version = described_version()
+    moved = {}
+    for name, served in (("described", version), ("zero", version.as_trained())):
+        learner = Learner(served, make_rule("sgd", learning_rate=0.1))
+        state, _ = learner.observe(None, 7, 9, 5.0, offset=0)
+        moved[name] = state.w - version.prior(7)
+    assert np.all(moved["described"][:2] < 0)  # along [2, 2]: it predicted 5.5 for a 5
+    assert moved["described"][0] == moved["described"][1]
+    assert np.all(moved["zero"][:2] == 0) and moved["zero"][2] > 0  # 3.0 predicted: the bias goes up

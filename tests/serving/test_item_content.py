@@ -14,13 +14,14 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from velox.control import topics, versions
+from velox.control import items, topics, versions
 from velox.model import content
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
@@ -36,13 +37,15 @@ CUSTOM = "tests.custom_item_features:title_length"
 
 def planted() -> ModelVersion:
     """60 items with titles of 1 to 60 characters, factors (length − 30) / 10 along ``LIKES``; users
-    0-19 along it, 20-39 against it."""
+    0-19 along it, 20-39 against it; item 500 (a title of 70) described by content at the retrain."""
     titles = [{"title": "x" * n} for n in range(1, 61)]
     factors = np.array([(n - 30) / 10 * LIKES for n in range(1, 61)], np.float32)
     users = np.array([[*LIKES, 0.0]] * 20 + [[*-LIKES, 0.0]] * 20, np.float32)
     model = content.fit(CUSTOM, titles, np.hstack([factors, np.zeros((60, 1))]), users)
-    return ModelVersion("planted-titles", 3.5, np.arange(60, dtype=np.int64), factors, np.zeros(60, np.float32),
-                        np.arange(1000, 1040, dtype=np.int64), users, np.full(40, 10, np.int64), content=model)
+    trained = ModelVersion("planted-titles", 3.5, np.arange(60, dtype=np.int64), factors, np.zeros(60, np.float32),
+                           np.arange(1000, 1040, dtype=np.int64), users, np.full(40, 10, np.int64), content=model)
+    mapped, bias = model.map([{"title": "x" * 70}])
+    return replace(trained.appended(np.array([500]), mapped, bias), trained_items=60)
 
 
 PLANTED = planted()
@@ -55,6 +58,7 @@ def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     topics.ensure(own)
     ModelStore(own.model_store).save(PLANTED, VersionInfo(id=PLANTED.id, created_at=time.time(), d=3, training_end={0: 0}))
     versions.activate(own, PLANTED.id, reason="test")
+    items.save(own, [(500, {"title": "x" * 70})])  # as the retrain saw it
     opened = Edge.open(own)
     try:
         with TestClient(create_app(opened)) as client:
@@ -133,3 +137,15 @@ def test_a_brand_new_item_reaches_the_top_10_of_its_natural_audience_before_its_
     eventually(lambda: "epic" in best(1000))
     assert all(best(user)[0] == "epic" for user in range(1000, 1020))  # those who like long titles
     assert all("epic" not in best(user) for user in range(1020, 1040))  # those who do not
+
+
+def test_an_item_described_at_the_retrain_is_scored_by_its_row_and_rescored_when_its_attributes_change(
+        edge: tuple[TestClient, Settings]) -> None:
+    client, _ = edge
+    stored = client.get("/v1/models/default/predict?user=1005&item=500").json()
+    assert stored["features"] == "content" and stored["known_item"] is False
+    assert stored["score"] == pytest.approx(mapped_score(1005, "x" * 70), abs=1e-4)
+    assert client.post("/v1/items/500", json={"title": "x" * 2}, headers=ADMIN).status_code == 202
+    rescored = eventually(lambda: (found := client.get("/v1/models/default/predict?user=1005&item=500").json())
+                          ["score"] < 3.5 and found)
+    assert rescored["score"] == pytest.approx(mapped_score(1005, "x" * 2), abs=1e-4)

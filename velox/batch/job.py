@@ -56,6 +56,7 @@ from velox.model import content
 from velox.model.index import build_for, rows_of
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
+from velox.schemas import ids
 from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
@@ -136,14 +137,23 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
 
 def with_content(version: ModelVersion, settings: Settings) -> ModelVersion:
     """The version with the content model of its trained items' attributes (``velox.model.content``,
-    from the ``items`` topic), when enough of them have some."""
-    model = content.learn(version.item_ids, rows_of(version), version.user_vectors,
-                          items.by_code(items.current(settings)), settings.item_features or "")
+    from the ``items`` topic), when enough of them have some, and the items with attributes it did
+    not train on appended at their mapped factors and bias (``trained_items`` says where): part of
+    the version, so the workers learn on them as the edges score them, the same after any restart."""
+    rows = items.current(settings)
+    attributes = items.by_code(rows)
+    model = content.learn(version.item_ids, rows_of(version), version.user_vectors, attributes,
+                          settings.item_features or "")
     if model is None:
         return version
-    log.info("content model of %s: %d attribute columns, λ %g, leave-one-out error %.4f as a rating's",
-             version.id, len(model.columns), model.l2, model.loo_rmse)
-    return dataclasses.replace(version, content=model)
+    codes = np.array([code for code in attributes if not version.knows_item(code)], np.int64)
+    factors, bias = model.map([attributes[code] for code in codes.tolist()])
+    described = set(codes.tolist())
+    names = {code: key for key in rows if (code := ids.code(ids.given(key))) < 0 and code in described}
+    log.info("content model of %s: %d attribute columns, λ %g, leave-one-out error %.4f as a rating's; %d items "
+             "described by it", version.id, len(model.columns), model.l2, model.loo_rmse, len(codes))
+    return dataclasses.replace(version.appended(codes, factors, bias, names), content=model,
+                               trained_items=len(version.item_ids))
 
 
 def append(spark: SparkSession, settings: Settings, log_dir: LogFolder, topic: str, start: dict[int, int],

@@ -37,11 +37,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     path = args.path or loader.PYSPARK_SAMPLE
     ratings = loader.read_movielens(path)
     out = None if args.json is None else output_file("--json", args.json)
+    if args.items is not None:  # said wrong before a broker starts
+        from velox.experiments import cold_items
+        from velox.local.item_files import read_items
+
+        rows = read_items(args.items)
+        cold_items.checked_share(args.cold_items)
     with accuracy.isolated(settings) as private:
         if args.items is not None:
-            from velox.experiments import cold_items
-
-            result = cold_items.evaluate(private, ratings, str(path), args.items, args.cold_items, settings.seed,
+            result = cold_items.evaluate(private, ratings, str(path), rows, args.items, args.cold_items, settings.seed,
                                          args.first_fraction, master=args.master)
         else:
             experiment = ranking.evaluate if settings.implicit else accuracy.evaluate  # interactions: a ranking

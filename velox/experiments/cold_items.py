@@ -15,9 +15,11 @@ Test RMSE on the cold items' ratings and on the other items' of (a) the first ve
 at zero factors and bias (as without content), (b) the first version with the cold items at their
 mapped factors and bias (as the edge serves them), (c) the full retrain; the share of the (a)−(c)
 gap (b) recovers. Then the same with the item corrections the stream gives (what the workers'
-totals serve, ``velox.model.corrections``; for (b) re-centred on the mapped bias), so the two
-recoveries are seen on top of each other. The users' online updates are left out: they move the
-users, the same way under (a) and (b) (the worker learns on zero factors for these items).
+totals serve, ``velox.model.corrections``: residuals against each version as served, the cold
+items at their mapped rows under (b)), and with the users' online updates too (the stream replayed
+through ``Learner`` with the settings' rule, on each version: the worker learns on the rows the
+retrain saved, the cold items' mapped ones under (b)), so the recoveries are seen on top of each
+other.
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ from velox.errors import VeloxError
 from velox.experiments.accuracy import (
     item_corrections,
     observed,
+    online_errors,
     pairs,
     recovered,
+    replayed,
     rmse,
     split,
 )
-from velox.local.item_files import read_items
+from velox.local.item_files import Row
 from velox.local.loader import produce
 from velox.model.batch_scores import predict_many
 from velox.model.corrections import corrected
+from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas import ids
@@ -59,7 +64,7 @@ log = logging.getLogger("velox.experiments.cold_items")
 
 TARGET = 0.3  # of the cold items' (a)−(c) gap that mapped factors should recover (issue 38)
 GROUPS = ("cold", "other")
-SYSTEMS = ("a", "b", "c", "a+corrections", "b+corrections")
+SYSTEMS = ("a", "b", "c", "a+corrections", "b+corrections", "a+corrections+users", "b+corrections+users")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ class Result:
 
     def table(self) -> str:
         names = {"a": "(a) zero factors", "b": "(b) mapped factors", "c": "(c) full retrain",
-                 "a+corrections": "(a) + item corrections", "b+corrections": "(b) + item corrections"}
+                 "a+corrections": "(a) + item corrections", "b+corrections": "(b) + item corrections",
+                 "a+corrections+users": "(a) + corrections + users", "b+corrections+users": "(b) + corrections + users"}
         lines = [f"{'test RMSE':<28}{'cold items':>12}{'other items':>12}{'gap recovered':>15}"]
         for system, name in names.items():
             lines.append(f"{name:<28}" + "".join(f"{_fmt(self.rmse[system][g]):>12}" for g in GROUPS)
@@ -113,19 +119,25 @@ def described(version: ModelVersion, attributes: Mapping[int, Attributes]) -> Mo
     return version.appended(codes, factors, bias)
 
 
-def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, items_path: Path, cold_share: float,
-             seed: int = 0, first_fraction: float = 0.5, params: TrainParams | None = None,
-             master: str = "local[*]") -> Result:
-    """The experiment against the broker in ``settings`` (files under ``settings.data``)."""
-    started = time.monotonic()
+def checked_share(cold_share: float) -> float:
+    """``--cold-items``, said wrong before anything starts."""
     if not 0 < cold_share < 1:
-        raise VeloxError(f"the cold items' share must be between 0 and 1, got {cold_share}")
+        raise VeloxError(f"--cold-items: the cold items' share is between 0 and 1, got {cold_share}")
+    return cold_share
+
+
+def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, rows: Sequence[Row], items_path: Path,
+             cold_share: float, seed: int = 0, first_fraction: float = 0.5, params: TrainParams | None = None,
+             master: str = "local[*]") -> Result:
+    """The experiment against the broker in ``settings`` (files under ``settings.data``) with the items'
+    attributes ``rows`` (read from ``items_path``)."""
+    started = time.monotonic()
+    checked_share(cold_share)
     params = params or TrainParams(seed=seed)
     parts = split(ratings, seed, first_fraction)
     cold = cold_draw(ratings, cold_share, seed)
     first_rows = [r for r in parts.first if r.item_code not in cold]
     withheld = [r for r in parts.first if r.item_code in cold]
-    rows = read_items(items_path)
     attributes = {ids.code(item): given for item, given in rows}
     token = uuid.uuid4().hex[:8]
     run = settings.replace(namespace=f"{settings.namespace}cold-{token}-", data=settings.data / f"cold-{token}",
@@ -139,27 +151,33 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, item
     job = WarmJob(run, params, master)
     try:
         produce(run, first_rows, total=len(first_rows))
-        first = store.load(job("evaluate --cold-items: first version, cold items withheld").id)
+        stored = store.load(job("evaluate --cold-items: first version, cold items withheld").id)
         produce(run, withheld + parts.stream, total=len(withheld) + len(parts.stream))
         full = store.load(job("evaluate --cold-items: full retrain, everything before the test").id)
     finally:
         job.close()
     result = judged(data, str(items_path), seed, first_fraction, cold_share, parts.stream, parts.test, cold,
-                    first, described(first, attributes), full, run.item_shrinkage_floor, params)
+                    stored.as_trained(), described(stored, attributes), full, run, params)
     return Result(**{**asdict(result), "seconds": time.monotonic() - started})
 
 
 def judged(data: str, items_path: str, seed: int, first_fraction: float, cold_share: float,
            stream: Sequence[Observation], test: Sequence[Observation], cold: set[int], first: ModelVersion,
-           mapped: ModelVersion, full: ModelVersion, floor: float, params: TrainParams) -> Result:
-    """The result of the experiment's versions on its test (``mapped``: ``first`` described by content)."""
+           mapped: ModelVersion, full: ModelVersion, settings: Settings, params: TrainParams) -> Result:
+    """The result of the experiment's versions on its test (``first`` as trained; ``mapped``: with the
+    items described by content, as the retrain saves it). The corrections of each are what its
+    workers count: the residuals against it."""
     truth, (users, test_items) = observed(test), pairs(test)
     is_cold = np.isin(test_items, np.fromiter(cold, np.int64, len(cold)))
-    totals = item_corrections(first, stream)
-    k = totals.shrinkage(floor)
-    served = {"a": first, "b": mapped, "c": full, "a+corrections": corrected(first, totals, k),
-              "b+corrections": corrected(mapped, totals, k, measured=first)}
+    totals = {"a": item_corrections(first, stream), "b": item_corrections(mapped, stream)}
+    k = {system: found.shrinkage(settings.item_shrinkage_floor) for system, found in totals.items()}
+    served = {"a": first, "b": mapped, "c": full, "a+corrections": corrected(first, totals["a"], k["a"]),
+              "b+corrections": corrected(mapped, totals["b"], k["b"])}
     errors = {system: truth - predict_many(version, users, test_items) for system, version in served.items()}
+    rule = make_rule(**settings.rule_params())
+    for system, trained in (("a", first), ("b", mapped)):
+        learned = replayed(Learner(trained, rule, keep_known=settings.keep_known), stream).vectors
+        errors[f"{system}+corrections+users"] = online_errors(served[f"{system}+corrections"], learned, test)
     table = {system: {"cold": rmse(e[is_cold]), "other": rmse(e[~is_cold])} for system, e in errors.items()}
     gap = {system: recovered(table["a"]["cold"], table[system]["cold"], table["c"]["cold"]) for system in SYSTEMS}
     model = first.content
@@ -183,7 +201,7 @@ def judged(data: str, items_path: str, seed: int, first_fraction: float, cold_sh
                 "full_items": len(full.item_ids)},
         rmse=table, recovery=gap,
         content={"l2": model.l2, "columns": len(model.columns), "loo_rmse": model.loo_rmse,
-                 "items": len(mapped.item_ids) - len(first.item_ids), "item_shrinkage": k},
+                 "items": len(mapped.item_ids) - len(first.item_ids), "item_shrinkage": k["b"]},
         checks=checks, train_params=asdict(params),
     )
 

@@ -213,11 +213,11 @@ def corrected(version: ModelVersion, totals: ItemTotals, shrinkage: float,
     some were, so a refresh costs a bias vector, not the whole item table again.
 
     ``measured``: the version the residuals were taken against, when ``version`` is it with rows
-    appended for items described by content (``velox.serving.item_content``). Those items' residuals
-    were taken at zero factors and bias, so their correction is re-centred on the mapped bias b̂_x:
-    c_x = (Σ r − n_x b̂_x) / (n_x + k), and the served bias b̂_x + c_x moves from the content's guess
-    to the item's mean residual as its ratings come (the mapped factors' part of the residuals,
-    which the totals cannot see, stays in them).
+    of items described by content appended or replaced (``velox.serving.item_content``). Those
+    items' residuals were taken at another bias b'_x (0 for an item the version had no row of), so
+    their correction is re-centred on the bias served, b̂_x: c_x = (Σ r − n_x (b̂_x − b'_x)) / (n_x + k),
+    and the served bias b̂_x + c_x moves from the content's guess to the item's mean residual as its
+    ratings come (the part of the mapped factors the totals cannot see stays in them).
 
     >>> import numpy as np
     >>> from velox.model.version import random_version
@@ -234,8 +234,11 @@ def corrected(version: ModelVersion, totals: ItemTotals, shrinkage: float,
     values = sums / (counts + shrinkage)
     at = rows(version.item_ids, ids)
     known = at < len(version.item_ids)
-    if measured is not None and (described := known & (at >= len(measured.item_ids))).any():
-        values[described] -= counts[described] * version.item_bias[at[described]] / (counts[described] + shrinkage)
+    if measured is not None and measured is not version:
+        before = measured.items.rows(ids[known])
+        taken_at = np.zeros(len(before), np.float32)
+        taken_at[before < len(measured.item_ids)] = measured.item_bias[before[before < len(measured.item_ids)]]
+        values[known] -= counts[known] * (version.item_bias[at[known]] - taken_at) / (counts[known] + shrinkage)
     bias = version.item_bias.astype(np.float64)
     bias[at[known]] += values[known]
     added = ids[~known]

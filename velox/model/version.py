@@ -46,6 +46,9 @@ class ModelVersion:
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # int64 offsets, int64 items, f64
     # Factors and bias from an item's attributes, for items it did not train on (velox.model.content).
     content: ContentModel | None = None
+    # Rows from here on are items described by content when the version was made (their attributes
+    # known then, no rating in its training set): the worker learns on their mapped factors. None: all trained.
+    trained_items: int | None = None
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     users: Lookup = field(init=False, repr=False)  # user ids to rows
@@ -153,7 +156,20 @@ class ModelVersion:
         return self.item_factors.shape[1] + 1
 
     def knows_item(self, item: int) -> bool:
+        """Whether the item has a row: trained, or described by content (``trained_on`` tells which)."""
         return self.items.row(item) >= 0
+
+    def trained_on(self, item: int) -> bool:
+        """Whether the version's training set rated the item (its row is its own, not its content's)."""
+        row = self.items.row(item)
+        return 0 <= row < (len(self.item_ids) if self.trained_items is None else self.trained_items)
+
+    def as_trained(self) -> ModelVersion:
+        """The version without the rows described by content: what it knows from ratings alone."""
+        n = self.trained_items
+        if n is None or n == len(self.item_ids):
+            return self
+        return self.with_items(self.item_ids[:n], self.item_factors[:n], self.item_bias[:n])
 
     def knows_user(self, user: int) -> bool:
         return self.users.row(user) >= 0
@@ -213,6 +229,7 @@ class ModelVersion:
             name_text=np.frombuffer("\n".join(self.names.values()).encode(), np.uint8),
             **({} if self.interactions is None else dict(zip(_INTERACTIONS, self.interactions))),
             **({} if self.content is None else self.content.to_arrays()),
+            **({} if self.trained_items is None else {"trained_items": np.array(self.trained_items)}),
         )
         return out.getvalue()
 
@@ -229,6 +246,7 @@ class ModelVersion:
                 names=names,
                 interactions=tuple(arrays[name] for name in _INTERACTIONS) if _INTERACTIONS[0] in arrays else None,
                 content=ContentModel.from_arrays(arrays),
+                trained_items=int(arrays["trained_items"]) if "trained_items" in arrays else None,
             )
 
 

@@ -70,9 +70,10 @@ class Models:
     def features_of(self, version_id: str, item: int) -> str:
         """What scores ``item`` (a code) on a loaded version: its ``trained`` factors, those its
         ``content`` maps to, or ``none`` (zero factors)."""
-        if self.trained(version_id).knows_item(item):
+        trained = self.trained(version_id)
+        if trained.trained_on(item):
             return "trained"
-        return "content" if self.content.mapped(version_id, item) else "none"
+        return "content" if trained.knows_item(item) or self.content.mapped(version_id, item) else "none"
 
     @property
     def active(self) -> ModelVersion:
