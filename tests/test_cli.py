@@ -175,8 +175,10 @@ def test_load_if_empty_loads_a_new_system_once(settings: Settings) -> None:
     (["kafka", "start", "--brokers", "0"], "--brokers 0: start takes a cluster's size, 1 or more"),
     (["kafka", "run", "--brokers", "3"], "--brokers 3: start takes a cluster's size"),
     (["reset"], "nothing removed"),  # from a script: no answer on standard input
+    (["load", "items", "{tmp}/u.item"], "no items file at {tmp}/u.item"),
+    (["evaluate", "--items", "{tmp}/u.item"], "no items file at {tmp}/u.item"),
 ], ids=["load-missing", "up-missing", "evaluate-json", "synthetic-out", "conf", "every-without-watch",
-        "zero-brokers", "run-brokers", "reset-no-stdin"])
+        "zero-brokers", "run-brokers", "reset-no-stdin", "items-missing", "evaluate-items-missing"])
 def test_a_wrong_argument_is_one_line_before_anything_starts(tmp_path: Path, command: list[str], said: str) -> None:
     """No traceback, nothing started: the broker's address is closed and no broker's folder appears."""
     own = Settings.from_env().replace(data=tmp_path / "velox", bootstrap=free_bootstrap())

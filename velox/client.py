@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -34,6 +35,7 @@ from velox.schemas.answers import (
     Activated,
     AppPrediction,
     Id,
+    ItemAttributes,
     Prediction,
     Problem,
     TopK,
@@ -95,6 +97,12 @@ class Routes:
     def activate(self, version: str) -> Call:
         return Call("POST", f"{self.model}/versions/{version}/activate", None, None, Activated, self.admin)
 
+    def set_item(self, item: Id, attributes: dict[str, Any]) -> Call:
+        return Call("POST", f"/v1/items/{quote(str(item), safe='')}", None, attributes, ItemAttributes, self.admin)
+
+    def item(self, item: Id) -> Call:
+        return Call("GET", f"/v1/items/{quote(str(item), safe='')}", None, None, ItemAttributes)
+
 
 def decode(call: Call, response: httpx.Response) -> Any:
     """The typed answer, or ClientError with the edge's message."""
@@ -144,6 +152,14 @@ class Client:
     def activate(self, version: str) -> Activated:
         return self._call(self.routes.activate(version))
 
+    def set_item(self, item: Id, attributes: dict[str, Any]) -> ItemAttributes:
+        """Describe an item (admin): strings, lists of strings and numbers (``velox.schemas.item_attributes``)."""
+        return self._call(self.routes.set_item(item, attributes))
+
+    def item(self, item: Id) -> ItemAttributes:
+        """An item's attributes as the edge holds them."""
+        return self._call(self.routes.item(item))
+
     def close(self) -> None:
         self.http.close()
 
@@ -185,6 +201,12 @@ class AsyncClient:
 
     async def activate(self, version: str) -> Activated:
         return await self._call(self.routes.activate(version))
+
+    async def set_item(self, item: Id, attributes: dict[str, Any]) -> ItemAttributes:
+        return await self._call(self.routes.set_item(item, attributes))
+
+    async def item(self, item: Id) -> ItemAttributes:
+        return await self._call(self.routes.item(item))
 
     async def aclose(self) -> None:
         await self.http.aclose()

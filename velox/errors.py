@@ -6,6 +6,7 @@
     ├── BrokerError        the local Kafka broker could not be started or stopped
     ├── JarFetchError      Maven could not resolve a set of jars
     ├── InvalidObservation an observation event failed to decode or validate
+    ├── InvalidAttributes  an item's attributes failed to decode or validate
     ├── InvalidUserState   stored bytes are not a user-state record this code can read
     ├── UnknownVersion     the model store holds no complete version of that id
     ├── UnknownApp         no application of that name is registered
@@ -37,6 +38,16 @@ class JarFetchError(VeloxError):
 
 class InvalidObservation(VeloxError):
     """An observation event is not what the schema says; ``field`` names the culprit ("" for the whole event)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InvalidAttributes(VeloxError):
+    """An item's attributes are not what ``velox.schemas.item_attributes`` says; ``field`` names the
+    culprit ("" for the whole record)."""
 
     def __init__(self, field: str, reason: str) -> None:
         self.field = field

@@ -64,6 +64,10 @@ class Settings:
     item_shrinkage_floor: the least k an estimate may give (with no noise within items the
         estimate is 0, and one rating would set an item's whole correction): a prior worth this
         many ratings at least.
+    item_features: the feature function that makes an item's attributes (the ``items`` topic) a
+        vector for the content model, as an entry point ``module:function`` (unset: one-hot
+        categories, hashed tags, numbers standardised: ``velox.model.item_features``). The retrain
+        learns with it and saves its name with the version; edges map new items with that one.
     d, items, seed: shape and seed of the random initial version a worker uses until a trained
         version exists; ``initial_version`` is a version file (``.npz``) to use instead.
     model: the name this system's model is announced under on ``model-versions``.
@@ -123,6 +127,7 @@ class Settings:
     keep_known: bool = False
     item_shrinkage: float | None = None
     item_shrinkage_floor: float = 1.0
+    item_features: str | None = None
     d: int = 50
     items: int = 10_000
     seed: int = 0
@@ -223,6 +228,8 @@ class Settings:
         if self.topk_index_items < 1 or self.topk_breadth < 1:
             raise ConfigError(f"topk_index_items and topk_breadth must be at least 1, got {self.topk_index_items} "
                               f"and {self.topk_breadth}")
+        if self.item_features and ":" not in self.item_features:
+            raise ConfigError(f"item_features must be an entry point module:function, got {self.item_features!r}")
         if self.d < 2:
             raise ConfigError(f"d must be at least 2 (factors plus the bias), got {self.d}")
 

@@ -27,7 +27,7 @@ from tests.streams.harness import (
 )
 from velox.batch.job import WarmJob, retrain
 from velox.batch.train import TrainParams
-from velox.control import topics, versions
+from velox.control import items, topics, versions
 from velox.kafka import positions
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
@@ -41,6 +41,7 @@ from velox.streams import swap
 from velox.streams.kafka_engine import Worker
 
 PARAMS = TrainParams(rank=4, iterations=5)
+CUSTOM_FEATURES = "tests.custom_item_features:title_length"
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
 
@@ -256,12 +257,18 @@ def test_a_worker_behind_a_new_versions_training_end_counts_nothing_twice_and_ke
 ) -> None:
     """The version comes first (a worker that was down, or slower than the job): the worker writes
     each user at the training end, then gets the events up to it, counted by the version already;
-    their items are still the user's rated ones."""
+    their items are still the user's rated ones. The version's content model is learned with the
+    feature function the settings name, from the items' attributes on the items topic."""
     own = settings.replace(data=tmp_path, namespace=f"b{uuid.uuid4().hex[:8]}-", partitions=2, d=5, items=60,
-                           worker_metrics_port=0, holdout=0.2)
+                           worker_metrics_port=0, holdout=0.2, item_features=CUSTOM_FEATURES)
     topics.ensure(own)
+    items.save(own, [(item, {"title": "x" * (item + 1)}) for item in [*range(40), 100, 101]])  # 100, 101: never rated
     steady_load(own, 3_000, seed=8, per_second=None).join()
     info = retrain(own, PARAMS, master="local[2]", reason="before any worker")
+    saved = ModelStore(own.model_store).load(info.id)
+    model = saved.content
+    assert model is not None and model.function == CUSTOM_FEATURES and len(model.columns) == 2
+    assert saved.item_ids[saved.trained_items:].tolist() == [100, 101]  # described at the retrain: the worker learns on them
     worker = WorkerProcess(own)
     worker.start()
     try:

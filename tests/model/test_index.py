@@ -153,3 +153,23 @@ def test_an_index_of_another_catalog_is_refused(indexed: ModelVersion) -> None:
     other = clustered(10, 600, 12, seed=1, per_cluster=100)
     with pytest.raises(ValueError, match="is not version"):
         ItemIndex.from_bytes(index_of(indexed).to_bytes(), other)
+
+
+def test_items_described_by_content_are_ranked_exactly_beside_the_index(indexed: ModelVersion) -> None:
+    """Appended rows with factors (an item mapped from its attributes) enter each user's answer where
+    their score puts them, as the exact scan ranks them: the index never saw them."""
+    rng = np.random.default_rng(5)
+    n, users = len(indexed.item_ids), indexed.user_vectors[:40]
+    # Each new item is the taste of one user, scaled: first in that user's list, absent from most others'.
+    # More of them than k: the k best by bias alone (enough for zero factors) would miss most.
+    factors = (20.0 * users[:, :-1] / np.linalg.norm(users[:, :-1], axis=1, keepdims=True)).astype(np.float32)
+    described = indexed.with_items(np.concatenate([indexed.item_ids, n + np.arange(40)]),
+                                   np.vstack([indexed.item_factors, factors]),
+                                   np.concatenate([indexed.item_bias, rng.normal(0, 0.1, 40).astype(np.float32)]))
+    assert index_of(described) is not None
+    entered = 0
+    for w in users:
+        got, want = top_k(described, w, 10), top_k(exact(described), w, 10)
+        assert got.items == want.items
+        entered += any(item >= n for item in got.items)
+    assert entered >= 30

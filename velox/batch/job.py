@@ -18,6 +18,7 @@ the data directory refuses a second.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -47,13 +48,15 @@ from velox.batch.train import (
     rmse,
     spark_session,
 )
-from velox.control import versions
+from velox.control import items, versions
 from velox.errors import IdCollision, RetrainBusy
 from velox.kafka import client_config, clients, positions
 from velox.local import jars
-from velox.model.index import build_for
+from velox.model import content
+from velox.model.index import build_for, rows_of
 from velox.model.store import ModelStore, filesystem
 from velox.model.version import ModelVersion
+from velox.schemas import ids
 from velox.schemas.feedback import Feedback
 from velox.schemas.model_version import VersionInfo
 from velox.settings import Settings
@@ -113,6 +116,7 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
     version_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     log.info("training version %s (%s)", version_id, params)
     version, training_end, held_out = train_and_hold_out(spark, settings, log_dir, end, params, version_id)
+    version = with_content(version, settings)
     holdout_rows = len(held_out[0])
     validation = rmse(version, held_out) if holdout_rows else None
     info = VersionInfo(
@@ -129,6 +133,27 @@ def _retrain(spark: SparkSession, settings: Settings, params: TrainParams, activ
         versions.activate(settings, version_id, reason, producer)
         log.info("activated version %s (%s)", version_id, reason)
     return info
+
+
+def with_content(version: ModelVersion, settings: Settings) -> ModelVersion:
+    """The version with the content model of its trained items' attributes (``velox.model.content``,
+    from the ``items`` topic), when enough of them have some, and the items with attributes it did
+    not train on appended at their mapped factors and bias (``trained_items`` says where): part of
+    the version, so the workers learn on them as the edges score them, the same after any restart."""
+    rows = items.current(settings)
+    attributes = items.by_code(rows)
+    model = content.learn(version.item_ids, rows_of(version), version.user_vectors, attributes,
+                          settings.item_features or "")
+    if model is None:
+        return version
+    codes = np.array([code for code in attributes if not version.knows_item(code)], np.int64)
+    factors, bias = model.map([attributes[code] for code in codes.tolist()])
+    described = set(codes.tolist())
+    names = {code: key for key in rows if (code := ids.code(ids.given(key))) < 0 and code in described}
+    log.info("content model of %s: %d attribute columns, λ %g, leave-one-out error %.4f as a rating's; %d items "
+             "described by it", version.id, len(model.columns), model.l2, model.loo_rmse, len(codes))
+    return dataclasses.replace(version.appended(codes, factors, bias, names), content=model,
+                               trained_items=len(version.item_ids))
 
 
 def append(spark: SparkSession, settings: Settings, log_dir: LogFolder, topic: str, start: dict[int, int],

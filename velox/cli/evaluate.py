@@ -20,6 +20,11 @@ def add(commands: argparse._SubParsersAction) -> None:
                           help="the earliest share of the ratings that trains the first version (default 0.5)")
     evaluate.add_argument("--master", default="local[*]", help="Spark master")
     evaluate.add_argument("--json", type=Path, help="also write the result to this file")
+    evaluate.add_argument("--items", type=Path,
+                          help="items' attributes (u.item, JSON lines or CSV): with --cold-items, what an item's "
+                               "content recovers on items the first version never saw rated")
+    evaluate.add_argument("--cold-items", type=float, default=0.2,
+                          help="with --items: the share of the items withheld from the first version (default 0.2)")
     settings_flags(evaluate, {"seed": "seed", **add_feedback(evaluate)})
     evaluate.set_defaults(run=run)
 
@@ -32,9 +37,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     path = args.path or loader.PYSPARK_SAMPLE
     ratings = loader.read_movielens(path)
     out = None if args.json is None else output_file("--json", args.json)
+    if args.items is not None:  # said wrong before a broker starts
+        from velox.experiments import cold_items
+        from velox.local.item_files import read_items
+
+        rows = read_items(args.items)
+        cold_items.checked_share(args.cold_items)
     with accuracy.isolated(settings) as private:
-        experiment = ranking.evaluate if settings.implicit else accuracy.evaluate  # ratings as interactions: a ranking
-        result = experiment(private, ratings, str(path), settings.seed, args.first_fraction, master=args.master)
+        if args.items is not None:
+            result = cold_items.evaluate(private, ratings, str(path), rows, args.items, args.cold_items, settings.seed,
+                                         args.first_fraction, master=args.master)
+        else:
+            experiment = ranking.evaluate if settings.implicit else accuracy.evaluate  # interactions: a ranking
+            result = experiment(private, ratings, str(path), settings.seed, args.first_fraction, master=args.master)
     print(result.table())
     if out is not None:
         out.write_text(json.dumps(result.to_json(), indent=2) + "\n")

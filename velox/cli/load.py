@@ -1,4 +1,5 @@
-"""``velox load movielens | csv | synthetic``: produce a data set to the observations topic."""
+"""``velox load movielens | csv | synthetic | items``: produce a data set to the observations topic, or
+items' attributes to the items topic."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ log = logging.getLogger("velox")
 
 
 def add(commands: argparse._SubParsersAction) -> None:
-    load = commands.add_parser("load", help="produce a data set to the observations topic")
-    load.add_argument("kind", choices=["movielens", "csv", "synthetic"])
+    load = commands.add_parser("load", help="produce a data set to the observations topic (items: attributes to items)")
+    load.add_argument("kind", choices=["movielens", "csv", "synthetic", "items"])
     load.add_argument("path", nargs="?", type=Path,
                       help="movielens: u.data, ratings.dat or ratings.csv (default: pyspark's sample); "
                            "csv: any CSV of feedback with a header; "
-                           "synthetic: where to write the planted item features as a version file")
+                           "synthetic: where to write the planted item features as a version file; "
+                           "items: MovieLens's u.item, JSON lines or a CSV of items' attributes")
     load.add_argument("--user", help="csv: the column of the user ids")
-    load.add_argument("--item", help="csv: the column of the item ids")
+    load.add_argument("--item", help="csv: the column of the item ids (items: of the item ids, default 'item')")
+    load.add_argument("--attributes", help="items, CSV: the columns that are attributes, comma-separated "
+                                           "(default: all but the item id's)")
     load.add_argument("--score", help="csv: the column of the scores, or a number every row scores (clicks)")
     load.add_argument("--kind", help="csv: the column of the interactions' kinds (implicit feedback), or a "
                                      "kind every row is (e.g. click)")
@@ -43,6 +47,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from velox.local import loader
     from velox.model import synthetic
 
+    if args.kind == "items":
+        return load_items(settings, args)
     if args.kind == "synthetic":
         out = None if args.path is None else output_file("the item features' file", args.path)
         topics.ensure(settings)
@@ -79,3 +85,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     log.info("loaded %d ratings from %s into %s", len(events), path, settings.topic("observations"))
     return 0
 
+
+
+def load_items(settings: Settings, args: argparse.Namespace) -> int:
+    """Items' attributes to the ``items`` topic, every row checked before the first is written."""
+    from velox.control import items
+    from velox.local import item_files
+
+    if args.path is None:
+        raise ConfigError("load items needs FILE: MovieLens's u.item, JSON lines or a CSV with a header")
+    columns = [name.strip() for name in args.attributes.split(",")] if args.attributes else None
+    rows = item_files.read_items(args.path, args.item or "item", columns)
+    written = items.save(settings, rows)
+    log.info("loaded the attributes of %d items from %s into %s", written, args.path, items.topic(settings))
+    return 0

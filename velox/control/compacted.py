@@ -1,6 +1,6 @@
 """Compacted topics read as tables: what the control plane's topics hold now, then each change.
 
-``model-versions``, ``owners``, ``apps`` and ``containers`` are read this way by every process
+``model-versions``, ``owners``, ``apps``, ``containers`` and ``items`` are read this way by every process
 that needs them; no group offsets are committed, each reader starts from the beginning.
 """
 
@@ -49,19 +49,21 @@ class CompactedReader:
         self.reader.close()
 
 
-def merged(rows: Mapping[str, T], messages: Iterable[Message], decode: Callable[[bytes], T]) -> dict[str, T]:
-    """A copy of ``rows`` with the messages applied: the latest value per key, a null value deletes."""
+def merged(rows: Mapping[str, T], messages: Iterable[Message], decode: Callable[[bytes], T | None]) -> dict[str, T]:
+    """A copy of ``rows`` with the messages applied: the latest value per key; a null value, or one
+    ``decode`` refuses (None: a record this code cannot use, which it logs), deletes."""
     result = dict(rows)
     for message in messages:
         key, value = message.key().decode(), message.value()
-        if value is None:
+        decoded = None if value is None else decode(value)
+        if decoded is None:
             result.pop(key, None)
         else:
-            result[key] = decode(value)
+            result[key] = decoded
     return result
 
 
-def read_table(settings: Settings, topic: str, decode: Callable[[bytes], T]) -> dict[str, T]:
+def read_table(settings: Settings, topic: str, decode: Callable[[bytes], T | None]) -> dict[str, T]:
     """A compacted topic as a dict, as it is now (``FollowedTable`` keeps one current)."""
     reader = CompactedReader(settings, topic)
     try:
@@ -76,7 +78,8 @@ class FollowedTable(Generic[T]):
     ``changes`` counts the updates, so a reader can cache what it derives from ``rows``.
     """
 
-    def __init__(self, settings: Settings, topic: str, decode: Callable[[bytes], T], interval: float = 0.1) -> None:
+    def __init__(self, settings: Settings, topic: str, decode: Callable[[bytes], T | None],
+                 interval: float = 0.1) -> None:
         self.decode = decode
         self.reader = CompactedReader(settings, topic)
         self.rows: dict[str, T] = {}

@@ -2,12 +2,13 @@
 
 ``observations`` and its dead letters have ``VELOX_PARTITIONS`` partitions (by user); the
 worker's table changelog has as many, compacted, and so has ``item-corrections`` (the partitions'
-item totals, not compacted); ``owners`` says who holds which.
+item totals, not compacted); ``owners`` says who holds which; ``items`` holds the items'
+attributes (compacted).
 """
 
 from __future__ import annotations
 
-from velox.control import item_corrections, owners
+from velox.control import item_corrections, items, owners
 from velox.errors import ConfigError
 from velox.kafka import topic_admin
 from velox.settings import Settings
@@ -38,3 +39,4 @@ def ensure(settings: Settings) -> None:
     topic_admin.create_topics(settings, {changelog(settings): settings.partitions}, {"cleanup.policy": "compact"})
     item_corrections.ensure_topic(settings)
     owners.ensure_topic(settings)
+    items.ensure_topic(settings)

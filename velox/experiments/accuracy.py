@@ -143,8 +143,12 @@ class Trial:
 
 def replay(version: ModelVersion, trial: Trial, stream: Sequence[Observation]) -> Replay:
     """The stream through ``Learner.observe_many`` in this process: exactly what the worker does."""
-    learner = Learner(version, make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence, trial.forgetting),
-                      keep_known=trial.keep_known)
+    rule = make_rule(trial.rule, trial.learning_rate, trial.l2, trial.evidence, trial.forgetting)
+    return replayed(Learner(version, rule, keep_known=trial.keep_known), stream)
+
+
+def replayed(learner: Learner, stream: Sequence[Observation]) -> Replay:
+    """The stream through ``learner``, a batch of ``REPLAY_BATCH`` at a time, as the worker takes them."""
     events = [Event(seen.key, seen.user_code, seen.item_code, seen.score, offset) for offset, seen in enumerate(stream)]
     states: dict[bytes, user_state.UserState] = {}
     predicted: list[float | None] = []

@@ -203,7 +203,7 @@ class ItemCorrections(ItemTotals):
 
 
 def corrected(version: ModelVersion, totals: ItemTotals, shrinkage: float,
-              previous: ModelVersion | None = None) -> ModelVersion:
+              previous: ModelVersion | None = None, measured: ModelVersion | None = None) -> ModelVersion:
     """``version`` with c_x added to its item biases (same id: the same θ, better served); items it
     does not know but the log has rated are appended with zero factors and c_x as their bias, so
     top-k can rank them too. The version itself when there is nothing to add (or k is ∞).
@@ -211,6 +211,22 @@ def corrected(version: ModelVersion, totals: ItemTotals, shrinkage: float,
     ``previous``, the table served before (from the same version and totals with fewer items):
     its item ids, factors and lookup are kept when no item was appended since, and extended when
     some were, so a refresh costs a bias vector, not the whole item table again.
+
+    ``measured``: the version the residuals were taken against, when ``version`` is it with rows
+    of items described by content appended or replaced (``velox.serving.item_content``). Those
+    items' residuals were taken at another bias b'_x (0 for an item the version had no row of), so
+    their correction is re-centred on the bias served, b̂_x: c_x = (Σ r − n_x (b̂_x − b'_x)) / (n_x + k),
+    and the served bias b̂_x + c_x moves from the content's guess to the item's mean residual as its
+    ratings come (the part of the mapped factors the totals cannot see stays in them).
+
+    >>> import numpy as np
+    >>> from velox.model.version import random_version
+    >>> trained = random_version(2, 2)
+    >>> described = trained.with_items(np.array([0, 1, 9]), np.zeros((3, 1), np.float32), np.array([0, 0, 0.5], np.float32))
+    >>> seen = ItemTotals()
+    >>> _ = seen.tally(np.array([9, 9, 9]), np.array([1.0, 1.0, 1.0]))
+    >>> float(corrected(described, seen, 1.0, measured=trained).item_bias[2])  # 0.5 + (3 − 3·0.5) / (3 + 1)
+    0.875
     """
     if not len(totals) or math.isinf(shrinkage):
         return version
@@ -218,6 +234,11 @@ def corrected(version: ModelVersion, totals: ItemTotals, shrinkage: float,
     values = sums / (counts + shrinkage)
     at = rows(version.item_ids, ids)
     known = at < len(version.item_ids)
+    if measured is not None and measured is not version:
+        before = measured.items.rows(ids[known])
+        taken_at = np.zeros(len(before), np.float32)
+        taken_at[before < len(measured.item_ids)] = measured.item_bias[before[before < len(measured.item_ids)]]
+        values[known] -= counts[known] * (version.item_bias[at[known]] - taken_at) / (counts[known] + shrinkage)
     bias = version.item_bias.astype(np.float64)
     bias[at[known]] += values[known]
     added = ids[~known]

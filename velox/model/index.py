@@ -21,8 +21,10 @@ exactly beside them:
   are kept sorted by ``Δ_x`` per served table, their factors copied contiguously in that order,
   so a query scores its prefix in one product (no gather) and only rows reaching the k-th
   score join the candidates.
-* appended items (zero factors): their score is their bias plus the user's, the same order for
-  every user, so the k best of them by bias are enough.
+* appended items with zero factors (rated, unknown to the version): their score is their bias plus
+  the user's, the same order for every user, so the k best of them by bias are enough.
+* appended items with factors (described by content, ``velox.serving.item_content``): new items,
+  few beside the catalog, each scored exactly.
 
 Excluded items (``exclude_seen``) are removed exactly, after taking that many more candidates.
 """
@@ -69,7 +71,8 @@ class _Served:
     lowered_by: np.ndarray  # -Δ of the raised rows, ascending: a query's prefix is one searchsorted
     raised_factors: np.ndarray
     raised_base: np.ndarray
-    appended: np.ndarray
+    appended: np.ndarray  # appended rows with zero factors, by bias
+    described: np.ndarray  # appended rows with factors (mapped from content)
 
 
 class ItemIndex:
@@ -147,7 +150,7 @@ class ItemIndex:
                  trained: np.ndarray, exclude: np.ndarray | None, epsilon: float,
                  rng: np.random.Generator | None) -> TopK:
         excluding = exclude is not None and len(exclude) > 0
-        rows = np.concatenate([rows, served.appended[:k + (len(exclude) if excluding else 0)]])  # distinct rows
+        rows = np.concatenate([rows, served.described, served.appended[:k + (len(exclude) if excluding else 0)]])
         if excluding:
             rows = rows[~np.isin(version.item_ids[rows], exclude)]
         scores = self._scores(version, w, rows)
@@ -217,9 +220,11 @@ class ItemIndex:
         raised = np.flatnonzero(delta > 0)
         raised = raised[np.argsort(-delta[raised], kind="stable")]
         appended = np.arange(self.n, len(version.item_ids))
+        described = version.item_factors[appended].any(axis=1)
+        appended, described = appended[~described], appended[described]
         appended = appended[np.argsort(-version.item_bias[appended], kind="stable")]
         served = _Served(version.item_bias, raised, -delta[raised], np.ascontiguousarray(version.item_factors[raised]),
-                         version.item_base[raised], appended)
+                         version.item_base[raised], appended, described)
         with self._lock:
             self._served = [served, *self._served[:1]]
         return served

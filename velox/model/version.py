@@ -5,7 +5,9 @@
 ``V_x`` is the item's factor row (float32, rank ``d - 1``), ``b_x`` its bias and μ the global
 mean. Users and items are rows looked up by their ids' 64-bit codes (``velox.schemas.ids``);
 ``names`` keeps the strings of the codes that are hashes, so ids go back out as they were given. The last coordinate of ``w_u`` is the user's bias. An item the version does not know has
-``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias. A user the version
+``V_x = 0`` and ``b_x = 0``, so its observations still move the user's bias; where its attributes
+are known, the edge serves it with what the version's content model maps them to (``content``,
+``velox.model.content``). A user the version
 does not know starts from the mean user vector (cold start).
 """
 
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from velox.model.content import ContentModel
 from velox.model.lookup import Lookup
 from velox.schemas import ids, partitioning
 
@@ -41,6 +44,11 @@ class ModelVersion:
     # An implicit version's training interactions, by user row (CSR): each user's items, and each
     # item's summed confidence, negative where none of them was a positive kind (velox.model.implicit).
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # int64 offsets, int64 items, f64
+    # Factors and bias from an item's attributes, for items it did not train on (velox.model.content).
+    content: ContentModel | None = None
+    # Rows from here on are items described by content when the version was made (their attributes
+    # known then, no rating in its training set): the worker learns on their mapped factors. None: all trained.
+    trained_items: int | None = None
     mean_user: np.ndarray = field(init=False)  # float32[d]
     item_base: np.ndarray = field(init=False, repr=False)  # float32[n_items]: μ + b_item, for top-k
     users: Lookup = field(init=False, repr=False)  # user ids to rows
@@ -84,6 +92,16 @@ class ModelVersion:
         extends = len(item_ids) >= n and np.array_equal(item_ids[:n], self.item_ids)
         other._index_items(self.items.extended(item_ids) if extends else Lookup(item_ids))
         return other
+
+    def appended(self, item_ids: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray,
+                 names: Mapping[int, str] | None = None) -> ModelVersion:
+        """The same version with items appended after its own (its lookups extended, not rebuilt):
+        items described by content (``velox.serving.item_content``)."""
+        if not len(item_ids):
+            return self
+        return self.with_items(np.concatenate([self.item_ids, item_ids]),
+                               np.vstack([self.item_factors, np.asarray(item_factors, np.float32)]),
+                               np.concatenate([self.item_bias, np.asarray(item_bias, np.float32)]), names)
 
     def named(self, names: Mapping[int, str]) -> ModelVersion:
         """The same version with ``names`` for its string ids' codes (the retrain adds them once fitted)."""
@@ -138,7 +156,20 @@ class ModelVersion:
         return self.item_factors.shape[1] + 1
 
     def knows_item(self, item: int) -> bool:
+        """Whether the item has a row: trained, or described by content (``trained_on`` tells which)."""
         return self.items.row(item) >= 0
+
+    def trained_on(self, item: int) -> bool:
+        """Whether the version's training set rated the item (its row is its own, not its content's)."""
+        row = self.items.row(item)
+        return 0 <= row < (len(self.item_ids) if self.trained_items is None else self.trained_items)
+
+    def as_trained(self) -> ModelVersion:
+        """The version without the rows described by content: what it knows from ratings alone."""
+        n = self.trained_items
+        if n is None or n == len(self.item_ids):
+            return self
+        return self.with_items(self.item_ids[:n], self.item_factors[:n], self.item_bias[:n])
 
     def knows_user(self, user: int) -> bool:
         return self.users.row(user) >= 0
@@ -197,6 +228,8 @@ class ModelVersion:
             # Ids hold no control characters: a line feed separates them.
             name_text=np.frombuffer("\n".join(self.names.values()).encode(), np.uint8),
             **({} if self.interactions is None else dict(zip(_INTERACTIONS, self.interactions))),
+            **({} if self.content is None else self.content.to_arrays()),
+            **({} if self.trained_items is None else {"trained_items": np.array(self.trained_items)}),
         )
         return out.getvalue()
 
@@ -213,6 +246,8 @@ class ModelVersion:
                 user_ids=arrays["user_ids"], user_vectors=arrays["user_vectors"], user_counts=arrays["user_counts"],
                 names=names,
                 interactions=tuple(arrays[name] for name in _INTERACTIONS) if _INTERACTIONS[0] in arrays else None,
+                content=ContentModel.from_arrays(arrays),
+                trained_items=int(arrays["trained_items"]) if "trained_items" in arrays else None,
             )
 
 

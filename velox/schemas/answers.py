@@ -18,6 +18,7 @@ class Prediction(msgspec.Struct, frozen=True):
     known_user: bool
     known_item: bool
     default: bool = False  # True: the active version's batch answer (the user's owner did not answer in time)
+    features: str | None = None  # the item's: "trained", "content" (mapped from its attributes) or "none"
 
 
 class Scored(msgspec.Struct, frozen=True):
@@ -31,6 +32,13 @@ class TopK(msgspec.Struct, frozen=True):
     known_user: bool
     items: list[Scored]
     default: bool = False
+
+
+class ItemAttributes(msgspec.Struct, frozen=True):
+    """An item's attributes (``velox.schemas.item_attributes``): written, or as an edge holds them."""
+
+    item: Id
+    attributes: dict[str, str | list[str] | float]
 
 
 class Accepted(msgspec.Struct, frozen=True):

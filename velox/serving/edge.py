@@ -321,6 +321,24 @@ def score_of(edge: Edge, weights: Weights, item: int | str) -> float:
     return score
 
 
+async def acknowledged(edge: Edge, topic: str, key: bytes, value: bytes | None) -> tuple[int, int | None] | None:
+    """Produce and wait for the broker's acknowledgement: (partition, offset), None if it did not come
+    in time. The offset is None for a retry the broker had already written (librdkafka knows it was
+    taken, not where), so a 202 may say ``"offset": null``."""
+    loop = asyncio.get_running_loop()
+    acked: asyncio.Future[tuple[int, int | None] | None] = loop.create_future()
+
+    def on_delivery(error: object, message: Any) -> None:
+        result = None if error is not None else (message.partition(), message.offset())
+        loop.call_soon_threadsafe(lambda: acked.done() or acked.set_result(result))
+
+    edge.producer.produce(topic, key=key, value=value, on_delivery=on_delivery)  # the edge's delivery thread runs the callback
+    try:
+        return await asyncio.wait_for(acked, edge.ack_timeout)
+    except TimeoutError:
+        return None
+
+
 def authorize(edge: Edge, request: Request) -> None:
     """Admin calls: refused unless a token is set and the request carries it."""
     expected = edge.settings.admin_token

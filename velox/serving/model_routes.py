@@ -23,6 +23,7 @@ from velox.schemas.top_k_request import TopKRequest
 from velox.serving.edge import (
     Edge,
     Weights,
+    acknowledged,
     answer,
     authorize,
     authorize_observe,
@@ -66,9 +67,9 @@ async def predict(request: Request) -> Response:
     user, item = id_param(request, "user"), id_param(request, "item")
 
     async def body(weights: Weights) -> dict[str, Any]:
-        version = weights.version
+        version, features = weights.version, edge.models.features_of(weights.version.id, ids.code(item))
         return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
-                "known_user": weights.known, "known_item": edge.models.trained(version.id).knows_item(ids.code(item))}
+                "known_user": weights.known, "known_item": features == "trained", "features": features}
 
     return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
 
@@ -111,30 +112,11 @@ async def accept(edge: Edge, body: bytes) -> Response:
         edge.feedback.target(seen)  # what this system cannot learn from is refused here, not dead-lettered
     except (msgspec.DecodeError, InvalidObservation) as exc:
         raise HTTPException(400, f"bad observation: {exc}") from None
-    delivered = await send(edge, seen)
+    delivered = await acknowledged(edge, edge.settings.topic("observations"), seen.key, observation.encode(seen))
     if delivered is None:
         return JSONResponse({"error": 503, "detail": "Kafka did not acknowledge the observation in time"},
                             status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "accepted", "partition": delivered[0], "offset": delivered[1]}, status_code=202)
-
-
-async def send(edge: Edge, seen: observation.Observation) -> tuple[int, int | None] | None:
-    """Produce and wait for the broker's acknowledgement: (partition, offset), None if it did not come
-    in time. The offset is None for a retry the broker had already written (librdkafka knows it was
-    taken, not where), so a 202 may say ``"offset": null``."""
-    loop = asyncio.get_running_loop()
-    acked: asyncio.Future[tuple[int, int | None] | None] = loop.create_future()
-
-    def on_delivery(error: object, message: Any) -> None:
-        result = None if error is not None else (message.partition(), message.offset())
-        loop.call_soon_threadsafe(lambda: acked.done() or acked.set_result(result))
-
-    edge.producer.produce(edge.settings.topic("observations"), key=seen.key, value=observation.encode(seen),
-                          on_delivery=on_delivery)  # the edge's delivery thread runs the callback
-    try:
-        return await asyncio.wait_for(acked, edge.ack_timeout)
-    except TimeoutError:
-        return None
 
 
 def renamed(endpoint: Callable[[Request], Awaitable[Response]], **names: str) -> Callable[[Request], Awaitable[Response]]:

@@ -29,6 +29,7 @@ from velox.control import versions
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
 from velox.schemas.model_version import Activation
+from velox.serving.item_content import ItemContent
 from velox.serving.live_corrections import Corrections, Served
 from velox.serving.top_k_index import with_index
 from velox.settings import Settings
@@ -62,6 +63,19 @@ class Models:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="velox-versions", daemon=True)
         self._thread.start()
+
+    @property
+    def content(self) -> ItemContent:
+        """The items' attributes this edge follows."""
+        return self.corrections.content
+
+    def features_of(self, version_id: str, item: int) -> str:
+        """What scores ``item`` (a code) on a loaded version: its ``trained`` factors, those its
+        ``content`` maps to, or ``none`` (zero factors)."""
+        trained = self.trained(version_id)
+        if trained.trained_on(item):
+            return "trained"
+        return "content" if trained.knows_item(item) or self.content.mapped(version_id, item) else "none"
 
     @property
     def active(self) -> ModelVersion:

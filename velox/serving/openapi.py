@@ -61,6 +61,12 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
                        "gamma": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                        "per_user": {"type": "boolean"}, "sticky_s": {"type": "number", "minimum": 0}}}}}}
     admin = {"security": [{"admin": []}]}
+    attribute = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "number"},
+                           {"type": "array", "items": {"type": "string", "maxLength": 1024}}]}
+    item = {"name": "item", "in": "path", "required": True, "schema": TEXT_ID}
+    attributes_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "maxProperties": 256, "additionalProperties": attribute,
+        "description": "an item's attributes: strings (categories), lists of strings (tags), numbers"}}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Velox edge", "version": "1"},
@@ -105,6 +111,10 @@ def document(served: list[str] | None = None) -> dict[str, Any]:
                 "post": {"parameters": [APP], "requestBody": predict_body, "responses": {"200": JSON, "413": ERROR, **ANSWERS}}},
             "/v1/apps/{app}/top_k": {"get": {
                 "parameters": [APP, query("user", TEXT_ID), *top_k_parameters], "responses": {"200": JSON, **ANSWERS}}},
+            "/v1/items/{item}": {
+                "get": {"parameters": [item], "responses": {"200": JSON, **ANSWERS}},
+                "post": {"parameters": [item], "requestBody": attributes_body, **admin,
+                         "responses": {"202": JSON, "401": ERROR, "413": ERROR, "503": ERROR, **ANSWERS}}},
             "/healthz": {"get": {"responses": {"200": JSON}}},
             "/readyz": {"get": {"responses": {"200": JSON, "503": JSON}}},
         },

@@ -16,7 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from velox.control import app_registry
-from velox.serving import application_routes, dashboard, model_routes, openapi
+from velox.serving import (
+    application_routes,
+    dashboard,
+    item_routes,
+    model_routes,
+    openapi,
+)
 from velox.serving.edge import Edge, http_error, lifespan
 from velox.serving.monitor import edge_metrics
 
@@ -25,6 +31,7 @@ def create_app(edge: Edge) -> Starlette:
     routes = [
         *model_routes.routes(),
         *application_routes.routes(),
+        *item_routes.routes(),
         *dashboard.routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

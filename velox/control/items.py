@@ -1,0 +1,72 @@
+"""The ``items`` topic (compacted, keyed by item id): each item's attributes, as
+``velox.schemas.item_attributes`` says.
+
+``velox load items``, the edge's ``POST /v1/items/{id}`` and anyone's producer write it; the
+retrain reads it to learn its content model (``velox.model.content``) and every edge follows it
+(``velox.serving.item_content``) to score the items a version did not train on by what they are.
+A record a reader cannot use (someone else's producer) is skipped with a warning, as if absent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from velox.control import compacted
+from velox.errors import InvalidAttributes, VeloxError
+from velox.kafka import clients, topic_admin
+from velox.schemas import ids, item_attributes
+from velox.schemas.item_attributes import Attributes
+from velox.settings import Settings
+
+log = logging.getLogger("velox.control.items")
+
+
+def topic(settings: Settings) -> str:
+    return settings.topic("items")
+
+
+def ensure_topic(settings: Settings) -> None:
+    topic_admin.create_topics(settings, {topic(settings): 1}, {"cleanup.policy": "compact"})
+
+
+def usable(data: bytes) -> Attributes | None:
+    """A record's attributes, None (with a warning) if it breaks the schema."""
+    try:
+        return item_attributes.decode(data)
+    except InvalidAttributes as exc:
+        log.warning("an item's attributes on the items topic skipped: %s", exc)
+        return None
+
+
+def by_code(rows: dict[str, Attributes]) -> dict[int, Attributes]:
+    """The table's rows by item code (what a version's rows are looked up by)."""
+    return {ids.code(ids.given(key)): attributes for key, attributes in rows.items()}
+
+
+def current(settings: Settings) -> dict[str, Attributes]:
+    """Every item's attributes, by item id (as the key's text), as the topic says now."""
+    ensure_topic(settings)
+    return compacted.read_table(settings, topic(settings), usable)
+
+
+def follow(settings: Settings) -> compacted.FollowedTable[Attributes]:
+    """Every item's attributes by item id, kept current."""
+    ensure_topic(settings)
+    return compacted.FollowedTable(settings, topic(settings), usable)
+
+
+def save(settings: Settings, rows: Iterable[tuple[int | str, Attributes | None]]) -> int:
+    """Write items' attributes (None: delete an item's), acknowledged; how many were written."""
+    ensure_topic(settings)
+    producer = clients.producer(settings)
+    failures: list[object] = []
+    count = 0
+    for item, attributes in rows:
+        clients.send(producer, topic(settings), key=ids.key(item),
+                     value=None if attributes is None else item_attributes.encode(attributes),
+                     on_delivery=lambda error, _m: error and failures.append(error))
+        count += 1
+    if producer.flush(60) != 0 or failures:
+        raise VeloxError(f"{len(failures)} items' attributes were not acknowledged: {failures[:3]}")
+    return count
