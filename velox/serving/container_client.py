@@ -108,9 +108,17 @@ class Request(NamedTuple):
     answer: asyncio.Future[float]
 
 
+def share(waiting: int, room: int, limit: int) -> int:
+    """A call's size when ``waiting`` requests wait and the replicas have room for ``room`` calls:
+    an even share, so that two idle replicas each compute half at once rather than one all of it
+    and the other none (then they took turns: bench/README.md, the containers' causes)."""
+    return min(limit, -(-waiting // max(room, 1)))
+
+
 class Batcher:
     """One container version's queue, as Clipper's: a call goes out when a live replica has room for
-    one more (its registered concurrency), and takes every waiting request up to the batch limit.
+    one more (its registered concurrency), and takes every waiting request up to the batch limit,
+    or its even share of them when several replicas have room.
 
     Requests wait here, not in a replica's socket: calls sent as requests arrived, one input each,
     queued at the replica and were all answered late (bench/README.md, the containers' causes).
@@ -135,7 +143,7 @@ class Batcher:
     def _dispatch(self) -> None:
         while self._waiting():
             try:
-                replica = self.containers.free_replica(self.model, self.version, self.in_flight)
+                replica, free = self.containers.free_replica(self.model, self.version, self.in_flight)
             except ContainerFailed as exc:
                 while self.queue:
                     request = self.queue.popleft()
@@ -144,8 +152,9 @@ class Batcher:
                 return
             if replica is None:
                 return  # every replica is busy: the next reply dispatches again
+            size = share(len(self.queue), free, self.limit.size)
             batch: list[Request] = []
-            while self._waiting() and len(batch) < self.limit.size:
+            while self._waiting() and len(batch) < size:
                 batch.append(self.queue.popleft())
             self.in_flight[replica.address] += 1
             task = asyncio.ensure_future(self._send(replica, batch))
@@ -181,6 +190,13 @@ class Batcher:
                 request.answer.set_exception(ContainerFailed(self.model, "nan", f"{self.model} answered {output}"))
 
 
+def expire(answer: asyncio.Future[float], model: str, slo_s: float) -> None:
+    """A request's deadline passed: its answer is the timeout (the batcher drops it if still waiting)."""
+    if not answer.done():
+        answer.set_exception(ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
+                                                               f"{1000 * slo_s:g} ms"))
+
+
 class Containers:
     def __init__(self, settings: Settings) -> None:
         self.table = registry.follow(settings)
@@ -191,6 +207,7 @@ class Containers:
         self.batchers: dict[tuple[asyncio.AbstractEventLoop, str, str], Batcher] = {}
         self.cache = PredictionCache("container", settings.cache_entries)
         self.seen, self.registered = -1, frozenset[str]()
+        self.served: dict[str, tuple[int, float, tuple[str, list[Replica]] | None]] = {}  # by model: see _serving
 
     def __contains__(self, model: str) -> bool:
         """Whether ``model`` is a container (live or not): asked on every app request, so the
@@ -209,7 +226,7 @@ class Containers:
             raise
 
     async def _score(self, model: str, request: Input, slo_s: float) -> tuple[str, float]:
-        found = registry.serving(self.table.rows, model, time.time())
+        found = self._serving(model)
         if found is None:
             raise ContainerFailed(model, "no_replica", f"container {model!r} has no live replica")
         version, replicas = found
@@ -223,24 +240,42 @@ class Containers:
         batcher = self.batchers.get(queue)
         if batcher is None:
             batcher = self.batchers[queue] = Batcher(self, model, version)
+        answer = batcher.score(request, slo_s)
+        deadline = asyncio.get_running_loop().call_later(slo_s, expire, answer, model, slo_s)
         try:
-            score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)  # a future: no task made
-        except TimeoutError:
-            raise ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
-                                                    f"{1000 * slo_s:g} ms") from None
+            score = await answer  # a future and a timer: wait_for's task and callbacks cost as much again
+        finally:
+            deadline.cancel()
         self.cache.put(key, score)
         return version, score
 
-    def free_replica(self, model: str, version: str, in_flight: collections.Counter[str]) -> Replica | None:
+    def free_replica(self, model: str, version: str,
+                     in_flight: collections.Counter[str]) -> tuple[Replica | None, int]:
         """The live replica of ``model``'s ``version`` with the fewest of its ``in_flight`` calls, if
-        it has room for one more (None: every one is busy); ``no_replica`` if none is live."""
-        found = registry.serving(self.table.rows, model, time.time())
+        it has room for one more (None: every one is busy), and the calls they all have room for;
+        ``no_replica`` if none is live."""
+        found = self._serving(model)
         replicas = [r for r in (found[1] if found and found[0] == version else []) if not self._failed(r)]
         if not replicas:
             raise ContainerFailed(model, "no_replica", f"container {model!r} version {version} has no live replica")
         turn = next(self.turn) % len(replicas)  # ties in turn
         replica = min(replicas[turn:] + replicas[:turn], key=lambda r: in_flight[r.address] / r.concurrency)
-        return replica if in_flight[replica.address] < replica.concurrency else None
+        room = sum(max(r.concurrency - in_flight[r.address], 0) for r in replicas)
+        return (replica if in_flight[replica.address] < replica.concurrency else None), room
+
+    def _serving(self, model: str) -> tuple[str, list[Replica]] | None:
+        """``registry.serving``, asked on every request: derived again only when the table changed
+        or one of the model's live replicas reaches its heartbeat's end (what it depends on)."""
+        now = time.time()
+        cached = self.served.get(model)
+        if cached is not None and cached[0] == self.table.changes and now <= cached[1]:
+            return cached[2]
+        rows = self.table.rows
+        found = registry.serving(rows, model, now)
+        until = min((r.heartbeat_at + registry.DEAD_AFTER for r in registry.live(rows, now) if r.name == model),
+                    default=math.inf)
+        self.served[model] = (self.table.changes, until, found)
+        return found
 
     async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
         """One call to ``replica``; its outputs, checked for length. No deadline of its own: each
