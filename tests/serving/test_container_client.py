@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from velox.control import container_registry as registry
 from velox.schemas.container_rpc import Input, Replica
-from velox.serving.container_client import Batcher, Containers, share
+from velox.serving.container_client import Batcher, ContainerFailed, Containers, share
 
 
 def replica(number: int, heartbeat_at: float) -> Replica:
@@ -24,29 +24,42 @@ def test_waiting_requests_are_shared_evenly_among_the_calls_the_replicas_have_ro
     assert share(1, 3, 256) == 1
 
 
+class Stand(Containers):
+    """The dispatch's logic alone: two live replicas, and calls that answer at once (or never)."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.turn, self.connections, self.hang, self.sizes = iter(range(10**9)), {}, hang, []
+        self.table = SimpleNamespace(rows={}, changes=0)
+        self.served = {"m": (0, float("inf"), ("1", [replica(1, time.time()), replica(2, time.time())]))}
+
+    async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
+        self.sizes.append(len(inputs))
+        await (asyncio.Event().wait() if self.hang else asyncio.sleep(0))
+        return [1.0] * len(inputs)
+
+
 def test_two_idle_replicas_each_get_half_of_what_waits() -> None:
     """Not one call of all 100 and an idle replica: they took turns, the other always idle."""
-    replicas = [replica(1, time.time()), replica(2, time.time())]
-    sizes: list[int] = []
-
-    class Stand(Containers):  # the dispatch's logic alone: replicas and calls stand in
-        def __init__(self) -> None:
-            self.turn, self.connections = iter(range(10**9)), {}
-            self.table = SimpleNamespace(rows={}, changes=0)
-            self.served = {"m": (0, float("inf"), ("1", replicas))}
-
-        async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
-            sizes.append(len(inputs))
-            await asyncio.sleep(0)
-            return [1.0] * len(inputs)
+    containers = Stand()
 
     async def ask() -> None:
-        batcher = Batcher(Stand(), "m", "1")
+        batcher = Batcher(containers, "m", "1")
         batcher.limit.size = 256
         await asyncio.gather(*(batcher.score(Input(n, n), 60.0) for n in range(100)))
 
     asyncio.run(ask())
-    assert sizes == [50, 50]
+    assert containers.sizes == [50, 50]
+
+
+def test_each_request_is_answered_timeout_at_its_own_objective_while_the_replicas_hang() -> None:
+    async def ask() -> list[BaseException | float]:
+        batcher = Batcher(Stand(hang=True), "m", "1")
+        return await asyncio.gather(*(batcher.score(Input(n, n), slo_s) for n, slo_s in
+                                      enumerate([0.05, 0.02, 0.05, 0.02, 0.03])), return_exceptions=True)
+
+    answers = asyncio.run(ask())
+    assert all(isinstance(a, ContainerFailed) and a.cause == "timeout" for a in answers), answers
+    assert [str(a) for a in answers] == [f"container 'm' gave no answer within {ms} ms" for ms in (50, 20, 50, 20, 30)]
 
 
 def test_the_serving_version_is_derived_again_once_a_heartbeat_is_too_old() -> None:

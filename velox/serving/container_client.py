@@ -38,6 +38,7 @@ from velox.settings import Settings
 FAILURES = Counter("velox_edge_container_failures", "Container answers replaced by the app's default, by cause.",
                    ["model", "cause"])
 CALLS = Counter("velox_edge_container_calls", "Calls to container replicas.", ["model", "replica"])
+EXPIRY_GRAIN = 0.001  # seconds: deadlines that close together are answered together
 BATCH_SIZE = Histogram("velox_edge_container_batch_size", "Inputs sent to a container in one call.",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
@@ -105,6 +106,7 @@ class Connection:
 class Request(NamedTuple):
     input: Input
     slo_s: float
+    deadline: float  # the loop's time
     answer: asyncio.Future[float]
 
 
@@ -130,15 +132,41 @@ class Batcher:
         self.queue: collections.deque[Request] = collections.deque()
         self.in_flight: collections.Counter[str] = collections.Counter()  # calls by replica address
         self.sending: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+        # The requests by objective, each in the order they came, so in the order of their deadlines: one
+        # timer for them all (a timer each cost as much as the rest of a request: the loop's heap of them).
+        self.deadlines: dict[float, collections.deque[Request]] = {}
+        self.timer: asyncio.TimerHandle | None = None
 
     def score(self, request: Input, slo_s: float) -> asyncio.Future[float]:
-        """The request's answer to come: a future the caller may cancel (its deadline passed)."""
+        """The request's answer to come, a ``timeout`` once ``slo_s`` passed (the caller may cancel it)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[float] = loop.create_future()
         if not self.queue:  # the requests handled in this turn of the loop join it
             loop.call_soon(self._dispatch)
-        self.queue.append(Request(request, slo_s, answer))
+        waiting = Request(request, slo_s, loop.time() + slo_s, answer)
+        self.queue.append(waiting)
+        self.deadlines.setdefault(slo_s, collections.deque()).append(waiting)
+        if self.timer is None or waiting.deadline < self.timer.when():
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(waiting.deadline, self._expire)
         return answer
+
+    def _expire(self) -> None:
+        """Answer ``timeout`` to the requests whose deadline passed, and wait for the next deadline."""
+        loop = asyncio.get_running_loop()
+        now, nearest = loop.time(), math.inf
+        for slo_s, requests in list(self.deadlines.items()):
+            while requests and (requests[0].answer.done() or requests[0].deadline <= now):
+                request = requests.popleft()
+                if not request.answer.done():
+                    request.answer.set_exception(ContainerFailed(
+                        self.model, "timeout", f"container {self.model!r} gave no answer within {1000 * slo_s:g} ms"))
+            if requests:
+                nearest = min(nearest, requests[0].deadline)
+            else:
+                del self.deadlines[slo_s]
+        self.timer = loop.call_at(max(nearest, now + EXPIRY_GRAIN), self._expire) if self.deadlines else None
 
     def _dispatch(self) -> None:
         while self._waiting():
@@ -190,13 +218,6 @@ class Batcher:
                 request.answer.set_exception(ContainerFailed(self.model, "nan", f"{self.model} answered {output}"))
 
 
-def expire(answer: asyncio.Future[float], model: str, slo_s: float) -> None:
-    """A request's deadline passed: its answer is the timeout (the batcher drops it if still waiting)."""
-    if not answer.done():
-        answer.set_exception(ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
-                                                               f"{1000 * slo_s:g} ms"))
-
-
 class Containers:
     def __init__(self, settings: Settings) -> None:
         self.table = registry.follow(settings)
@@ -240,12 +261,7 @@ class Containers:
         batcher = self.batchers.get(queue)
         if batcher is None:
             batcher = self.batchers[queue] = Batcher(self, model, version)
-        answer = batcher.score(request, slo_s)
-        deadline = asyncio.get_running_loop().call_later(slo_s, expire, answer, model, slo_s)
-        try:
-            score = await answer  # a future and a timer: wait_for's task and callbacks cost as much again
-        finally:
-            deadline.cancel()
+        score = await batcher.score(request, slo_s)
         self.cache.put(key, score)
         return version, score
 
