@@ -286,11 +286,11 @@ class Containers:
         cached = self.served.get(model)
         if cached is not None and cached[0] == self.table.changes and now <= cached[1]:
             return cached[2]
-        rows = self.table.rows
+        changes, rows = self.table.changes, self.table.rows  # in this order: the follower sets rows first
         found = registry.serving(rows, model, now)
         until = min((r.heartbeat_at + registry.DEAD_AFTER for r in registry.live(rows, now) if r.name == model),
                     default=math.inf)
-        self.served[model] = (self.table.changes, until, found)
+        self.served[model] = (changes, until, found)
         return found
 
     async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
