@@ -145,7 +145,10 @@ class Batcher:
             loop.call_soon(self._dispatch)
         waiting = Request(request, slo_s, loop.time() + slo_s, answer)
         self.queue.append(waiting)
-        self.deadlines.setdefault(slo_s, collections.deque()).append(waiting)
+        same = self.deadlines.get(slo_s)
+        if same is None:
+            same = self.deadlines[slo_s] = collections.deque()
+        same.append(waiting)
         if self.timer is None or waiting.deadline < self.timer.when():
             if self.timer is not None:
                 self.timer.cancel()
