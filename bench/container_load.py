@@ -101,7 +101,7 @@ class Load:
 
         class Front(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport, self.buffer = transport, b""
+                self.transport, self.buffer, self.replies = transport, b"", list[bytes]()
 
             def data_received(self, data: bytes) -> None:
                 self.buffer += data
@@ -114,7 +114,13 @@ class Load:
 
             async def answer(self, number: int) -> None:
                 cause = (await load.cause()).encode()
-                self.transport.write(ANSWERED.pack(number, len(cause)) + cause)  # type: ignore[attr-defined]
+                if not self.replies:  # one write for the answers of this turn of the loop
+                    asyncio.get_running_loop().call_soon(self.flush)
+                self.replies.append(ANSWERED.pack(number, len(cause)) + cause)
+
+            def flush(self) -> None:
+                self.transport.write(b"".join(self.replies))  # type: ignore[attr-defined]
+                self.replies.clear()
 
         load = self
         server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", 0)
