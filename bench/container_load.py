@@ -3,20 +3,24 @@ client, at several connections and paced rates, against the model's own batched 
 
 Requests go through ``velox.serving.container_client`` in this process's event loop, as the
 edge's app routes call it (the HTTP server left out: its cost is bench/serve.py's), with the
-container's share of the app's objective. Each figure comes with the model's capacity measured
+container's share of the app's objective: closed loops from callers in the same loop, paced
+arrivals from a process of their own (bench/container_arrivals.py). Each figure comes with the model's capacity measured
 in-process in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from container_arrivals import ANSWERED, ASKED
 from stream import progress
 
 from velox.control import container_registry as registry
@@ -65,43 +69,74 @@ class Load:
 
         containers.call = counted  # type: ignore[method-assign]
 
-    async def ask(self, latencies: list[float], causes: Counter[str]) -> None:
-        begun = time.perf_counter()
+    async def cause(self) -> str:
+        """One request through the client: the cause of its default, empty if the container answered."""
         try:
             await self.containers.score(self.name, inputs(next(self.numbers), 1)[0], self.slo_s)
         except ContainerFailed as exc:
-            causes[exc.cause] += 1
-        latencies.append(time.perf_counter() - begun)  # a default's time too: it is the app's answer
+            return exc.cause
+        return ""
 
     async def closed(self, connections: int, seconds: float) -> dict[str, Any]:
-        deadline = time.perf_counter() + seconds
-
-        async def caller(latencies: list[float], causes: Counter[str]) -> None:
-            while time.perf_counter() < deadline:
-                await self.ask(latencies, causes)
-
-        return await self._measured(lambda latencies, causes: asyncio.gather(
-            *(caller(latencies, causes) for _ in range(connections))), {"connections": connections})
-
-    async def paced(self, rate: float, seconds: float) -> dict[str, Any]:
-        """Poisson arrivals at ``rate``, each request on its own, as HTTP requests come."""
-        async def arrivals(latencies: list[float], causes: Counter[str]) -> None:
-            rng, started, at, asked = random.Random(7), time.perf_counter(), 0.0, []
-            while (at := at + rng.expovariate(rate)) < seconds:
-                if (ahead := started + at - time.perf_counter()) > 0:
-                    await asyncio.sleep(ahead)
-                asked.append(asyncio.ensure_future(self.ask(latencies, causes)))
-            await asyncio.gather(*asked)
-
-        return await self._measured(arrivals, {"rate": rate})
-
-    async def _measured(self, run: Callable[..., Any], point: dict[str, Any]) -> dict[str, Any]:
+        """Callers in this event loop, each asking again as soon as answered."""
         latencies: list[float] = []
         causes: Counter[str] = Counter()
         self.sizes.clear()
         started = time.perf_counter()
-        await run(latencies, causes)
-        elapsed = time.perf_counter() - started
+        deadline = started + seconds
+
+        async def caller() -> None:
+            while (begun := time.perf_counter()) < deadline:
+                if cause := await self.cause():
+                    causes[cause] += 1
+                latencies.append(time.perf_counter() - begun)  # a default's time too: it is the app's answer
+
+        await asyncio.gather(*(caller() for _ in range(connections)))
+        return self._figures({"connections": connections}, latencies, causes, time.perf_counter() - started)
+
+    async def paced(self, rate: float, seconds: float) -> dict[str, Any]:
+        """Poisson arrivals at ``rate``, each request on its own, as HTTP requests come: sent by a
+        process of their own (bench/container_arrivals.py) to a socket this loop reads."""
+        asking: set[asyncio.Future[None]] = set()
+
+        class Front(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport, self.buffer, self.replies = transport, b"", list[bytes]()
+
+            def data_received(self, data: bytes) -> None:
+                self.buffer += data
+                whole = len(self.buffer) - len(self.buffer) % ASKED.size
+                for (number,) in ASKED.iter_unpack(self.buffer[:whole]):
+                    task = asyncio.ensure_future(self.answer(number))
+                    asking.add(task)
+                    task.add_done_callback(asking.discard)
+                self.buffer = self.buffer[whole:]
+
+            async def answer(self, number: int) -> None:
+                cause = (await load.cause()).encode()
+                if not self.replies:  # one write for the answers of this turn of the loop
+                    asyncio.get_running_loop().call_soon(self.flush)
+                self.replies.append(ANSWERED.pack(number, len(cause)) + cause)
+
+            def flush(self) -> None:
+                self.transport.write(b"".join(self.replies))  # type: ignore[attr-defined]
+                self.replies.clear()
+
+        load = self
+        server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", 0)
+        self.sizes.clear()
+        try:
+            arrivals = await asyncio.create_subprocess_exec(
+                sys.executable, str(Path(__file__).with_name("container_arrivals.py")),
+                str(server.sockets[0].getsockname()[1]), str(rate), str(seconds), stdout=asyncio.subprocess.PIPE)
+            out, _ = await arrivals.communicate()
+        finally:
+            server.close()
+        found = json.loads(out)
+        return self._figures({"rate": rate}, found["latencies"], Counter(found["causes"]), found["seconds"])
+
+    def _figures(self, point: dict[str, Any], latencies: list[float], causes: Counter[str],
+                 elapsed: float) -> dict[str, Any]:
         ms = 1000 * np.array(latencies)
         answered = len(latencies) - sum(causes.values())  # by the container: its throughput, defaults left out
         return {**point, "requests_per_s": len(latencies) / elapsed, "answered_per_s": answered / elapsed,

@@ -17,7 +17,8 @@ one-row predict. In this process's event loop, as the edge calls it:
    with the reason where it is absent), with 1 and 2 replicas: the model's own capacity in-process
    (calls/s × inputs per call at the best batch size, up to 128, the most requests that wait
    here); then 1, 8, 32 and 128 connections (callers asking again as soon as answered), and
-   Poisson arrivals at 0.25, 0.5 and 0.75 of what 128 connections got: requests/s, batch sizes,
+   Poisson arrivals at 0.25, 0.5 and 0.75 of what 128 connections got, sent by a process of
+   their own (bench/container_arrivals.py): requests/s, batch sizes,
    p50/p99, defaults by cause, against an app's objective of ``APP_SLO_MS``. Its targets are
    the JSON's ``checks``.
 

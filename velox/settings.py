@@ -103,6 +103,11 @@ class Settings:
         top-k through an approximate inner-product index (``velox.model.index``; smaller ones by
         the exact scan), which scans ``topk_breadth`` of its cells per query: more is closer to
         exact and slower. Defaults: what bench/topk.py measured.
+    model_threads: the threads a container replica's model may use within one call (OpenMP and
+        BLAS: ``OMP_NUM_THREADS`` and the like, set in the replica); 0: the libraries' own default,
+        one per core. One by default: a container parallelises by replicas and calls, and a second
+        thread in a model's small calls spins against the other replicas and the edge for the
+        cores (bench/README.md, the containers' causes).
     access_log: whether the edge logs a line per request (off: at thousands of requests a second
         the log line is a large part of a predict's cost; ``/metrics`` counts requests and
         latencies).
@@ -153,6 +158,7 @@ class Settings:
     cache_entries: int = 100_000
     batching: bool = True
     slo_ms: float = 100.0
+    model_threads: int = 1
     access_log: bool = False
     topk_index_items: int = 100_000
     topk_breadth: int = 48
@@ -216,6 +222,8 @@ class Settings:
             raise ConfigError(f"epsilon must be between 0 and 1, got {self.epsilon}")
         if self.edge_processes is not None and self.edge_processes < 1:
             raise ConfigError(f"edge_processes must be at least 1 (unset: one per core), got {self.edge_processes}")
+        if self.model_threads < 0:
+            raise ConfigError(f"model_threads must be 0 (the libraries' default) or more, got {self.model_threads}")
         if self.slo_ms <= 0:
             raise ConfigError(f"slo_ms must be positive, got {self.slo_ms}")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -59,3 +59,12 @@ def calls_at_once(inputs: list[Input]) -> list[float]:
     with _counting:
         _running -= 1
     return [float(running)] * len(inputs)
+
+
+def threads(inputs: list[Input]) -> list[float]:
+    """Each answer is the most threads a library loaded in the replica (BLAS, scikit-learn's OpenMP)
+    would use within one call."""
+    import sklearn.ensemble  # noqa: F401  (OpenMP, loaded after the replica started)
+    from threadpoolctl import threadpool_info
+
+    return [float(max(info["num_threads"] for info in threadpool_info()))] * len(inputs)

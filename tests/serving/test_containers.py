@@ -252,6 +252,15 @@ def test_a_replica_that_runs_two_calls_at_once_says_so_and_gets_two(edge, runnin
     assert {a["score"] for a in answers} == {1.0, 2.0}
 
 
+def test_a_replicas_model_uses_one_thread_within_a_call_by_default(edge, running) -> None:
+    """Two replicas with two OpenMP threads each spun against each other and the edge on two cores
+    (bench/README.md, the containers' causes): a replica's libraries run one thread by default."""
+    client = edge.client
+    start(running, edge, "threads", "one-thread")
+    app_with(client, "one-thread", "one-thread", slo_ms=60_000.0)
+    assert predict(client, "one-thread", 1, 1)["score"] == 1.0
+
+
 def test_a_registration_from_before_concurrency_was_said_decodes_as_one_call_at_a_time() -> None:
     old = msgspec.json.encode({"type": "replica", "name": "m", "version": "1", "replica": "0",
                                "address": "127.0.0.1:1", "pid": 1, "heartbeat_at": 0.0})

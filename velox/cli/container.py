@@ -7,6 +7,7 @@ import argparse
 import logging
 import time
 
+from velox.cli.flags import settings_flags
 from velox.schemas.container_rpc import INPUTS
 from velox.settings import Settings
 
@@ -37,6 +38,10 @@ def add(commands: argparse._SubParsersAction) -> None:
         serving.add_argument("--threads", type=positive, default=1,
                              help="calls each replica runs at once (default 1; more where the model releases "
                                   "the GIL and is safe to call from several threads)")
+        serving.add_argument("--model-threads", dest="model_threads", type=int,
+                             help="threads the model may use within one call, OpenMP and BLAS (VELOX_MODEL_THREADS, "
+                                  "default 1; 0: the libraries' own default, one per core)")
+        settings_flags(serving, {"model_threads": "model_threads"})
         if action == "run":
             serving.add_argument("--replicas", type=int, default=1)
         else:
@@ -52,13 +57,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     import msgspec
 
     from velox.containers import served_model, supervisor
-    from velox.containers.replica import ReplicaServer
+    from velox.containers.replica import ReplicaServer, limit_model_threads
     from velox.control import container_registry
 
     if args.action == "run":
         return supervisor.run(settings, args.target, args.name, args.version, args.replicas, args.host,
                               args.input_kind, args.threads)
     if args.action == "replica":
+        limit_model_threads(settings.model_threads)
         ReplicaServer(settings, served_model.load(args.target), args.name, args.version, args.replica, args.host,
                       input_kind=args.input_kind, threads=args.threads).run()
         return 0

@@ -37,6 +37,18 @@ from velox.settings import Settings
 log = logging.getLogger("velox.container")
 
 HEARTBEAT = 0.25
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_model_threads(threads: int) -> None:
+    """The model's libraries use ``threads`` threads within a call (``Settings.model_threads``; 0:
+    their own default). Said before the model is loaded: the variables reach the libraries it loads
+    (OpenMP reads them once, when loaded), threadpoolctl those already loaded (numpy's BLAS)."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+        threadpool_limits(threads)
 
 
 class ReplicaServer:

@@ -38,6 +38,7 @@ from velox.settings import Settings
 FAILURES = Counter("velox_edge_container_failures", "Container answers replaced by the app's default, by cause.",
                    ["model", "cause"])
 CALLS = Counter("velox_edge_container_calls", "Calls to container replicas.", ["model", "replica"])
+EXPIRY_GRAIN = 0.001  # seconds: deadlines that close together are answered together
 BATCH_SIZE = Histogram("velox_edge_container_batch_size", "Inputs sent to a container in one call.",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
@@ -105,12 +106,21 @@ class Connection:
 class Request(NamedTuple):
     input: Input
     slo_s: float
+    deadline: float  # the loop's time
     answer: asyncio.Future[float]
+
+
+def share(waiting: int, room: int, limit: int) -> int:
+    """A call's size when ``waiting`` requests wait and the replicas have room for ``room`` calls:
+    an even share, so that two idle replicas each compute half at once rather than one all of it
+    and the other none (then they took turns: bench/README.md, the containers' causes)."""
+    return min(limit, -(-waiting // max(room, 1)))
 
 
 class Batcher:
     """One container version's queue, as Clipper's: a call goes out when a live replica has room for
-    one more (its registered concurrency), and takes every waiting request up to the batch limit.
+    one more (its registered concurrency), and takes every waiting request up to the batch limit,
+    or its even share of them when several replicas have room.
 
     Requests wait here, not in a replica's socket: calls sent as requests arrived, one input each,
     queued at the replica and were all answered late (bench/README.md, the containers' causes).
@@ -122,20 +132,49 @@ class Batcher:
         self.queue: collections.deque[Request] = collections.deque()
         self.in_flight: collections.Counter[str] = collections.Counter()  # calls by replica address
         self.sending: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+        # The requests by objective, each in the order they came, so in the order of their deadlines: one
+        # timer for them all (a timer each cost as much as the rest of a request: the loop's heap of them).
+        self.deadlines: dict[float, collections.deque[Request]] = {}
+        self.timer: asyncio.TimerHandle | None = None
 
     def score(self, request: Input, slo_s: float) -> asyncio.Future[float]:
-        """The request's answer to come: a future the caller may cancel (its deadline passed)."""
+        """The request's answer to come, a ``timeout`` once ``slo_s`` passed (the caller may cancel it)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[float] = loop.create_future()
         if not self.queue:  # the requests handled in this turn of the loop join it
             loop.call_soon(self._dispatch)
-        self.queue.append(Request(request, slo_s, answer))
+        waiting = Request(request, slo_s, loop.time() + slo_s, answer)
+        self.queue.append(waiting)
+        same = self.deadlines.get(slo_s)
+        if same is None:
+            same = self.deadlines[slo_s] = collections.deque()
+        same.append(waiting)
+        if self.timer is None or waiting.deadline < self.timer.when():
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(waiting.deadline, self._expire)
         return answer
+
+    def _expire(self) -> None:
+        """Answer ``timeout`` to the requests whose deadline passed, and wait for the next deadline."""
+        loop = asyncio.get_running_loop()
+        now, nearest = loop.time(), math.inf
+        for slo_s, requests in list(self.deadlines.items()):
+            while requests and (requests[0].answer.done() or requests[0].deadline <= now):
+                request = requests.popleft()
+                if not request.answer.done():
+                    request.answer.set_exception(ContainerFailed(
+                        self.model, "timeout", f"container {self.model!r} gave no answer within {1000 * slo_s:g} ms"))
+            if requests:
+                nearest = min(nearest, requests[0].deadline)
+            else:
+                del self.deadlines[slo_s]
+        self.timer = loop.call_at(max(nearest, now + EXPIRY_GRAIN), self._expire) if self.deadlines else None
 
     def _dispatch(self) -> None:
         while self._waiting():
             try:
-                replica = self.containers.free_replica(self.model, self.version, self.in_flight)
+                replica, free = self.containers.free_replica(self.model, self.version, self.in_flight)
             except ContainerFailed as exc:
                 while self.queue:
                     request = self.queue.popleft()
@@ -144,8 +183,9 @@ class Batcher:
                 return
             if replica is None:
                 return  # every replica is busy: the next reply dispatches again
+            size = share(len(self.queue), free, self.limit.size)
             batch: list[Request] = []
-            while self._waiting() and len(batch) < self.limit.size:
+            while self._waiting() and len(batch) < size:
                 batch.append(self.queue.popleft())
             self.in_flight[replica.address] += 1
             task = asyncio.ensure_future(self._send(replica, batch))
@@ -191,6 +231,7 @@ class Containers:
         self.batchers: dict[tuple[asyncio.AbstractEventLoop, str, str], Batcher] = {}
         self.cache = PredictionCache("container", settings.cache_entries)
         self.seen, self.registered = -1, frozenset[str]()
+        self.served: dict[str, tuple[int, float, tuple[str, list[Replica]] | None]] = {}  # by model: see _serving
 
     def __contains__(self, model: str) -> bool:
         """Whether ``model`` is a container (live or not): asked on every app request, so the
@@ -209,7 +250,7 @@ class Containers:
             raise
 
     async def _score(self, model: str, request: Input, slo_s: float) -> tuple[str, float]:
-        found = registry.serving(self.table.rows, model, time.time())
+        found = self._serving(model)
         if found is None:
             raise ContainerFailed(model, "no_replica", f"container {model!r} has no live replica")
         version, replicas = found
@@ -223,24 +264,37 @@ class Containers:
         batcher = self.batchers.get(queue)
         if batcher is None:
             batcher = self.batchers[queue] = Batcher(self, model, version)
-        try:
-            score = await asyncio.wait_for(batcher.score(request, slo_s), slo_s)  # a future: no task made
-        except TimeoutError:
-            raise ContainerFailed(model, "timeout", f"container {model!r} gave no answer within "
-                                                    f"{1000 * slo_s:g} ms") from None
+        score = await batcher.score(request, slo_s)
         self.cache.put(key, score)
         return version, score
 
-    def free_replica(self, model: str, version: str, in_flight: collections.Counter[str]) -> Replica | None:
+    def free_replica(self, model: str, version: str,
+                     in_flight: collections.Counter[str]) -> tuple[Replica | None, int]:
         """The live replica of ``model``'s ``version`` with the fewest of its ``in_flight`` calls, if
-        it has room for one more (None: every one is busy); ``no_replica`` if none is live."""
-        found = registry.serving(self.table.rows, model, time.time())
+        it has room for one more (None: every one is busy), and the calls they all have room for;
+        ``no_replica`` if none is live."""
+        found = self._serving(model)
         replicas = [r for r in (found[1] if found and found[0] == version else []) if not self._failed(r)]
         if not replicas:
             raise ContainerFailed(model, "no_replica", f"container {model!r} version {version} has no live replica")
         turn = next(self.turn) % len(replicas)  # ties in turn
         replica = min(replicas[turn:] + replicas[:turn], key=lambda r: in_flight[r.address] / r.concurrency)
-        return replica if in_flight[replica.address] < replica.concurrency else None
+        room = sum(max(r.concurrency - in_flight[r.address], 0) for r in replicas)
+        return (replica if in_flight[replica.address] < replica.concurrency else None), room
+
+    def _serving(self, model: str) -> tuple[str, list[Replica]] | None:
+        """``registry.serving``, asked on every request: derived again only when the table changed
+        or one of the model's live replicas reaches its heartbeat's end (what it depends on)."""
+        now = time.time()
+        cached = self.served.get(model)
+        if cached is not None and cached[0] == self.table.changes and now <= cached[1]:
+            return cached[2]
+        changes, rows = self.table.changes, self.table.rows  # in this order: the follower sets rows first
+        found = registry.serving(rows, model, now)
+        until = min((r.heartbeat_at + registry.DEAD_AFTER for r in registry.live(rows, now) if r.name == model),
+                    default=math.inf)
+        self.served[model] = (changes, until, found)
+        return found
 
     async def call(self, model: str, replica: Replica, inputs: list[Input]) -> list[float]:
         """One call to ``replica``; its outputs, checked for length. No deadline of its own: each
