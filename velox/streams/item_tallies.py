@@ -129,14 +129,13 @@ class Tallies:
         parts = item_totals.chunks(message)
 
         def delivered(error: KafkaError | None, sent: Message, first: bool = False) -> None:
-            if error is not None:
-                self.changelog.failures.append(error)  # the flush raises: nothing is committed
-            elif first and full and self.parts.get(tally.partition) is tally:
+            # (a failure is the changelog's: the checkpoint raises, nothing is committed)
+            if error is None and first and full and self.parts.get(tally.partition) is tally:
                 tally.snapshot = sent.offset()
 
         for at, part in enumerate(parts):
-            clients.send(self.changelog.producer, self.topic, value=item_totals.encode(part), partition=tally.partition,
-                         on_delivery=lambda error, sent, first=at == 0: delivered(error, sent, first))
+            self.changelog.send(self.topic, tally.partition, value=item_totals.encode(part),
+                                after=lambda error, sent, first=at == 0: delivered(error, sent, first))
 
     def restore(self, version: ModelVersion, partition: int, start: int, position: int) -> None:
         """Take a partition: its totals on ``version`` from the topic, or counted from the log."""
