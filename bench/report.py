@@ -311,8 +311,9 @@ def freshness_rows(freshness: dict[str, Any]) -> list[tuple[str, ...]]:
         for engine, r in run.items():
             if engine == "load_average":
                 continue
-            late = ", ".join(f"{stage} {w['over_20_ms']} steps over 20 ms (longest ≤ {w['longest_ms']:.0f} ms)"
-                             for stage, w in r["where"].items() if stage != "fetch" and w["over_20_ms"])
+            late = ", ".join(f"{stage} {w['seconds']:.2f} s in {w['steps']} steps, {w['over_20_ms']} over 20 ms "
+                             f"(longest ≤ {w['longest_ms']:.0f} ms)" for stage, w in r["where"].items()
+                             if stage != "fetch" and w["over_20_ms"])
             found.append((f"produce → state visible at {freshness['latency_rate']:,.0f} events/s, {engine} engine, "
                           f"run {number} of {len(freshness['runs'])} (a new broker; load average {run['load_average']})",
                           f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; the loop meanwhile: {late or 'no step over 20 ms'}",
