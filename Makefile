@@ -37,6 +37,7 @@ bench: jars  # every benchmark, then bench/README.md from their results (about 3
 	$(EDITABLE) '.[test,bench]'
 	$(PY) bench/broker_start.py --runs 3 --json bench/results/broker_start.json
 	$(PY) bench/stream.py --json bench/results/stream.json
+	$(PY) bench/stream.py --latency-runs 3 --events 20000 --engines kafka --json bench/results/freshness.json
 	$(PY) bench/swap.py --json bench/results/swap.json
 	$(PY) bench/takeover.py --json bench/results/takeover.json
 	$(PY) bench/restart.py --json bench/results/restart.json

@@ -31,6 +31,7 @@ or one at a time (each starts its own Kafka broker and stops it):
 
     .venv/bin/python bench/broker_start.py --runs 3 --json bench/results/broker_start.json
     .venv/bin/python bench/stream.py --json bench/results/stream.json
+    .venv/bin/python bench/stream.py --latency-runs 3 --events 20000 --engines kafka --json bench/results/freshness.json
     .venv/bin/python bench/swap.py --json bench/results/swap.json
     .venv/bin/python bench/takeover.py --json bench/results/takeover.json
     .venv/bin/python bench/restart.py --json bench/results/restart.json
@@ -99,6 +100,8 @@ def rows() -> list[tuple[str, ...]]:
         found += stream_rows(stream)
     if implicit := load("stream-implicit"):  # bench/stream.py --rules sgd,implicit: the implicit rule's rows
         found += stream_rows(implicit, "stream-implicit", ("implicit",))
+    if freshness := load("freshness"):
+        found += freshness_rows(freshness)
     if swap := load("swap"):
         found += swap_rows(swap)
     if takeover := load("takeover"):
@@ -310,6 +313,26 @@ def stream_rows(stream: dict[str, Any], name: str = "stream", only: tuple[str, .
                           verdict(r["p99_ms"] <= 50), date, "bench/stream.py"))
         if faust := r.get("faust"):
             found += faust_rows(faust, rule, d, rate, stream["users"], date)
+    return found
+
+
+def freshness_rows(freshness: dict[str, Any]) -> list[tuple[str, ...]]:
+    """bench/stream.py --latency-runs: each run's latency per engine (a new broker each), then the checks."""
+    found: list[tuple[str, ...]] = []
+    date, command = when("freshness"), "bench/stream.py --latency-runs"
+    for number, run in enumerate(freshness["runs"], 1):
+        for engine, r in run.items():
+            if engine == "load_average":
+                continue
+            late = ", ".join(f"{stage} {w['seconds']:.2f} s in {w['steps']} steps, {w['over_20_ms']} over 20 ms "
+                             f"(longest ≤ {w['longest_ms']:.0f} ms)" for stage, w in r["where"].items()
+                             if stage != "fetch" and w["over_20_ms"])
+            found.append((f"produce → state visible at {freshness['latency_rate']:,.0f} events/s, {engine} engine, "
+                          f"run {number} of {len(freshness['runs'])} (a new broker; load average {run['load_average']})",
+                          f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; the loop meanwhile: {late or 'no step over 20 ms'}",
+                          "", "", "", "", date, command))
+    found += [(c["what"], f"{c['figure']:,.4g}", "", "", c["target"], verdict(c["met"]), date, command)
+              for c in freshness["checks"]]
     return found
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from velox.model.batch_scores import predict_many
-from velox.model.corrections import ItemCorrections, corrected
+from velox.model.corrections import ItemCorrections, ItemTotals, corrected
 from velox.model.synthetic import planted
 from velox.model.top_k import top_k
 
@@ -91,3 +91,26 @@ def test_a_refresh_from_the_previous_table_equals_a_rebuild_and_keeps_its_lookup
     assert all(grown.knows_item(item) for item in rebuilt.item_ids.tolist())
     w = version.prior(1)
     assert all(math.isclose(grown.score(w, item), rebuilt.score(w, item), abs_tol=1e-6) for item in (0, 7, 33, 77, 78))
+
+
+class _Unlisted(dict):
+    """A slot lookup that refuses to be listed: a batch may look its items up, never walk them all."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the items held were listed")
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the items held were listed")
+
+
+def test_a_batch_with_new_items_costs_its_items_not_those_held() -> None:
+    """The worker counts every batch of every partition (velox.streams.item_tallies): new items
+    were given slots by listing every item held, per batch, a stall that grew with the items
+    (bench/stream.py's latency run). Slots and codes stay as before."""
+    totals = ItemTotals()
+    totals.tally(np.array([5, 7]), np.array([1.0, 2.0]))
+    totals._slot = _Unlisted(totals._slot)
+    at = totals.tally(np.array([9, 5, 11, 9]), np.array([1.0, 1.0, 1.0, 1.0]))
+    assert sorted(at.tolist()) == [0, 2, 3]
+    codes, sums, _, counts = totals.totals()
+    assert codes.tolist() == [5, 7, 9, 11] and sums.tolist() == [2.0, 2.0, 2.0, 1.0] and counts.tolist() == [2, 1, 2, 1]

@@ -125,6 +125,25 @@ class ItemCorrectionsFollower:
     def _follow(self, interval: float) -> None:
         while not self._stop.is_set():
             self._take(self._read(interval))
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Estimate k again for each version whose totals changed, at most every ``ESTIMATE_EVERY``
+        seconds: here in the follower's thread, not in a reader's call (the estimate reads every
+        item's totals: at a million items, tens of milliseconds of the worker's loop each second)."""
+        if self.settings.item_shrinkage is not None:
+            return
+        for version_id in list(self.totals):
+            cached = self._k.get(version_id)
+            if cached is None or (cached[0] != self.generation(version_id)
+                                  and time.monotonic() - cached[1] >= ESTIMATE_EVERY):
+                self._estimate(version_id)  # (this thread alone changes the totals: no lock to read them)
+
+    def _estimate(self, version_id: str) -> float:
+        generation, totals = self.generation(version_id), self.totals.get(version_id)
+        k = math.inf if totals is None else totals.shrinkage(self.settings.item_shrinkage_floor)
+        self._k[version_id] = (generation, time.monotonic(), k)
+        return k
 
     def published(self, version_id: str) -> bool:
         """Whether every partition has published its totals on the version (all switched to it)."""
@@ -137,18 +156,13 @@ class ItemCorrectionsFollower:
 
     def shrinkage(self, version_id: str) -> float:
         """The k the version's corrections are served with: the setting's, else estimated with its
-        floor (∞: none served), estimated again when the totals changed, at most every
-        ``ESTIMATE_EVERY`` seconds (the estimate reads every item's totals)."""
+        floor (∞: none served), here the first time, then by the follower's thread (``_refresh``)."""
         if self.settings.item_shrinkage is not None:
             return self.settings.item_shrinkage
-        generation = self.generation(version_id)
-        cached = self._k.get(version_id)
-        if cached is None or (cached[0] != generation and time.monotonic() - cached[1] >= ESTIMATE_EVERY):
-            with self.lock:
-                totals = self.totals.get(version_id)
-                k = math.inf if totals is None else totals.shrinkage(self.settings.item_shrinkage_floor)
-            cached = self._k[version_id] = (generation, time.monotonic(), k)
-        return cached[2]
+        if (cached := self._k.get(version_id)) is not None:
+            return cached[2]
+        with self.lock:
+            return self._estimate(version_id)
 
     def settled(self, version_id: str) -> int:
         """The generation the version's k was estimated at (the current one when k is set): a reader

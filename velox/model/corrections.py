@@ -82,12 +82,14 @@ class ItemTotals:
         found = np.fromiter(map(self._slot.get, codes.tolist(), repeat(-1)), np.int64, len(codes))
         if (new := np.flatnonzero(found < 0)).size:
             n = len(self._slot)
+            added: list[int] = []  # (not the dict's keys from n on: listing them costs every item)
             for code in codes[new].tolist():
                 if code not in self._slot:
-                    self._slot[code] = len(self._slot)
+                    self._slot[code] = n + len(added)
+                    added.append(code)
             found[new] = [self._slot[code] for code in codes[new].tolist()]
             self._grow(n, len(self._slot))
-            self._codes[n:len(self._slot)] = np.fromiter(list(self._slot)[n:], np.int64)
+            self._codes[n:len(self._slot)] = added
         return found
 
     def _grow(self, used: int, needed: int) -> None:

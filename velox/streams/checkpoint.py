@@ -10,6 +10,13 @@
    engine commits the move transaction with the moves' own progress, then Faust commits its
    offsets itself (``velox.streams.faust_engine``).
 
+The kafka engine's periodic checkpoint does not stop the stream for the acknowledgements: it
+takes step 1 and a mark of what was sent (``begin``), goes on applying events, and takes steps 2
+and 3 once everything before the mark is acknowledged (``Changelog.acknowledged``), committing
+the offsets it had when it began, asynchronously. A flush, then a commit the consumer waited for,
+every second, stalled every event that arrived meanwhile (bench/stream.py's latency run measures
+it). A revoke, a stop and a move transaction take the three steps at once.
+
 Every record carries its user's source offset, so events replayed after ``kill -9`` (those past
 the last commit) change nothing: exactly once without a transaction on the local DB; the item
 totals skip them by their ``through``.
@@ -18,6 +25,7 @@ totals skip them by their ``through``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from enum import Enum
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -38,20 +46,42 @@ class Outcome(Enum):
     REWIND = "rewind"  # the move transaction was aborted: read the partitions again from their commits
 
 
+@dataclass
+class Checkpoint:
+    """One begun: the source offsets it commits once the messages sent before ``mark`` are acknowledged."""
+
+    offsets: list[TopicPartition]
+    mark: dict[tuple[str, int], int]
+
+
+def begin(changelog: Changelog, tallies: Tallies, offsets: list[TopicPartition]) -> Checkpoint:
+    """Step 1 without waiting: the item totals sent; the rest once ``changelog.acknowledged(mark)``."""
+    tallies.publish()
+    return Checkpoint(offsets, changelog.mark())
+
+
 def flush_changelog(changelog: Changelog, stores: dict[int, PartitionStore], tallies: Tallies) -> None:
-    """Steps 1 and 2: the item totals sent, the changelog acknowledged, and each DB remembers how far."""
+    """Steps 1 and 2 at once: the item totals sent, the changelog acknowledged, each DB remembers how far."""
     tallies.publish()
     changelog.flush()
+    remember(changelog, stores)
+
+
+def remember(changelog: Changelog, stores: dict[int, PartitionStore]) -> None:
+    """Step 2: each DB remembers the last changelog offset acknowledged (its writes preceded the sends)."""
     for partition, offset in changelog.delivered.items():
         if partition in stores:
             stores[partition].remember_changelog_offset(offset)
 
 
-def commit_offsets(consumer: Consumer, mover: Mover, offsets: list[TopicPartition]) -> Outcome:
-    """Step 3 of the kafka engine: the source offsets, with the moved events if there are any."""
+def commit_offsets(consumer: Consumer, mover: Mover, offsets: list[TopicPartition],
+                   asynchronous: bool = False) -> Outcome:
+    """Step 3 of the kafka engine: the source offsets, with the moved events if there are any.
+
+    An asynchronous commit's failure comes to the consumer's ``on_commit`` callback instead."""
     if mover.opened is None:
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             if retry.fenced(exc.args[0]):
                 return Outcome.FENCED

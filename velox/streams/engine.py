@@ -125,8 +125,7 @@ class Engine:
                 names[event.item] = str(seen.item)
             if timestamp is not None:
                 stamps.append(timestamp)
-        for partition, events in local.items():
-            self.tallies.count(partition, events, names)
+        self.tallies.count(local, names)
         applied = sum(self._learn(learner, batch) for learner, batch in self.swap.learners(local))
         if applied:
             worker_metrics.APPLIED.inc(applied)

@@ -38,6 +38,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from velox.control import item_corrections
 from velox.errors import InvalidItemTotals
 from velox.kafka import clients, positions
+from velox.model.batch_scores import predict_many
 from velox.model.corrections import ItemCorrections
 from velox.model.learner import Event
 from velox.model.version import ModelVersion
@@ -67,15 +68,23 @@ class Tally:
 
     def count(self, events: Sequence[Event], names: Mapping[int, str]) -> None:
         """Count the events at or past ``through`` and the start (in offset order, one partition's)."""
+        fresh = self.fresh(events)
+        self.tally(fresh, residuals(self.seen.version, fresh), names)
+
+    def fresh(self, events: Sequence[Event]) -> list[Event]:
+        """The events at or past ``through`` (in offset order, one partition's), ``through`` moved past them."""
         if not events or events[-1].offset < self.through:
-            return
+            return []
         fresh = [e for e in events if e.offset >= self.through]
         self.through = fresh[-1].offset + 1
-        slots = self.seen.add(np.fromiter((e.user for e in fresh), np.int64, len(fresh)),
-                              np.fromiter((e.item for e in fresh), np.int64, len(fresh)),
-                              np.fromiter((e.score for e in fresh), np.float64, len(fresh)),
-                              {e.item: names[e.item] for e in fresh if e.item in names} if names else None)
-        self.changed.update(slots.tolist())
+        return fresh
+
+    def tally(self, fresh: Sequence[Event], residuals: np.ndarray, names: Mapping[int, str]) -> None:
+        """Add ``fresh`` events' residuals against the tally's version."""
+        if fresh:
+            slots = self.seen.tally(np.fromiter((e.item for e in fresh), np.int64, len(fresh)), residuals,
+                                    {e.item: names[e.item] for e in fresh if e.item in names} if names else None)
+            self.changed.update(slots.tolist())
 
     def due(self) -> bool:
         return self.full_due or bool(self.changed)
@@ -96,6 +105,13 @@ class Tally:
                                  codes, sums, squares, counts.astype(np.int64), names), full
 
 
+def residuals(version: ModelVersion, events: Sequence[Event]) -> np.ndarray:
+    """Each event's score less the version's prediction (the user at their prior)."""
+    return (np.fromiter((e.score for e in events), np.float64, len(events))
+            - predict_many(version, np.fromiter((e.user for e in events), np.int64, len(events)),
+                           np.fromiter((e.item for e in events), np.int64, len(events))))
+
+
 class Tallies:
     """The worker's tallies, one per owned partition, sent through the changelog's producer."""
 
@@ -104,9 +120,21 @@ class Tallies:
         self.topic = item_corrections.topic(settings)
         self.parts: dict[int, Tally] = {}
 
-    def count(self, partition: int, events: Sequence[Event], names: Mapping[int, str]) -> None:
-        if (tally := self.parts.get(partition)) is not None:
-            tally.count(events, names)
+    def count(self, batch: Mapping[int, Sequence[Event]], names: Mapping[int, str]) -> None:
+        """A batch's events of each partition; the residuals of the partitions on one version
+        scored together (per partition, the scoring's fixed cost was most of a small batch's)."""
+        fresh = [(tally, tally.fresh(events)) for p, events in batch.items() if (tally := self.parts.get(p)) is not None]
+        by_version: dict[int, list[tuple[Tally, list[Event]]]] = {}
+        for tally, events in fresh:
+            if events:
+                by_version.setdefault(id(tally.seen.version), []).append((tally, events))
+        for group in by_version.values():
+            every = [e for _, events in group for e in events]
+            scored = residuals(group[0][0].seen.version, every)
+            start = 0
+            for tally, events in group:
+                tally.tally(events, scored[start:start + len(events)], names)
+                start += len(events)
 
     def publish(self) -> None:
         """Step 1 of a checkpoint, before the changelog's flush: one message per partition with changes."""
@@ -129,14 +157,13 @@ class Tallies:
         parts = item_totals.chunks(message)
 
         def delivered(error: KafkaError | None, sent: Message, first: bool = False) -> None:
-            if error is not None:
-                self.changelog.failures.append(error)  # the flush raises: nothing is committed
-            elif first and full and self.parts.get(tally.partition) is tally:
+            # (a failure is the changelog's: the checkpoint raises, nothing is committed)
+            if error is None and first and full and self.parts.get(tally.partition) is tally:
                 tally.snapshot = sent.offset()
 
         for at, part in enumerate(parts):
-            clients.send(self.changelog.producer, self.topic, value=item_totals.encode(part), partition=tally.partition,
-                         on_delivery=lambda error, sent, first=at == 0: delivered(error, sent, first))
+            self.changelog.send(self.topic, tally.partition, value=item_totals.encode(part),
+                                after=lambda error, sent, first=at == 0: delivered(error, sent, first))
 
     def restore(self, version: ModelVersion, partition: int, start: int, position: int) -> None:
         """Take a partition: its totals on ``version`` from the topic, or counted from the log."""

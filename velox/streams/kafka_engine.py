@@ -5,7 +5,9 @@ workers; partitions are by user, so one worker owns a user and applies their eve
 For each assigned partition the worker opens its RocksDB and first catches up from the
 user-state changelog topic (a worker on an empty disk recovers everything from it). Then
 what each ``consume`` returns is one batch of ``Engine.apply``. It commits every
-``COMMIT_INTERVAL`` seconds, on revoke and on stop, in the steps of ``velox.streams.checkpoint``.
+``COMMIT_INTERVAL`` seconds without stopping the stream (a checkpoint begun, then finished once
+its changelog messages are acknowledged), and at once on revoke and on stop, in the steps of
+``velox.streams.checkpoint``.
 
 Throughput and the swap's stalls are measured by ``bench/stream.py`` and ``bench/swap.py``
 (figures in bench/README.md).
@@ -16,7 +18,13 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from velox import processes
 from velox.control import owners
@@ -39,6 +47,7 @@ class Worker(Engine):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.committed: dict[int, int] = {}
+        self.checkpoint: checkpoint.Checkpoint | None = None  # begun, waiting for its acknowledgements
         self.stopping = False
         self.consumer = self._join()
         self.fenced = False  # the consumer hit a fatal error: a new one takes its place
@@ -51,7 +60,8 @@ class Worker(Engine):
         consumer = clients.consumer(
             self.settings, group=self.settings.app_id,
             **{"group.instance.id": self.settings.worker_id, "session.timeout.ms": 10_000,
-               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384},
+               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384,
+               "on_commit": self._on_commit},
         )
         consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
@@ -100,10 +110,13 @@ class Worker(Engine):
                 with swap.time():
                     self.swap.follow()
                 now = time.monotonic()
-                if now - last_commit >= COMMIT_INTERVAL:
+                if self.checkpoint is None and now - last_commit >= COMMIT_INTERVAL:
                     with commit.time():
-                        self._commit()
+                        self._begin()
                     last_commit = now
+                elif self.checkpoint is not None and self.changelog.acknowledged(self.checkpoint.mark):
+                    with commit.time():
+                        self._finish()
                 if now - last_metrics >= self.settings.metrics_interval:
                     self._publish_metrics()
                     gc_pauses.flush()
@@ -138,23 +151,58 @@ class Worker(Engine):
         self.apply(arrivals)
 
     def _commit(self) -> None:
+        """The three steps at once (and any checkpoint begun is superseded: these offsets are newer)."""
+        self.checkpoint = None
+        if pending := self._pending():
+            checkpoint.flush_changelog(self.changelog, self.stores, self.tallies)  # steps 1 and 2
+            self._committed(pending, checkpoint.commit_offsets(self.consumer, self.mover, pending))  # step 3
+
+    def _begin(self) -> None:
+        """A periodic checkpoint: its step 1 now, the rest when ``_finish`` finds it acknowledged."""
+        if self.mover.opened is not None:  # moved events commit in their transaction, now
+            self._commit()
+        elif pending := self._pending():
+            self.checkpoint = checkpoint.begin(self.changelog, self.tallies, pending)
+
+    def _finish(self) -> None:
+        begun, self.checkpoint = self.checkpoint, None
+        assert begun is not None
+        if self.mover.opened is not None:  # events moved since it began: their transaction needs today's offsets
+            self._commit()
+            return
+        checkpoint.remember(self.changelog, self.stores)
+        self._committed(begun.offsets, checkpoint.commit_offsets(self.consumer, self.mover, begun.offsets,
+                                                                  asynchronous=True))
+
+    def _pending(self) -> list[TopicPartition]:
+        """The owned partitions' positions not committed yet."""
         # The consumer's position can be past the last message: a transaction's commit marker
         # takes an offset too, and the group would never seem to reach the end without it.
         for tp in self.consumer.position([TopicPartition(self.source, p) for p in self.stores]):
             if tp.offset >= 0:
                 self.positions[tp.partition] = tp.offset
-        pending = {p: o for p, o in self.positions.items() if self.committed.get(p) != o}
-        if not pending:
-            return
-        checkpoint.flush_changelog(self.changelog, self.stores, self.tallies)  # steps 1 and 2
-        outcome = checkpoint.commit_offsets(  # step 3
-            self.consumer, self.mover, [TopicPartition(self.source, p, o) for p, o in pending.items()])
+        return [TopicPartition(self.source, p, o) for p, o in self.positions.items() if self.committed.get(p) != o]
+
+    def _committed(self, offsets: list[TopicPartition], outcome: checkpoint.Outcome) -> None:
         if outcome is checkpoint.Outcome.FENCED:
             self.fenced = True  # the run loop joins again with a new consumer
         elif outcome is checkpoint.Outcome.REWIND:
             self._rewind()
         elif outcome is checkpoint.Outcome.COMMITTED:
-            self.committed.update(pending)
+            self.committed.update((tp.partition, tp.offset) for tp in offsets)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """A commit's result (an asynchronous one's only word): offsets not taken are committed
+        again at the next checkpoint; until then, events past them are replayed as no-ops after a crash."""
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed:
+            return
+        for tp in failed:
+            if self.committed.get(tp.partition) == tp.offset:
+                del self.committed[tp.partition]
+        self.fenced = self.fenced or (error is not None and retry.fenced(error))
+        log.warning("commit of partitions %s not taken (%s); tried again at the next checkpoint",
+                    sorted(tp.partition for tp in failed), error or failed[0].error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
@@ -196,6 +244,7 @@ class Worker(Engine):
         Applying an event twice changes nothing (the source offset in the record), so only the
         moves are redone.
         """
+        self.checkpoint = None  # its offsets may be past moves now undone
         for partition in self.stores:
             self.positions.pop(partition, None)
             start = self.position(partition)
@@ -204,6 +253,7 @@ class Worker(Engine):
 
     def _close(self, partitions: list[int]) -> None:
         super()._close(partitions)
+        self.checkpoint = None  # (its offsets may be of partitions gone; the next one is taken afresh)
         for partition in partitions:
             self.committed.pop(partition, None)
 
