@@ -50,7 +50,8 @@ MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its l
 copying it into the project); without it `retrain.py` and `accuracy.py` say so and skip.
 The plots need matplotlib (`pip install -e '.[bench]'`). `serve.py` drives the edge with wrk where
 it is installed (Debian: `apt-get install wrk`), else with its own asyncio client, which takes a
-core from the edge; the run at half rate is always the asyncio client's (wrk cannot pace).
+core from the edge; wrk paces the runs at half rate by an exponential pause before each request
+on each connection (`serve.drive`; before 2026-12-07 those runs were the asyncio client's).
 """
 
 
