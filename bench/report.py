@@ -413,6 +413,11 @@ def topk_libraries() -> str:
         sweep = ", ".join(f"{b}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms" for b, f in t["breadth"].items())
         lines.append(f"\n{t['items']:,} items ({t['cells']:,} cells, built in {t['build_s']:.0f} s, exact scan "
                      f"{t['exact_ms']:.2f} ms a request): recall@10 with corrections by breadth: {sweep}.")
+    if crossover := topk.get("crossover"):
+        lines.append("\nWhere the index becomes faster (default breadth, corrections applied, a request in-process): " + "; ".join(
+            f"{int(n):,} items: index {t['breadth'][str(t['default_breadth'])]['ms']:.2f} ms (recall@10 "
+            f"{t['breadth'][str(t['default_breadth'])]['recall_at_10']:.3f}), exact {t['exact_ms']:.2f} ms"
+            for n, t in crossover.items()) + ".")
     if scann := topk["large"].get("scann"):
         tried = "; ".join(f"{name}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms"
                           for name, f in scann.get("settings", {}).items())
