@@ -9,7 +9,8 @@
    item corrections applied (biases moved, items appended), a sweep of its breadth, and the time of
    a request against ``top_k``'s exact scan (one BLAS thread); the same at the default breadth on
    catalogs between (``--crossover``): ``topk_index_items``' default is the smallest of them where
-   the index answers at least twice as fast as the scan (near parity the exact answer is worth more).
+   the index answers at least four times as fast as the scan. Below that the scan costs about what
+   the rest of a request does at the edge, so the index would save little there and lose recall.
 3. At the edge through HTTP (``velox serve``, its own process), 1,000,000 items: the maximum top-k
    rate, exact and indexed, and the indexed p99 at half its maximum rate.
 
@@ -305,7 +306,8 @@ def over_http(base: Settings, work: Path, version: ModelVersion, index: ItemInde
             counted = edge_metrics(port)
             results[name]["answers"] = {path: counted.get(f'velox_edge_top_k_answers_total{{path="{path}"}}', 0.0)
                                         for path in ("index", "exact")}
-            results[name]["corrected_items"] = counted.get("velox_edge_corrected_items", 0.0)
+            results[name]["corrected_items"] = max((value for sample, value in counted.items()  # one gauge a process
+                                                    if sample.startswith("velox_edge_corrected_items")), default=0.0)
             results[name]["correction_events"] = events
         print(f"  HTTP {name}: {results[name]['requests_per_s']:,.0f} req/s, p99 {results[name]['p99_ms']:.2f} ms, "
               f"edge ready in {ready:.1f} s", flush=True)
@@ -333,7 +335,7 @@ def main() -> None:
     small, small_version, _ = in_process(small_n, args.breadths)
     small["served_ms"], small["exact_again_ms"] = as_served(small_version)
     crossover = {str(n): in_process(n, [BREADTH], users=300)[0] for n in args.crossover}
-    faster = [n for n in args.crossover if 2 * crossover[str(n)]["breadth"][str(BREADTH)]["ms"] <= crossover[str(n)]["exact_ms"]]
+    faster = [n for n in args.crossover if 4 * crossover[str(n)]["breadth"][str(BREADTH)]["ms"] <= crossover[str(n)]["exact_ms"]]
     large, version, index = in_process(large_n, args.breadths)
     print(f"ScaNN on the same {large_n:,} items:", flush=True)
     large["scann"] = scann_at(version, [(100, 200), (100, 1_000), (300, 2_000)])
@@ -357,7 +359,7 @@ def main() -> None:
               small["served_ms"] / small["exact_again_ms"], "≤ 1.05 (not slower, within timing noise)",
               small["served_ms"] <= 1.05 * small["exact_again_ms"]),
         check(f"topk_index_items (the default) against the smallest catalog of {args.crossover} where the index "
-              f"answers at least twice as fast as the exact scan, in-process", Settings().topk_index_items,
+              f"answers at least 4x as fast as the exact scan, in-process", Settings().topk_index_items,
               f"= {min(faster, default=0):,}", Settings().topk_index_items == min(faster, default=0)),
     ]
     print_checks(checks)
