@@ -192,7 +192,8 @@ def rows() -> list[tuple[str, ...]]:
                               "", "", when("serve"), "bench/serve.py"))
     if topk := load("topk"):
         for c in topk["checks"]:
-            found.append((f"top-k index: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"], verdict(c["met"]),
+            figure = f"{c['figure']:,.0f}" if float(c["figure"]).is_integer() else f"{c['figure']:,.4g}"  # sizes whole
+            found.append((f"top-k index: {c['what']}", figure, "", "", c["target"], verdict(c["met"]),
                           when("topk"), "bench/topk.py"))
     if scale := load("scale"):
         full, small = scale["sizes"]["full"], scale["sizes"]["small"]
