@@ -52,7 +52,8 @@ MovieLens 100k is read from `../shared/data/ml-100k/` beside the checkout (its l
 copying it into the project); without it `retrain.py` and `accuracy.py` say so and skip.
 The plots need matplotlib (`pip install -e '.[bench]'`). `serve.py` drives the edge with wrk where
 it is installed (Debian: `apt-get install wrk`), else with its own asyncio client, which takes a
-core from the edge; the run at half rate is always the asyncio client's (wrk cannot pace).
+core from the edge; wrk paces the runs at half rate by an exponential pause before each request
+on each connection (`serve.drive`; before 2026-12-07 those runs were the asyncio client's).
 """
 
 
@@ -195,7 +196,8 @@ def rows() -> list[tuple[str, ...]]:
                               "", "", when("serve"), "bench/serve.py"))
     if topk := load("topk"):
         for c in topk["checks"]:
-            found.append((f"top-k index: {c['what']}", f"{c['figure']:,.4g}", "", "", c["target"], verdict(c["met"]),
+            figure = f"{c['figure']:,.0f}" if float(c["figure"]).is_integer() else f"{c['figure']:,.4g}"  # sizes whole
+            found.append((f"top-k index: {c['what']}", figure, "", "", c["target"], verdict(c["met"]),
                           when("topk"), "bench/topk.py"))
     if scale := load("scale"):
         full, small = scale["sizes"]["full"], scale["sizes"]["small"]
@@ -448,6 +450,11 @@ def topk_libraries() -> str:
         sweep = ", ".join(f"{b}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms" for b, f in t["breadth"].items())
         lines.append(f"\n{t['items']:,} items ({t['cells']:,} cells, built in {t['build_s']:.0f} s, exact scan "
                      f"{t['exact_ms']:.2f} ms a request): recall@10 with corrections by breadth: {sweep}.")
+    if crossover := topk.get("crossover"):
+        lines.append("\nWhere the index becomes faster (default breadth, corrections applied, a request in-process): " + "; ".join(
+            f"{int(n):,} items: index {t['breadth'][str(t['default_breadth'])]['ms']:.2f} ms (recall@10 "
+            f"{t['breadth'][str(t['default_breadth'])]['recall_at_10']:.3f}), exact {t['exact_ms']:.2f} ms"
+            for n, t in crossover.items()) + ".")
     if scann := topk["large"].get("scann"):
         tried = "; ".join(f"{name}: {f['recall_at_10']:.3f} in {f['ms']:.2f} ms"
                           for name, f in scann.get("settings", {}).items())

@@ -3,8 +3,8 @@
 100,000 users with d = 50 weights are written where a worker keeps them; the edge (`velox serve`,
 its own process) reads them as RocksDB secondaries; 10,000 items. wrk (one thread, where
 installed: `apt-get install wrk`), else a small asyncio HTTP/1.1 keep-alive client of ours,
-drives each route at fixed concurrency for a fixed time; the asyncio client then drives top-k
-at half its maximum rate (Poisson arrivals, which wrk cannot pace) for its latency. Users and items are
+drives each route at fixed concurrency for a fixed time, then top-k at half its maximum rate
+(exponential gaps between requests: ``drive``) for its latency. Users and items are
 uniform (few repeats: the prediction cache rarely helps), then Zipf-distributed (s = 1.2, the
 popular few asked again and again), with the cache's hit rate for each run.
 
@@ -140,12 +140,24 @@ done = function(summary, latency, requests)
     + summary.errors.write + summary.errors.timeout, table.concat(q, ",")))
 end
 """
+WRK_PAUSE = """
+delay = function() return -%f * math.log(1 - math.random()) end
+"""
 
 
 def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: float | None = None) -> dict[str, Any]:
-    """Requests per second and latency quantiles: by wrk where installed (unpaced runs), else our client."""
-    if rate is None and shutil.which("wrk"):
-        return drive_wrk(port, paths, seconds, concurrency)
+    """Requests per second and latency quantiles: by wrk where installed, else our client.
+
+    A paced run (``rate``) by wrk: each connection pauses before each request, the pause drawn
+    from an exponential whose mean is the connection's interval (``concurrency / rate``) less the
+    mean latency (from a 2-second run first), so the connections together reach the rate.
+    """
+    if shutil.which("wrk"):
+        if rate is None:
+            return drive_wrk(port, paths, seconds, concurrency)
+        interval = concurrency / rate
+        latency = concurrency / drive_wrk(port, paths, 2, concurrency, interval)["requests_per_s"] - interval
+        return {**drive_wrk(port, paths, seconds, concurrency, max(interval - latency, 0)), "rate_asked": rate}
     latencies: list[float] = []
     interval = None if rate is None else concurrency / rate
 
@@ -163,11 +175,14 @@ def drive(port: int, paths: list[str], seconds: float, concurrency: int, rate: f
 QUANTILES = [*range(1, 100), 99.5, 99.9]
 
 
-def drive_wrk(port: int, paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
-    """One wrk thread (0.3 to 0.4 of a core at these rates, reported as ``client_cores``)."""
+def drive_wrk(port: int, paths: list[str], seconds: float, concurrency: int,
+              pause: float | None = None) -> dict[str, Any]:
+    """One wrk thread (0.3 to 0.4 of a core at these rates, reported as ``client_cores``); with
+    ``pause``, each connection waits an exponential time of that mean (seconds) before each request."""
     with tempfile.TemporaryDirectory() as folder:
         script, listed = Path(folder) / "paths.lua", Path(folder) / "paths.txt"
-        script.write_text(WRK_SCRIPT % ",".join(map(str, QUANTILES)))
+        script.write_text(WRK_SCRIPT % ",".join(map(str, QUANTILES))
+                          + ("" if pause is None else WRK_PAUSE % (pause * 1000)))
         listed.write_text("\n".join(paths) + "\n")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -26,6 +28,7 @@ from velox.model.synthetic import planted
 from velox.schemas import ids, observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
+from velox.serving.monitor import Monitor
 from velox.settings import Settings
 
 TOKEN = {"Authorization": "Bearer s3cret"}
@@ -181,3 +184,16 @@ def test_a_retrain_and_a_rollback_add_marks_to_the_timeline(dashboard: tuple[Tes
     assert wanted <= {(e["kind"], e["version"], e["detail"]) for e in found["timeline"]}
     times = [e["at"] for e in found["timeline"]]
     assert times == sorted(times)
+
+
+def test_the_monitor_samples_the_worker_without_a_tls_context_a_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tick asks the worker's metrics page through the monitor's one client: a client made per
+    call (``httpx.get``) builds a TLS context, the CA bundle parsed, every second in every process."""
+    made, original = [], ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: made.append(1) or original(*a, **k))
+    monitor = Monitor(Settings(worker_metrics_port=int(free_bootstrap().split(":")[1])))  # nothing listens there
+    with httpx.Client(timeout=0.5) as client:
+        before = len(made)
+        for tick in range(3):
+            monitor._sample_worker(client, time.time())
+    assert len(made) == before

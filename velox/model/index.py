@@ -42,7 +42,7 @@ import numpy as np
 from velox.model.top_k import TopK
 from velox.model.version import ModelVersion
 
-INDEX_ITEMS = 100_000  # catalogs from this size get an index (bench/topk.py: exact is as fast below)
+INDEX_ITEMS = 100_000  # catalogs from this size get an index (bench/topk.py: where it is at least 4x as fast)
 BREADTH = 48  # cells scanned per query: the default bench/topk.py chose for recall@10 ≥ 0.95
 EXTRA = 50  # candidates taken beyond k, so corrections near the k-th rank have room
 SAMPLE_PER_CELL = 64  # k-means training rows per cell

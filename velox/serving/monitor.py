@@ -179,7 +179,7 @@ class Monitor:
                 self._read_decisions(readers["decisions"], now, dt)
                 self._sample_edge(now, dt)
                 self._sampled = True
-                self._sample_worker(now)
+                self._sample_worker(readers["worker"], now)
                 if tick % 2 == 0:
                     self._sample_positions(readers["positions"], now)
                 if tick % 10 == 0:
@@ -198,7 +198,8 @@ class Monitor:
         versions.ensure_topic(settings)
         group = f"{settings.app_id}-dashboard-{uuid.uuid4().hex[:8]}"
         readers: dict[str, Any] = {"versions": compacted.CompactedReader(settings, versions.topic(settings)),
-                                   "positions": clients.consumer(settings, group=settings.app_id)}
+                                   "positions": clients.consumer(settings, group=settings.app_id),
+                                   "worker": httpx.Client(timeout=0.5)}  # one: each new client loads the CA bundle
         for name, topic in (("metrics", settings.topic("model-metrics")), ("decisions", settings.topic("decisions"))):
             reader = clients.consumer(settings, group=group)  # (both topics made by Edge.open)
             reader.assign([TopicPartition(topic, 0, positions.offset_at(reader, topic, 0, since))])
@@ -285,12 +286,16 @@ class Monitor:
         for cause, total in causes.items():
             self.add("defaults", cause, now, self._rate(f"defaults {cause}", total, dt))
 
-    def _sample_worker(self, now: float) -> None:
-        """Freshness from the worker beside this edge (its histogram: the workers elsewhere have their own)."""
+    def _sample_worker(self, client: httpx.Client, now: float) -> None:
+        """Freshness from the worker beside this edge (its histogram: the workers elsewhere have their own).
+
+        Through one client for the monitor's life: ``httpx.get`` makes a client per call, which
+        builds a TLS context (the CA bundle parsed) even for plain HTTP: the costliest step of a
+        tick, taken from the cores the event loop answers on (bench/topk.py's tail)."""
         if not self.settings.worker_metrics_port:
             return
         try:
-            page = httpx.get(f"http://127.0.0.1:{self.settings.worker_metrics_port}/metrics", timeout=0.5).text
+            page = client.get(f"http://127.0.0.1:{self.settings.worker_metrics_port}/metrics").text
         except httpx.HTTPError:
             return
         samples = [s for family in text_string_to_metric_families(page) if family.name == "velox_worker_visible_seconds"
