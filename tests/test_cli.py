@@ -55,6 +55,8 @@ def test_the_flags_a_command_declares_set_their_settings() -> None:
     served = settings_of(build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8123"]))
     assert (served.edge_host, served.edge_port) == ("0.0.0.0", 8123)
     assert settings_of(build_parser().parse_args(["evaluate", "--seed", "5"])).seed == 5
+    assert settings_of(build_parser().parse_args(["container", "run", "m:f", "--name", "n",
+                                                  "--model-threads", "2"])).model_threads == 2
 
 
 def test_up_on_a_system_with_data_says_the_file_was_not_loaded_and_the_ways_forward(
