@@ -28,8 +28,8 @@ from velox.model.version import ModelVersion
 from velox.schemas import observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
-from velox.serving.live_corrections import Corrections
 from velox.serving import models as models_module
+from velox.serving.live_corrections import Corrections
 from velox.serving.models import Models
 from velox.settings import Settings
 

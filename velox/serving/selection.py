@@ -19,14 +19,15 @@ import logging
 import threading
 import time
 import uuid
+
 import msgspec
 import numpy as np
 from confluent_kafka import Message, Producer, TopicPartition
 from prometheus_client import Counter
 
 from velox.control import app_registry, compacted
-from velox.kafka import clients, positions
 from velox.errors import InvalidObservation
+from velox.kafka import clients, positions
 from velox.model.policies import Arms, Policy, choose, learn, probabilities
 from velox.schemas import application as app_schema
 from velox.schemas import observation
