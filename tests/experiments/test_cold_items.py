@@ -7,7 +7,7 @@ import numpy as np
 
 from tests.model.test_content import planted_items
 from velox.batch.train import TrainParams
-from velox.experiments.cold_items import cold_draw, described, judged
+from velox.experiments.cold_items import cold_draw, judged
 from velox.model import content
 from velox.model.version import ModelVersion
 from velox.schemas.observation import Observation
@@ -31,7 +31,7 @@ def test_mapped_factors_recover_the_gap_where_content_decides_the_items_and_leav
     first = ModelVersion("first", 3.0, full.item_ids[kept], full.item_factors[kept], full.item_bias[kept],
                          full.user_ids, users, full.user_counts,
                          content=content.fit("", [attributes[x] for x in np.flatnonzero(kept)], rows[kept], users))
-    mapped = described(first, by_code)
+    mapped = first.described(by_code)
     assert sorted(mapped.item_ids[len(first.item_ids):].tolist()) == sorted(cold)
     result = judged("planted", "planted", 0, 0.5, 0.2, ratings[:1000], ratings[1000:], cold, first, mapped, full,
                     Settings(), TrainParams())

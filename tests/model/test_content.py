@@ -105,9 +105,10 @@ def described_version() -> ModelVersion:
 
 def test_rows_described_at_the_retrain_are_the_versions_but_not_trained() -> None:
     version = described_version()
-    assert version.knows_item(9) and not version.trained_on(9) and version.trained_on(1)
+    assert version.knows_item(9) and version.features_of(9) == "content" and version.features_of(1) == "trained"
+    assert version.features_of(5) == "none"
     loaded = ModelVersion.from_npz(version.to_npz())
-    assert loaded.trained_items == 2 and not loaded.trained_on(9)
+    assert loaded.trained_items == 2 and loaded.features_of(9) == "content"
     assert loaded.as_trained().item_ids.tolist() == [0, 1] and not loaded.as_trained().knows_item(9)
 
 

@@ -146,14 +146,13 @@ def with_content(version: ModelVersion, settings: Settings) -> ModelVersion:
                           settings.item_features or "")
     if model is None:
         return version
-    codes = np.array([code for code in attributes if not version.knows_item(code)], np.int64)
-    factors, bias = model.map([attributes[code] for code in codes.tolist()])
-    described = set(codes.tolist())
-    names = {code: key for key in rows if (code := ids.code(ids.given(key))) < 0 and code in described}
+    names = {code: key for key in rows if (code := ids.code(ids.given(key))) < 0}  # (those trained: the same)
+    described = dataclasses.replace(version, content=model, trained_items=len(version.item_ids)).described(
+        attributes, names)
     log.info("content model of %s: %d attribute columns, λ %g, leave-one-out error %.4f as a rating's; %d items "
-             "described by it", version.id, len(model.columns), model.l2, model.loo_rmse, len(codes))
-    return dataclasses.replace(version.appended(codes, factors, bias, names), content=model,
-                               trained_items=len(version.item_ids))
+             "described by it", version.id, len(model.columns), model.l2, model.loo_rmse,
+             len(described.item_ids) - len(version.item_ids))
+    return described
 
 
 def append(spark: SparkSession, settings: Settings, log_dir: LogFolder, topic: str, start: dict[int, int],

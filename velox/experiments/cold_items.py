@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,8 +55,6 @@ from velox.model.corrections import corrected
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
-from velox.schemas import ids
-from velox.schemas.item_attributes import Attributes
 from velox.schemas.observation import Observation
 from velox.settings import Settings
 
@@ -109,16 +107,6 @@ def cold_draw(ratings: Sequence[Observation], share: float, seed: int) -> set[in
     return set(np.random.default_rng(seed).choice(rated, round(share * len(rated)), replace=False).tolist())
 
 
-def described(version: ModelVersion, attributes: Mapping[int, Attributes]) -> ModelVersion:
-    """``version`` with the items it did not train on but that have attributes, at their mapped rows
-    (what ``velox.serving.item_content`` serves)."""
-    if version.content is None:
-        raise VeloxError("the first version has no content model: none of its items has attributes")
-    codes = np.array([code for code in attributes if not version.knows_item(code)], np.int64)
-    factors, bias = version.content.map([attributes[int(code)] for code in codes])
-    return version.appended(codes, factors, bias)
-
-
 def checked_share(cold_share: float) -> float:
     """``--cold-items``, said wrong before anything starts."""
     if not 0 < cold_share < 1:
@@ -138,7 +126,6 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, rows
     cold = cold_draw(ratings, cold_share, seed)
     first_rows = [r for r in parts.first if r.item_code not in cold]
     withheld = [r for r in parts.first if r.item_code in cold]
-    attributes = {ids.code(item): given for item, given in rows}
     token = uuid.uuid4().hex[:8]
     run = settings.replace(namespace=f"{settings.namespace}cold-{token}-", data=settings.data / f"cold-{token}",
                            models=None, training_log=None, holdout=0.0, seed=seed, worker_metrics_port=0)
@@ -152,12 +139,14 @@ def evaluate(settings: Settings, ratings: Sequence[Observation], data: str, rows
     try:
         produce(run, first_rows, total=len(first_rows))
         stored = store.load(job("evaluate --cold-items: first version, cold items withheld").id)
+        if stored.content is None:
+            raise VeloxError("the first version has no content model: none of its items has attributes")
         produce(run, withheld + parts.stream, total=len(withheld) + len(parts.stream))
         full = store.load(job("evaluate --cold-items: full retrain, everything before the test").id)
     finally:
         job.close()
     result = judged(data, str(items_path), seed, first_fraction, cold_share, parts.stream, parts.test, cold,
-                    stored.as_trained(), described(stored, attributes), full, run, params)
+                    stored.as_trained(), stored, full, run, params)
     return Result(**{**asdict(result), "seconds": time.monotonic() - started})
 
 

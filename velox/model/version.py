@@ -103,6 +103,15 @@ class ModelVersion:
                                np.vstack([self.item_factors, np.asarray(item_factors, np.float32)]),
                                np.concatenate([self.item_bias, np.asarray(item_bias, np.float32)]), names)
 
+    def described(self, attributes: Mapping[int, Mapping[str, Any]], names: Mapping[int, str] | None = None
+                  ) -> ModelVersion:
+        """The version with every item of ``attributes`` (by code) it has no row for appended, at the
+        factors and bias its content model maps them to (``names``: the string ids of such codes)."""
+        assert self.content is not None, "a version describes items by its content model"
+        codes = np.array([code for code in attributes if not self.knows_item(code)], np.int64)
+        factors, bias = self.content.map([attributes[code] for code in codes.tolist()])
+        return self.appended(codes, factors, bias, names)
+
     def named(self, names: Mapping[int, str]) -> ModelVersion:
         """The same version with ``names`` for its string ids' codes (the retrain adds them once fitted)."""
         other = copy.copy(self)
@@ -156,13 +165,17 @@ class ModelVersion:
         return self.item_factors.shape[1] + 1
 
     def knows_item(self, item: int) -> bool:
-        """Whether the item has a row: trained, or described by content (``trained_on`` tells which)."""
+        """Whether the item has a row: trained, or described by content (``features_of`` tells which)."""
         return self.items.row(item) >= 0
 
-    def trained_on(self, item: int) -> bool:
-        """Whether the version's training set rated the item (its row is its own, not its content's)."""
+    def features_of(self, item: int) -> str:
+        """What the item's row is: ``trained`` (the training set rated it), ``content`` (mapped from its
+        attributes when the version was made), or ``none`` (no row: zero factors)."""
         row = self.items.row(item)
-        return 0 <= row < (len(self.item_ids) if self.trained_items is None else self.trained_items)
+        if row < 0:
+            return "none"
+        return "trained" if row < (len(self.item_ids) if self.trained_items is None else self.trained_items) \
+            else "content"
 
     def as_trained(self) -> ModelVersion:
         """The version without the rows described by content: what it knows from ratings alone."""

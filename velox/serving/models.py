@@ -72,10 +72,8 @@ class Models:
     def features_of(self, version_id: str, item: int) -> str:
         """What scores ``item`` (a code) on a loaded version: its ``trained`` factors, those its
         ``content`` maps to, or ``none`` (zero factors)."""
-        trained = self.trained(version_id)
-        if trained.trained_on(item):
-            return "trained"
-        return "content" if trained.knows_item(item) or self.content.mapped(version_id, item) else "none"
+        found = self.trained(version_id).features_of(item)
+        return "content" if found == "none" and self.content.mapped(version_id, item) else found
 
     @property
     def active(self) -> ModelVersion:
