@@ -10,13 +10,14 @@ ratio shows what readiness detection adds. Cold = empty data directory, warm = r
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+from stream import write_json  # bench/stream.py
 
 from velox.local.broker import LocalBroker, free_bootstrap
 from velox.settings import Settings
@@ -65,8 +66,7 @@ def main() -> None:
                          "ratio": round(ours / ceiling, 2), "runs": len(pairs)}
         print(f"{kind:5} start {ours:5.2f} s   broker RUNNING at {ceiling:5.2f} s   ratio {ours / ceiling:.2f}"
               f"   (median of {len(pairs)})")
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.json, summary)
 
 
 if __name__ == "__main__":

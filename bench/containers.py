@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import httpx
 import numpy as np
 from container_load import capacity, checks, sweep
 from container_model import model, planted
-from stream import broker_settings, print_checks, progress
+from stream import broker_settings, print_checks, progress, write_json
 
 from velox import processes
 from velox.control import container_registry as registry
@@ -232,9 +231,7 @@ def main() -> None:
           f"(gain {f['batched_per_s'] / f['unbatched_per_s']:.1f}x)")
     figures["checks"] = figures["under_load"].pop("checks")
     print_checks(figures["checks"])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stream import broker_settings, produce, progress  # bench/stream.py
+from stream import broker_settings, produce, progress, write_json  # bench/stream.py
 
 from velox import processes
 from velox.control import topics
@@ -137,8 +136,7 @@ def main() -> None:
     print(f"count: {small:.2f} µs/event at 1,000 users, {large:.2f} at {args.users:,} ({large / small:.2f}x); "
           f"edge ready in {start['ready_s']:.2f} s reading {start['messages_read']:,} messages for "
           f"{args.events:,} events; exact: {start['exact']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

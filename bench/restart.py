@@ -22,14 +22,13 @@ Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from stream import broker_settings, produce, progress  # bench/stream.py
+from stream import broker_settings, produce, progress, write_json  # bench/stream.py
 
 from velox import processes
 from velox.control import topics
@@ -98,10 +97,8 @@ def main() -> None:
               f"{statistics.median(seconds):.1f} s, longest {max(seconds):.1f} s ({len(seconds)} restarts)")
     ratio = statistics.median(results["faust"]) / statistics.median(results["kafka"])
     print(f"faust / kafka (medians): {ratio:.2f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"history": args.history, "load": args.load, "rate": args.rate,
-                                         "partitions": args.partitions, "seconds": results}, indent=2) + "\n")
+    write_json(args.json, {"history": args.history, "load": args.load, "rate": args.rate,
+                           "partitions": args.partitions, "seconds": results})
 
 
 if __name__ == "__main__":

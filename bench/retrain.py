@@ -19,7 +19,6 @@ The data is ``../shared/data/ml-100k`` beside the checkout; without it this prin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import statistics
@@ -32,6 +31,7 @@ from typing import Any
 
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
+from stream import write_json  # bench/stream.py
 
 from velox import processes
 from velox.batch.job import WarmJob, retrain
@@ -173,9 +173,7 @@ def main() -> None:
     finally:
         spark.stop()
     figures.update({"fold_rmse": errors, "mean_rmse": statistics.mean(errors)})
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ starts one of its own and stops it after.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import time
@@ -59,6 +58,7 @@ from stream import (  # bench/stream.py
     progress,
     rss_mb,
     worker_process,
+    write_json,
 )
 from swap import swap  # bench/swap.py
 
@@ -277,9 +277,7 @@ def main() -> None:
               f"(arrays {e['version_arrays_mb']:,} + caches {e['caches_mb']:,}); corrections "
               f"{size['corrections_us_per_event']:.2f} µs/event")
     print_checks(result["checks"])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

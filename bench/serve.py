@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import plotting
-from stream import print_checks, uuid_id, uuid_version  # bench/stream.py
+from stream import print_checks, uuid_id, uuid_version, write_json  # bench/stream.py
 
 from velox import processes
 from velox.control import owners, topics
@@ -499,11 +499,9 @@ def main() -> None:
     checks = [{"what": "predict throughput with 36-character UUID ids against integer ids", "figure": round(uuid_ratio, 3),
                "target": ">= 0.85", "met": uuid_ratio >= 0.85}, *processes_checks(results["processes"])]
     print_checks(checks)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"concurrency": args.concurrency, "users": args.users, "items": args.items,
-                                         "d": args.d, **results, "predict_over_noop": ratio,
-                                         "predict_uuid_over_integer": uuid_ratio, "checks": checks}, indent=2) + "\n")
+    write_json(args.json, {"concurrency": args.concurrency, "users": args.users, "items": args.items,
+                           "d": args.d, **results, "predict_over_noop": ratio,
+                           "predict_uuid_over_integer": uuid_ratio, "checks": checks})
     if args.png and plot(results, args.png):
         print(f"plot: {args.png}")
 

@@ -73,6 +73,13 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def write_json(path: Path | None, figures: dict[str, Any]) -> None:
+    """The run's figures where ``--json`` points (nothing without it), for bench/report.py."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def print_checks(checks: list[dict[str, Any]]) -> None:
     """A benchmark's targets, one line each, as its JSON's ``checks`` hold them."""
     for c in checks:
@@ -481,9 +488,7 @@ def main() -> None:
     if args.latency_runs:
         result = freshness(args)
         print_freshness(result)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         return
     rules: dict[str, dict[str, float]] = {}
     checks: list[dict[str, object]] = []
@@ -563,9 +568,7 @@ def main() -> None:
             if (quix_rate := figures.get(f"quix_{guarantee}_events_per_s")) is not None:
                 print(f"{rule}: Quix Streams {guarantee.replace('_', '-')} {quix_rate:,} events/s "
                       f"(worker / Quix {figures['worker_events_per_s'] / quix_rate:.2f})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

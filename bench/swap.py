@@ -25,7 +25,6 @@ Uses the broker at VELOX_BOOTSTRAP if set, else starts one of its own and stops 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Message
-from stream import applied, broker_settings, produce, progress, scrape
+from stream import applied, broker_settings, produce, progress, scrape, write_json
 
 from velox import processes
 from velox.control import topics, versions
@@ -184,9 +183,7 @@ def main() -> None:
               f"for the replay alone (ratio {r['ratio']:.2f}); during it, produce-to-visible p99 {r['p99_ms']:.0f} ms, "
               f"longest {r['longest_ms']:.0f} ms (histogram bucket); produce to the broker's acknowledgement p99 "
               f"{r['ack_p99_ms']:.0f} ms, longest {r['ack_longest_ms']:.0f} ms")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rate": args.rate, "warmup": warmup, "swaps": results}, indent=2) + "\n")
+    write_json(args.json, {"rate": args.rate, "warmup": warmup, "swaps": results})
 
 
 if __name__ == "__main__":

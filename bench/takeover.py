@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from stream import broker_settings, produce, progress  # bench/stream.py
+from stream import broker_settings, produce, progress, write_json  # bench/stream.py
 
 from velox import processes
 from velox.control import topics
@@ -131,10 +131,8 @@ def main() -> None:
               f"then the survivor's recovery {figures['recovery_s']:.2f} s, then {figures['after_ready_s']:.2f} s "
               f"to the edge's answer")
     print(f"with a standby / without: {results[1]['takeover_s'] / results[0]['takeover_s']:.2f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"events": args.events, "users": args.users, "partitions": args.partitions,
-                                         "standbys": {str(k): v for k, v in results.items()}}, indent=2) + "\n")
+    write_json(args.json, {"events": args.events, "users": args.users, "partitions": args.partitions,
+                           "standbys": {str(k): v for k, v in results.items()}})
 
 
 if __name__ == "__main__":

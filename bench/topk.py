@@ -35,7 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the exact scan as the issu
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from serve import drive, edge, edge_metrics, write_states  # bench/serve.py
-from stream import print_checks  # bench/stream.py
+from stream import print_checks, write_json  # bench/stream.py
 
 from velox.control import item_corrections, topics, versions
 from velox.kafka import clients
@@ -363,12 +363,9 @@ def main() -> None:
               f"= {min(faster, default=0):,}", Settings().topk_index_items == min(faster, default=0)),
     ]
     print_checks(checks)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"d": D, "compare_items": args.compare_items, "libraries": libraries,
-                                         "small": small, "large": large, "crossover": crossover,
-                                         "http": http, "checks": checks},
-                                        indent=2) + "\n")
+    write_json(args.json, {"d": D, "compare_items": args.compare_items, "libraries": libraries,
+                           "small": small, "large": large, "crossover": crossover,
+                           "http": http, "checks": checks})
 
 
 if __name__ == "__main__":
