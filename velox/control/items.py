@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from velox.control import compacted
-from velox.errors import InvalidAttributes, VeloxError
+from velox.errors import InvalidAttributes
 from velox.kafka import clients, topic_admin
 from velox.schemas import ids, item_attributes
 from velox.schemas.item_attributes import Attributes
@@ -60,13 +60,11 @@ def save(settings: Settings, rows: Iterable[tuple[int | str, Attributes | None]]
     """Write items' attributes (None: delete an item's), acknowledged; how many were written."""
     ensure_topic(settings)
     producer = clients.producer(settings)
-    failures: list[object] = []
     count = 0
-    for item, attributes in rows:
-        clients.send(producer, topic(settings), key=ids.key(item),
-                     value=None if attributes is None else item_attributes.encode(attributes),
-                     on_delivery=lambda error, _m: error and failures.append(error))
-        count += 1
-    if producer.flush(60) != 0 or failures:
-        raise VeloxError(f"{len(failures)} items' attributes were not acknowledged: {failures[:3]}")
+    with clients.acknowledged(producer, "items' attributes") as on_delivery:
+        for item, attributes in rows:
+            clients.send(producer, topic(settings), key=ids.key(item),
+                         value=None if attributes is None else item_attributes.encode(attributes),
+                         on_delivery=on_delivery)
+            count += 1
     return count

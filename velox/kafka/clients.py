@@ -7,13 +7,14 @@ Consumers read committed messages only and commit by hand; producers take
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from velox.errors import KafkaUnreachable
+from velox.errors import KafkaUnreachable, VeloxError
 from velox.kafka.client_config import PRODUCER_DEFAULTS, client_config, last_refusal
 from velox.settings import Settings
 
@@ -34,6 +35,16 @@ def send(producer: Producer, topic: str, **message: Any) -> None:
             return
         except BufferError:  # the local queue is full: let librdkafka deliver some
             producer.poll(0.05)
+
+
+@contextmanager
+def acknowledged(producer: Producer, what: str) -> Iterator[Callable[[Any, Message], None]]:
+    """An ``on_delivery`` for each message sent in the block; at its end every one of them is
+    acknowledged, or a VeloxError says how many of ``what`` were not."""
+    failures: list[object] = []
+    yield lambda error, _message: error and failures.append(error)
+    if producer.flush(60) != 0 or failures:
+        raise VeloxError(f"{len(failures)} {what} were not acknowledged: {failures[:3]}")
 
 
 def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:

@@ -149,20 +149,17 @@ def produce(settings: Settings, events: Iterable[Observation], total: int, out: 
     """Send the events to ``observations`` (acks=all, idempotent), showing progress and rate."""
     topic = settings.topic("observations")
     producer = clients.producer(settings)
-    failures: list[object] = []
     started = last = time.monotonic()
-    for count, event in enumerate(events, 1):
-        clients.send(producer, topic, key=event.key, value=observation.encode(event),
-                   on_delivery=lambda err, _m: err and failures.append(err))
-        if time.monotonic() - last > 0.5 or count == total:
-            last = time.monotonic()
-            producer.poll(0)
-            rate = count / max(last - started, 1e-9)
-            bar = "#" * int(30 * count / max(total, 1))
-            print(f"\rloading {bar:<30} {count:,}/{total:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
-    print(file=out)
-    if producer.flush(60) != 0 or failures:
-        raise VeloxError(f"{len(failures)} observations were not acknowledged: {failures[:3]}")
+    with clients.acknowledged(producer, "observations") as on_delivery:
+        for count, event in enumerate(events, 1):
+            clients.send(producer, topic, key=event.key, value=observation.encode(event), on_delivery=on_delivery)
+            if time.monotonic() - last > 0.5 or count == total:
+                last = time.monotonic()
+                producer.poll(0)
+                rate = count / max(last - started, 1e-9)
+                bar = "#" * int(30 * count / max(total, 1))
+                print(f"\rloading {bar:<30} {count:,}/{total:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
+        print(file=out)
 
 
 def held_observations(settings: Settings) -> int:
