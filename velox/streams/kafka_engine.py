@@ -18,13 +18,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from velox import processes
 from velox.control import owners
@@ -60,8 +54,7 @@ class Worker(Engine):
         consumer = clients.consumer(
             self.settings, group=self.settings.app_id,
             **{"group.instance.id": self.settings.worker_id, "session.timeout.ms": 10_000,
-               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384,
-               "on_commit": self._on_commit},
+               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384},
         )
         consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
@@ -171,8 +164,7 @@ class Worker(Engine):
             self._commit()
             return
         checkpoint.remember(self.changelog, self.stores)
-        self._committed(begun.offsets, checkpoint.commit_offsets(self.consumer, self.mover, begun.offsets,
-                                                                  asynchronous=True))
+        self._committed(begun.offsets, checkpoint.commit_offsets(self.consumer, self.mover, begun.offsets))
 
     def _pending(self) -> list[TopicPartition]:
         """The owned partitions' positions not committed yet."""
@@ -190,19 +182,6 @@ class Worker(Engine):
             self._rewind()
         elif outcome is checkpoint.Outcome.COMMITTED:
             self.committed.update((tp.partition, tp.offset) for tp in offsets)
-
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """A commit's result (an asynchronous one's only word): offsets not taken are committed
-        again at the next checkpoint; until then, events past them are replayed as no-ops after a crash."""
-        failed = [tp for tp in partitions if error is not None or tp.error is not None]
-        if not failed:
-            return
-        for tp in failed:
-            if self.committed.get(tp.partition) == tp.offset:
-                del self.committed[tp.partition]
-        self.fenced = self.fenced or (error is not None and retry.fenced(error))
-        log.warning("commit of partitions %s not taken (%s); tried again at the next checkpoint",
-                    sorted(tp.partition for tp in failed), error or failed[0].error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
