@@ -10,9 +10,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VELOX := $(VENV)/bin/velox
 STAMP := $(VENV)/.installed
-# setuptools says at every editable install of a flat layout that a folder named like the package
-# may shadow it: a box of warnings as the first thing `make up` prints, about what is intended here.
-EDITABLE := PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e
+# uv installs: from its cache alone when that holds everything (a second clone on one machine
+# installs in seconds; pip, or uv online, spend most of a minute asking the index again), else from
+# the index. setuptools says at every editable install of a flat layout that a folder named like the
+# package may shadow it: a box of warnings as the first thing `make up` prints, about what is intended.
+UV := PYTHONWARNINGS=ignore $(VENV)/bin/uv pip install --quiet --python $(PY)
+comma := ,
+EDITABLE = $(UV) --offline -e '.[$(1)]' 2>/dev/null || $(UV) -e '.[$(1)]'
 
 .PHONY: install jars test up down reset bench clean compose-check
 
@@ -20,8 +24,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(EDITABLE) '.[test]'
+	$(PY) -m pip install --quiet uv
+	$(call EDITABLE,test)
 	touch $@
 
 jars: install
@@ -34,7 +38,7 @@ up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's s
 	$(VELOX) up $(if $(DATA),--ratings $(DATA)) $(if $(ENGINE),--engine $(ENGINE))
 
 bench: jars  # every benchmark, then bench/README.md from their results (about 30 minutes)
-	$(EDITABLE) '.[test,bench]'
+	$(call EDITABLE,test$(comma)bench)
 	$(PY) bench/broker_start.py --runs 3 --json bench/results/broker_start.json
 	$(PY) bench/stream.py --json bench/results/stream.json
 	$(PY) bench/stream.py --latency-runs 3 --events 20000 --engines kafka --json bench/results/freshness.json

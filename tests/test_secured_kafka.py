@@ -41,9 +41,10 @@ def secured(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def velox(settings: Settings, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """The command in a session of its own, as from a terminal."""
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "velox.cli", *args], env={**os.environ, **settings.to_env()},
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def test_the_broker_refuses_a_client_without_credentials(secured: Settings) -> None:
@@ -77,7 +78,8 @@ def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_brok
 
 
 def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, tmp_path: Path) -> None:
-    """Load, the first retrain through Spark's Kafka source (every step in Spark), the worker, the edge, observe."""
+    """Load, the first retrain through Spark's Kafka source (every step in Spark), the worker, the edge,
+    observe; then the terminal closes (SIGHUP to every process of its session) and each stops cleanly."""
     own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-",
                           driver_rows=0)
     up = velox(own, "up", log=tmp_path / "up.log")
@@ -98,8 +100,10 @@ def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, t
             assert time.monotonic() < deadline, "five 5.0 ratings did not move the score"
             time.sleep(0.2)
     finally:
-        up.send_signal(signal.SIGTERM)
+        os.killpg(up.pid, signal.SIGHUP)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()[-3000:]
+    text = (tmp_path / "up.log").read_text()
+    assert "worker stopped (exit 0)" in text and "controller stopped (exit 0)" in text, text[-3000:]
     assert positions.end_offsets(own, own.topic("observations")) and \
         sum(positions.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
 

@@ -125,7 +125,7 @@ def wait_until_committed(settings: Settings, topic: str, worker: WorkerProcess, 
         worker.assert_alive()
         if time.monotonic() > deadline:
             raise AssertionError(f"worker did not catch up with {topic} in {timeout} s; see {worker.log}")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def wait_until_applied(settings: Settings, count: int, worker: WorkerProcess, timeout: float = 180.0) -> None:
@@ -138,7 +138,7 @@ def wait_until_applied(settings: Settings, count: int, worker: WorkerProcess, ti
         worker.assert_alive()
         if time.monotonic() > deadline:
             raise AssertionError(f"worker did not apply {count} observations in {timeout} s; see {worker.log}")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def read_all(settings: Settings, topic: str) -> list[Message]:
