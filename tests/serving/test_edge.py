@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,7 +17,43 @@ from velox.model.store import ModelStore
 from velox.model.version import random_version
 from velox.schemas.model_version import VersionInfo
 from velox.serving.edge import Edge
+from velox.serving.fast_predict import FastPredict
 from velox.serving.server import create_app
+
+
+def test_a_plain_predict_is_answered_in_front_of_the_routes_as_the_route_answers_it(served) -> None:
+    """velox.serving.fast_predict; first in the module, while user 7's record holds still."""
+    client, _ = served
+    reached: list[str] = []
+
+    async def routes(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["query_string"].decode())
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def ask(query: str, method: str = "GET", path: str = "/v1/models/default/predict") -> tuple[int, Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "query_string": query.encode(), "app": client.app}
+        asyncio.run(FastPredict(routes)(scope, receive, send))
+        return sent[0]["status"], json.loads(sent[1]["body"] or b"null")
+
+    for user in (7, 123456):  # a record read here; none (the version's own answer)
+        status, answer = ask(f"user={user}&item=3")
+        assert status == 200 and not reached
+        assert answer == client.get(f"/v1/models/default/predict?user={user}&item=%33").json()  # (%: by the route)
+    # Anything else goes on to the routes, which answer it (the 400 naming what was wrong, the forward).
+    passed = ["user=7", "user=7&item=%33", "user=&item=3", "item=3&user=a%0Ab", "user=7&item=" + "x" * 300]
+    for query in passed:
+        assert ask(query)[0] == 404
+    assert ask("user=7&item=3", method="POST")[0] == 404 and ask("user=7&item=3", path="/v1/models/other/predict")[0] == 404
+    assert reached == [*passed, "user=7&item=3", "user=7&item=3"]
 
 
 def test_predict_reads_the_users_state_and_observe_moves_it_within_a_second(served) -> None:

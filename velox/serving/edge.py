@@ -73,6 +73,7 @@ class Edge:
         self.settings, self.state, self.models, self.owners = settings, state, models, owners
         self.selector, self.containers, self.producer, self.ack_timeout = selector, containers, producer, ack_timeout
         self.monitor = monitor  # the dashboard's data, gathered off the request path
+        self.predict_path = f"/v1/models/{settings.model}/predict"
         self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
@@ -152,13 +153,19 @@ def query(request: Request) -> Mapping[str, str]:
     routes see, are split directly: Starlette's general parser costs more (``bench/serve.py``)."""
     found = request.scope.get("velox.query")
     if found is None:
-        raw = request.scope["query_string"]
-        if b"%" in raw or b"+" in raw:
+        found = plain_query(request.scope["query_string"])
+        if found is None:
             found = request.query_params
-        else:
-            found = dict(pair.partition("=")[::2] for pair in raw.decode("latin-1").split("&") if pair)
         request.scope["velox.query"] = found
     return found
+
+
+def plain_query(raw: bytes) -> dict[str, str] | None:
+    """``a=1&b=2`` as a dict (the last of repeated names), split directly; None when the string
+    needs decoding (``%`` or ``+``)."""
+    if b"%" in raw or b"+" in raw:
+        return None
+    return dict(pair.partition("=")[::2] for pair in raw.decode("latin-1").split("&") if pair)
 
 
 async def bounded_body(request: Request) -> bytes:
@@ -208,6 +215,12 @@ async def local_weights(edge: Edge, partition: int, user: int | str) -> Weights:
     return Weights(version, state.w, True, state.seen, (state.version, generation, user, state.offset))
 
 
+async def answered_here(edge: Edge, partition: int, user: int | str, body: Answer) -> dict[str, Any]:
+    """The answer of the user's owner, this edge: from their weights read here."""
+    return {"default": False, **await body(await local_weights(edge, partition, user)),
+            "served_by": edge.settings.worker_id}
+
+
 def default_weights(edge: Edge, user: int | str) -> Weights:
     """The active version's own answer for the user: their trained vector, or the mean user."""
     version, generation = edge.models.served
@@ -224,7 +237,7 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int 
     partition = partitioning.home(ids.key(user), edge.settings.partitions)
     owner = edge.owners.of(partition)
     if owner is not None and owner.worker == edge.settings.worker_id:
-        return JSON({"default": False, **await body(await local_weights(edge, partition, user)), "served_by": owner.worker})
+        return JSON(await answered_here(edge, partition, user, body))
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"
     elif FORWARDED_HEADER in request.headers:

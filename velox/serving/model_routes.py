@@ -21,6 +21,7 @@ from velox.model.store import ModelStore
 from velox.schemas import ids, observation, top_k_request
 from velox.schemas.top_k_request import TopKRequest
 from velox.serving.edge import (
+    Answer,
     Edge,
     Weights,
     acknowledged,
@@ -65,13 +66,18 @@ async def list_models(request: Request) -> Response:
 async def predict(request: Request) -> Response:
     edge = edge_of(request)
     user, item = id_param(request, "user"), id_param(request, "item")
+    return await answer(edge, request, "predict", edge.predict_path, user, prediction(edge, user, item))
+
+
+def prediction(edge: Edge, user: int | str, item: int | str) -> Answer:
+    """Predict's answer from the user's weights (``velox.serving.fast_predict`` gives it too)."""
 
     async def body(weights: Weights) -> dict[str, Any]:
         version, features = weights.version, edge.models.features_of(weights.version.id, ids.code(item))
         return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
                 "known_user": weights.known, "known_item": features == "trained", "features": features}
 
-    return await answer(edge, request, "predict", f"/v1/models/{edge.settings.model}/predict", user, body)
+    return body
 
 
 async def top_k_route(request: Request) -> Response:

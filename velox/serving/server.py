@@ -1,7 +1,8 @@
 """The edge as one ASGI app: the model routes, the application routes, health, metrics, the dashboard, OpenAPI.
 
 ``velox serve`` opens an ``Edge`` (the resources every route shares: ``velox.serving.edge``) and
-runs ``create_app(edge)`` on uvicorn. Bad input never yields a 500: an unknown model is 404, a
+runs ``create_app(edge)`` on uvicorn, predict's common case answered in front of the routes
+(``velox.serving.fast_predict``). Bad input never yields a 500: an unknown model is 404, a
 malformed parameter 400 naming it, a body over 64 KiB 413, each with a JSON body
 ``{"error": ..., "detail": ...}`` (``edge.http_error``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,6 +26,7 @@ from velox.serving import (
     openapi,
 )
 from velox.serving.edge import Edge, http_error, lifespan
+from velox.serving.fast_predict import FastPredict
 from velox.serving.monitor import edge_metrics
 
 
@@ -38,7 +41,8 @@ def create_app(edge: Edge) -> Starlette:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi_json, include_in_schema=False),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=[Middleware(FastPredict)], exception_handlers={HTTPException: http_error},
+                    lifespan=lifespan)
     app.state.edge = edge
     return app
 
