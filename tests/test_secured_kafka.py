@@ -18,9 +18,14 @@ import pytest
 
 from tests.streams.harness import forget_producers, produce, worker_states
 from tests.streams.test_worker import event
+from velox.batch import job
+from velox.batch.train import spark_session
 from velox.errors import KafkaUnreachable
-from velox.kafka import client_config, clients, positions
+from velox.kafka import client_config, clients, positions, topic_admin
+from velox.local import jars
 from velox.local.broker import LocalBroker, free_bootstrap
+from velox.schemas import observation
+from velox.schemas.observation import Observation
 from velox.settings import Settings
 
 # py4j (Spark's gateway) leaves sockets for the garbage collector; nothing of ours.
@@ -78,10 +83,9 @@ def test_with_a_wrong_password_every_process_exits_with_one_line_naming_the_brok
 
 
 def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, tmp_path: Path) -> None:
-    """Load, the first retrain through Spark's Kafka source (every step in Spark), the worker, the edge,
-    observe; then the terminal closes (SIGHUP to every process of its session) and each stops cleanly."""
-    own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-",
-                          driver_rows=0)
+    """Load, the first retrain, the worker, the edge, observe; then the terminal closes (SIGHUP to every
+    process of its session) and each stops cleanly. (Spark's Kafka source: the test below.)"""
+    own = secured.replace(edge_port=int(free_bootstrap().split(":")[1]), namespace=f"s{uuid.uuid4().hex[:8]}-")
     up = velox(own, "up", log=tmp_path / "up.log")
     model = f"{own.edge_url}/v1/models/default"
     try:
@@ -106,6 +110,25 @@ def test_velox_up_runs_the_whole_loop_on_the_secured_broker(secured: Settings, t
     assert "worker stopped (exit 0)" in text and "controller stopped (exit 0)" in text, text[-3000:]
     assert positions.end_offsets(own, own.topic("observations")) and \
         sum(positions.end_offsets(own, own.topic("observations")).values()) == 1501 + 5
+
+
+def test_sparks_kafka_source_reads_with_the_same_credentials_what_the_driver_reads(secured: Settings) -> None:
+    """The retrain's read when its log is over ``VELOX_DRIVER_ROWS`` (every step in Spark)."""
+    own = secured.replace(namespace=f"k{uuid.uuid4().hex[:8]}-")
+    topic = own.topic("observations")
+    topic_admin.create_topics(own, {topic: 2})
+    produce(own, topic, [(e.key, observation.encode(e)) for e in (
+        Observation(user=user, item=item, score=3.0, time=1.7e9) for user in range(20) for item in range(5))])
+    end = positions.end_offsets(own, topic)
+    spark = spark_session("local[2]", jars=jars.fetch(jars.SPARK_KAFKA, own.cache))
+    try:
+        in_spark = job.read_kafka(spark, own, topic, {}, end).toArrow()
+    finally:
+        spark.stop()
+    on_driver = job.read_on_driver(own, topic, {}, end)
+    assert in_spark.num_rows == 100
+    assert in_spark.sort_by([("partition", "ascending"), ("offset", "ascending")]).equals(
+        on_driver.sort_by([("partition", "ascending"), ("offset", "ascending")]))
 
 
 def test_the_faust_engine_reads_its_credentials_from_the_same_file(secured: Settings, tmp_path: Path) -> None:

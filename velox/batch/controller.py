@@ -9,7 +9,8 @@ seconds after each, and logs why each run started and how it ended. A failed job
 A version pinned by an operator (``velox.control.pins``) holds: runs still train and save, but
 activate nothing until the pin is lifted. Every few seconds, and at each run, the controller says its
 triggers, the drift trigger's state and its last run's outcome on ``retrain-controller``
-(``velox.control.controller_reports``), which ``velox status`` shows.
+(``velox.control.controller_reports``), which ``velox status`` shows. Each loop also sends the records
+of ``items`` the readers skip to ``items-dlq`` (``velox.control.items.Checker``).
 
 The job is a callable ``job(reason, activate)`` (``velox.batch.job.WarmJob`` in ``velox retrain --watch``: one Spark
 session kept warm across runs); runs are sequential, so two never overlap, and the job's own
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
 
-from velox.control import controller_reports, pins, retrain_requests, versions
+from velox.control import controller_reports, items, pins, retrain_requests, versions
 from velox.kafka import clients, positions, topic_admin
 from velox.model.prequential import window_rmse
 from velox.schemas import error_window as metrics_schema
@@ -121,6 +122,7 @@ class Controller:
                                       **{"auto.offset.reset": "latest"})
         self.metrics.subscribe([settings.topic("model-metrics")])
         self.requests = retrain_requests.reader(settings)
+        self.items = items.Checker(settings)  # bad attributes to items-dlq: every system runs a controller
         self.requested: list[RetrainRequest] = []
         self.last_run: float | None = None
         self.stopping = False
@@ -145,6 +147,7 @@ class Controller:
         self.report(self.observe())  # the last word: how the last run ended
         self.metrics.close()
         self.requests.close()
+        self.items.close()
         self.follower.close()
         self.reporter.flush(10)
 
@@ -164,6 +167,7 @@ class Controller:
             if message.error() is None:
                 self.windows.append(metrics_schema.decode(message.value()))
         self.requested += retrain_requests.pending(self.requests, self.settings)
+        self.items.check()
         now = time.time()
         version = self.active.version if self.active else None
         horizon = now - self.triggers.window - 60

@@ -4,7 +4,10 @@
 ``velox load items``, the edge's ``POST /v1/items/{id}`` and anyone's producer write it; the
 retrain reads it to learn its content model (``velox.model.content``) and every edge follows it
 (``velox.serving.item_content``) to score the items a version did not train on by what they are.
-A record a reader cannot use (someone else's producer) is skipped with a warning, as if absent.
+A record a reader cannot use (someone else's producer: ours refuse bad attributes with the field
+named) is skipped with a warning, as if absent, and sent once to ``items-dlq`` byte for byte with
+the reason (``Checker``, which the retrain controller runs), as a bad event goes to
+``observations-dlq``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from velox.control import compacted
 from velox.errors import InvalidAttributes
 from velox.kafka import clients, topic_admin
 from velox.schemas import ids, item_attributes
+from velox.schemas.dead_letter import DeadLetter
 from velox.schemas.item_attributes import Attributes
 from velox.settings import Settings
 
@@ -24,6 +28,10 @@ log = logging.getLogger("velox.control.items")
 
 def topic(settings: Settings) -> str:
     return settings.topic("items")
+
+
+def dead_letters(settings: Settings) -> str:
+    return settings.topic("items-dlq")
 
 
 def ensure_topic(settings: Settings) -> None:
@@ -68,3 +76,41 @@ def save(settings: Settings, rows: Iterable[tuple[int | str, Attributes | None]]
                          on_delivery=on_delivery)
             count += 1
     return count
+
+
+class Checker:
+    """Reads every record of ``items`` once, in a consumer group of its own, and sends each one the
+    readers skip to ``items-dlq``: the original key and value, the reason, field and source in the
+    headers (``velox.schemas.dead_letter``). Offsets are committed after the broker acknowledged
+    the letters: at least once (a controller killed between the two sends those letters again)."""
+
+    def __init__(self, settings: Settings) -> None:
+        ensure_topic(settings)
+        topic_admin.create_topics(settings, {dead_letters(settings): 1})
+        self.settings = settings
+        self.consumer = clients.consumer(settings, group=f"{settings.app_id}-items-check")
+        self.consumer.subscribe([topic(settings)])
+        self.producer = clients.producer(settings)
+
+    def check(self, timeout: float = 0.0) -> int:
+        """Check what came since the last call (waiting up to ``timeout`` for it); the letters sent."""
+        messages = [m for m in self.consumer.consume(1000, timeout) if m.error() is None]
+        sent = 0
+        with clients.acknowledged(self.producer, "items' dead letters") as on_delivery:
+            for message in messages:
+                if message.value() is None:  # an item deleted
+                    continue
+                try:
+                    item_attributes.decode(message.value())
+                except InvalidAttributes as exc:
+                    letter = DeadLetter(str(exc), exc.field, message.topic(), message.partition(), message.offset())
+                    clients.send(self.producer, dead_letters(self.settings), key=message.key(), value=message.value(),
+                                 headers=letter.headers(), on_delivery=on_delivery)
+                    log.warning("item %r's attributes sent to %s: %s", message.key(), dead_letters(self.settings), exc)
+                    sent += 1
+        if messages:
+            self.consumer.commit(asynchronous=False)
+        return sent
+
+    def close(self) -> None:
+        self.consumer.close()
