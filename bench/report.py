@@ -157,8 +157,8 @@ def rows() -> list[tuple[str, ...]]:
                 f"served {served['predict']:.0f} (no-op {served['noop']:.0f}), in the handler "
                 f"{serve['predict'].get('handler_us') or 0:.0f}; the app in-process "
                 f"{parts['predict_route_us']:.1f} (no-op {parts['noop_route_us']:.1f}): state read "
-                f"{parts['state_read_us']:.1f}, decode {parts['decode_us']:.1f}, score and cache "
-                f"{parts['score_and_cache_us']:.1f}, JSON {parts['answer_json_us']:.1f}",
+                f"{parts['state_read_us']:.1f}, decode {parts['decode_us']:.1f}, score "
+                f"{parts['score_us']:.1f}, JSON {parts['answer_json_us']:.1f}",
                 "", "", "", "", when("serve"), "bench/serve.py"))
         if "predict_while_writing" in serve:  # the price of a separate edge process: catching up its secondaries
             during = serve["predict_while_writing"]
@@ -189,11 +189,10 @@ def rows() -> list[tuple[str, ...]]:
         for c in serve.get("checks", []):
             found.append((f"edge: {c['what']}", str(c["figure"]), "", "", c["target"], verdict(c["met"]), when("serve"),
                           "bench/serve.py"))
-        for name in ("predict_zipf", "top_k_zipf"):
-            if name in serve:
-                found.append((f"cache hit rate, Zipf mix ({name.split('_zipf')[0]})",
-                              f"{serve[name]['cache_hit_rate']:.1%}", f"{serve[name]['requests_per_s']:,.0f} req/s", "",
-                              "", "", when("serve"), "bench/serve.py"))
+        if "top_k_zipf" in serve:  # (a predict is scored afresh: no cache)
+            zipf = serve["top_k_zipf"]
+            found.append(("cache hit rate, Zipf mix (top_k)", f"{zipf['cache_hit_rate']:.1%}",
+                          f"{zipf['requests_per_s']:,.0f} req/s", "", "", "", when("serve"), "bench/serve.py"))
     if topk := load("topk"):
         for c in topk["checks"]:
             figure = f"{c['figure']:,.0f}" if float(c["figure"]).is_integer() else f"{c['figure']:,.4g}"  # sizes whole

@@ -95,7 +95,8 @@ class Settings:
     edge_processes: the edge's processes, all answering on ``edge_port`` (``velox serve
         --processes``); unset: one per core available to the process (``edge_process_count``).
     epsilon: the share of top-k slots given to a random item (ε-greedy exploration; 0: none).
-    cache_entries: answers the edge's prediction cache keeps (0: no cache).
+    cache_entries: answers each of the edge's caches keeps, top-k's and containers' (0: no cache). A
+        predict is scored afresh: an item row and a d-dot cost less than a lookup (bench/README.md).
     batching: whether concurrent full-catalog top-k requests share one matrix product.
     slo_ms: the model's latency objective: an answer that cannot be ready in time (its owner
         unreachable, its partition recovering) is the model's default answer, marked as such.

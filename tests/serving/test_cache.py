@@ -1,4 +1,4 @@
-"""The prediction cache: repeated questions are answered from it, and never after the user changed.
+"""The top-k cache: repeated questions are answered from it, and never after the user changed.
 
 The user's record is written by the test itself into a real RocksDB (as the worker would), the
 edge reads it as a secondary; so the moment of the update is known exactly.
@@ -48,13 +48,12 @@ def test_a_repeated_question_is_a_hit_and_an_update_is_never_answered_from_the_c
     try:
         with TestClient(create_app(edge)) as client:
             ask = {"user": 7, "item": 3}
-            before = lookups(client, "predict")
             first = client.get("/v1/models/default/predict", params=ask).json()["score"]
-            assert client.get("/v1/models/default/predict", params=ask).json()["score"] == first
-            after = lookups(client, "predict")
-            assert (after["miss"] - before["miss"], after["hit"] - before["hit"]) == (1, 1)
-
+            before = lookups(client, "top_k")
             top = client.get("/v1/models/default/top_k", params={"user": 7, "k": 3}).json()["items"]
+            assert client.get("/v1/models/default/top_k", params={"user": 7, "k": 3}).json()["items"] == top
+            after = lookups(client, "top_k")
+            assert (after["miss"] - before["miss"], after["hit"] - before["hit"]) == (1, 1)
             # Cached answers are bytes, never walked by the garbage collector (cached lists of dicts
             # made each full collection a pause that grew with the cache: bench/serve.py's top-k p99).
             assert edge.top_k_cache.entries and not any(map(gc.is_tracked, edge.top_k_cache.entries.values()))

@@ -80,7 +80,8 @@ def test_dashboard_data_after_some_events(dashboard: tuple[TestClient, Settings]
     observe(own)
     for user in range(5):
         assert client.get("/v1/models/default/predict", params={"user": user, "item": 1}).status_code == 200
-        client.get("/v1/models/default/predict", params={"user": user, "item": 1})  # a cache hit
+        client.get("/v1/models/default/top_k", params={"user": user, "k": 3})
+        client.get("/v1/models/default/top_k", params={"user": user, "k": 3})  # a cache hit
     found = until(client, lambda f: all(highest(f, name) > 0 for name in ("error", "freshness", "applied",
                                                                           "predictions", "latency", "cache"))
                   and {e["kind"] for e in f["timeline"]} >= {"trained", "activated", "swapped"})

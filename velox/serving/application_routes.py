@@ -25,6 +25,7 @@ from starlette.routing import Route
 from velox.control import app_registry
 from velox.errors import ConfigError, UnknownApp
 from velox.schemas import application as app_schema
+from velox.schemas import ids
 from velox.schemas.application import App, PredictRequest
 from velox.schemas.container_rpc import Input
 from velox.serving.container_client import ContainerFailed
@@ -39,7 +40,6 @@ from velox.serving.edge import (
     bounded_body,
     default_weights,
     id_param,
-    score_of,
     timed,
     top_k_query,
 )
@@ -181,7 +181,7 @@ async def predict(request: Request) -> Response:
             scored = await container_score(edge, app, model, asking)
         else:
             used = chosen_weights(model, weights)
-            scored = {"score": score_of(edge, used, item), "version": used.version.id}
+            scored = {"score": used.version.score(used.w, ids.code(item)), "version": used.version.id}
         decision = edge.selector.record(app, user, model, propensity, sticky, {item: scored["score"]})
         return {"app": app.name, "user": user, "item": item, **scored, "model": model,
                 "decision": decision.id, "propensity": propensity, "sticky": sticky}

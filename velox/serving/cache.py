@@ -1,4 +1,4 @@
-"""Answers kept for repeated questions: keyed by the weights' identity and what was asked.
+"""Answers kept for repeated questions (top-k's, containers'): keyed by the weights' identity and what was asked.
 
 The identity of a user's weights is (model version, user, the last source offset applied to
 their record): any update to the user changes it, so an entry can never be served after the

@@ -74,7 +74,6 @@ class Edge:
         self.selector, self.containers, self.producer, self.ack_timeout = selector, containers, producer, ack_timeout
         self.monitor = monitor  # the dashboard's data, gathered off the request path
         self.predict_path = f"/v1/models/{settings.model}/predict"
-        self.predict_cache = PredictionCache("predict", settings.cache_entries)
         self.top_k_cache = PredictionCache("top_k", settings.cache_entries)
         self.batcher = TopKBatcher() if settings.batching else None
         self.feedback = Feedback(settings.implicit, settings.confidences)  # what observe accepts
@@ -198,7 +197,7 @@ class Weights(NamedTuple):
     w: np.ndarray
     known: bool
     seen: np.ndarray  # every item the user rated or interacted with
-    identity: tuple[object, ...]  # changes whenever w or the item corrections do: the prediction cache's key
+    identity: tuple[object, ...]  # changes whenever w or the item corrections do: the top-k cache's key
 
 
 Answer = Callable[[Weights], Awaitable[dict[str, Any]]]
@@ -323,15 +322,6 @@ async def best_items(edge: Edge, query: TopKQuery, weights: Weights, slo_ms: flo
     if not explore:
         edge.top_k_cache.put(key, items)
     return items
-
-
-def score_of(edge: Edge, weights: Weights, item: int | str) -> float:
-    key = (*weights.identity, item)
-    score = edge.predict_cache.peek(key)
-    if score is None:
-        score = weights.version.score(weights.w, ids.code(item))
-        edge.predict_cache.put(key, score)
-    return score
 
 
 async def acknowledged(edge: Edge, topic: str, key: bytes, value: bytes | None) -> tuple[int, int | None] | None:

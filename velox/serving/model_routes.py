@@ -33,7 +33,6 @@ from velox.serving.edge import (
     checked_id,
     edge_of,
     id_param,
-    score_of,
     timed,
     top_k_query,
 )
@@ -74,7 +73,7 @@ def prediction(edge: Edge, user: int | str, item: int | str) -> Answer:
 
     async def body(weights: Weights) -> dict[str, Any]:
         version, features = weights.version, edge.models.features_of(weights.version.id, ids.code(item))
-        return {"user": user, "item": item, "score": score_of(edge, weights, item), "version": version.id,
+        return {"user": user, "item": item, "score": weights.version.score(weights.w, ids.code(item)), "version": version.id,
                 "known_user": weights.known, "known_item": features == "trained", "features": features}
 
     return body
