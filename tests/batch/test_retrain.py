@@ -126,10 +126,7 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
     live: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = live
-    if settings.engine == "faust":  # (the suite's time: the swap is the engines' own, streams/swap.py)
-        pytest.skip("the swap is shared by the engines: judged under a steady stream on the kafka engine, "
-                    "killed mid-build on the faust engine")
-    worker.wait_ready()  # on the version before: the new one comes as a swap
+    worker.wait_ready()  # on the version before: the new one comes as a swap (a Faust worker takes seconds to start)
     before = steady_load(settings, 4_000, seed=1, per_second=None)
     before.join()  # enough history to train on
     during = steady_load(settings, 8_000, seed=2)
@@ -151,8 +148,8 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
     live: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = live
-    if settings.engine == "faust":  # (the suite's time: a rollback is a swap, shared by the engines)
-        pytest.skip("a rollback is the engines' shared swap (streams/swap.py): judged on the kafka engine")
+    if settings.engine == "faust":  # (the suite's time: a rollback is a swap, which the test above runs on both)
+        pytest.skip("a rollback is the engines' shared swap (streams/engine.py): judged on the kafka engine")
     worker.wait_ready()  # the rollback is a swap it logs
     steady_load(settings, 2_000, seed=3).join()
     warm = WarmJob(settings, PARAMS, master="local[2]")  # the controller's way: one session kept
@@ -202,9 +199,7 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
     live: tuple[Settings, WorkerProcess],
 ) -> None:
     settings, worker = live
-    if settings.engine == "kafka":  # (the suite's time: the swap is shared; the kafka engine's is judged above)
-        pytest.skip("the swap is shared by the engines: killed mid-build on the faust engine")
-    worker.wait_ready()  # it starts on the current version, then swaps (a Faust worker takes seconds to start)
+    worker.wait_ready()  # it starts on the current version, then swaps
     steady_load(settings, 20_000, seed=6, per_second=None).join()
     bare, start = save_bare(settings)  # the shadow replays the whole topic, for seconds
     during = steady_load(settings, 3_000, seed=7)

@@ -45,6 +45,11 @@ class Worker(Engine):
         self.stopping = False
         self.consumer = self._join()
         self.fenced = False  # the consumer hit a fatal error: a new one takes its place
+        # Committed offsets and watermarks are asked of a consumer of the group that never joins it:
+        # a blocking call on the group's own consumer inside its rebalance callback ends the call
+        # state that callback runs in, and the client's next callback in that poll (a dead broker's
+        # error) aborted the worker in confluent-kafka (CallState_get: cs != NULL; tests/test_cluster.py).
+        self.queries = clients.consumer(settings, group=settings.app_id)
 
     def _join(self) -> Consumer:
         """The worker's consumer: a static member of the group (``VELOX_WORKER_ID``), subscribed."""
@@ -121,6 +126,7 @@ class Worker(Engine):
             gc_pauses.close()
             self.mover.close()
             self.consumer.close()
+            self.queries.close()
             self.swap.follower.close()
             self.corrections.close()
             self.producer.flush(10)
@@ -186,11 +192,11 @@ class Worker(Engine):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
         recovered = 0
-        # The group's consumer asks the watermarks (as ``position`` does for a rebuild): on a secured
-        # cluster a new client per partition cost its TLS and SASL handshakes, seconds in all.
+        # One client asks the watermarks for every partition (``queries``): on a secured cluster a
+        # new client per partition cost its TLS and SASL handshakes, seconds in all.
         for tp in partitions:
             store = PartitionStore(table_path(self.settings.data, tp.partition))
-            recovered += recover(self.settings, consumer, self.changelog.topic, tp.partition, store)
+            recovered += recover(self.settings, self.queries, self.changelog.topic, tp.partition, store)
             self.opened(tp.partition, store)
         self.announce()
         log.info(
@@ -200,7 +206,7 @@ class Worker(Engine):
 
     @property
     def reader(self) -> Consumer:
-        return self.consumer
+        return self.queries
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
