@@ -13,12 +13,9 @@
 The kafka engine's periodic checkpoint does not stop the stream for the acknowledgements: it
 takes step 1 and a mark of what was sent (``begin``), goes on applying events, and takes steps 2
 and 3 once everything before the mark is acknowledged (``Changelog.acknowledged``), committing
-the offsets it had when it began. A flush every second stalled every event that arrived meanwhile
-(bench/stream.py's latency run measures it). A revoke, a stop and a move transaction take the
-three steps at once. The commit itself is waited for: an asynchronous one reports to an
-``on_commit`` callback, which confluent-kafka runs only inside the consumer's own call state, and
-the rebalance callbacks' metadata requests on the same consumer (``velox.kafka.positions``) end
-that state before the consume serving them does: the worker aborted in the C client.
+the offsets it had when it began, asynchronously. A flush, then a commit the consumer waited for,
+every second, stalled every event that arrived meanwhile (bench/stream.py's latency run measures
+it). A revoke, a stop and a move transaction take the three steps at once.
 
 Every record carries its user's source offset, so events replayed after ``kill -9`` (those past
 the last commit) change nothing: exactly once without a transaction on the local DB; the item
@@ -77,11 +74,14 @@ def remember(changelog: Changelog, stores: dict[int, PartitionStore]) -> None:
             stores[partition].remember_changelog_offset(offset)
 
 
-def commit_offsets(consumer: Consumer, mover: Mover, offsets: list[TopicPartition]) -> Outcome:
-    """Step 3 of the kafka engine: the source offsets, with the moved events if there are any."""
+def commit_offsets(consumer: Consumer, mover: Mover, offsets: list[TopicPartition],
+                   asynchronous: bool = False) -> Outcome:
+    """Step 3 of the kafka engine: the source offsets, with the moved events if there are any.
+
+    An asynchronous commit's failure comes to the consumer's ``on_commit`` callback instead."""
     if mover.opened is None:
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             if retry.fenced(exc.args[0]):
                 return Outcome.FENCED

@@ -18,7 +18,13 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from velox import processes
 from velox.control import owners
@@ -45,10 +51,11 @@ class Worker(Engine):
         self.stopping = False
         self.consumer = self._join()
         self.fenced = False  # the consumer hit a fatal error: a new one takes its place
-        # Committed offsets and watermarks are asked of a consumer of the group that never joins it:
-        # a blocking call on the group's own consumer inside its rebalance callback ends the call
-        # state that callback runs in, and the client's next callback in that poll (a dead broker's
-        # error) aborted the worker in confluent-kafka (CallState_get: cs != NULL; tests/test_cluster.py).
+        # Committed offsets and watermarks are asked of a consumer of the group that never joins it.
+        # Asked of the group's own consumer inside on_assign, a watermark that met a dead broker's
+        # partition asked for metadata (``positions.watermarks``), and confluent-kafka's list_topics
+        # ends that consumer's call state: the next callback of the consume serving on_assign (a
+        # log line, a commit's result) aborted the worker (CallState_get: cs != NULL; tests/test_cluster.py).
         self.queries = clients.consumer(settings, group=settings.app_id)
 
     def _join(self) -> Consumer:
@@ -59,7 +66,8 @@ class Worker(Engine):
         consumer = clients.consumer(
             self.settings, group=self.settings.app_id,
             **{"group.instance.id": self.settings.worker_id, "session.timeout.ms": 10_000,
-               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384},
+               "fetch.wait.max.ms": 10, "fetch.min.bytes": 100_000, "queued.max.messages.kbytes": 16384,
+               "on_commit": self._on_commit},
         )
         consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
@@ -170,7 +178,8 @@ class Worker(Engine):
             self._commit()
             return
         checkpoint.remember(self.changelog, self.stores)
-        self._committed(begun.offsets, checkpoint.commit_offsets(self.consumer, self.mover, begun.offsets))
+        self._committed(begun.offsets, checkpoint.commit_offsets(self.consumer, self.mover, begun.offsets,
+                                                                  asynchronous=True))
 
     def _pending(self) -> list[TopicPartition]:
         """The owned partitions' positions not committed yet."""
@@ -188,6 +197,19 @@ class Worker(Engine):
             self._rewind()
         elif outcome is checkpoint.Outcome.COMMITTED:
             self.committed.update((tp.partition, tp.offset) for tp in offsets)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """A commit's result (an asynchronous one's only word): offsets not taken are committed
+        again at the next checkpoint; until then, events past them are replayed as no-ops after a crash."""
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed:
+            return
+        for tp in failed:
+            if self.committed.get(tp.partition) == tp.offset:
+                del self.committed[tp.partition]
+        self.fenced = self.fenced or (error is not None and retry.fenced(error))
+        log.warning("commit of partitions %s not taken (%s); tried again at the next checkpoint",
+                    sorted(tp.partition for tp in failed), error or failed[0].error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
