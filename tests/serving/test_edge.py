@@ -40,8 +40,8 @@ def test_a_plain_predict_is_answered_in_front_of_the_routes_as_the_route_answers
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": method, "path": path, "query_string": query.encode(), "app": client.app}
-        asyncio.run(FastPredict(routes)(scope, receive, send))
+        scope = {"type": "http", "method": method, "path": path, "query_string": query.encode()}
+        asyncio.run(FastPredict(routes, client.app.state.edge)(scope, receive, send))
         return sent[0]["status"], json.loads(sent[1]["body"] or b"null")
 
     for user in (7, 123456):  # a record read here; none (the version's own answer)

@@ -86,8 +86,8 @@ class Checker:
 
     def __init__(self, settings: Settings) -> None:
         ensure_topic(settings)
-        topic_admin.create_topics(settings, {dead_letters(settings): 1})
-        self.settings = settings
+        self.dead_letters = dead_letters(settings)
+        topic_admin.create_topics(settings, {self.dead_letters: 1})
         self.consumer = clients.consumer(settings, group=f"{settings.app_id}-items-check")
         self.consumer.subscribe([topic(settings)])
         self.producer = clients.producer(settings)
@@ -104,9 +104,9 @@ class Checker:
                     item_attributes.decode(message.value())
                 except InvalidAttributes as exc:
                     letter = DeadLetter(str(exc), exc.field, message.topic(), message.partition(), message.offset())
-                    clients.send(self.producer, dead_letters(self.settings), key=message.key(), value=message.value(),
+                    clients.send(self.producer, self.dead_letters, key=message.key(), value=message.value(),
                                  headers=letter.headers(), on_delivery=on_delivery)
-                    log.warning("item %r's attributes sent to %s: %s", message.key(), dead_letters(self.settings), exc)
+                    log.warning("item %r's attributes sent to %s: %s", message.key(), self.dead_letters, exc)
                     sent += 1
         if messages:
             self.consumer.commit(asynchronous=False)

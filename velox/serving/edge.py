@@ -35,6 +35,7 @@ from velox.model.top_k import top_k
 from velox.model.version import ModelVersion
 from velox.schemas import ids, partitioning, user_state
 from velox.schemas.feedback import Feedback
+from velox.schemas.ownership import Ownership
 from velox.schemas.top_k_request import TopKRequest
 from velox.serving import top_k_index
 from velox.serving.batching import TopKBatcher
@@ -214,6 +215,13 @@ async def local_weights(edge: Edge, partition: int, user: int | str) -> Weights:
     return Weights(version, state.w, True, state.seen, (state.version, generation, user, state.offset))
 
 
+def placed(edge: Edge, user: int | str) -> tuple[int, Ownership | None, bool]:
+    """The user's home partition, its owner now, and whether that owner is this edge's worker."""
+    partition = partitioning.home(ids.key(user), edge.settings.partitions)
+    owner = edge.owners.of(partition)
+    return partition, owner, owner is not None and owner.worker == edge.settings.worker_id
+
+
 async def answered_here(edge: Edge, partition: int, user: int | str, body: Answer) -> dict[str, Any]:
     """The answer of the user's owner, this edge: from their weights read here."""
     return {"default": False, **await body(await local_weights(edge, partition, user)),
@@ -233,9 +241,8 @@ async def answer(edge: Edge, request: Request, route: str, path: str, user: int 
     """The answer of the edge beside the user's owner: computed here, forwarded (to ``path`` there), or
     ``fallback()`` (default: the active version's batch answer) when none can come within ``slo_ms``."""
     slo_ms = slo_ms or edge.settings.slo_ms
-    partition = partitioning.home(ids.key(user), edge.settings.partitions)
-    owner = edge.owners.of(partition)
-    if owner is not None and owner.worker == edge.settings.worker_id:
+    partition, owner, here = placed(edge, user)
+    if here:
         return JSON(await answered_here(edge, partition, user, body))
     if owner is None:
         cause, reason = "no_owner", f"partition {partition} has no owner yet (recovering or rebalancing)"

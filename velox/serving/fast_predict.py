@@ -17,8 +17,8 @@ import time
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from velox.schemas import ids, partitioning
-from velox.serving.edge import LATENCY, Edge, answered_here, plain_query
+from velox.schemas import ids
+from velox.serving.edge import LATENCY, Edge, answered_here, placed, plain_query
 from velox.serving.model_routes import prediction
 
 HEADERS = [(b"content-type", b"application/json")]
@@ -27,22 +27,20 @@ HEADERS = [(b"content-type", b"application/json")]
 class FastPredict:
     """ASGI middleware in front of the routes (``server.create_app``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, edge: Edge) -> None:
+        self.app, self.edge = app, edge
         self.latency = LATENCY.labels(route="predict")  # the route's own histogram: one count per request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            edge: Edge = scope["app"].state.edge
-            if scope["path"] == edge.predict_path:
-                started = time.perf_counter()
-                body = await answered(edge, scope["query_string"])
-                if body is not None:
-                    await send({"type": "http.response.start", "status": 200,
-                                "headers": [(b"content-length", str(len(body)).encode()), *HEADERS]})
-                    await send({"type": "http.response.body", "body": body})
-                    self.latency.observe(time.perf_counter() - started)
-                    return
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.edge.predict_path:
+            started = time.perf_counter()
+            body = await answered(self.edge, scope["query_string"])
+            if body is not None:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-length", str(len(body)).encode()), *HEADERS]})
+                await send({"type": "http.response.body", "body": body})
+                self.latency.observe(time.perf_counter() - started)
+                return
         await self.app(scope, receive, send)
 
 
@@ -54,8 +52,7 @@ async def answered(edge: Edge, query_string: bytes) -> bytes | None:
     user, item = ids.given(params["user"]), ids.given(params["item"])
     if ids.problem(user) is not None or ids.problem(item) is not None:
         return None
-    partition = partitioning.home(ids.key(user), edge.settings.partitions)
-    owner = edge.owners.of(partition)
-    if owner is None or owner.worker != edge.settings.worker_id:
+    partition, _, here = placed(edge, user)
+    if not here:
         return None
     return msgspec.json.encode(await answered_here(edge, partition, user, prediction(edge, user, item)))

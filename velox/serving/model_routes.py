@@ -71,9 +71,12 @@ async def predict(request: Request) -> Response:
 def prediction(edge: Edge, user: int | str, item: int | str) -> Answer:
     """Predict's answer from the user's weights (``velox.serving.fast_predict`` gives it too)."""
 
+    code = ids.code(item)
+
     async def body(weights: Weights) -> dict[str, Any]:
-        version, features = weights.version, edge.models.features_of(weights.version.id, ids.code(item))
-        return {"user": user, "item": item, "score": weights.version.score(weights.w, ids.code(item)), "version": version.id,
+        version = weights.version
+        features = edge.models.features_of(version.id, code)
+        return {"user": user, "item": item, "score": version.score(weights.w, code), "version": version.id,
                 "known_user": weights.known, "known_item": features == "trained", "features": features}
 
     return body

@@ -41,7 +41,7 @@ def create_app(edge: Edge) -> Starlette:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi_json, include_in_schema=False),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(FastPredict)], exception_handlers={HTTPException: http_error},
+    app = Starlette(routes=routes, middleware=[Middleware(FastPredict, edge=edge)], exception_handlers={HTTPException: http_error},
                     lifespan=lifespan)
     app.state.edge = edge
     return app
