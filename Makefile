@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 jars: install
 	$(VELOX) jars
 
-test: jars
-	$(PY) -m pytest
+test: jars  # one pytest process per core (pytest-xdist); a module's tests and fixtures stay in one
+	$(PY) -m pytest -n auto --dist loadfile
 
 up: jars  # DATA=path/to/u.data loads that MovieLens file instead of pyspark's sample; ENGINE=faust
 	$(VELOX) up $(if $(DATA),--ratings $(DATA)) $(if $(ENGINE),--engine $(ENGINE))

@@ -1,4 +1,4 @@
-"""One Kafka broker per test session, and uniquely named topics per test.
+"""One Kafka broker per test session (`make test`: one per core), and uniquely named topics per test.
 
 With ``VELOX_BOOTSTRAP`` set, the tests use that broker; otherwise they start a local one on a
 free port with its data under pytest's temporary directory, and stop it at the end.
