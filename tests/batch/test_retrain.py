@@ -32,7 +32,7 @@ from velox.kafka import positions
 from velox.model.learner import Learner, make_rule
 from velox.model.store import ModelStore
 from velox.model.version import ModelVersion
-from velox.schemas import observation
+from velox.schemas import ids, observation, partitioning
 from velox.schemas.model_version import VersionInfo
 from velox.schemas.observation import Observation
 from velox.schemas.user_state import UserState
@@ -91,15 +91,24 @@ def running(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture
 def live(running: tuple[Settings, WorkerProcess]) -> tuple[Settings, WorkerProcess]:
     """The module's worker, started again if a test before stopped it to read its states."""
-    settings, worker = running
+    _, worker = running
     if worker.process is None:
         worker.start()
     return running
 
 
-def produced(settings: Settings) -> int:
-    """The events in the topic: every test's so far (none is invalid or outside its home partition)."""
-    return sum(positions.end_offsets(settings, settings.topic("observations")).values())
+def produced(settings: Settings) -> dict[int, int]:
+    """The events in the topic by partition: every test's so far (none is invalid or outside its home partition)."""
+    return positions.end_offsets(settings, settings.topic("observations"))
+
+
+def counted(settings: Settings, states: dict[int, UserState]) -> dict[int, int]:
+    """The events the states count, by their users' home partition: equal to ``produced`` when each
+    was applied once (where not, the partitions that differ say where to look)."""
+    by_partition = dict.fromkeys(range(settings.partitions), 0)
+    for user, state in states.items():
+        by_partition[partitioning.home(ids.key(user), settings.partitions)] += state.count
+    return by_partition
 
 
 def steady_load(settings: Settings, events: int, seed: int, per_second: float | None = 800.0) -> threading.Thread:
@@ -139,8 +148,8 @@ def test_retrain_during_a_steady_stream_swaps_without_losing_or_doubling_an_obse
 
     assert versions.active(settings).version.id == info.id
     states = worker_states(settings)
-    assert sum(state.count for state in states.values()) == produced(settings)
-    assert 0 < info.training_rows < produced(settings) and info.holdout_rows > 0 and info.validation_rmse is not None
+    assert counted(settings, states) == produced(settings)
+    assert 0 < info.training_rows < sum(produced(settings).values()) and info.holdout_rows > 0 and info.validation_rmse is not None
     assert_matches(states, reference_on(settings, ModelStore(settings.model_store).load(info.id), info.training_end))
 
 
@@ -175,7 +184,7 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
 
     states = worker_states(settings)
     assert {state.version for state in states.values()} == {older.id}
-    assert sum(state.count for state in states.values()) == produced(settings)
+    assert counted(settings, states) == produced(settings)
     assert_matches(states, reference_on(settings, ModelStore(settings.model_store).load(older.id), older.training_end))
     assert "rollback" in Path(worker.log).read_text()
 
@@ -214,7 +223,7 @@ def test_a_worker_killed_while_it_builds_a_version_beside_the_live_states_builds
 
     states = worker_states(settings)
     assert {state.version for state in states.values()} == {bare.id}
-    assert sum(state.count for state in states.values()) == produced(settings)  # every event of the module, once
+    assert counted(settings, states) == produced(settings)  # every event of the module, once
     assert_matches(states, reference_on(settings, bare, start))
     assert_item_totals_are_the_formula(settings, bare, start)  # the shadow's count, sent again after the kill
 
