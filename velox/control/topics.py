@@ -32,7 +32,7 @@ def ensure(settings: Settings) -> None:
         settings.topic("observations-dlq"): settings.partitions,
         settings.topic("model-metrics"): 1,
     })
-    partitions = topic_admin.partition_count(settings, observations)
+    partitions = topic_admin.partition_count(settings, observations, appear_within=30)
     if partitions != settings.partitions:
         raise ConfigError(f"topic {observations} has {partitions} partitions but VELOX_PARTITIONS is "
                           f"{settings.partitions}: set VELOX_PARTITIONS={partitions} for every worker and edge")

@@ -18,9 +18,17 @@ from velox.kafka.retry import moving
 from velox.settings import Settings
 
 
-def partition_count(settings: Settings, topic: str) -> int:
+def partition_count(settings: Settings, topic: str, appear_within: float = 0.0) -> int:
+    """The topic's partitions, 0 if it does not exist. ``appear_within``: seconds to wait for a topic
+    just created, which the broker that answers may not know yet (another broker's controller
+    created it: on a cluster, its metadata reaches each broker moments later)."""
     admin = admin_client(settings)
-    return len(metadata(settings, admin, topic).topics[topic].partitions)
+    deadline = time.monotonic() + appear_within
+    while True:
+        count = len(metadata(settings, admin, topic).topics[topic].partitions)
+        if count or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.05)
 
 
 

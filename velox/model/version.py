@@ -212,8 +212,10 @@ class ModelVersion:
 
     def trained_interactions(self, user: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The user's training interactions (items, signed summed confidences), if the version keeps them."""
+        if self.interactions is None:
+            return None
         row = self.users.row(user)
-        if self.interactions is None or row < 0:
+        if row < 0:
             return None
         offsets, items, weights = self.interactions
         return items[offsets[row]:offsets[row + 1]], weights[offsets[row]:offsets[row + 1]]
