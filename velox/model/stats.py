@@ -90,15 +90,17 @@ class Stats(NamedTuple):
 
 
 def _again(before: np.ndarray, added: Sequence[int]) -> bool:
-    """Whether ``added`` repeats an item of its own or of ``before`` (distinct): the usual case,
-    one new item, is one comparison over ``before``, not a set of all of them.
+    """Whether ``added`` repeats an item of its own or of ``before`` (distinct).
 
     >>> _again(np.array([3, 5]), [7]), _again(np.array([3, 5]), [5]), _again(np.array([3]), [7, 7])
     (False, True, True)
     """
-    if len(added) == 1:
-        return bool(len(before)) and bool((before == added[0]).any())
-    return len(set(added)) < len(added) or bool(np.isin(before, added).any())
+    distinct = set(added)
+    if len(distinct) < len(added):
+        return True
+    if len(before) > 64:  # a long history: one vectorized scan
+        return bool(np.isin(before, added).any())
+    return not distinct.isdisjoint(before.tolist())  # a short one: a list and a set, no array made
 
 
 def padded_groups(length: np.ndarray, capacity: int) -> Iterator[tuple[int, np.ndarray]]:
