@@ -328,6 +328,8 @@ def freshness_rows(freshness: dict[str, Any]) -> list[tuple[str, ...]]:
             late = ", ".join(f"{stage} {w['seconds']:.2f} s in {w['steps']} steps, {w['over_20_ms']} over 20 ms "
                              f"(longest ≤ {w['longest_ms']:.0f} ms)" for stage, w in r["where"].items()
                              if stage != "fetch" and w["over_20_ms"])
+            if cpu := r.get("cpu"):  # (runs before it was measured have none)
+                late += f"; the worker ran {cpu['running_s']:.2f} s and waited for a core {cpu['waiting_s']:.2f} s"
             found.append((f"produce → state visible at {freshness['latency_rate']:,.0f} events/s, {engine} engine, "
                           f"run {number} of {len(freshness['runs'])} (a new broker; load average {run['load_average']})",
                           f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; the loop meanwhile: {late or 'no step over 20 ms'}",

@@ -158,7 +158,7 @@ def one_size(base: Settings, args: argparse.Namespace, users: int, events: int, 
         progress(f"{users:,} users: the worker applies them")
         figures["worker"] = {name: round(value, 2) for name, value in applying(worker, port, events, log).items()}
         progress(f"  {figures['worker']}")
-        figures["latency"] = latency(settings, topic, port, args.latency_rate, args.latency_seconds, users, args.items)
+        figures["latency"] = latency(settings, topic, worker, port, args.latency_rate, args.latency_seconds, users, args.items)
         progress(f"  produce to visible at {args.latency_rate:,.0f} events/s: {figures['latency']}")
         swapped = swap(settings.replace(worker_metrics_port=port), port, log, SWAP_RATE, figures["worker"]["rate"],
                        second.id)

@@ -13,7 +13,8 @@ events views, clicks and purchases instead of ratings):
 4. Latency (first rule only): produce at ``--latency-rate`` for ``--latency-seconds``; the
    worker's histogram of Kafka timestamp to table write gives p50 and p99, and its loop's steps
    meanwhile (``velox_worker_stage_seconds``: fetch wait, apply, commit, swap, GC pauses) where a
-   late event's time went: the steps over 20 ms of each, and the longest.
+   late event's time went: the steps over 20 ms of each, and the longest; and the worker's seconds
+   on a core against its seconds ready to run but waiting for one (Linux's schedstat).
 5. Recovery: a second worker on an empty data directory rebuilds the tables from the changelog.
 6. sgd only: Quix Streams doing the same per-event update on the same topic (bench/quix_worker.py,
    in a virtualenv of its own under the cache), exactly-once and at-least-once.
@@ -231,7 +232,7 @@ def run_worker(settings: Settings, topic: str, events: int, latency_rate: float,
         result = applying(worker, port, events, settings.data / "worker.log")
         progress(f"  worker: {result['rate']:,.0f} events/s; latency at {latency_rate:,.0f} events/s for {latency_seconds:.0f} s")
         if latency_seconds > 0:
-            result |= latency(settings, topic, port, latency_rate, latency_seconds, users, items)
+            result |= latency(settings, topic, worker, port, latency_rate, latency_seconds, users, items)
         return result
 
 
@@ -275,17 +276,32 @@ def rounded(figures: dict[str, Any]) -> dict[str, Any]:
     return {name: round(value, 2) if isinstance(value, float) else value for name, value in figures.items()}
 
 
-def latency(settings: Settings, topic: str, port: int, rate: float, seconds: float, users: int,
-            items: int) -> dict[str, Any]:
+def latency(settings: Settings, topic: str, worker: subprocess.Popen, port: int, rate: float, seconds: float,
+            users: int, items: int) -> dict[str, Any]:
     """Produce-to-visible p50 and p99 (ms) of events produced at ``rate`` for ``seconds`` to a worker
-    that has applied everything before them; and where the worker's time went meanwhile (``where``)."""
-    before_count, before, stages_before = applied(port), visible_buckets(port), stages(port)
+    that has applied everything before them; where the worker's time went meanwhile (``where``); and
+    its seconds on a core against its seconds ready to run but waiting for one (``cpu``: a step that
+    a wait for a core lengthened looks long in ``where`` too)."""
+    before_count, before, stages_before, cpu_before = applied(port), visible_buckets(port), stages(port), cpu(worker.pid)
     produce(settings, topic, int(rate * seconds), users, items, rate=rate)
     while applied(port) < before_count + int(rate * seconds):
         time.sleep(0.05)
-    after, stages_after = visible_buckets(port), stages(port)
+    after, stages_after, cpu_after = visible_buckets(port), stages(port), cpu(worker.pid)
     return {"p50_ms": 1000 * quantile(before, after, 0.5), "p99_ms": 1000 * quantile(before, after, 0.99),
-            "where": where(stages_before, stages_after)}
+            "where": where(stages_before, stages_after),
+            "cpu": {"running_s": round(cpu_after[0] - cpu_before[0], 2), "waiting_s": round(cpu_after[1] - cpu_before[1], 2)}}
+
+
+def cpu(pid: int) -> tuple[float, float]:
+    """Seconds the process's threads have run on a core, and waited ready for one (Linux's schedstat)."""
+    running = waiting = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            on, queued, _ = (task / "schedstat").read_text().split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        running, waiting = running + int(on), waiting + int(queued)
+    return running / 1e9, waiting / 1e9
 
 
 def stages(port: int) -> dict[str, dict[str, float]]:
@@ -486,7 +502,8 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
                 produce(settings, topic, args.events, args.users, args.items)
                 worker = rounded(run_worker(settings, topic, args.events, args.latency_rate, args.latency_seconds,
                                             args.users, args.items))
-                figures[engine] = {"p50_ms": worker["p50_ms"], "p99_ms": worker["p99_ms"], "where": worker["where"]}
+                figures[engine] = {"p50_ms": worker["p50_ms"], "p99_ms": worker["p99_ms"], "where": worker["where"],
+                                   "cpu": worker["cpu"]}
                 progress(f"  p50 {worker['p50_ms']:.1f} ms, p99 {worker['p99_ms']:.1f} ms")
         if "kafka" in figures:
             checks.append({"what": f"produce-to-visible p99 at {args.latency_rate:,.0f} events/s, kafka engine, "
@@ -507,7 +524,9 @@ def print_freshness(result: dict[str, Any]) -> None:
             print(f"run {number} (load {run['load_average']}), {engine} engine: p50 {figures['p50_ms']:.1f} ms, "
                   f"p99 {figures['p99_ms']:.1f} ms; the loop: " + "; ".join(
                       f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, "
-                      f"longest ≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items()))
+                      f"longest ≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items())
+                  + f"; the worker ran {figures['cpu']['running_s']:.2f} s and waited for a core "
+                    f"{figures['cpu']['waiting_s']:.2f} s")
     print_checks(result["checks"])
 
 
@@ -596,7 +615,9 @@ def main() -> None:
                   f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
             print(f"{rule}: meanwhile, the worker's loop: " + "; ".join(
                 f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, longest "
-                f"≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items()))
+                f"≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items())
+                + f"; the worker ran {figures['cpu']['running_s']:.2f} s and waited for a core "
+                  f"{figures['cpu']['waiting_s']:.2f} s")
         if (named := figures.get("uuid_ids")) is not None:
             print(f"{rule}: worker with UUID ids {named['worker_events_per_s']:>7,} events/s, "
                   f"{named['ratio_to_integer_ids']:.2f} of integer ids; record bytes per event: table "
