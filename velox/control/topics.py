@@ -27,12 +27,11 @@ def ensure(settings: Settings) -> None:
     a known user as for a stranger, and a worker's changelog no longer mirrors its partitions.
     """
     observations = settings.topic("observations")
-    topic_admin.create_topics(settings, {
+    partitions = topic_admin.create_topics(settings, {
         observations: settings.partitions,
         settings.topic("observations-dlq"): settings.partitions,
         settings.topic("model-metrics"): 1,
-    })
-    partitions = topic_admin.partition_count(settings, observations, appear_within=30)
+    })[observations]
     if partitions != settings.partitions:
         raise ConfigError(f"topic {observations} has {partitions} partitions but VELOX_PARTITIONS is "
                           f"{settings.partitions}: set VELOX_PARTITIONS={partitions} for every worker and edge")

@@ -18,17 +18,9 @@ from velox.kafka.retry import moving
 from velox.settings import Settings
 
 
-def partition_count(settings: Settings, topic: str, appear_within: float = 0.0) -> int:
-    """The topic's partitions, 0 if it does not exist. ``appear_within``: seconds to wait for a topic
-    just created, which the broker that answers may not know yet (another broker's controller
-    created it: on a cluster, its metadata reaches each broker moments later)."""
+def partition_count(settings: Settings, topic: str) -> int:
     admin = admin_client(settings)
-    deadline = time.monotonic() + appear_within
-    while True:
-        count = len(metadata(settings, admin, topic).topics[topic].partitions)
-        if count or time.monotonic() >= deadline:
-            return count
-        time.sleep(0.05)
+    return len(metadata(settings, admin, topic).topics[topic].partitions)
 
 
 
@@ -39,10 +31,13 @@ def min_insync(replicas: int) -> int:
 
 
 
-def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping[str, str] | None = None) -> None:
+def create_topics(settings: Settings, topics: Mapping[str, int],
+                  config: Mapping[str, str] | None = None) -> dict[str, int]:
     """Create each topic with its partition count and replicas; a topic that exists already is left
-    as it is (its partition count too: the caller checks it if it matters), with one warning if it
-    has fewer replicas than configured."""
+    as it is, with one warning if it has fewer replicas than configured. Returns each topic's
+    partition count as the broker's metadata gives it once every topic is there (the caller checks
+    an existing topic's if it matters: asked again, a broker other than the one that answered here
+    may not know a topic just created yet)."""
     admin = admin_client(settings)
     brokers = len(metadata(settings, admin).brokers)
     replicas = min(settings.replication, brokers)
@@ -75,7 +70,7 @@ def create_topics(settings: Settings, topics: Mapping[str, int], config: Mapping
         if all(name in found and found[name].error is None
                and (name in existed or len(found[name].partitions) == count) for name, count in topics.items()):
             _warn_underreplicated(settings, {name: found[name] for name in topics}, replicas)
-            return
+            return {name: len(found[name].partitions) for name in topics}
         time.sleep(0.05)
     raise KafkaException(f"topics {sorted(topics)} did not appear in the broker's metadata within 30 s")
 
