@@ -158,7 +158,7 @@ def test_rollback_to_an_older_version_restores_its_vectors_plus_the_replay_after
 ) -> None:
     settings, worker = live
     if settings.engine == "faust":  # (the suite's time: a rollback is a swap, which the test above runs on both)
-        pytest.skip("a rollback is the engines' shared swap (streams/engine.py): judged on the kafka engine")
+        pytest.skip("a rollback is the engines' shared swap (streams/swap.py): judged on the kafka engine")
     worker.wait_ready()  # the rollback is a swap it logs
     steady_load(settings, 2_000, seed=3).join()
     warm = WarmJob(settings, PARAMS, master="local[2]")  # the controller's way: one session kept
