@@ -304,6 +304,11 @@ def cpu(pid: int) -> tuple[float, float]:
     return running / 1e9, waiting / 1e9
 
 
+def cores(cpu: dict[str, float]) -> str:
+    """``latency``'s ``cpu`` in words."""
+    return f"the worker ran {cpu['running_s']:.2f} s and waited for a core {cpu['waiting_s']:.2f} s"
+
+
 def stages(port: int) -> dict[str, dict[str, float]]:
     """The worker's loop steps and garbage-collector pauses so far, by stage: count, seconds, and
     the cumulative count at each bucket bound (``velox_worker_stage_seconds``)."""
@@ -430,14 +435,9 @@ def uuid_ids(settings: Settings, args: argparse.Namespace, integer_rate: float) 
     """The same worker and load with every user and item a 36-character UUID: its rate against the
     integer ids' in this run, and its record bytes per event (the key is the UUID; a seen item is
     its 8-byte code either way)."""
-    named = settings.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", data=settings.data / "uuid-ids")
-    named = named.replace(initial_version=uuid_version(named, named.data))
-    topics.ensure(named)
-    topic = named.topic("observations")
-    progress(f"{named.rule}: producing {args.events:,} events with UUID ids")
-    produce(named, topic, args.events, args.users, args.items, named=uuid_id)
-    progress(f"{named.rule}: velox worker, UUID ids")
-    worker = run_worker(named, topic, args.events, args.latency_rate, 0, args.users, args.items)
+    progress(f"{settings.rule}: velox worker on {args.events:,} events with UUID ids")
+    worker = applied_load(settings.replace(namespace=f"bench{uuid.uuid4().hex[:6]}-", data=settings.data / "uuid-ids"),
+                          args, uuid_id)
     rate = worker.pop("rate")
     return {"worker_events_per_s": round(rate), "ratio_to_integer_ids": round(rate / integer_rate, 3),
             **rounded(worker)}
@@ -449,15 +449,21 @@ def rule_settings(base: Settings, args: argparse.Namespace, rule: str, data: Pat
                         items=args.items, rule=rule, data=data, feedback="implicit" if rule == "implicit" else "explicit")
 
 
-def worker_rate(base: Settings, args: argparse.Namespace, rule: str, named: Callable[[int], int | str] = int) -> float:
-    """One more measurement of the worker's rate over the run's load, on a system of its own."""
-    settings = rule_settings(base, args, rule, base.data / f"{rule}-round-{uuid.uuid4().hex[:6]}")
+def applied_load(settings: Settings, args: argparse.Namespace, named: Callable[[int], int | str] = int) -> dict[str, float]:
+    """The run's load (each id as ``named`` gives it; UUIDs: the items named so in the initial
+    version too) produced to a new system, then ``applying``'s figures of a worker on it."""
     if named is not int:
         settings = settings.replace(initial_version=uuid_version(settings, settings.data))
     topics.ensure(settings)
     produce(settings, settings.topic("observations"), args.events, args.users, args.items, named=named)
     with worker_process(settings) as (worker, port):
-        return applying(worker, port, args.events, settings.data / "worker.log")["rate"]
+        return applying(worker, port, args.events, settings.data / "worker.log")
+
+
+def worker_rate(base: Settings, args: argparse.Namespace, rule: str, named: Callable[[int], int | str] = int) -> float:
+    """One more measurement of the worker's rate over the run's load, on a system of its own."""
+    return applied_load(rule_settings(base, args, rule, base.data / f"{rule}-round-{uuid.uuid4().hex[:6]}"),
+                        args, named)["rate"]
 
 
 def more_rounds(base: Settings, args: argparse.Namespace, rules: dict[str, dict[str, Any]]) -> None:
@@ -525,8 +531,7 @@ def print_freshness(result: dict[str, Any]) -> None:
                   f"p99 {figures['p99_ms']:.1f} ms; the loop: " + "; ".join(
                       f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, "
                       f"longest ≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items())
-                  + f"; the worker ran {figures['cpu']['running_s']:.2f} s and waited for a core "
-                    f"{figures['cpu']['waiting_s']:.2f} s")
+                  + f"; {cores(figures['cpu'])}")
     print_checks(result["checks"])
 
 
@@ -616,8 +621,7 @@ def main() -> None:
             print(f"{rule}: meanwhile, the worker's loop: " + "; ".join(
                 f"{stage} {w['seconds']:.2f} s in {w['steps']:,} steps, {w['over_20_ms']:,} over 20 ms, longest "
                 f"≤ {w['longest_ms']:.0f} ms" for stage, w in figures["where"].items())
-                + f"; the worker ran {figures['cpu']['running_s']:.2f} s and waited for a core "
-                  f"{figures['cpu']['waiting_s']:.2f} s")
+                + f"; {cores(figures['cpu'])}")
         if (named := figures.get("uuid_ids")) is not None:
             print(f"{rule}: worker with UUID ids {named['worker_events_per_s']:>7,} events/s, "
                   f"{named['ratio_to_integer_ids']:.2f} of integer ids; record bytes per event: table "
