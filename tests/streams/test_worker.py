@@ -244,6 +244,9 @@ def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog
     killed_run: tuple[Settings, dict], tmp_path: Path
 ) -> None:
     settings, reference = killed_run
+    # What there is to recover. (The fresh worker may add records: a partition whose version marker
+    # a kill -9 kept from the changelog is built again from the topic, by design: velox.streams.swap.)
+    records = len(read_all(settings, topics.changelog(settings)))
     fresh = WorkerProcess(settings.replace(data=tmp_path, worker_id="worker-2"))
     fresh.start()
     try:
@@ -256,7 +259,7 @@ def test_worker_on_an_empty_data_directory_recovers_the_state_from_the_changelog
     assert_same_states(worker_states(fresh.settings), reference)
     # Read by our librdkafka reader, on either engine (Faust's own recovery reads a record at a time).
     recovered = sum(int(n) for n in re.findall(r"(\d+) changelog records recovered in", fresh.log.read_text()))
-    assert recovered == len(read_all(settings, topics.changelog(settings))) > 0
+    assert recovered == records > 0
 
 
 def test_the_faust_engine_runs_the_faust_way_and_takes_agents_of_ones_own(settings: Settings, tmp_path: Path) -> None:
